@@ -1,0 +1,50 @@
+import type { Channel, FailureCategory, PaymentMethod } from '../domain.js';
+
+/** One reminder of a cadence. `afterMs` counts from the start of the recovery. */
+export interface CadenceStep {
+  afterMs: number;
+  channel: Channel;
+  template: string;
+  /** Payment methods the retry page offers for this step, in order of preference. */
+  offerMethods: PaymentMethod[];
+}
+
+export interface QuietHours {
+  /** Local wall-clock time `HH:MM` when quiet hours begin, e.g. `21:00`. */
+  start: string;
+  /** Local wall-clock time `HH:MM` when they end, e.g. `09:00` (may be before start: overnight). */
+  end: string;
+}
+
+export interface CadenceMatch {
+  /** Categories this cadence handles; `any` matches every category except fraud_suspected. */
+  failureCategories: Array<FailureCategory | 'any'>;
+  /** Smallest order amount (minor units) this cadence handles. */
+  minAmount: number;
+  /** ISO 4217 codes, or `any`. */
+  currencies: string[];
+}
+
+/** A validated cadence definition, as ops wrote it (durations in ms). */
+export interface Cadence {
+  name: string;
+  description?: string;
+  match: CadenceMatch;
+  quietHours: QuietHours | undefined;
+  /** Per customer per local day, across channels. Undefined: no cap. */
+  maxMessagesPerDay: number | undefined;
+  /** After this long from the start the recovery ends as `exhausted`. */
+  expireAfterMs: number;
+  /** When a channel fails permanently (bad number, hard bounce), later steps use the other channel. Default true. */
+  switchChannelOnFailure: boolean;
+  steps: CadenceStep[];
+}
+
+/** A stored, immutable version of a cadence. */
+export interface CadenceVersion {
+  name: string;
+  version: number;
+  cadence: Cadence;
+  active: boolean;
+  createdAt: Date;
+}

@@ -1,0 +1,23 @@
+/** Port: sends one SMS. Adapters: OutboxSmsSender (files), TwilioSmsSender. */
+export interface SmsMessage {
+  /** recoup's message id; adapters use it for file names, callbacks and logs. */
+  messageId: string;
+  /** E.164 number. */
+  to: string;
+  body: string;
+  /** Where the provider should report delivery status, if it supports that. */
+  statusCallbackUrl?: string;
+}
+
+export interface SendReceipt {
+  /** Provider's id for the message (Twilio SID, SMTP Message-ID, outbox file name). */
+  providerId: string;
+  acceptedAt: Date;
+}
+
+export interface SmsSender {
+  readonly transport: string;
+  /** Sends the message or throws a ProviderError saying what the failure means. */
+  send(message: SmsMessage): Promise<SendReceipt>;
+  close(): Promise<void>;
+}

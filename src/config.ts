@@ -1,0 +1,238 @@
+import path from 'node:path';
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+import { RecoupError } from './errors.js';
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: `expected a duration like 30s, 15m, 2h or 3d, got "${text}"` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+const emptyToUndefined = (value: unknown) => (value === '' ? undefined : value);
+const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
+
+const envSchema = z
+  .object({
+    /** HTTP port. Default 3000. */
+    PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+    /** Interface to bind. Default 127.0.0.1; containers set 0.0.0.0. */
+    HOST: z.string().default('127.0.0.1'),
+    /** Public base URL of this service: retry links and webhook URLs start with it. Default http://localhost:PORT. */
+    PUBLIC_URL: z.preprocess(emptyToUndefined, z.url().optional()),
+    /** Postgres connection string. Unset: an embedded Postgres (PGlite) under DATA_DIR. */
+    DATABASE_URL: optionalString,
+    /** Redis URL; a database index in the path (redis://host:6379/3) is honoured. */
+    REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
+    /** Key prefix of every BullMQ key. Wrap it in braces ({recoup}) on Redis Cluster. Default `recoup`. */
+    QUEUE_PREFIX: z
+      .string()
+      .regex(/^[^:]+$/, 'must not contain ":"')
+      .default('recoup'),
+    /** Comma-separated bootstrap API keys (scopes ingest + admin). Unset: one is generated and kept in DATA_DIR. */
+    RECOUP_API_KEYS: optionalString,
+    /** YAML file of cadences applied at start. */
+    CADENCES_FILE: optionalString,
+    /** Local state of the embedded defaults (PGlite data, generated API key, outbox). Default ./.data. */
+    DATA_DIR: z.string().default('.data'),
+    /** Where outbox transports write messages. Default DATA_DIR/outbox. */
+    OUTBOX_DIR: optionalString,
+    /** Handlebars templates folder. Default ./templates. */
+    TEMPLATES_DIR: z.string().default('templates'),
+    /** `outbox` or `twilio`. Default: twilio when its credentials are set, else outbox. */
+    SMS_TRANSPORT: z.preprocess(emptyToUndefined, z.enum(['outbox', 'twilio']).optional()),
+    /** `outbox` or `smtp`. Default: smtp when SMTP_URL is set, else outbox. */
+    EMAIL_TRANSPORT: z.preprocess(emptyToUndefined, z.enum(['outbox', 'smtp']).optional()),
+    TWILIO_ACCOUNT_SID: optionalString,
+    TWILIO_AUTH_TOKEN: optionalString,
+    TWILIO_MESSAGING_SERVICE_SID: optionalString,
+    TWILIO_FROM: optionalString,
+    /** Base URL of the Twilio API. For tests against a local fake; default Twilio's own. */
+    TWILIO_API_URL: optionalString,
+    /** SMTP connection, e.g. smtp://user:pass@mail.example.com:587. */
+    SMTP_URL: optionalString,
+    /** Sender of reminder emails. Default `recoup <noreply@localhost>`. */
+    EMAIL_FROM: z.string().default('recoup <noreply@localhost>'),
+    /** Shop name shown in messages and pages. Default `Our shop`. */
+    SHOP_NAME: z.string().default('Our shop'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** An order.created with no payment after this long starts an `abandoned` recovery. Default 30m. */
+    ABANDON_AFTER: duration('30m'),
+    /** Timezone used when the customer has none. Default UTC. */
+    DEFAULT_TIMEZONE: z.string().default('UTC'),
+    /** Locale used when the customer has none. Default en. */
+    DEFAULT_LOCALE: z.string().default('en'),
+    /** How long a retry link stays valid after its message is sent. Default 7d. */
+    RETRY_LINK_TTL: duration('7d'),
+    /** Messages released at the end of quiet hours are spread over this window. Default 20m. */
+    QUIET_HOURS_SPREAD: duration('20m'),
+    /** How often the reconciler restores lost wake-ups and starts abandoned recoveries. Default 5s. */
+    RECONCILE_INTERVAL: duration('5s'),
+    /** A wake-up overdue by more than this is considered lost and re-created. Default 30s. */
+    RECONCILE_GRACE: duration('30s'),
+    /** Concurrent step jobs per worker process. Default 16. */
+    WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),
+    /** Attempts for a message whose provider answered with a transient error. Default 5. */
+    SEND_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(5),
+    /** Provider call timeout. Default 10s. */
+    PROVIDER_TIMEOUT: duration('10s'),
+    /** Graceful shutdown deadline. Default 10s. */
+    SHUTDOWN_TIMEOUT: duration('10s'),
+    /** Largest accepted request body in bytes. Default 262144. */
+    BODY_LIMIT: z.coerce.number().int().min(1024).default(262_144),
+  })
+  .superRefine((env, ctx) => {
+    if (env.SMS_TRANSPORT === 'twilio') {
+      for (const key of ['TWILIO_ACCOUNT_SID', 'TWILIO_AUTH_TOKEN'] as const) {
+        if (!env[key]) ctx.addIssue({ code: 'custom', path: [key], message: 'required when SMS_TRANSPORT=twilio' });
+      }
+      if (!env.TWILIO_MESSAGING_SERVICE_SID && !env.TWILIO_FROM) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['TWILIO_FROM'],
+          message: 'set TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM when SMS_TRANSPORT=twilio',
+        });
+      }
+    }
+    if (env.EMAIL_TRANSPORT === 'smtp' && !env.SMTP_URL) {
+      ctx.addIssue({ code: 'custom', path: ['SMTP_URL'], message: 'required when EMAIL_TRANSPORT=smtp' });
+    }
+    if (!isValidTimezone(env.DEFAULT_TIMEZONE)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['DEFAULT_TIMEZONE'],
+        message: `unknown IANA timezone "${env.DEFAULT_TIMEZONE}"`,
+      });
+    }
+  });
+
+export type Env = z.output<typeof envSchema>;
+
+export interface Config {
+  port: number;
+  host: string;
+  publicUrl: string;
+  databaseUrl: string | undefined;
+  redisUrl: string;
+  queuePrefix: string;
+  /** Bootstrap keys from RECOUP_API_KEYS; undefined means "generate one under dataDir". */
+  apiKeys: string[] | undefined;
+  cadencesFile: string | undefined;
+  dataDir: string;
+  outboxDir: string;
+  templatesDir: string;
+  sms:
+    | { transport: 'outbox' }
+    | {
+        transport: 'twilio';
+        accountSid: string;
+        authToken: string;
+        messagingServiceSid: string | undefined;
+        from: string | undefined;
+        apiUrl: string | undefined;
+      };
+  email: { transport: 'outbox'; from: string } | { transport: 'smtp'; from: string; smtpUrl: string };
+  shopName: string;
+  logLevel: Env['LOG_LEVEL'];
+  abandonAfterMs: number;
+  defaultTimezone: string;
+  defaultLocale: string;
+  retryLinkTtlMs: number;
+  quietHoursSpreadMs: number;
+  reconcileIntervalMs: number;
+  reconcileGraceMs: number;
+  workerConcurrency: number;
+  sendMaxAttempts: number;
+  providerTimeoutMs: number;
+  shutdownTimeoutMs: number;
+  bodyLimit: number;
+}
+
+export function isValidTimezone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Reads and validates the environment. The only reader of process.env.
+ * Reports every problem at once; never echoes secret values.
+ */
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(source);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((issue) => ({
+      path: issue.path.join('.') || '(environment)',
+      message: issue.message,
+    }));
+    const lines = issues.map((i) => `  ${i.path}: ${i.message}`).join('\n');
+    throw new RecoupError('config', `Invalid configuration:\n${lines}`, { issues });
+  }
+  const env = parsed.data;
+  const smsTransport = env.SMS_TRANSPORT ?? (env.TWILIO_ACCOUNT_SID && env.TWILIO_AUTH_TOKEN ? 'twilio' : 'outbox');
+  const emailTransport = env.EMAIL_TRANSPORT ?? (env.SMTP_URL ? 'smtp' : 'outbox');
+  if (smsTransport === 'twilio' && !env.SMS_TRANSPORT && !env.TWILIO_MESSAGING_SERVICE_SID && !env.TWILIO_FROM) {
+    throw new RecoupError(
+      'config',
+      'Invalid configuration:\n  TWILIO_FROM: set TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM to send SMS through Twilio',
+      {
+        issues: [{ path: 'TWILIO_FROM', message: 'set TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM' }],
+      },
+    );
+  }
+  const apiKeys = env.RECOUP_API_KEYS?.split(',')
+    .map((key) => key.trim())
+    .filter((key) => key.length > 0);
+  return {
+    port: env.PORT,
+    host: env.HOST,
+    publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
+    databaseUrl: env.DATABASE_URL,
+    redisUrl: env.REDIS_URL,
+    queuePrefix: env.QUEUE_PREFIX,
+    apiKeys: apiKeys && apiKeys.length > 0 ? apiKeys : undefined,
+    cadencesFile: env.CADENCES_FILE,
+    dataDir: path.resolve(env.DATA_DIR),
+    outboxDir: path.resolve(env.OUTBOX_DIR ?? path.join(env.DATA_DIR, 'outbox')),
+    templatesDir: path.resolve(env.TEMPLATES_DIR),
+    sms:
+      smsTransport === 'twilio'
+        ? {
+            transport: 'twilio',
+            accountSid: env.TWILIO_ACCOUNT_SID ?? '',
+            authToken: env.TWILIO_AUTH_TOKEN ?? '',
+            messagingServiceSid: env.TWILIO_MESSAGING_SERVICE_SID,
+            from: env.TWILIO_FROM,
+            apiUrl: env.TWILIO_API_URL,
+          }
+        : { transport: 'outbox' },
+    email:
+      emailTransport === 'smtp'
+        ? { transport: 'smtp', from: env.EMAIL_FROM, smtpUrl: env.SMTP_URL ?? '' }
+        : { transport: 'outbox', from: env.EMAIL_FROM },
+    shopName: env.SHOP_NAME,
+    logLevel: env.LOG_LEVEL,
+    abandonAfterMs: env.ABANDON_AFTER,
+    defaultTimezone: env.DEFAULT_TIMEZONE,
+    defaultLocale: env.DEFAULT_LOCALE,
+    retryLinkTtlMs: env.RETRY_LINK_TTL,
+    quietHoursSpreadMs: env.QUIET_HOURS_SPREAD,
+    reconcileIntervalMs: env.RECONCILE_INTERVAL,
+    reconcileGraceMs: env.RECONCILE_GRACE,
+    workerConcurrency: env.WORKER_CONCURRENCY,
+    sendMaxAttempts: env.SEND_MAX_ATTEMPTS,
+    providerTimeoutMs: env.PROVIDER_TIMEOUT,
+    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT,
+    bodyLimit: env.BODY_LIMIT,
+  };
+}

@@ -1,0 +1,98 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sql } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
+import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
+import pg from 'pg';
+import { rows } from './rows.js';
+import * as schema from './schema.js';
+
+export type Schema = typeof schema;
+/** The database handle every query module takes: node-postgres or embedded PGlite behind one type. */
+export type Db = PgDatabase<PgQueryResultHKT, Schema>;
+
+export interface Database {
+  db: Db;
+  kind: 'postgres' | 'pglite';
+  /** Runs pending migrations from migrations/ (safe with several processes starting at once). */
+  migrate(): Promise<void>;
+  /** True when every migration in migrations/ has been applied. */
+  isMigrated(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export const migrationsFolder = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../migrations');
+
+// Any constant works; it only has to be the same in every recoup process.
+const migrationLockId = 7_302_114;
+
+export interface OpenDatabaseOptions {
+  /** Postgres URL; undefined opens an embedded PGlite database under `dataDir`. */
+  url: string | undefined;
+  dataDir: string;
+  /** Pool size for Postgres. Default 10. */
+  poolSize?: number;
+  onError?: (err: Error) => void;
+}
+
+export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+  if (options.url) return openPostgres(options.url, options.poolSize ?? 10, options.onError);
+  return openPglite(path.join(options.dataDir, 'pglite'));
+}
+
+function openPostgres(url: string, poolSize: number, onError?: (err: Error) => void): Database {
+  const pool = new pg.Pool({ connectionString: url, max: poolSize });
+  // An idle client dying (server restart, pg_terminate_backend) must not crash the process.
+  pool.on('error', (err) => onError?.(err));
+  const db = drizzlePg(pool, { schema }) as unknown as Db;
+  return {
+    db,
+    kind: 'postgres',
+    async migrate() {
+      const client = await pool.connect();
+      try {
+        await client.query('select pg_advisory_lock($1)', [migrationLockId]);
+        await migratePg(drizzlePg(client, { schema }), { migrationsFolder });
+      } finally {
+        await client.query('select pg_advisory_unlock($1)', [migrationLockId]).catch(() => undefined);
+        client.release();
+      }
+    },
+    isMigrated: () => isMigrated(db),
+    close: () => pool.end(),
+  };
+}
+
+async function openPglite(dir: string): Promise<Database> {
+  fs.mkdirSync(dir, { recursive: true });
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { drizzle } = await import('drizzle-orm/pglite');
+  const { migrate } = await import('drizzle-orm/pglite/migrator');
+  const client = await PGlite.create(dir);
+  const pglite = drizzle(client, { schema });
+  const db = pglite as unknown as Db;
+  return {
+    db,
+    kind: 'pglite',
+    migrate: () => migrate(pglite, { migrationsFolder }),
+    isMigrated: () => isMigrated(db),
+    close: () => client.close(),
+  };
+}
+
+async function isMigrated(db: Db): Promise<boolean> {
+  const journal = JSON.parse(fs.readFileSync(path.join(migrationsFolder, 'meta/_journal.json'), 'utf8')) as {
+    entries: unknown[];
+  };
+  try {
+    const [row] = await rows<{ count: string }>(
+      db,
+      sql`select count(*)::text as count from drizzle.__drizzle_migrations`,
+    );
+    return Number(row?.count ?? 0) >= journal.entries.length;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * recoup's one error type. Every failure that crosses a module boundary is a
+ * RecoupError with a code from this fixed list; HTTP maps codes to statuses in
+ * one place (src/http/errors.ts). Anything else is a bug and becomes a generic
+ * 500 with a request id.
+ */
+export const errorCodes = {
+  /** Input failed validation; `issues` lists every offending path. */
+  validation: { status: 400, retryable: false },
+  /** Missing or unknown credentials. */
+  unauthorized: { status: 401, retryable: false },
+  /** Credentials are valid but lack the scope for this action. */
+  forbidden: { status: 403, retryable: false },
+  not_found: { status: 404, retryable: false },
+  /** The request conflicts with the current state (e.g. an id reused with other data). */
+  conflict: { status: 409, retryable: false },
+  payload_too_large: { status: 413, retryable: false },
+  unsupported_media_type: { status: 415, retryable: false },
+  rate_limited: { status: 429, retryable: true },
+  /** A dependency (Postgres, Redis, a provider) is unreachable; try again later. */
+  unavailable: { status: 503, retryable: true },
+  /** Configuration is invalid; the process cannot start. */
+  config: { status: 500, retryable: false },
+  internal: { status: 500, retryable: false },
+} as const;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+/** One problem with one input field, addressed by its path (e.g. `order.customer.email`). */
+export interface Issue {
+  path: string;
+  message: string;
+}
+
+export class RecoupError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly issues: Issue[];
+
+  constructor(code: ErrorCode, message: string, options: { issues?: Issue[]; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'RecoupError';
+    this.code = code;
+    this.retryable = errorCodes[code].retryable;
+    this.issues = options.issues ?? [];
+  }
+}
+
+export function validationError(issues: Issue[], message = 'Invalid input'): RecoupError {
+  return new RecoupError('validation', message, { issues });
+}
+
+export function isRecoupError(err: unknown, code?: ErrorCode): err is RecoupError {
+  return err instanceof RecoupError && (code === undefined || err.code === code);
+}

@@ -1,0 +1,21 @@
+import type { FailureCategory, PaymentMethod } from '../domain.js';
+
+/** Everything a reminder template may refer to. Built by the dispatcher; rendered in strict mode. */
+export interface MessageContext {
+  shop: { name: string };
+  customer: { name: string };
+  order: {
+    id: string;
+    description: string;
+    /** Integer minor units. */
+    amount: number;
+    /** ISO 4217. */
+    currency: string;
+    couponCode?: string | undefined;
+  };
+  failureCategory: FailureCategory;
+  offerMethods: PaymentMethod[];
+  retryUrl: string;
+  /** Set on emails: where the customer can stop reminders. */
+  unsubscribeUrl?: string | undefined;
+}
