@@ -63,6 +63,7 @@ CREATE TABLE "orders" (
 	"currency" text NOT NULL,
 	"description" text,
 	"coupon_code" text,
+	"requested_cadence" text,
 	"status" text NOT NULL,
 	"state_at" timestamp with time zone NOT NULL,
 	"paid_at" timestamp with time zone,

@@ -81,10 +81,14 @@ const envSchema = z
     WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),
     /** Attempts for a message whose provider answered with a transient error. Default 5. */
     SEND_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(5),
+    /** First retry delay after a transient provider error (429, 5xx); doubles per attempt. Default 15s. */
+    SEND_RETRY_BACKOFF: duration('15s'),
     /** Provider call timeout. Default 10s. */
     PROVIDER_TIMEOUT: duration('10s'),
     /** Graceful shutdown deadline. Default 10s. */
     SHUTDOWN_TIMEOUT: duration('10s'),
+    /** Test harnesses only: crash the worker at chosen points (see src/fault-injection.ts). */
+    FAULT_INJECTION: optionalString,
     /** Largest accepted request body in bytes. Default 262144. */
     BODY_LIMIT: z.coerce.number().int().min(1024).default(262_144),
   })
@@ -150,9 +154,11 @@ export interface Config {
   reconcileGraceMs: number;
   workerConcurrency: number;
   sendMaxAttempts: number;
+  sendRetryBaseMs: number;
   providerTimeoutMs: number;
   shutdownTimeoutMs: number;
   bodyLimit: number;
+  faultInjection: string | undefined;
 }
 
 export function isValidTimezone(zone: string): boolean {
@@ -231,8 +237,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     reconcileGraceMs: env.RECONCILE_GRACE,
     workerConcurrency: env.WORKER_CONCURRENCY,
     sendMaxAttempts: env.SEND_MAX_ATTEMPTS,
+    sendRetryBaseMs: env.SEND_RETRY_BACKOFF,
     providerTimeoutMs: env.PROVIDER_TIMEOUT,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT,
     bodyLimit: env.BODY_LIMIT,
+    faultInjection: env.FAULT_INJECTION,
   };
 }

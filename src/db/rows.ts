@@ -1,11 +1,29 @@
 import type { SQL } from 'drizzle-orm';
 import type { Db } from './client.js';
 
+// Postgres type ids of timestamp and timestamptz.
+const timestampTypes = new Set([1114, 1184]);
+
 /**
  * Runs raw SQL and returns its rows. node-postgres and PGlite both answer with
- * `{ rows }`; drizzle types the result per driver, so this is the one place that knows.
+ * `{ rows, fields }`; drizzle keeps timestamps as strings for its own mapping, so
+ * this turns timestamp columns into Dates (and leaves int8 as strings: callers
+ * convert amounts explicitly).
  */
 export async function rows<T>(db: Pick<Db, 'execute'>, query: SQL): Promise<T[]> {
-  const result = (await db.execute(query)) as unknown as { rows: T[] };
-  return result.rows;
+  const result = (await db.execute(query)) as unknown as {
+    rows: Array<Record<string, unknown>>;
+    fields?: Array<{ name: string; dataTypeID: number }>;
+  };
+  const dateFields = (result.fields ?? []).filter((f) => timestampTypes.has(f.dataTypeID)).map((f) => f.name);
+  if (dateFields.length > 0) {
+    for (const row of result.rows) {
+      for (const name of dateFields) {
+        const value = row[name];
+        if (typeof value === 'string')
+          row[name] = new Date(/[zZ]|[+-]\d\d(:?\d\d)?$/.test(value) ? value : `${value}Z`);
+      }
+    }
+  }
+  return result.rows as T[];
 }

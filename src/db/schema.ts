@@ -54,6 +54,8 @@ export const orders = pgTable(
     currency: text('currency').notNull(),
     description: text('description'),
     couponCode: text('coupon_code'),
+    /** Cadence the shop asked for (event `order.cadence`), used when a recovery starts. */
+    requestedCadence: text('requested_cadence'),
     /** pending | paid | cancelled. paid and cancelled are final. */
     status: text('status').notNull(),
     /** occurred_at of the latest event applied to this order. */

@@ -1,0 +1,46 @@
+import type { Db } from '../db/client.js';
+import type { CadenceVersion } from './cadence.js';
+import { activeCadences, getCadenceVersion } from './cadence-store.js';
+
+/**
+ * Read-through cache of cadence versions. Versions are immutable, so a version is
+ * cached forever; the list of active versions is refreshed every `activeTtlMs`
+ * (a new activation reaches every process within that time).
+ */
+export class CadenceBook {
+  readonly #db: Db;
+  readonly #activeTtlMs: number;
+  readonly #versions = new Map<string, CadenceVersion>();
+  #active: { at: number; list: CadenceVersion[] } | undefined;
+
+  constructor(db: Db, options: { activeTtlMs?: number } = {}) {
+    this.#db = db;
+    this.#activeTtlMs = options.activeTtlMs ?? 5_000;
+  }
+
+  async active(): Promise<CadenceVersion[]> {
+    const now = Date.now();
+    if (this.#active && now - this.#active.at < this.#activeTtlMs) return this.#active.list;
+    const list = await activeCadences(this.#db);
+    for (const version of list) this.#versions.set(key(version.name, version.version), version);
+    this.#active = { at: now, list };
+    return list;
+  }
+
+  async version(name: string, version: number): Promise<CadenceVersion | undefined> {
+    const cached = this.#versions.get(key(name, version));
+    if (cached) return cached;
+    const found = await getCadenceVersion(this.#db, name, version);
+    if (found) this.#versions.set(key(name, version), found);
+    return found;
+  }
+
+  /** Forget the active list (after an apply in this process). */
+  invalidate(): void {
+    this.#active = undefined;
+  }
+}
+
+function key(name: string, version: number): string {
+  return `${name}@${version}`;
+}

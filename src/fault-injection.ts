@@ -1,0 +1,32 @@
+import type { DispatchDeps } from './recoveries/dispatch-step.js';
+
+/**
+ * Crash injection for the crash test and the fault harness (FAULT_INJECTION), never set
+ * in production. Format: `after_claim=0.05,after_provider_answer=0.05[,after_claim_nth=3]`.
+ * At a listed point the process kills itself with SIGKILL: with the given probability,
+ * or exactly at the nth time it reaches the point. A crash there is the worst moment:
+ * the message is recorded as `sending` but the provider was (or was not yet) called.
+ */
+export function parseFaultInjection(spec: string | undefined): DispatchDeps['faultPoint'] {
+  if (!spec) return undefined;
+  const rules = new Map<string, number>();
+  for (const part of spec.split(',')) {
+    const [key, value] = part.split('=').map((s) => s.trim());
+    if (!key || value === undefined || Number.isNaN(Number(value))) {
+      throw new Error(`FAULT_INJECTION: cannot read "${part}"`);
+    }
+    rules.set(key, Number(value));
+  }
+  const seen = new Map<string, number>();
+  return async (point) => {
+    const count = (seen.get(point) ?? 0) + 1;
+    seen.set(point, count);
+    const probability = rules.get(point) ?? 0;
+    const nth = rules.get(`${point}_nth`);
+    if (count === nth || (probability > 0 && Math.random() < probability)) {
+      process.kill(process.pid, 'SIGKILL');
+      // SIGKILL is delivered asynchronously; never continue past the fault point.
+      await new Promise(() => undefined);
+    }
+  };
+}

@@ -1,0 +1,80 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { CadenceBook } from '../cadences/cadence-book.js';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/client.js';
+import { RecoupError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { applyEvent } from '../orders/apply-event.js';
+import { parseEvent } from '../orders/event-schema.js';
+import { loadOrderView } from '../orders/order-view.js';
+import type { StepQueue } from '../queue/queues.js';
+import { ApiKeyAuth } from './auth.js';
+import { sendProblem } from './problem.js';
+
+export interface AppDeps {
+  db: Db;
+  cadences: CadenceBook;
+  queue: StepQueue;
+  clock: Clock;
+  logger: Logger;
+  apiKeys: string[];
+  publicUrl: string;
+  abandonAfterMs: number;
+  bodyLimit: number;
+}
+
+function requireJson(request: FastifyRequest): void {
+  const type = request.headers['content-type'] ?? '';
+  if (!/^application\/([a-z.+-]*\+)?json\b/i.test(type)) {
+    throw new RecoupError('unsupported_media_type', 'Send the event as application/json');
+  }
+}
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: deps.bodyLimit,
+    // Slow or stalled clients cannot hold a connection forever.
+    requestTimeout: 30_000,
+    connectionTimeout: 60_000,
+    disableRequestLogging: false,
+    genReqId: () => `req_${Math.random().toString(36).slice(2, 12)}`,
+  });
+  const auth = new ApiKeyAuth(deps.apiKeys);
+
+  app.setErrorHandler((err, request, reply) => sendProblem(request, reply, err));
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(request, reply, new RecoupError('not_found', `No route ${request.method} ${request.url}`)),
+  );
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.register(async (v1) => {
+    v1.addHook('onRequest', async (request) => auth.check(request));
+
+    v1.post('/v1/events', async (request, reply) => {
+      requireJson(request);
+      const event = parseEvent(request.body);
+      const result = await applyEvent(deps, event, deps.clock.now());
+      if (result.status === 'duplicate') return reply.status(200).send({ event_id: event.id, status: 'duplicate' });
+      try {
+        await deps.queue.add(result.wakeups, deps.clock.now());
+      } catch (err) {
+        // Accepted and committed: the reconciler queues it from Postgres once Redis is back.
+        request.log.warn({ err, eventId: event.id }, 'could not queue wake-up; the reconciler will');
+      }
+      for (const ended of result.ended) {
+        deps.queue.remove(ended.recoveryId, ended.wakeSeq).catch(() => undefined);
+      }
+      return reply.status(202).send({ event_id: event.id, status: 'accepted', outcome: result.outcome });
+    });
+
+    v1.get<{ Params: { id: string } }>('/v1/orders/:id', async (request) => {
+      const view = await loadOrderView(deps.db, request.params.id, deps.publicUrl);
+      if (!view) throw new RecoupError('not_found', `No order ${request.params.id}`);
+      return view;
+    });
+  });
+
+  return app;
+}

@@ -1,0 +1,68 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { errorCodes, isRecoupError, RecoupError, type ErrorCode } from '../errors.js';
+
+/** RFC 9457 problem details, with every bad field listed under `errors`. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  request_id: string;
+  errors?: Array<{ path: string; message: string }>;
+}
+
+const titles: Record<ErrorCode, string> = {
+  validation: 'Invalid request',
+  unauthorized: 'Unauthorized',
+  forbidden: 'Forbidden',
+  not_found: 'Not found',
+  conflict: 'Conflict',
+  payload_too_large: 'Payload too large',
+  unsupported_media_type: 'Unsupported media type',
+  rate_limited: 'Too many requests',
+  unavailable: 'Service unavailable',
+  config: 'Internal error',
+  internal: 'Internal error',
+};
+
+// Fastify's own request errors, mapped onto recoup's codes.
+const fastifyCodes: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'validation',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'validation',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'validation',
+  FST_ERR_VALIDATION: 'validation',
+};
+
+export function toRecoupError(err: unknown): RecoupError {
+  if (isRecoupError(err)) return err;
+  const fastifyError = err as Partial<FastifyError> & { type?: string };
+  const code = fastifyError.code ? fastifyCodes[fastifyError.code] : undefined;
+  if (code) return new RecoupError(code, fastifyError.message ?? titles[code], { cause: err });
+  // JSON.parse failures surface as SyntaxError with statusCode 400.
+  if (err instanceof SyntaxError || fastifyError.statusCode === 400) {
+    return new RecoupError('validation', 'Body is not valid JSON', {
+      issues: [{ path: '(body)', message: 'not valid JSON' }],
+    });
+  }
+  if (fastifyError.statusCode === 413) return new RecoupError('payload_too_large', 'Body too large');
+  if (fastifyError.statusCode === 415) return new RecoupError('unsupported_media_type', 'Use application/json');
+  return new RecoupError('internal', 'Internal error', { cause: err });
+}
+
+export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+  const error = toRecoupError(err);
+  const status = errorCodes[error.code].status;
+  if (status >= 500) request.log.error({ err }, 'request failed');
+  const problem: Problem = {
+    type: `https://recoup.dev/problems/${error.code.replace(/_/g, '-')}`,
+    title: titles[error.code],
+    status,
+    // Internal details never reach a client; the request id finds them in the logs.
+    detail: status >= 500 ? `Something went wrong on our side. Quote request id ${request.id}.` : error.message,
+    request_id: String(request.id),
+    ...(error.issues.length > 0 ? { errors: error.issues } : {}),
+  };
+  return reply.status(status).type('application/problem+json').send(problem);
+}

@@ -1,0 +1,102 @@
+import { z } from 'zod';
+import { isValidTimezone } from '../config.js';
+import { eventTypes } from '../domain.js';
+import { validationError, type Issue } from '../errors.js';
+
+const id = z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
+const optionalText = (max: number) => z.string().max(max, `must be at most ${max} characters`).optional().nullable();
+
+const customerSchema = z.object({
+  id,
+  name: optionalText(200),
+  email: z.email('must be an email address').max(254).optional().nullable(),
+  phone: z
+    .string()
+    .regex(/^\+[1-9]\d{6,14}$/, 'must be an E.164 phone number such as +8613800138000')
+    .optional()
+    .nullable(),
+  locale: z
+    .string()
+    .regex(/^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$/, 'must be a BCP 47 locale such as en or zh-CN')
+    .optional()
+    .nullable(),
+  timezone: z.string().refine(isValidTimezone, 'must be an IANA timezone such as Asia/Shanghai').optional().nullable(),
+});
+
+const orderSchema = z.object({
+  id,
+  amount: z
+    .number('must be an integer amount in minor units')
+    .int('must be an integer amount in minor units')
+    .min(0, 'must not be negative')
+    .max(Number.MAX_SAFE_INTEGER),
+  currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code such as CNY'),
+  description: optionalText(500),
+  coupon_code: optionalText(100),
+  /** Optional: run this order's recovery on the named active cadence instead of the best match. */
+  cadence: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a cadence name')
+    .optional()
+    .nullable(),
+  customer: customerSchema,
+});
+
+const paymentSchema = z.object({
+  gateway: optionalText(50),
+  method: optionalText(50),
+  failure_code: optionalText(100),
+  failure_message: optionalText(1000),
+  /** Amount actually paid/attempted, when it differs from the order's. */
+  amount: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().nullable(),
+});
+
+export const eventSchema = z
+  .object({
+    id,
+    type: z.enum(eventTypes, `must be one of ${eventTypes.join(', ')}`),
+    occurred_at: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 timestamp with a timezone' }),
+    order: orderSchema.optional(),
+    customer: customerSchema.optional(),
+    payment: paymentSchema.optional().nullable(),
+  })
+  .superRefine((event, ctx) => {
+    if (event.type === 'customer.updated') {
+      if (!event.customer && !event.order) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['customer'],
+          message: 'customer.updated needs a customer (or an order with one)',
+        });
+      }
+    } else if (!event.order) {
+      ctx.addIssue({ code: 'custom', path: ['order'], message: `required for ${event.type}` });
+    }
+  });
+
+export type EventInput = z.output<typeof eventSchema>;
+export type CustomerInput = z.output<typeof customerSchema>;
+
+/** `order.customer.email`, `steps[1].after`: the path notation used in every problem response. */
+export function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out || '(body)';
+}
+
+export function zodIssues(error: z.ZodError): Issue[] {
+  return error.issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message }));
+}
+
+/** Validates an event body; throws a validation RecoupError listing every bad field. */
+export function parseEvent(body: unknown): EventInput {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw validationError([{ path: '(body)', message: 'must be a JSON object' }]);
+  }
+  const parsed = eventSchema.safeParse(body);
+  if (!parsed.success) throw validationError(zodIssues(parsed.error));
+  return parsed.data;
+}

@@ -1,0 +1,143 @@
+import { sql } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { rows } from '../db/rows.js';
+import { maskAddress } from '../logger.js';
+import { retryUrl } from '../retry-links/retry-token.js';
+
+/** The timeline ops read for one order (GET /v1/orders/:id). Addresses are masked. */
+export interface OrderView {
+  order: {
+    id: string;
+    status: string;
+    amount: number;
+    currency: string;
+    description: string | null;
+    coupon_code: string | null;
+    customer_id: string;
+    last_failure: { code: string | null; category: string | null; message: string | null } | null;
+    paid_at: string | null;
+    cancelled_at: string | null;
+    created_at: string;
+  };
+  recovery: {
+    id: string;
+    state: string;
+    cadence: string;
+    cadence_version: number;
+    failure_category: string;
+    step: number;
+    next_run_at: string | null;
+    started_at: string;
+    expires_at: string;
+    ended_at: string | null;
+    ended_reason: string | null;
+  } | null;
+  messages: Array<{
+    id: string;
+    step: number;
+    channel: string;
+    template: string;
+    locale: string | null;
+    status: string;
+    reason: string | null;
+    to: string | null;
+    attempts: number;
+    planned_at: string | null;
+    sent_at: string | null;
+    retry_url: string | null;
+  }>;
+  attempts: Array<{
+    id: string;
+    method: string | null;
+    gateway: string | null;
+    status: string;
+    amount: number;
+    currency: string;
+    failure_code: string | null;
+    failure_category: string | null;
+    occurred_at: string;
+  }>;
+}
+
+const iso = (d: Date | null | undefined): string | null => (d ? d.toISOString() : null);
+
+export async function loadOrderView(db: Db, orderId: string, publicUrl: string): Promise<OrderView | undefined> {
+  const [order] = await rows<Record<string, unknown> & { amount: string }>(
+    db,
+    sql`select *, amount::text as amount from orders where id = ${orderId}`,
+  );
+  if (!order) return undefined;
+  const [recovery] = await rows<Record<string, unknown>>(db, sql`select * from recoveries where order_id = ${orderId}`);
+  const messageRows = await rows<Record<string, unknown>>(
+    db,
+    sql`select * from messages where order_id = ${orderId} order by step, created_at`,
+  );
+  const attemptRows = await rows<Record<string, unknown> & { amount: string }>(
+    db,
+    sql`select *, amount::text as amount from payment_attempts where order_id = ${orderId} order by occurred_at, created_at`,
+  );
+  const s = (v: unknown) => (v === null || v === undefined ? null : String(v));
+  const d = (v: unknown) => iso(v as Date | null);
+  return {
+    order: {
+      id: String(order.id),
+      status: String(order.status),
+      amount: Number(order.amount),
+      currency: String(order.currency),
+      description: s(order.description),
+      coupon_code: s(order.coupon_code),
+      customer_id: String(order.customer_id),
+      last_failure:
+        order.last_failure_code || order.last_failure_category
+          ? {
+              code: s(order.last_failure_code),
+              category: s(order.last_failure_category),
+              message: s(order.last_failure_message),
+            }
+          : null,
+      paid_at: d(order.paid_at),
+      cancelled_at: d(order.cancelled_at),
+      created_at: d(order.created_at) ?? '',
+    },
+    recovery: recovery
+      ? {
+          id: String(recovery.id),
+          state: String(recovery.state),
+          cadence: String(recovery.cadence_name),
+          cadence_version: Number(recovery.cadence_version),
+          failure_category: String(recovery.failure_category),
+          step: Number(recovery.step_index),
+          next_run_at: d(recovery.next_run_at),
+          started_at: d(recovery.started_at) ?? '',
+          expires_at: d(recovery.expires_at) ?? '',
+          ended_at: d(recovery.ended_at),
+          ended_reason: s(recovery.ended_reason),
+        }
+      : null,
+    messages: messageRows.map((m) => ({
+      id: String(m.id),
+      step: Number(m.step),
+      channel: String(m.channel),
+      template: String(m.template),
+      locale: s(m.locale),
+      status: String(m.status),
+      reason: s(m.reason),
+      to: maskAddress(s(m.to_address)),
+      attempts: Number(m.attempts),
+      planned_at: d(m.planned_at),
+      sent_at: d(m.sent_at),
+      retry_url: m.link_token ? retryUrl(publicUrl, String(m.link_token)) : null,
+    })),
+    attempts: attemptRows.map((a) => ({
+      id: String(a.id),
+      method: s(a.method),
+      gateway: s(a.gateway),
+      status: String(a.status),
+      amount: Number(a.amount),
+      currency: String(a.currency),
+      failure_code: s(a.failure_code),
+      failure_category: s(a.failure_category),
+      occurred_at: d(a.occurred_at) ?? '',
+    })),
+  };
+}

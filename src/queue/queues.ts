@@ -1,0 +1,87 @@
+import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+
+/** The one BullMQ queue: each job wakes one recovery up for its next step (or expiry). */
+export const stepQueueName = 'steps';
+export const stepJobName = 'step';
+
+/** A wake-up carries ids only: Postgres holds the state (ENGINEERING.md, queue rule 1). */
+export interface StepJobData {
+  recoveryId: string;
+  wakeSeq: number;
+}
+
+/**
+ * Deterministic, BullMQ-legal job id (no `:`, never all digits). The wake sequence
+ * is bumped on every reschedule, so each wake-up has a fresh id while re-adding the
+ * same wake-up (reconciler, retries) is a no-op.
+ */
+export function stepJobId(recoveryId: string, wakeSeq: number): string {
+  return `${recoveryId}-${wakeSeq}`;
+}
+
+export interface Wakeup {
+  recoveryId: string;
+  wakeSeq: number;
+  runAt: Date;
+}
+
+/** Bounded retention: completed jobs vanish, failed ones are kept a day for inspection. */
+export const stepJobDefaults: JobsOptions = {
+  removeOnComplete: true,
+  removeOnFail: { age: 86_400, count: 10_000 },
+  // Retries cover unexpected errors (e.g. Postgres briefly down); provider retries are scheduled in Postgres.
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 1_000 },
+};
+
+/**
+ * Connection for producers (HTTP server, reconciler): fails fast when Redis is down
+ * instead of queueing commands in memory, so a request is never held hostage by Redis.
+ */
+export function producerConnection(url: string, onError: (err: Error) => void): Redis {
+  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2_000 });
+  redis.on('error', onError);
+  return redis;
+}
+
+/** Connection for workers: BullMQ requires maxRetriesPerRequest null for blocking commands. */
+export function workerConnection(url: string, onError: (err: Error) => void): Redis {
+  const redis = new Redis(url, { maxRetriesPerRequest: null, connectTimeout: 5_000 });
+  redis.on('error', onError);
+  return redis;
+}
+
+export class StepQueue {
+  readonly queue: Queue<StepJobData>;
+
+  constructor(connection: ConnectionOptions, prefix: string) {
+    this.queue = new Queue<StepJobData>(stepQueueName, {
+      connection,
+      prefix,
+      defaultJobOptions: stepJobDefaults,
+      streams: { events: { maxLen: 1_000 } },
+    });
+  }
+
+  /** Adds wake-ups. Throws when Redis is unreachable; callers log it and rely on the reconciler. */
+  async add(wakeups: Wakeup[], now: Date = new Date()): Promise<void> {
+    if (wakeups.length === 0) return;
+    await this.queue.addBulk(
+      wakeups.map((w) => ({
+        name: stepJobName,
+        data: { recoveryId: w.recoveryId, wakeSeq: w.wakeSeq },
+        opts: { jobId: stepJobId(w.recoveryId, w.wakeSeq), delay: Math.max(0, w.runAt.getTime() - now.getTime()) },
+      })),
+    );
+  }
+
+  /** Best effort: a removed wake-up is only an optimisation; fire-time checks are the guarantee. */
+  async remove(recoveryId: string, wakeSeq: number): Promise<void> {
+    await this.queue.remove(stepJobId(recoveryId, wakeSeq));
+  }
+
+  close(): Promise<void> {
+    return this.queue.close();
+  }
+}

@@ -1,0 +1,50 @@
+import { Worker, type ConnectionOptions } from 'bullmq';
+import type { Logger } from '../logger.js';
+import { dispatchStep, type DispatchDeps, type DispatchResult } from '../recoveries/dispatch-step.js';
+import { stepQueueName, type StepJobData, type StepQueue } from './queues.js';
+
+export interface StepWorkerOptions {
+  connection: ConnectionOptions;
+  prefix: string;
+  concurrency: number;
+  queue: StepQueue;
+  dispatch: DispatchDeps;
+  logger: Logger;
+  /** Called after each job; metrics and tests hook in here. */
+  onResult?: (result: DispatchResult) => void;
+}
+
+/**
+ * Runs step wake-ups. The processor never trusts the job: dispatchStep re-checks
+ * everything in Postgres. Wake-ups it produces are added after the state committed;
+ * if Redis refuses them, the reconciler restores them from Postgres.
+ */
+export function startStepWorker(options: StepWorkerOptions): Worker<StepJobData> {
+  const { logger, queue } = options;
+  const worker = new Worker<StepJobData>(
+    stepQueueName,
+    async (job) => {
+      const result = await dispatchStep(options.dispatch, job.data);
+      try {
+        await queue.add(result.wakeups, options.dispatch.clock.now());
+      } catch (err) {
+        logger.warn({ err, recoveryId: job.data.recoveryId }, 'could not queue the next wake-up; the reconciler will');
+      }
+      options.onResult?.(result);
+      return result.action;
+    },
+    {
+      connection: options.connection,
+      prefix: options.prefix,
+      concurrency: options.concurrency,
+      // A job runs at most one provider call (bounded by its timeout); 30 s locks leave room.
+      lockDuration: 30_000,
+      maxStalledCount: 2,
+    },
+  );
+  worker.on('error', (err) => logger.error({ err }, 'step worker error'));
+  worker.on('failed', (job, err) =>
+    logger.warn({ err, jobId: job?.id, attempts: job?.attemptsMade }, 'step job failed; will retry or be reconciled'),
+  );
+  return worker;
+}

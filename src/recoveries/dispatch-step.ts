@@ -1,0 +1,563 @@
+import { randomBytes } from 'node:crypto';
+import { sql } from 'drizzle-orm';
+import type { Cadence, CadenceStep } from '../cadences/cadence.js';
+import type { CadenceBook } from '../cadences/cadence-book.js';
+import type { EmailSender } from '../channels/email-sender.js';
+import { ProviderError } from '../channels/provider-error.js';
+import type { SendReceipt, SmsSender } from '../channels/sms-sender.js';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/client.js';
+import { rows } from '../db/rows.js';
+import type { Tx } from '../db/tx.js';
+import type { Channel, FailureCategory, OrderStatus } from '../domain.js';
+import { newId } from '../ids.js';
+import type { Logger } from '../logger.js';
+import type { MessageContext } from '../messages/message-context.js';
+import type { TemplateRenderer } from '../messages/template-renderer.js';
+import type { StepJobData, Wakeup } from '../queue/queues.js';
+import { newRetryToken, retryUrl } from '../retry-links/retry-token.js';
+import { nextSendTime } from './send-window.js';
+
+export interface DispatchSettings {
+  publicUrl: string;
+  shopName: string;
+  defaultTimezone: string;
+  defaultLocale: string;
+  retryLinkTtlMs: number;
+  quietHoursSpreadMs: number;
+  sendMaxAttempts: number;
+  /** First delay after a transient provider error; doubles per attempt. */
+  sendRetryBaseMs: number;
+  /** A `sending` claim older than this belongs to a dead worker: its outcome is unknown. */
+  claimStaleAfterMs: number;
+}
+
+export interface DispatchDeps {
+  db: Db;
+  cadences: CadenceBook;
+  renderer: TemplateRenderer;
+  sms: SmsSender;
+  email: EmailSender;
+  clock: Clock;
+  logger: Logger;
+  settings: DispatchSettings;
+  /**
+   * Test seam for the crash and fault harnesses: called at the two moments a crash is
+   * most dangerous. Production leaves it undefined.
+   */
+  faultPoint?: (point: 'after_claim' | 'after_provider_answer', messageId: string) => Promise<void>;
+}
+
+export type DispatchAction =
+  | 'sent'
+  | 'skipped'
+  | 'suppressed'
+  | 'deferred'
+  | 'retry_scheduled'
+  | 'failed'
+  | 'unknown'
+  | 'ended'
+  | 'rescheduled'
+  | 'stale'
+  | 'nothing';
+
+export interface DispatchResult {
+  action: DispatchAction;
+  /** Wake-ups to add now that the state is committed. */
+  wakeups: Wakeup[];
+  messageId?: string;
+}
+
+interface RecoveryRow {
+  id: string;
+  order_id: string;
+  cadence_name: string;
+  cadence_version: number;
+  failure_category: FailureCategory;
+  state: string;
+  step_index: number;
+  next_run_at: Date | null;
+  wake_seq: number;
+  started_at: Date;
+  expires_at: Date;
+}
+
+interface OrderRow {
+  id: string;
+  customer_id: string;
+  status: OrderStatus;
+  amount: string;
+  currency: string;
+  description: string | null;
+  coupon_code: string | null;
+}
+
+interface CustomerRow {
+  id: string;
+  name: string | null;
+  email: string | null;
+  phone: string | null;
+  locale: string | null;
+  timezone: string | null;
+  email_bad_reason: string | null;
+  phone_bad_reason: string | null;
+}
+
+interface MessageRow {
+  id: string;
+  status: string;
+  claimed_at: Date | null;
+  attempts: number;
+}
+
+interface Claim {
+  messageId: string;
+  claimId: string;
+  orderId: string;
+  channel: Channel;
+  to: string;
+  template: string;
+  locale: string;
+  token: string;
+  attempts: number;
+  recovery: RecoveryRow;
+  cadence: Cadence;
+  context: MessageContext;
+}
+
+type ClaimOutcome = { kind: 'done'; result: DispatchResult } | { kind: 'send'; claim: Claim };
+
+/**
+ * Runs one wake-up of one recovery: decides under the order's row lock whether its step
+ * may be sent, records the message as `sending`, then sends while holding a share lock on
+ * the order so that a payment cannot commit between the last check and the provider's
+ * acceptance. A message whose outcome is unknown is never re-sent.
+ */
+export async function dispatchStep(deps: DispatchDeps, job: StepJobData): Promise<DispatchResult> {
+  const outcome = await deps.db.transaction((tx) => claimStep(tx, deps, job, deps.clock.now()));
+  if (outcome.kind === 'done') return outcome.result;
+  const { claim } = outcome;
+  await deps.faultPoint?.('after_claim', claim.messageId);
+  return sendClaimed(deps, claim);
+}
+
+async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date): Promise<ClaimOutcome> {
+  const done = (action: DispatchAction, wakeups: Wakeup[] = [], messageId?: string): ClaimOutcome => ({
+    kind: 'done',
+    result: { action, wakeups, ...(messageId ? { messageId } : {}) },
+  });
+
+  // The order row lock first, always: it is the lock the payment path takes.
+  const [order] = await rows<OrderRow>(
+    tx,
+    sql`select id, customer_id, status, amount::text as amount, currency, description, coupon_code
+        from orders where id = (select order_id from recoveries where id = ${job.recoveryId})
+        for update`,
+  );
+  const [recovery] = await rows<RecoveryRow>(tx, sql`select * from recoveries where id = ${job.recoveryId}`);
+  if (!order || !recovery || recovery.state !== 'active') return done('nothing');
+  if (recovery.wake_seq !== job.wakeSeq) return done('stale');
+
+  if (order.status !== 'pending') {
+    // The payment path ends recoveries itself; this only repairs a recovery it missed.
+    await endRecovery(
+      tx,
+      recovery.id,
+      order.status === 'paid' ? 'recovered' : 'cancelled',
+      `order_${order.status}`,
+      now,
+    );
+    return done('ended');
+  }
+
+  const version = await deps.cadences.version(recovery.cadence_name, recovery.cadence_version);
+  if (!version) {
+    await endRecovery(tx, recovery.id, 'stopped', 'cadence_missing', now);
+    deps.logger.error({ recoveryId: recovery.id, cadence: recovery.cadence_name }, 'cadence version missing');
+    return done('ended');
+  }
+  const cadence = version.cadence;
+
+  if (now >= recovery.expires_at) {
+    await endRecovery(tx, recovery.id, 'exhausted', 'expired', now);
+    return done('ended');
+  }
+  const step = cadence.steps[recovery.step_index];
+  if (!step) return done('rescheduled', [await reschedule(tx, recovery, recovery.expires_at)]);
+  if (recovery.next_run_at && now.getTime() < recovery.next_run_at.getTime() - 1_000) {
+    // Fired early (clock skew between hosts): come back when it is due.
+    return done('rescheduled', [await reschedule(tx, recovery, recovery.next_run_at)]);
+  }
+
+  const [existing] = await rows<MessageRow>(
+    tx,
+    sql`select id, status, claimed_at, attempts from messages
+        where recovery_id = ${recovery.id} and step = ${recovery.step_index} for update`,
+  );
+  if (existing && existing.status !== 'scheduled') {
+    if (existing.status !== 'sending') {
+      // Already decided (a crash after recording it, before advancing): just move on.
+      return done('rescheduled', [await advance(tx, recovery, cadence, now)], existing.id);
+    }
+    const claimedAt = existing.claimed_at?.getTime() ?? 0;
+    if (claimedAt + deps.settings.claimStaleAfterMs > now.getTime()) {
+      return done('rescheduled', [
+        await reschedule(tx, recovery, new Date(claimedAt + deps.settings.claimStaleAfterMs)),
+      ]);
+    }
+    // The worker that claimed it died between recording and recording the answer.
+    // The provider may have accepted it: never send it again.
+    await setMessageStatus(tx, existing.id, 'unknown', 'outcome_unknown_worker_lost', now);
+    deps.logger.warn(
+      { messageId: existing.id, recoveryId: recovery.id },
+      'message outcome unknown after a lost worker',
+    );
+    return done('unknown', [await advance(tx, recovery, cadence, now)], existing.id);
+  }
+
+  const [customer] = await rows<CustomerRow>(tx, sql`select * from customers where id = ${order.customer_id}`);
+  const contact = chooseContact(step, cadence, customer);
+  const messageBase = {
+    recoveryId: recovery.id,
+    orderId: order.id,
+    customerId: order.customer_id,
+    step: recovery.step_index,
+    template: step.template,
+  };
+  if (!contact.ok) {
+    const id = await upsertMessage(tx, {
+      ...messageBase,
+      id: existing?.id,
+      channel: step.channel,
+      status: 'skipped',
+      reason: contact.reason,
+      to: null,
+      now,
+    });
+    return done('skipped', [await advance(tx, recovery, cadence, now)], id);
+  }
+  const { channel, to } = contact;
+
+  const suppressed = await rows<{ reason: string }>(
+    tx,
+    sql`select reason from suppressions where channel = ${channel} and address = ${to}`,
+  );
+  if (suppressed[0]) {
+    const id = await upsertMessage(tx, {
+      ...messageBase,
+      id: existing?.id,
+      channel,
+      status: 'suppressed',
+      reason: suppressed[0].reason,
+      to,
+      now,
+    });
+    return done('suppressed', [await advance(tx, recovery, cadence, now)], id);
+  }
+
+  const timezone = customer?.timezone ?? deps.settings.defaultTimezone;
+  const recentSends = await rows<{ at: Date }>(
+    tx,
+    sql`select coalesce(sent_at, claimed_at) as at from messages
+        where customer_id = ${order.customer_id} and status in ('sending', 'sent', 'delivered', 'unknown')
+          and coalesce(sent_at, claimed_at) > ${new Date(now.getTime() - 2 * 86_400_000)}`,
+  );
+  const decision = nextSendTime(
+    {
+      timezone,
+      quietHours: cadence.quietHours,
+      maxPerDay: cadence.maxMessagesPerDay,
+      spreadMs: deps.settings.quietHoursSpreadMs,
+    },
+    { planned: now, recentSends: recentSends.map((r) => r.at), jitterKey: `${recovery.id}/${recovery.step_index}` },
+  );
+  if (decision.deferredBy) {
+    const id = await upsertMessage(tx, {
+      ...messageBase,
+      id: existing?.id,
+      channel,
+      status: 'scheduled',
+      reason: decision.deferredBy,
+      to,
+      plannedAt: decision.at,
+      now,
+    });
+    return done('deferred', [await reschedule(tx, recovery, decision.at)], id);
+  }
+
+  const locale = deps.renderer.resolveLocale(step.template, customer?.locale, deps.settings.defaultLocale);
+  const token = newRetryToken();
+  const claimId = randomBytes(8).toString('hex');
+  const messageId = existing?.id ?? newId('msg');
+  const [claimed] = await rows<{ attempts: number }>(
+    tx,
+    sql`insert into messages (id, recovery_id, order_id, customer_id, step, channel, template, locale, status,
+                              to_address, link_token, link_expires_at, attempts, claim_id, planned_at, claimed_at,
+                              created_at, updated_at)
+        values (${messageId}, ${recovery.id}, ${order.id}, ${order.customer_id}, ${recovery.step_index}, ${channel},
+                ${step.template}, ${locale}, 'sending', ${to}, ${token},
+                ${new Date(now.getTime() + deps.settings.retryLinkTtlMs)}, 1, ${claimId}, ${recovery.next_run_at ?? now},
+                ${now}, ${now}, ${now})
+        on conflict (recovery_id, step) do update set
+          channel = excluded.channel, locale = excluded.locale, status = 'sending', reason = null,
+          to_address = excluded.to_address, link_token = excluded.link_token, link_expires_at = excluded.link_expires_at,
+          attempts = messages.attempts + 1, claim_id = excluded.claim_id, claimed_at = excluded.claimed_at,
+          updated_at = excluded.updated_at
+        returning attempts`,
+  );
+
+  const context: MessageContext = {
+    shop: { name: deps.settings.shopName },
+    customer: { name: customer?.name ?? '' },
+    order: {
+      id: order.id,
+      description: order.description ?? '',
+      amount: Number(order.amount),
+      currency: order.currency,
+      couponCode: order.coupon_code ?? undefined,
+    },
+    failureCategory: recovery.failure_category,
+    offerMethods: step.offerMethods,
+    retryUrl: retryUrl(deps.settings.publicUrl, token),
+  };
+  return {
+    kind: 'send',
+    claim: {
+      messageId,
+      claimId,
+      orderId: order.id,
+      channel,
+      to,
+      template: step.template,
+      locale,
+      token,
+      attempts: claimed?.attempts ?? 1,
+      recovery,
+      cadence,
+      context,
+    },
+  };
+}
+
+async function sendClaimed(deps: DispatchDeps, claim: Claim): Promise<DispatchResult> {
+  let rendered: { sms: string } | { subject: string; html: string; text: string } | undefined;
+  let renderError: unknown;
+  try {
+    rendered =
+      claim.channel === 'sms'
+        ? { sms: deps.renderer.renderSms(claim.template, claim.locale, claim.context).body }
+        : deps.renderer.renderEmail(claim.template, claim.locale, claim.context);
+  } catch (err) {
+    renderError = err;
+  }
+
+  return deps.db.transaction(async (tx) => {
+    const now = () => deps.clock.now();
+    // A share lock on the order: the payment path's update waits until this send is recorded,
+    // so no message is accepted by a provider after the order's payment committed.
+    const [order] = await rows<{ status: OrderStatus }>(
+      tx,
+      sql`select status from orders where id = ${claim.orderId} for share`,
+    );
+    const [message] = await rows<{ status: string; claim_id: string | null }>(
+      tx,
+      sql`select status, claim_id from messages where id = ${claim.messageId} for update`,
+    );
+    if (!message || message.status !== 'sending' || message.claim_id !== claim.claimId) {
+      return { action: 'stale', wakeups: [], messageId: claim.messageId };
+    }
+    if (!order || order.status !== 'pending') {
+      await setMessageStatus(tx, claim.messageId, 'skipped', `order_${order?.status ?? 'missing'}`, now());
+      return { action: 'skipped', wakeups: [], messageId: claim.messageId };
+    }
+    const [recovery] = await rows<RecoveryRow>(
+      tx,
+      sql`select * from recoveries where id = ${claim.recovery.id} for update`,
+    );
+    if (!recovery || recovery.state !== 'active') {
+      await setMessageStatus(tx, claim.messageId, 'skipped', `recovery_${recovery?.state ?? 'missing'}`, now());
+      return { action: 'skipped', wakeups: [], messageId: claim.messageId };
+    }
+
+    if (!rendered) {
+      deps.logger.error({ err: renderError, messageId: claim.messageId }, 'template rendering failed');
+      await setMessageStatus(tx, claim.messageId, 'failed', 'template_error', now());
+      return {
+        action: 'failed',
+        wakeups: [await advance(tx, recovery, claim.cadence, now())],
+        messageId: claim.messageId,
+      };
+    }
+
+    let receipt: SendReceipt;
+    try {
+      receipt =
+        'sms' in rendered
+          ? await deps.sms.send({
+              messageId: claim.messageId,
+              to: claim.to,
+              body: rendered.sms,
+              statusCallbackUrl: `${deps.settings.publicUrl}/webhooks/twilio/status`,
+            })
+          : await deps.email.send({
+              messageId: claim.messageId,
+              to: claim.to,
+              subject: rendered.subject,
+              html: rendered.html,
+              text: rendered.text,
+            });
+    } catch (err) {
+      await deps.faultPoint?.('after_provider_answer', claim.messageId);
+      return recordProviderFailure(tx, deps, claim, recovery, err);
+    }
+    await deps.faultPoint?.('after_provider_answer', claim.messageId);
+    await tx.execute(
+      sql`update messages set status = 'sent', provider_id = ${receipt.providerId}, sent_at = ${receipt.acceptedAt},
+                              reason = null, updated_at = ${now()}
+          where id = ${claim.messageId}`,
+    );
+    return { action: 'sent', wakeups: [await advance(tx, recovery, claim.cadence, now())], messageId: claim.messageId };
+  });
+}
+
+async function recordProviderFailure(
+  tx: Tx,
+  deps: DispatchDeps,
+  claim: Claim,
+  recovery: RecoveryRow,
+  err: unknown,
+): Promise<DispatchResult> {
+  const now = deps.clock.now();
+  const providerError =
+    err instanceof ProviderError
+      ? err
+      : new ProviderError('unknown', 'unexpected_error', err instanceof Error ? err.message : String(err));
+  const log = { messageId: claim.messageId, channel: claim.channel, code: providerError.providerCode };
+
+  if (providerError.outcome === 'retry' && claim.attempts < deps.settings.sendMaxAttempts) {
+    const delay = deps.settings.sendRetryBaseMs * 2 ** (claim.attempts - 1);
+    const at = new Date(now.getTime() + Math.min(delay, 3_600_000));
+    deps.logger.warn({ ...log, attempts: claim.attempts, retryAt: at }, 'provider refused for now; retry scheduled');
+    await tx.execute(
+      sql`update messages set status = 'scheduled', reason = ${providerError.providerCode}, claim_id = null,
+                              planned_at = ${at}, updated_at = ${now}
+          where id = ${claim.messageId}`,
+    );
+    return { action: 'retry_scheduled', wakeups: [await reschedule(tx, recovery, at)], messageId: claim.messageId };
+  }
+
+  if (providerError.outcome === 'unknown') {
+    deps.logger.warn({ ...log, err: providerError }, 'provider outcome unknown; not re-sending');
+    await setMessageStatus(tx, claim.messageId, 'unknown', providerError.providerCode, now);
+    return {
+      action: 'unknown',
+      wakeups: [await advance(tx, recovery, claim.cadence, now)],
+      messageId: claim.messageId,
+    };
+  }
+
+  deps.logger.warn({ ...log, badAddress: providerError.badAddress }, 'message failed permanently');
+  await setMessageStatus(tx, claim.messageId, 'failed', providerError.providerCode, now);
+  if (providerError.badAddress) {
+    // Later steps switch to the other channel (where the cadence allows) because this address is now bad.
+    const column = claim.channel === 'sms' ? sql`phone_bad_reason` : sql`email_bad_reason`;
+    const addressColumn = claim.channel === 'sms' ? sql`phone` : sql`email`;
+    await tx.execute(
+      sql`update customers set ${column} = ${providerError.badAddress}
+          where id = (select customer_id from orders where id = ${claim.orderId}) and ${addressColumn} = ${claim.to}`,
+    );
+  }
+  return { action: 'failed', wakeups: [await advance(tx, recovery, claim.cadence, now)], messageId: claim.messageId };
+}
+
+type ContactChoice = { ok: true; channel: Channel; to: string } | { ok: false; reason: 'no_contact' | 'bad_contact' };
+
+/** The step's channel if its address is usable, else the other channel when the cadence allows switching. */
+export function chooseContact(
+  step: CadenceStep,
+  cadence: Cadence,
+  customer: Pick<CustomerRow, 'email' | 'phone' | 'email_bad_reason' | 'phone_bad_reason'> | undefined,
+): ContactChoice {
+  const usable = (channel: Channel): string | undefined => {
+    if (!customer) return undefined;
+    if (channel === 'sms') return customer.phone && !customer.phone_bad_reason ? customer.phone : undefined;
+    return customer.email && !customer.email_bad_reason ? customer.email : undefined;
+  };
+  const preferred = usable(step.channel);
+  if (preferred) return { ok: true, channel: step.channel, to: preferred };
+  if (cadence.switchChannelOnFailure) {
+    const other: Channel = step.channel === 'sms' ? 'email' : 'sms';
+    const fallback = usable(other);
+    if (fallback) return { ok: true, channel: other, to: fallback };
+  }
+  const address = step.channel === 'sms' ? customer?.phone : customer?.email;
+  return { ok: false, reason: address ? 'bad_contact' : 'no_contact' };
+}
+
+/** Moves the recovery to its next step (or to its expiry once the steps are done). */
+async function advance(tx: Tx, recovery: RecoveryRow, cadence: Cadence, now: Date): Promise<Wakeup> {
+  const nextIndex = recovery.step_index + 1;
+  const nextStep = cadence.steps[nextIndex];
+  const planned = nextStep ? new Date(recovery.started_at.getTime() + nextStep.afterMs) : recovery.expires_at;
+  const runAt = planned < now ? now : planned;
+  const [row] = await rows<{ wake_seq: number }>(
+    tx,
+    sql`update recoveries set step_index = ${nextIndex}, next_run_at = ${runAt}, wake_seq = wake_seq + 1
+        where id = ${recovery.id} returning wake_seq`,
+  );
+  return { recoveryId: recovery.id, wakeSeq: row?.wake_seq ?? recovery.wake_seq + 1, runAt };
+}
+
+/** Same step, later: a fresh wake-up id so the running job's id does not swallow it. */
+async function reschedule(tx: Tx, recovery: RecoveryRow, runAt: Date): Promise<Wakeup> {
+  const [row] = await rows<{ wake_seq: number }>(
+    tx,
+    sql`update recoveries set next_run_at = ${runAt}, wake_seq = wake_seq + 1
+        where id = ${recovery.id} returning wake_seq`,
+  );
+  return { recoveryId: recovery.id, wakeSeq: row?.wake_seq ?? recovery.wake_seq + 1, runAt };
+}
+
+async function endRecovery(tx: Tx, recoveryId: string, state: string, reason: string, now: Date): Promise<void> {
+  await tx.execute(
+    sql`update recoveries set state = ${state}, ended_reason = ${reason}, ended_at = ${now}, next_run_at = null
+        where id = ${recoveryId} and state = 'active'`,
+  );
+}
+
+async function setMessageStatus(tx: Tx, messageId: string, status: string, reason: string | null, now: Date) {
+  await tx.execute(
+    sql`update messages set status = ${status}, reason = ${reason}, claim_id = null, updated_at = ${now}
+        where id = ${messageId}`,
+  );
+}
+
+async function upsertMessage(
+  tx: Tx,
+  m: {
+    id: string | undefined;
+    recoveryId: string;
+    orderId: string;
+    customerId: string;
+    step: number;
+    channel: Channel;
+    template: string;
+    status: string;
+    reason: string | null;
+    to: string | null;
+    plannedAt?: Date;
+    now: Date;
+  },
+): Promise<string> {
+  const id = m.id ?? newId('msg');
+  await tx.execute(
+    sql`insert into messages (id, recovery_id, order_id, customer_id, step, channel, template, status, reason,
+                              to_address, planned_at, created_at, updated_at)
+        values (${id}, ${m.recoveryId}, ${m.orderId}, ${m.customerId}, ${m.step}, ${m.channel}, ${m.template},
+                ${m.status}, ${m.reason}, ${m.to}, ${m.plannedAt ?? m.now}, ${m.now}, ${m.now})
+        on conflict (recovery_id, step) do update set
+          channel = excluded.channel, status = excluded.status, reason = excluded.reason,
+          to_address = excluded.to_address, planned_at = excluded.planned_at, updated_at = excluded.updated_at`,
+  );
+  return id;
+}

@@ -1,0 +1,200 @@
+import { sql } from 'drizzle-orm';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CadenceBook } from '../../src/cadences/cadence-book.js';
+import { applyCadences } from '../../src/cadences/cadence-store.js';
+import { parseCadenceDocument } from '../../src/cadences/parse-cadence.js';
+import type { EmailSender } from '../../src/channels/email-sender.js';
+import type { SmsMessage, SmsSender } from '../../src/channels/sms-sender.js';
+import { FixedClock } from '../../src/clock.js';
+import { rows } from '../../src/db/rows.js';
+import { createLogger } from '../../src/logger.js';
+import { TemplateRenderer } from '../../src/messages/template-renderer.js';
+import { applyEvent, type ApplyEventDeps } from '../../src/orders/apply-event.js';
+import { parseEvent } from '../../src/orders/event-schema.js';
+import { dispatchStep, type DispatchDeps } from '../../src/recoveries/dispatch-step.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { makeEvent } from '../helpers/service.js';
+
+const cadenceYaml = `
+name: default
+expire_after: 1h
+steps:
+  - { after: 1s, channel: sms, template: nudge }
+  - { after: 2s, channel: sms, template: last-call }
+`;
+
+/**
+ * An SMS provider that, at the moment it accepts a message, reads the order's committed
+ * status over its own connection: accepting a reminder for an order whose payment already
+ * committed is exactly the bug this file hunts.
+ */
+class WatchingSmsSender implements SmsSender {
+  readonly transport = 'watching';
+  accepted: Array<{ messageId: string; orderStatus: string }> = [];
+  onCall: ((message: SmsMessage) => Promise<void>) | undefined;
+  constructor(
+    private readonly observer: pg.Pool,
+    private readonly orderOf: (messageId: string) => string,
+  ) {}
+  async send(message: SmsMessage) {
+    await this.onCall?.(message);
+    const { rows: found } = await this.observer.query<{ status: string }>('select status from orders where id = $1', [
+      this.orderOf(message.messageId),
+    ]);
+    this.accepted.push({ messageId: message.messageId, orderStatus: found[0]?.status ?? 'missing' });
+    return { providerId: `SM${message.messageId}`, acceptedAt: new Date() };
+  }
+  async close() {}
+}
+
+const unusedEmail: EmailSender = {
+  transport: 'unused',
+  send: () => Promise.reject(new Error('no email in this test')),
+  close: async () => {},
+};
+
+describe('payment arriving while a step is being sent', () => {
+  let database: TestDatabase;
+  let observer: pg.Pool;
+  let sender: WatchingSmsSender;
+  let intake: ApplyEventDeps;
+  let dispatch: DispatchDeps;
+  const clock = new FixedClock('2026-11-25T12:00:00Z');
+  const orderByMessage = new Map<string, string>();
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    observer = new pg.Pool({ connectionString: database.url, max: 2 });
+    const renderer = TemplateRenderer.load('templates');
+    await applyCadences(database.db, parseCadenceDocument(cadenceYaml, { templates: renderer }));
+    const cadences = new CadenceBook(database.db);
+    sender = new WatchingSmsSender(observer, (id) => orderByMessage.get(id) ?? '');
+    intake = { db: database.db, cadences, abandonAfterMs: 1_800_000 };
+    dispatch = {
+      db: database.db,
+      cadences,
+      renderer,
+      sms: sender,
+      email: unusedEmail,
+      clock,
+      logger: createLogger('silent'),
+      settings: {
+        publicUrl: 'https://pay.example-shop.com',
+        shopName: 'Example Shop',
+        defaultTimezone: 'UTC',
+        defaultLocale: 'en',
+        retryLinkTtlMs: 86_400_000,
+        quietHoursSpreadMs: 0,
+        sendMaxAttempts: 3,
+        sendRetryBaseMs: 1_000,
+        claimStaleAfterMs: 60_000,
+      },
+    };
+  });
+  afterAll(async () => {
+    await observer.end();
+    await database.drop();
+  });
+
+  async function startRecovery() {
+    const failed = parseEvent(makeEvent({ occurred_at: clock.now().toISOString() }));
+    const result = await applyEvent(intake, failed, clock.now());
+    if (result.status !== 'accepted' || !result.wakeups[0]) throw new Error('recovery did not start');
+    const [row] = await rows<{ id: string }>(
+      database.db,
+      sql`select id from recoveries where order_id = ${failed.order?.id}`,
+    );
+    return { order: failed.order!, wakeup: result.wakeups[0], recoveryId: row!.id };
+  }
+
+  function pay(order: NonNullable<ReturnType<typeof parseEvent>['order']>) {
+    return applyEvent(
+      intake,
+      parseEvent(makeEvent({ type: 'payment.succeeded', occurred_at: clock.now().toISOString() }, order)),
+      clock.now(),
+    );
+  }
+
+  async function messageOf(recoveryId: string) {
+    return rows<{ id: string; status: string; reason: string | null }>(
+      database.db,
+      sql`select id, status, reason from messages where recovery_id = ${recoveryId} order by step`,
+    );
+  }
+
+  function track(orderId: string) {
+    sender.onCall = undefined;
+    dispatch.faultPoint = async (point, messageId) => {
+      if (point === 'after_claim') orderByMessage.set(messageId, orderId);
+    };
+  }
+
+  it('holds the payment until the message in flight is recorded (payment commits after acceptance)', async () => {
+    const { order, wakeup, recoveryId } = await startRecovery();
+    track(order.id);
+    clock.advance(2_000);
+    let payment: Promise<unknown> | undefined;
+    sender.onCall = async () => {
+      // The payment starts while the provider call is in flight; it must wait for our lock.
+      payment = pay(order);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+    };
+    const result = await dispatchStep(dispatch, { recoveryId, wakeSeq: wakeup.wakeSeq });
+    await payment;
+    expect(result.action).toBe('sent');
+    expect(sender.accepted.at(-1)).toMatchObject({ orderStatus: 'pending' });
+    const [recovery] = await rows<{ state: string }>(
+      database.db,
+      sql`select state from recoveries where id = ${recoveryId}`,
+    );
+    expect(recovery?.state).toBe('recovered');
+
+    // The next step's wake-up now finds a recovered order and sends nothing.
+    clock.advance(5_000);
+    const next = await dispatchStep(dispatch, { recoveryId, wakeSeq: result.wakeups[0]!.wakeSeq });
+    expect(next.action).toBe('nothing');
+    expect((await messageOf(recoveryId)).map((m) => m.status)).toEqual(['sent']);
+  });
+
+  it('skips the send when the payment commits between the claim and the provider call', async () => {
+    const { order, wakeup, recoveryId } = await startRecovery();
+    clock.advance(2_000);
+    const calls = sender.accepted.length;
+    dispatch.faultPoint = async (point) => {
+      if (point === 'after_claim') await pay(order);
+    };
+    const result = await dispatchStep(dispatch, { recoveryId, wakeSeq: wakeup.wakeSeq });
+    expect(result.action).toBe('skipped');
+    expect(sender.accepted.length).toBe(calls);
+    expect(await messageOf(recoveryId)).toEqual([expect.objectContaining({ status: 'skipped', reason: 'order_paid' })]);
+  });
+
+  it('does nothing when the payment committed before the wake-up fired', async () => {
+    const { order, wakeup, recoveryId } = await startRecovery();
+    await pay(order);
+    clock.advance(2_000);
+    const result = await dispatchStep(dispatch, { recoveryId, wakeSeq: wakeup.wakeSeq });
+    expect(result.action).toBe('nothing');
+    expect(await messageOf(recoveryId)).toEqual([]);
+  });
+
+  it('never accepts a reminder after the payment committed, over many random interleavings', async () => {
+    for (let i = 0; i < 60; i += 1) {
+      const { order, wakeup, recoveryId } = await startRecovery();
+      track(order.id);
+      clock.advance(2_000);
+      const sendDelay = Math.floor(Math.random() * 15);
+      const payDelay = Math.floor(Math.random() * 25);
+      sender.onCall = () => new Promise((resolve) => setTimeout(resolve, sendDelay));
+      const [result] = await Promise.all([
+        dispatchStep(dispatch, { recoveryId, wakeSeq: wakeup.wakeSeq }),
+        new Promise((resolve) => setTimeout(resolve, payDelay)).then(() => pay(order)),
+      ]);
+      expect(['sent', 'skipped', 'nothing']).toContain(result.action);
+      const messages = await messageOf(recoveryId);
+      expect(messages.filter((m) => m.status === 'sent').length).toBeLessThanOrEqual(1);
+    }
+    expect(sender.accepted.filter((a) => a.orderStatus !== 'pending')).toEqual([]);
+  });
+});
