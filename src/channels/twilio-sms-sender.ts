@@ -1,0 +1,197 @@
+import http from 'node:http';
+import twilio from 'twilio';
+import type RequestClient from 'twilio/lib/base/RequestClient.js';
+import type { MessageListInstanceCreateOptions } from 'twilio/lib/rest/api/v2010/account/message.js';
+import { systemClock, type Clock } from '../clock.js';
+import { senderClosed } from './outbox-sms-sender.js';
+import { ProviderError, type BadAddressReason } from './provider-error.js';
+import type { SendReceipt, SmsMessage, SmsSender } from './sms-sender.js';
+
+export interface TwilioSmsSenderOptions {
+  accountSid: string;
+  authToken: string;
+  /** Send through this Messaging Service (its sender pool, its settings). Takes precedence over `from`. */
+  messagingServiceSid?: string;
+  /** Sending number or alphanumeric id, when no Messaging Service is used. */
+  from?: string;
+  /**
+   * Status callback for messages that carry no `statusCallbackUrl`: `<base>/<messageId>`.
+   * Unset: such messages get no callback (or the Messaging Service's own).
+   */
+  statusCallbackBase?: string;
+  /** Whole-request deadline, connecting included. */
+  timeoutMs: number;
+  /** Base URL standing in for `https://api.twilio.com`, e.g. a local fake. Default: Twilio's own. */
+  apiUrl?: string;
+  /** The SDK's HTTP client to use as is (then `apiUrl` and `timeoutMs` are its business). */
+  httpClient?: RequestClient;
+  /** Source of `acceptedAt`. Default: the system clock. */
+  clock?: Clock;
+}
+
+/**
+ * Sends SMS with the official Twilio SDK. Twilio has no idempotency key, so the failure
+ * classification below errs towards `unknown` whenever the request may have reached Twilio.
+ */
+export class TwilioSmsSender implements SmsSender {
+  readonly transport = 'twilio';
+  readonly #client: twilio.Twilio;
+  readonly #ownHttpClient: RecoupRequestClient | undefined;
+  readonly #sender: Pick<MessageListInstanceCreateOptions, 'messagingServiceSid' | 'from'>;
+  readonly #statusCallbackBase: string | undefined;
+  readonly #clock: Clock;
+  #closed = false;
+
+  constructor(options: TwilioSmsSenderOptions) {
+    if (options.messagingServiceSid) this.#sender = { messagingServiceSid: options.messagingServiceSid };
+    else if (options.from) this.#sender = { from: options.from };
+    else throw new Error('TwilioSmsSender needs messagingServiceSid or from');
+    this.#statusCallbackBase = options.statusCallbackBase?.replace(/\/+$/, '');
+    this.#clock = options.clock ?? systemClock;
+    this.#ownHttpClient = options.httpClient
+      ? undefined
+      : new RecoupRequestClient({ timeout: options.timeoutMs, apiUrl: options.apiUrl });
+    this.#client = twilio(options.accountSid, options.authToken, {
+      httpClient: options.httpClient ?? this.#ownHttpClient,
+      // Pinned so TWILIO_EDGE / TWILIO_REGION in the environment cannot re-route requests: config.ts
+      // is the only reader of process.env.
+      edge: '',
+      region: '',
+    });
+  }
+
+  async send(message: SmsMessage): Promise<SendReceipt> {
+    if (this.#closed) throw senderClosed();
+    const statusCallback =
+      message.statusCallbackUrl ??
+      (this.#statusCallbackBase ? `${this.#statusCallbackBase}/${encodeURIComponent(message.messageId)}` : undefined);
+    try {
+      const created = await this.#client.messages.create({
+        to: message.to,
+        body: message.body,
+        ...this.#sender,
+        ...(statusCallback ? { statusCallback } : {}),
+      });
+      return { providerId: created.sid, acceptedAt: this.#clock.now() };
+    } catch (error) {
+      throw classifyTwilioFailure(error);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#ownHttpClient?.destroy();
+  }
+}
+
+/**
+ * The SDK's own RequestClient (auth header, form encoding, status handling untouched), with
+ * two additions: requests to Twilio's API can be sent to another base URL, and its sockets can
+ * be released on close.
+ */
+class RecoupRequestClient extends twilio.RequestClient {
+  readonly #apiUrl: URL | undefined;
+  readonly #httpAgent = new http.Agent({ keepAlive: true });
+
+  constructor(options: { timeout: number; apiUrl: string | undefined }) {
+    super({ timeout: options.timeout, keepAlive: true });
+    this.#apiUrl = options.apiUrl ? new URL(options.apiUrl) : undefined;
+    // The SDK configures only an https agent; a plain-http base URL (a local fake) gets one we can destroy.
+    this.axios.defaults.httpAgent = this.#httpAgent;
+  }
+
+  override request<TData>(options: RequestClient.RequestOptions<TData>) {
+    return super.request({ ...options, uri: this.#rewrite(options.uri) });
+  }
+
+  destroy(): void {
+    this.#httpAgent.destroy();
+    const httpsAgent: unknown = this.axios.defaults.httpsAgent;
+    if (httpsAgent instanceof http.Agent) httpsAgent.destroy();
+  }
+
+  #rewrite(uri: string): string {
+    if (!this.#apiUrl) return uri;
+    const url = new URL(uri);
+    if (url.protocol !== 'https:' || !/(^|\.)twilio\.com$/.test(url.hostname)) return uri;
+    const basePath = this.#apiUrl.pathname.replace(/\/+$/, '');
+    return `${this.#apiUrl.origin}${basePath}${url.pathname}${url.search}`;
+  }
+}
+
+/**
+ * Twilio error codes that fail a message for good because of its recipient.
+ * The 300xx codes come with undelivered/failed status callbacks rather than from the create call;
+ * they are here so callback handling can reuse `twilioBadAddress`.
+ */
+const badAddressCodes: ReadonlyMap<number, BadAddressReason> = new Map([
+  [21211, 'invalid_address'], // invalid 'To' number
+  [21614, 'invalid_address'], // 'To' is not a valid mobile number
+  [30005, 'invalid_address'], // unknown destination handset
+  [21610, 'unsubscribed'], // recipient replied STOP to this sender
+  [21612, 'unreachable'], // 'To' not currently reachable via SMS
+  [21635, 'unreachable'], // 'To' is a landline
+  [21408, 'unreachable'], // sending to the number's region is not enabled
+  [30003, 'unreachable'], // unreachable destination handset
+  [30006, 'unreachable'], // landline or unreachable carrier
+]);
+
+/** Why a Twilio error code means the address should not be used again, if it does. */
+export function twilioBadAddress(code: number): BadAddressReason | undefined {
+  return badAddressCodes.get(code);
+}
+
+/** Connection failures that happen before a request exists on the wire. */
+const neverSentCodes = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EADDRNOTAVAIL',
+]);
+
+/** Decides what an error thrown by `client.messages.create` means for the message. */
+export function classifyTwilioFailure(error: unknown): ProviderError {
+  if (error instanceof ProviderError) return error;
+  const failure = (typeof error === 'object' && error !== null ? error : {}) as {
+    status?: unknown;
+    code?: unknown;
+    message?: unknown;
+    isAxiosError?: unknown;
+    request?: { writableFinished?: unknown };
+  };
+  const text = typeof failure.message === 'string' ? failure.message : String(error);
+
+  // Twilio answered (RestException, or TwilioServiceException for RFC 9457 bodies).
+  if (failure.isAxiosError !== true && typeof failure.status === 'number') {
+    const status = failure.status;
+    const code = typeof failure.code === 'number' ? failure.code : undefined;
+    const providerCode = String(code ?? status);
+    const message = `Twilio ${status}${code === undefined ? '' : ` (${code})`}: ${text}`;
+    const badAddress = code === undefined ? undefined : twilioBadAddress(code);
+    if (badAddress) return new ProviderError('failed', providerCode, message, { badAddress, cause: error });
+    if (status === 429 || code === 20429) return new ProviderError('retry', providerCode, message, { cause: error });
+    // A gateway timeout is our own timeout one hop further: Twilio's backend may have created the message.
+    if (status === 504) return new ProviderError('unknown', providerCode, message, { cause: error });
+    if (status >= 500) return new ProviderError('retry', providerCode, message, { cause: error });
+    return new ProviderError('failed', providerCode, message, { cause: error });
+  }
+
+  // No answer. axios reports its timeout as ECONNABORTED; call it what it is.
+  if (failure.isAxiosError === true && typeof failure.code === 'string') {
+    const providerCode = failure.code === 'ECONNABORTED' ? 'ETIMEDOUT' : failure.code;
+    if (neverSentCodes.has(failure.code)) return new ProviderError('retry', providerCode, text, { cause: error });
+    // `writableFinished` turns true once the whole request was handed to the OS. Before that (TLS handshake
+    // failed, timed out while connecting, reset mid-upload) Twilio cannot hold a complete request: retry.
+    // After it, a reset or a timeout may follow Twilio creating the message (ECONNRESET on a reused
+    // keep-alive socket included: the server may have read the request before closing): unknown.
+    if (failure.request?.writableFinished !== true) {
+      return new ProviderError('retry', providerCode, text, { cause: error });
+    }
+    return new ProviderError('unknown', providerCode, text, { cause: error });
+  }
+
+  // Anything else came after the request left (an unparsable 2xx body, say) or from a foreign httpClient.
+  return new ProviderError('unknown', 'UNKNOWN', text, { cause: error });
+}

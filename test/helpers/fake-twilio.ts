@@ -1,0 +1,318 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import twilio from 'twilio';
+
+/**
+ * A local stand-in for Twilio's Messages API, for integration, end-to-end and fault tests.
+ *
+ * Implements `POST /2010-04-01/Accounts/:sid/Messages.json` (form-encoded, Basic auth) with
+ * Twilio-shaped JSON answers, records every message it accepts, and can be told to fail:
+ * - `failNext(n, fault)`: the next n message requests get that fault (an error answer, or `hang` / `drop`);
+ * - `setFaults(rates, seed)`: random faults from a seeded RNG, so a failing run can be replayed;
+ * - `invalidNumbers`: recipients answered with 400 / 21211.
+ *
+ * Checks run in Twilio's order: route, auth (401 / 20003), parameters (400), programmed
+ * faults, random faults, invalid numbers, then accept (201).
+ *
+ * `hang` and `drop` model the case a sender cannot see through: the message IS accepted and
+ * recorded (`answered: false`), but no answer arrives: the request is held until the client
+ * gives up or `close()`, or the connection is destroyed. Tests of "no blind re-send" count
+ * `messages` for a recipient.
+ */
+export interface FakeTwilio {
+  /** Base URL to give the sender as `apiUrl`, e.g. `http://127.0.0.1:43125`. */
+  readonly url: string;
+  readonly accountSid: string;
+  readonly authToken: string;
+  /** Accepted messages, oldest first. */
+  readonly messages: readonly FakeTwilioMessage[];
+  /** Every request that reached the server, answered or not. */
+  readonly requests: readonly FakeTwilioRequest[];
+  /** Recipients (E.164) answered with 400 / 21211. */
+  readonly invalidNumbers: Set<string>;
+  /** The next `count` message requests get `fault` instead of the normal handling (after the auth check). */
+  failNext(count: number, fault: FakeTwilioFault): void;
+  /** Random faults per request, drawn in this order; rates are 0..1 and their sum at most 1. `seed` restarts the RNG. */
+  setFaults(rates: FakeTwilioFaultRates, seed?: number): void;
+  /** The accepted message with this SID. */
+  message(sid: string): FakeTwilioMessage | undefined;
+  /**
+   * POSTs a status callback for an accepted message to its statusCallback URL, signed with
+   * X-Twilio-Signature like Twilio does. Returns the HTTP status the receiver answered.
+   */
+  sendStatusCallback(sid: string, status: TwilioMessageStatus, options?: { errorCode?: number }): Promise<number>;
+  /** Forgets messages, requests, programmed faults and rates (invalid numbers too). */
+  reset(): void;
+  /** Stops the server, cutting held requests. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+export interface FakeTwilioMessage {
+  sid: string;
+  to: string;
+  body: string;
+  from: string | undefined;
+  messagingServiceSid: string | undefined;
+  statusCallback: string | undefined;
+  acceptedAt: Date;
+  /** False when a `hang` or `drop` fault swallowed the answer. */
+  answered: boolean;
+}
+
+export interface FakeTwilioRequest {
+  method: string;
+  path: string;
+  /** Basic auth matched the account. */
+  authorized: boolean;
+  /** Status answered; undefined when the request was held or dropped. */
+  status: number | undefined;
+  /** Decoded form fields. */
+  params: Record<string, string>;
+}
+
+/** An error answer in Twilio's shape (`{ code, message, more_info, status }`). */
+export interface FakeTwilioError {
+  status: number;
+  code?: number;
+  message?: string;
+}
+
+export type FakeTwilioFault = FakeTwilioError | 'hang' | 'drop';
+
+export interface FakeTwilioFaultRates {
+  /** 500 / 20500, message not accepted. */
+  error500Rate?: number;
+  /** 429 / 20429, message not accepted. */
+  error429Rate?: number;
+  /** Accepted, never answered (held until the client gives up or close()). */
+  timeoutRate?: number;
+  /** Accepted, then the connection is destroyed without an answer. */
+  dropRate?: number;
+}
+
+export type TwilioMessageStatus = 'queued' | 'accepted' | 'sending' | 'sent' | 'delivered' | 'undelivered' | 'failed';
+
+export interface FakeTwilioOptions {
+  /** Default: a random `AC…` SID. */
+  accountSid?: string;
+  /** Default: random. */
+  authToken?: string;
+  /** Seed of the fault RNG. Default 1. */
+  seed?: number;
+}
+
+const messagesPath = /^\/2010-04-01\/Accounts\/([^/]+)\/Messages\.json$/;
+
+export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<FakeTwilio> {
+  const accountSid = options.accountSid ?? `AC${randomBytes(16).toString('hex')}`;
+  const authToken = options.authToken ?? randomBytes(16).toString('hex');
+  const expectedAuth = Buffer.from(`Basic ${Buffer.from(`${accountSid}:${authToken}`).toString('base64')}`);
+  const messages: FakeTwilioMessage[] = [];
+  const requests: FakeTwilioRequest[] = [];
+  const invalidNumbers = new Set<string>();
+  const programmed: FakeTwilioFault[] = [];
+  let rates: Required<FakeTwilioFaultRates> = { error500Rate: 0, error429Rate: 0, timeoutRate: 0, dropRate: 0 };
+  let random = mulberry32(options.seed ?? 1);
+  const sockets = new Set<Socket>();
+
+  const server = http.createServer((req, res) => {
+    void handle(req, res).catch((error: unknown) => {
+      if (!res.headersSent) sendJson(res, 500, { code: 20500, message: String(error), status: 500 });
+    });
+  });
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const raw = await readBody(req);
+    const path = new URL(req.url ?? '/', 'http://fake').pathname;
+    const auth = Buffer.from(req.headers.authorization ?? '');
+    const authorized = auth.length === expectedAuth.length && timingSafeEqual(auth, expectedAuth);
+    const params = Object.fromEntries(new URLSearchParams(raw));
+    const record: FakeTwilioRequest = { method: req.method ?? '', path, authorized, status: undefined, params };
+    requests.push(record);
+    const answer = (status: number, body: object) => {
+      record.status = status;
+      sendJson(res, status, body);
+    };
+    const error = (status: number, code: number, message: string) =>
+      answer(status, { code, message, more_info: `https://www.twilio.com/docs/errors/${code}`, status });
+
+    const route = messagesPath.exec(path);
+    if (!route || req.method !== 'POST') return error(404, 20404, 'The requested resource was not found');
+    if (!authorized) return error(401, 20003, 'Authenticate');
+    if (route[1] !== accountSid) return error(404, 20404, `The requested resource ${path} was not found`);
+    const { To: to, Body: body, From: from, MessagingServiceSid: messagingServiceSid } = params;
+    if (!to) return error(400, 21604, "A 'To' phone number is required.");
+    if (!body) return error(400, 21602, 'Message body is required.');
+    if (!from && !messagingServiceSid)
+      return error(400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required.");
+
+    const fault = programmed.shift() ?? randomFault();
+    if (fault && typeof fault === 'object') {
+      return error(fault.status, fault.code ?? fault.status, fault.message ?? `Programmed failure ${fault.status}`);
+    }
+    if (invalidNumbers.has(to)) return error(400, 21211, `The 'To' number ${to} is not a valid phone number.`);
+
+    const message: FakeTwilioMessage = {
+      sid: `SM${randomBytes(16).toString('hex')}`,
+      to,
+      body,
+      from,
+      messagingServiceSid,
+      statusCallback: params.StatusCallback,
+      acceptedAt: new Date(),
+      answered: fault === undefined,
+    };
+    messages.push(message);
+    if (fault === 'hang') return; // held: the socket stays open with no answer
+    if (fault === 'drop') {
+      req.socket.destroy();
+      return;
+    }
+    answer(201, messageResource(accountSid, message));
+  }
+
+  // One draw per request, even with all rates at zero, so a seed replays the same sequence.
+  function randomFault(): FakeTwilioFault | undefined {
+    const draw = random();
+    const table: [number, FakeTwilioFault][] = [
+      [rates.error500Rate, { status: 500, code: 20500, message: 'Internal Server Error' }],
+      [rates.error429Rate, { status: 429, code: 20429, message: 'Too Many Requests' }],
+      [rates.timeoutRate, 'hang'],
+      [rates.dropRate, 'drop'],
+    ];
+    let edge = 0;
+    for (const [rate, fault] of table) {
+      edge += rate;
+      if (draw < edge) return fault;
+    }
+    return undefined;
+  }
+
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  let closing: Promise<void> | undefined;
+
+  const fake: FakeTwilio = {
+    url: `http://127.0.0.1:${port}`,
+    accountSid,
+    authToken,
+    messages,
+    requests,
+    invalidNumbers,
+    failNext(count, fault) {
+      for (let i = 0; i < count; i++) programmed.push(fault);
+    },
+    setFaults(next, seed) {
+      rates = { error500Rate: 0, error429Rate: 0, timeoutRate: 0, dropRate: 0, ...next };
+      const total = Object.values(rates).reduce((sum, rate) => sum + rate, 0);
+      if (Object.values(rates).some((rate) => rate < 0) || total > 1) {
+        throw new Error(`fault rates must be >= 0 and sum to at most 1, got ${JSON.stringify(rates)}`);
+      }
+      if (seed !== undefined) random = mulberry32(seed);
+    },
+    message(sid) {
+      return messages.find((message) => message.sid === sid);
+    },
+    async sendStatusCallback(sid, status, callbackOptions = {}) {
+      const message = fake.message(sid);
+      if (!message?.statusCallback) throw new Error(`no accepted message ${sid} with a statusCallback`);
+      const params: Record<string, string> = {
+        AccountSid: accountSid,
+        MessageSid: sid,
+        SmsSid: sid,
+        MessageStatus: status,
+        SmsStatus: status,
+        To: message.to,
+        ApiVersion: '2010-04-01',
+        ...(message.from ? { From: message.from } : {}),
+        ...(message.messagingServiceSid ? { MessagingServiceSid: message.messagingServiceSid } : {}),
+        ...(callbackOptions.errorCode === undefined ? {} : { ErrorCode: String(callbackOptions.errorCode) }),
+      };
+      const response = await fetch(message.statusCallback, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          'x-twilio-signature': twilio.getExpectedTwilioSignature(authToken, message.statusCallback, params),
+        },
+        body: new URLSearchParams(params).toString(),
+      });
+      await response.arrayBuffer();
+      return response.status;
+    },
+    reset() {
+      messages.length = 0;
+      requests.length = 0;
+      programmed.length = 0;
+      invalidNumbers.clear();
+      rates = { error500Rate: 0, error429Rate: 0, timeoutRate: 0, dropRate: 0 };
+      random = mulberry32(options.seed ?? 1);
+    },
+    close() {
+      closing ??= new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()));
+        for (const socket of sockets) socket.destroy();
+      });
+      return closing;
+    },
+  };
+  return fake;
+}
+
+/** The Message resource as Twilio's create call returns it (the fields the SDK maps). */
+function messageResource(accountSid: string, message: FakeTwilioMessage): object {
+  const created = message.acceptedAt.toUTCString().replace('GMT', '+0000');
+  return {
+    sid: message.sid,
+    account_sid: accountSid,
+    messaging_service_sid: message.messagingServiceSid ?? null,
+    from: message.from ?? null,
+    to: message.to,
+    body: message.body,
+    status: message.messagingServiceSid ? 'accepted' : 'queued',
+    direction: 'outbound-api',
+    api_version: '2010-04-01',
+    num_segments: '1',
+    num_media: '0',
+    price: null,
+    price_unit: 'USD',
+    error_code: null,
+    error_message: null,
+    date_created: created,
+    date_updated: created,
+    date_sent: null,
+    uri: `/2010-04-01/Accounts/${accountSid}/Messages/${message.sid}.json`,
+    subresource_uris: { media: `/2010-04-01/Accounts/${accountSid}/Messages/${message.sid}/Media.json` },
+  };
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: object): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+  });
+  res.end(text);
+}
+
+async function readBody(req: http.IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Small, fast, seedable PRNG (Mulberry32): the same seed gives the same fault sequence. */
+function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

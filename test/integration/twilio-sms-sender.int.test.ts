@@ -1,0 +1,252 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import twilio from 'twilio';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ProviderError } from '../../src/channels/provider-error.js';
+import { TwilioSmsSender, type TwilioSmsSenderOptions } from '../../src/channels/twilio-sms-sender.js';
+import { startFakeTwilio, type FakeTwilio, type FakeTwilioFault } from '../helpers/fake-twilio.js';
+import { sms, smsSenderContract } from '../helpers/sms-sender.contract.js';
+
+smsSenderContract('TwilioSmsSender against the fake Twilio', async () => {
+  const fake = await startFakeTwilio();
+  return {
+    sender: new TwilioSmsSender({ ...credentials(fake), from: '+15005550006', timeoutMs: 5000 }),
+    received: async (receipt) => {
+      const message = fake.message(receipt.providerId);
+      if (!message) throw new Error(`the fake has no message ${receipt.providerId}`);
+      return { to: message.to, body: message.body };
+    },
+    dispose: () => fake.close(),
+  };
+});
+
+function credentials(fake: FakeTwilio) {
+  return { accountSid: fake.accountSid, authToken: fake.authToken, apiUrl: fake.url };
+}
+
+describe('TwilioSmsSender', () => {
+  let fake: FakeTwilio;
+  const senders: TwilioSmsSender[] = [];
+  const sender = (options: Partial<TwilioSmsSenderOptions> = {}) => {
+    const created = new TwilioSmsSender({ ...credentials(fake), from: '+15005550006', timeoutMs: 5000, ...options });
+    senders.push(created);
+    return created;
+  };
+  const failure = (promise: Promise<unknown>) =>
+    promise.then(
+      () => expect.fail('expected the send to fail'),
+      (error: unknown) => {
+        expect(error).toBeInstanceOf(ProviderError);
+        return error as ProviderError;
+      },
+    );
+
+  beforeAll(async () => {
+    fake = await startFakeTwilio();
+  });
+  afterAll(() => fake.close());
+  beforeEach(() => fake.reset());
+  afterEach(async () => {
+    await Promise.all(senders.splice(0).map((created) => created.close()));
+  });
+
+  describe('requests', () => {
+    it('authenticates with the account SID and auth token and returns the message SID', async () => {
+      const receipt = await sender().send(sms());
+      expect(fake.requests).toHaveLength(1);
+      expect(fake.requests[0]).toMatchObject({
+        method: 'POST',
+        path: `/2010-04-01/Accounts/${fake.accountSid}/Messages.json`,
+        authorized: true,
+        status: 201,
+      });
+      expect(receipt.providerId).toMatch(/^SM[0-9a-f]{32}$/);
+      expect(receipt.providerId).toBe(fake.messages[0]?.sid);
+    });
+
+    it('sends From when no Messaging Service is configured', async () => {
+      await sender({ from: '+15005550006' }).send(sms());
+      expect(fake.messages[0]).toMatchObject({ from: '+15005550006', messagingServiceSid: undefined });
+    });
+
+    it('sends MessagingServiceSid instead of From when both are configured', async () => {
+      const serviceSid = `MG${'a'.repeat(32)}`;
+      await sender({ messagingServiceSid: serviceSid, from: '+15005550006' }).send(sms());
+      expect(fake.messages[0]).toMatchObject({ messagingServiceSid: serviceSid, from: undefined });
+      expect(fake.requests[0]?.params).not.toHaveProperty('From');
+    });
+
+    it("passes the message's status callback URL", async () => {
+      const url = 'https://recoup.example/webhooks/twilio/status?m=1';
+      await sender({ statusCallbackBase: 'https://other.example/cb' }).send(sms({ statusCallbackUrl: url }));
+      expect(fake.messages[0]?.statusCallback).toBe(url);
+    });
+
+    it('builds the status callback from statusCallbackBase when the message has none', async () => {
+      const message = sms();
+      await sender({ statusCallbackBase: 'https://recoup.example/webhooks/twilio/status/' }).send(message);
+      expect(fake.messages[0]?.statusCallback).toBe(
+        `https://recoup.example/webhooks/twilio/status/${message.messageId}`,
+      );
+    });
+
+    it('asks for no status callback when it has none', async () => {
+      await sender().send(sms());
+      expect(fake.requests[0]?.params).not.toHaveProperty('StatusCallback');
+    });
+
+    it('fails for good, without blaming the address, on wrong credentials', async () => {
+      const error = await failure(sender({ authToken: 'wrong' }).send(sms()));
+      expect(error).toMatchObject({ outcome: 'failed', providerCode: '20003', badAddress: undefined });
+      expect(fake.requests[0]?.authorized).toBe(false);
+      expect(fake.messages).toHaveLength(0);
+    });
+  });
+
+  describe('classifies Twilio answers', () => {
+    it('21211 for an invalid number: failed, invalid_address', async () => {
+      fake.invalidNumbers.add('+15005550001');
+      const error = await failure(sender().send(sms({ to: '+15005550001' })));
+      expect(error).toMatchObject({ outcome: 'failed', providerCode: '21211', badAddress: 'invalid_address' });
+      expect(fake.messages).toHaveLength(0);
+    });
+
+    it.each([
+      [21610, 'unsubscribed'],
+      [21614, 'invalid_address'],
+      [21612, 'unreachable'],
+      [21635, 'unreachable'],
+      [21408, 'unreachable'],
+    ] as const)('%i: failed, %s', async (code, badAddress) => {
+      fake.failNext(1, { status: 400, code });
+      const error = await failure(sender().send(sms()));
+      expect(error).toMatchObject({ outcome: 'failed', providerCode: String(code), badAddress });
+    });
+
+    it.each<[string, FakeTwilioFault, string]>([
+      ['429 / 20429', { status: 429, code: 20429, message: 'Too Many Requests' }, '20429'],
+      ['429 without a Twilio code', { status: 429 }, '429'],
+      ['500', { status: 500, code: 20500 }, '20500'],
+      ['503', { status: 503 }, '503'],
+    ])('%s: retry', async (_name, fault, providerCode) => {
+      fake.failNext(1, fault);
+      const error = await failure(sender().send(sms()));
+      expect(error).toMatchObject({ outcome: 'retry', providerCode, badAddress: undefined });
+    });
+
+    it('504: unknown, the gateway may have passed the request on', async () => {
+      fake.failNext(1, { status: 504 });
+      expect(await failure(sender().send(sms()))).toMatchObject({ outcome: 'unknown', providerCode: '504' });
+    });
+
+    it('another 4xx: failed without blaming the address', async () => {
+      fake.failNext(1, {
+        status: 400,
+        code: 21606,
+        message: "The 'From' number is not a valid message-capable number",
+      });
+      const error = await failure(sender().send(sms()));
+      expect(error).toMatchObject({ outcome: 'failed', providerCode: '21606', badAddress: undefined });
+      expect(error.message).toContain('21606');
+    });
+  });
+
+  describe('classifies missing answers', () => {
+    it('a server that never answers: unknown, within timeoutMs', async () => {
+      fake.failNext(1, 'hang');
+      const started = Date.now();
+      const error = await failure(sender({ timeoutMs: 300 }).send(sms()));
+      const elapsed = Date.now() - started;
+      expect(error).toMatchObject({ outcome: 'unknown', providerCode: 'ETIMEDOUT' });
+      expect(elapsed).toBeGreaterThanOrEqual(250);
+      expect(elapsed).toBeLessThan(1500);
+      // The case "unknown" exists for: the fake did accept it.
+      expect(fake.messages).toMatchObject([{ answered: false }]);
+    });
+
+    it('a connection dropped after the request: unknown', async () => {
+      fake.failNext(1, 'drop');
+      expect(await failure(sender().send(sms()))).toMatchObject({ outcome: 'unknown', providerCode: 'ECONNRESET' });
+    });
+
+    it('connection refused: retry', async () => {
+      const closed = http.createServer();
+      await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+      const { port } = closed.address() as AddressInfo;
+      await new Promise((resolve) => closed.close(resolve));
+      const error = await failure(sender({ apiUrl: `http://127.0.0.1:${port}` }).send(sms()));
+      expect(error).toMatchObject({ outcome: 'retry', providerCode: 'ECONNREFUSED' });
+    });
+
+    it('sends normally again after a fault', async () => {
+      fake.failNext(1, 'drop');
+      const twilioSender = sender();
+      await failure(twilioSender.send(sms()));
+      await expect(twilioSender.send(sms())).resolves.toMatchObject({ providerId: expect.stringMatching(/^SM/) });
+    });
+  });
+});
+
+describe('fake Twilio', () => {
+  let fake: FakeTwilio;
+  beforeAll(async () => {
+    fake = await startFakeTwilio({ seed: 7 });
+  });
+  afterAll(() => fake.close());
+  beforeEach(() => fake.reset());
+
+  async function statuses(seed: number, count: number): Promise<number[]> {
+    fake.reset();
+    fake.setFaults({ error500Rate: 0.3, error429Rate: 0.3 }, seed);
+    const sender = new TwilioSmsSender({ ...credentials(fake), from: '+15005550006', timeoutMs: 5000 });
+    for (let i = 0; i < count; i++) await sender.send(sms()).catch(() => undefined);
+    await sender.close();
+    return fake.requests.map((request) => request.status ?? 0);
+  }
+
+  it('replays the same random faults for the same seed', async () => {
+    const first = await statuses(42, 30);
+    expect(new Set(first)).toEqual(new Set([201, 429, 500]));
+    expect(await statuses(42, 30)).toEqual(first);
+    expect(await statuses(43, 30)).not.toEqual(first);
+  });
+
+  it('rejects fault rates that cannot be probabilities', () => {
+    expect(() => fake.setFaults({ error500Rate: 0.8, dropRate: 0.3 })).toThrow(/at most 1/);
+  });
+
+  it('posts status callbacks signed like Twilio', async () => {
+    const received: { valid: boolean; params: Record<string, string> }[] = [];
+    const receiver = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        const params = Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString()));
+        const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}${req.url ?? ''}`;
+        const signature = String(req.headers['x-twilio-signature'] ?? '');
+        received.push({ valid: twilio.validateRequest(fake.authToken, signature, url, params), params });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    try {
+      const base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/webhooks/twilio/status`;
+      const sender = new TwilioSmsSender({ ...credentials(fake), from: '+15005550006', timeoutMs: 5000 });
+      const receipt = await sender.send(sms({ statusCallbackUrl: `${base}?m=1` }));
+      await sender.close();
+      expect(await fake.sendStatusCallback(receipt.providerId, 'undelivered', { errorCode: 30003 })).toBe(204);
+      expect(received).toEqual([
+        {
+          valid: true,
+          params: expect.objectContaining({
+            MessageSid: receipt.providerId,
+            MessageStatus: 'undelivered',
+            ErrorCode: '30003',
+          }),
+        },
+      ]);
+    } finally {
+      await new Promise((resolve) => receiver.close(resolve));
+    }
+  });
+});
