@@ -1,0 +1,76 @@
+import { RecoupError } from '../errors.js';
+
+/**
+ * Money for customers: integer minor units → a localised currency string. The decimal point is
+ * shifted on the digit string (BigInt), and Intl formats that exact decimal string, so no amount
+ * ever passes through a binary float (1234567.89 stays 1234567.89, however large).
+ */
+
+const formats = new Map<string, Intl.NumberFormat>();
+
+export interface FormatAmountOptions {
+  /** `symbol` (default): `₹1,234.00`; `code`: `INR 1,234.00`, plain ASCII apart from the locale's spaces. */
+  currencyDisplay?: 'symbol' | 'code';
+}
+
+function numberFormat(
+  currency: string,
+  locale: string,
+  currencyDisplay: 'symbol' | 'code' = 'symbol',
+): Intl.NumberFormat {
+  const key = `${locale}|${currency}|${currencyDisplay}`;
+  let format = formats.get(key);
+  if (!format) {
+    try {
+      format = new Intl.NumberFormat(locale, { style: 'currency', currency, currencyDisplay });
+    } catch (err) {
+      throw new RecoupError('validation', `Cannot format ${currency} in locale "${locale}"`, {
+        issues: [{ path: 'locale', message: `"${locale}" is not a valid locale` }],
+        cause: err,
+      });
+    }
+    formats.set(key, format);
+  }
+  return format;
+}
+
+function checkCurrency(currency: string): string {
+  if (!/^[A-Za-z]{3}$/.test(currency)) {
+    throw new RecoupError('validation', `Invalid currency "${currency}"`, {
+      issues: [{ path: 'currency', message: 'must be an ISO 4217 code such as CNY or USD' }],
+    });
+  }
+  return currency.toUpperCase();
+}
+
+/**
+ * Digits after the decimal point in the currency's minor unit, as Intl (CLDR) knows it: JPY 0,
+ * CNY 2, KWD 3. Unknown but well-formed codes get CLDR's default, 2.
+ */
+export function minorUnitDigits(currency: string): number {
+  const code = checkCurrency(currency);
+  return numberFormat(code, 'en').resolvedOptions().maximumFractionDigits ?? 2;
+}
+
+/** `formatAmount(12900, 'CNY', 'zh-CN')` → `¥129.00`; `formatAmount(4999, 'USD', 'en')` → `$49.99`. */
+export function formatAmount(
+  minor: number,
+  currency: string,
+  locale: string,
+  options: FormatAmountOptions = {},
+): string {
+  if (!Number.isSafeInteger(minor)) {
+    throw new RecoupError('validation', `Amount ${minor} is not an integer number of minor units`, {
+      issues: [{ path: 'amount', message: 'must be a safe integer (minor units)' }],
+    });
+  }
+  const code = checkCurrency(currency);
+  const digits = minorUnitDigits(code);
+  const negative = minor < 0;
+  const magnitude = (negative ? -BigInt(minor) : BigInt(minor)).toString().padStart(digits + 1, '0');
+  const whole = magnitude.slice(0, magnitude.length - digits);
+  const fraction = magnitude.slice(magnitude.length - digits);
+  const decimal = `${negative ? '-' : ''}${whole}${digits > 0 ? `.${fraction}` : ''}`;
+  // Intl accepts a decimal string and formats it exactly (ECMA-402 "Intl.NumberFormat v3").
+  return numberFormat(code, locale, options.currencyDisplay).format(decimal as `${number}`);
+}
