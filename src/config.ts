@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { RecoupError } from './errors.js';
@@ -44,8 +45,8 @@ const envSchema = z
     DATA_DIR: z.string().default('.data'),
     /** Where outbox transports write messages. Default DATA_DIR/outbox. */
     OUTBOX_DIR: optionalString,
-    /** Handlebars templates folder. Default ./templates. */
-    TEMPLATES_DIR: z.string().default('templates'),
+    /** Handlebars templates folder. Default: the templates/ folder shipped with recoup. */
+    TEMPLATES_DIR: optionalString,
     /** `outbox` or `twilio`. Default: twilio when its credentials are set, else outbox. */
     SMS_TRANSPORT: z.preprocess(emptyToUndefined, z.enum(['outbox', 'twilio']).optional()),
     /** `outbox` or `smtp`. Default: smtp when SMTP_URL is set, else outbox. */
@@ -92,32 +93,53 @@ const envSchema = z
     /** Largest accepted request body in bytes. Default 262144. */
     BODY_LIMIT: z.coerce.number().int().min(1024).default(262_144),
   })
-  .superRefine((env, ctx) => {
-    if (env.SMS_TRANSPORT === 'twilio') {
-      for (const key of ['TWILIO_ACCOUNT_SID', 'TWILIO_AUTH_TOKEN'] as const) {
-        if (!env[key]) ctx.addIssue({ code: 'custom', path: [key], message: 'required when SMS_TRANSPORT=twilio' });
+  .superRefine(
+    (env, ctx) => {
+      const sms = smsTransportOf(env);
+      if (sms === 'twilio') {
+        // Twilio is either asked for or chosen because its credentials are set; say which.
+        const because = env.SMS_TRANSPORT ? 'when SMS_TRANSPORT=twilio' : 'to send SMS through Twilio';
+        for (const key of ['TWILIO_ACCOUNT_SID', 'TWILIO_AUTH_TOKEN'] as const) {
+          if (!env[key]) ctx.addIssue({ code: 'custom', path: [key], message: `required ${because}` });
+        }
+        if (!env.TWILIO_MESSAGING_SERVICE_SID && !env.TWILIO_FROM) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['TWILIO_FROM'],
+            message: `set TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM ${because}`,
+          });
+        }
       }
-      if (!env.TWILIO_MESSAGING_SERVICE_SID && !env.TWILIO_FROM) {
+      if (env.EMAIL_TRANSPORT === 'smtp' && !env.SMTP_URL) {
+        ctx.addIssue({ code: 'custom', path: ['SMTP_URL'], message: 'required when EMAIL_TRANSPORT=smtp' });
+      }
+      if (!isValidTimezone(env.DEFAULT_TIMEZONE)) {
         ctx.addIssue({
           code: 'custom',
-          path: ['TWILIO_FROM'],
-          message: 'set TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM when SMS_TRANSPORT=twilio',
+          path: ['DEFAULT_TIMEZONE'],
+          message: `unknown IANA timezone "${env.DEFAULT_TIMEZONE}"`,
         });
       }
-    }
-    if (env.EMAIL_TRANSPORT === 'smtp' && !env.SMTP_URL) {
-      ctx.addIssue({ code: 'custom', path: ['SMTP_URL'], message: 'required when EMAIL_TRANSPORT=smtp' });
-    }
-    if (!isValidTimezone(env.DEFAULT_TIMEZONE)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['DEFAULT_TIMEZONE'],
-        message: `unknown IANA timezone "${env.DEFAULT_TIMEZONE}"`,
-      });
-    }
-  });
+    },
+    // Zod skips refinements once a field failed; run these anyway so that every problem
+    // (a bad PORT *and* missing Twilio keys) is reported in one go. They only read fields
+    // that are plain strings, so a failed field elsewhere cannot confuse them.
+    { when: () => true },
+  );
+
+/** `SMS_TRANSPORT`, else twilio when its credentials are set, else outbox. */
+function smsTransportOf(env: {
+  SMS_TRANSPORT?: 'outbox' | 'twilio' | undefined;
+  TWILIO_ACCOUNT_SID?: string | undefined;
+  TWILIO_AUTH_TOKEN?: string | undefined;
+}): 'outbox' | 'twilio' {
+  return env.SMS_TRANSPORT ?? (env.TWILIO_ACCOUNT_SID && env.TWILIO_AUTH_TOKEN ? 'twilio' : 'outbox');
+}
 
 export type Env = z.output<typeof envSchema>;
+
+// src/config.ts and dist/config.js both sit one level below the package root.
+const packageTemplatesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../templates');
 
 export interface Config {
   port: number;
@@ -185,17 +207,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     throw new RecoupError('config', `Invalid configuration:\n${lines}`, { issues });
   }
   const env = parsed.data;
-  const smsTransport = env.SMS_TRANSPORT ?? (env.TWILIO_ACCOUNT_SID && env.TWILIO_AUTH_TOKEN ? 'twilio' : 'outbox');
+  const smsTransport = smsTransportOf(env);
   const emailTransport = env.EMAIL_TRANSPORT ?? (env.SMTP_URL ? 'smtp' : 'outbox');
-  if (smsTransport === 'twilio' && !env.SMS_TRANSPORT && !env.TWILIO_MESSAGING_SERVICE_SID && !env.TWILIO_FROM) {
-    throw new RecoupError(
-      'config',
-      'Invalid configuration:\n  TWILIO_FROM: set TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM to send SMS through Twilio',
-      {
-        issues: [{ path: 'TWILIO_FROM', message: 'set TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM' }],
-      },
-    );
-  }
   const apiKeys = env.RECOUP_API_KEYS?.split(',')
     .map((key) => key.trim())
     .filter((key) => key.length > 0);
@@ -210,7 +223,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     cadencesFile: env.CADENCES_FILE,
     dataDir: path.resolve(env.DATA_DIR),
     outboxDir: path.resolve(env.OUTBOX_DIR ?? path.join(env.DATA_DIR, 'outbox')),
-    templatesDir: path.resolve(env.TEMPLATES_DIR),
+    templatesDir: env.TEMPLATES_DIR ? path.resolve(env.TEMPLATES_DIR) : packageTemplatesDir,
     sms:
       smsTransport === 'twilio'
         ? {

@@ -1,4 +1,5 @@
 import type { Db } from '../db/client.js';
+import type { DbOrTx } from '../db/tx.js';
 import type { CadenceVersion } from './cadence.js';
 import { activeCadences, getCadenceVersion } from './cadence-store.js';
 
@@ -18,19 +19,23 @@ export class CadenceBook {
     this.#activeTtlMs = options.activeTtlMs ?? 5_000;
   }
 
-  async active(): Promise<CadenceVersion[]> {
+  /**
+   * `executor` must be the open transaction when called inside one: embedded PGlite has a
+   * single connection, so a query on the pool from inside a transaction would wait forever.
+   */
+  async active(executor: DbOrTx = this.#db): Promise<CadenceVersion[]> {
     const now = Date.now();
     if (this.#active && now - this.#active.at < this.#activeTtlMs) return this.#active.list;
-    const list = await activeCadences(this.#db);
+    const list = await activeCadences(executor);
     for (const version of list) this.#versions.set(key(version.name, version.version), version);
     this.#active = { at: now, list };
     return list;
   }
 
-  async version(name: string, version: number): Promise<CadenceVersion | undefined> {
+  async version(name: string, version: number, executor: DbOrTx = this.#db): Promise<CadenceVersion | undefined> {
     const cached = this.#versions.get(key(name, version));
     if (cached) return cached;
-    const found = await getCadenceVersion(this.#db, name, version);
+    const found = await getCadenceVersion(executor, name, version);
     if (found) this.#versions.set(key(name, version), found);
     return found;
   }

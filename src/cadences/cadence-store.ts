@@ -1,5 +1,6 @@
 import { and, asc, eq, max, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
+import type { DbOrTx } from '../db/tx.js';
 import { cadences } from '../db/schema.js';
 import { validationError } from '../errors.js';
 import type { Cadence, CadenceVersion } from './cadence.js';
@@ -68,12 +69,16 @@ export async function applyCadences(db: Db, list: Cadence[], source?: string): P
 }
 
 /** The active version of every cadence, by name. */
-export async function activeCadences(db: Db): Promise<CadenceVersion[]> {
+export async function activeCadences(db: DbOrTx): Promise<CadenceVersion[]> {
   const found = await db.select().from(cadences).where(eq(cadences.active, true)).orderBy(asc(cadences.name));
   return found.map(toVersion);
 }
 
-export async function getCadenceVersion(db: Db, name: string, version: number): Promise<CadenceVersion | undefined> {
+export async function getCadenceVersion(
+  db: DbOrTx,
+  name: string,
+  version: number,
+): Promise<CadenceVersion | undefined> {
   const [row] = await db
     .select()
     .from(cadences)
@@ -82,7 +87,7 @@ export async function getCadenceVersion(db: Db, name: string, version: number): 
 }
 
 /** Every stored version (of one cadence when `name` is given), by name then version. */
-export async function listCadenceVersions(db: Db, name?: string): Promise<CadenceVersion[]> {
+export async function listCadenceVersions(db: DbOrTx, name?: string): Promise<CadenceVersion[]> {
   const found = await db
     .select()
     .from(cadences)

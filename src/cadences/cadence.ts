@@ -23,6 +23,8 @@ export interface CadenceMatch {
   minAmount: number;
   /** ISO 4217 codes, or `any`. */
   currencies: string[];
+  /** Never chosen by matching: only for orders whose events name it (`order.cadence`), e.g. the demo. */
+  byNameOnly?: boolean;
 }
 
 /** A validated cadence definition, as ops wrote it (durations in ms). */

@@ -58,6 +58,7 @@ const matchSchema = z.strictObject({
     .array(z.string().regex(currencyPattern, 'must be any or a 3-letter uppercase ISO 4217 code, e.g. EUR'))
     .min(1, 'must list at least one currency, or any')
     .optional(),
+  by_name_only: z.boolean().optional(),
 });
 
 const quietHoursSchema = z
@@ -154,6 +155,7 @@ export function cadenceToDocument(c: Cadence): Record<string, unknown> {
     failure_categories: [...c.match.failureCategories],
     min_amount: c.match.minAmount,
     currencies: [...c.match.currencies],
+    ...(c.match.byNameOnly ? { by_name_only: true } : {}),
   };
   if (c.quietHours) doc.quiet_hours = { start: c.quietHours.start, end: c.quietHours.end };
   if (c.maxMessagesPerDay !== undefined) doc.max_messages_per_day = c.maxMessagesPerDay;
@@ -191,6 +193,7 @@ function toCadence(doc: CadenceDocument): Cadence {
       failureCategories: doc.match?.failure_categories ?? ['any'],
       minAmount: doc.match?.min_amount ?? 0,
       currencies: doc.match?.currencies ?? ['any'],
+      ...(doc.match?.by_name_only ? { byNameOnly: true } : {}),
     },
     quietHours: doc.quiet_hours ? { start: doc.quiet_hours.start, end: doc.quiet_hours.end } : undefined,
     maxMessagesPerDay: doc.max_messages_per_day ?? undefined,

@@ -21,6 +21,7 @@ export function selectCadence<T extends { cadence: Cadence }>(
   const currency = order.currency.toUpperCase();
   let best: { candidate: T; rank: Rank } | undefined;
   for (const candidate of candidates) {
+    if (candidate.cadence.match.byNameOnly) continue;
     const rank = rankOf(candidate.cadence, order.amount, currency, category);
     if (rank && (!best || compare(rank, best.rank) < 0)) best = { candidate, rank };
   }

@@ -37,7 +37,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Slow or stalled clients cannot hold a connection forever.
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
-    disableRequestLogging: false,
     genReqId: () => `req_${Math.random().toString(36).slice(2, 12)}`,
   });
   const auth = new ApiKeyAuth(deps.apiKeys);

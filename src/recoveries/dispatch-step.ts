@@ -170,7 +170,7 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
     return done('ended');
   }
 
-  const version = await deps.cadences.version(recovery.cadence_name, recovery.cadence_version);
+  const version = await deps.cadences.version(recovery.cadence_name, recovery.cadence_version, tx);
   if (!version) {
     await endRecovery(tx, recovery.id, 'stopped', 'cadence_missing', now);
     deps.logger.error({ recoveryId: recovery.id, cadence: recovery.cadence_name }, 'cadence version missing');

@@ -26,7 +26,7 @@ export async function startRecovery(
   const existing = await rows<{ id: string }>(tx, sql`select id from recoveries where order_id = ${order.id}`);
   if (existing.length > 0) return { started: false, reason: 'already_exists' };
 
-  const active = await cadences.active();
+  const active = await cadences.active(tx);
   // A cadence the shop named wins, but fraud never gets reminders unless that cadence asks for it.
   const requested = requestedCadence
     ? active.find(

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Cadence, CadenceMatch } from '../../src/cadences/cadence.js';
+import { parseCadenceDocument } from '../../src/cadences/parse-cadence.js';
 import { selectCadence } from '../../src/cadences/select-cadence.js';
 import { failureCategories } from '../../src/domain.js';
 
@@ -104,5 +105,24 @@ describe('selectCadence', () => {
   it('returns the candidate object itself, keeping its extra fields', () => {
     const chosen = candidate('default');
     expect(selectCadence([chosen], order, 'abandoned')).toBe(chosen);
+  });
+});
+
+describe('cadences chosen by name only', () => {
+  it('are never picked by matching, however well they match', () => {
+    const [manual] = parseCadenceDocument(`
+name: aaa-manual
+match: { failure_categories: [card_data], currencies: [CNY], by_name_only: true }
+expire_after: 1h
+steps: [{ after: 1m, channel: sms, template: nudge }]
+`);
+    const [fallback] = parseCadenceDocument(`
+name: zzz-fallback
+expire_after: 1h
+steps: [{ after: 1m, channel: sms, template: nudge }]
+`);
+    const candidates = [{ cadence: manual! }, { cadence: fallback! }];
+    expect(selectCadence(candidates, { amount: 100, currency: 'CNY' }, 'card_data')?.cadence.name).toBe('zzz-fallback');
+    expect(selectCadence([{ cadence: manual! }], { amount: 100, currency: 'CNY' }, 'card_data')).toBeUndefined();
   });
 });

@@ -1,0 +1,195 @@
+#!/usr/bin/env node
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import { activeCadences, applyCadences } from './cadences/cadence-store.js';
+import { cadenceToDocument, parseCadenceDocument } from './cadences/parse-cadence.js';
+import { loadConfig, type Config } from './config.js';
+import { openDatabase } from './db/client.js';
+import { runDemo } from './demo.js';
+import { isRecoupError, type RecoupError } from './errors.js';
+import { createLogger } from './logger.js';
+import { TemplateRenderer } from './messages/template-renderer.js';
+import { startService, type ServiceRoles } from './service.js';
+
+const usage = `recoup: win back unpaid orders with cadenced SMS and email reminders
+
+Usage: recoup <command>
+
+  start                  HTTP API + workers + reconciler in one process (default for npm start)
+  server                 HTTP API only (scale separately from workers)
+  worker                 step worker + reconciler only
+  migrate                apply database migrations and exit
+  cadences apply FILE    validate a YAML cadence file and make each cadence its new active version
+  cadences list          print the active cadences as YAML
+  demo [--url URL] [--key KEY]
+                         send sample orders to a running recoup (two locales, two currencies)
+
+Configuration comes from the environment; see README.md.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'start':
+      return serve({ http: true, worker: true });
+    case 'server':
+      return serve({ http: true, worker: false });
+    case 'worker':
+      return serve({ http: false, worker: true });
+    case 'migrate':
+      return migrate();
+    case 'cadences':
+      return cadences(rest);
+    case 'demo':
+      return demo(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(usage);
+      return command === undefined ? 1 : 0;
+    default:
+      console.error(`recoup: unknown command "${command}"\n\n${usage}`);
+      return 2;
+  }
+}
+
+async function serve(roles: ServiceRoles): Promise<number> {
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel);
+  const service = await startService(config, roles, logger);
+  printBanner(config, roles, service.url, service.apiKeyFile, service.core.database.kind);
+
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        logger.warn('second signal: exiting now');
+        process.exit(1);
+      }
+      stopping = true;
+      logger.info({ signal }, 'shutting down: no new work, finishing in-flight jobs');
+      service.close().then(resolve, (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  logger.info('stopped');
+  return 0;
+}
+
+function printBanner(
+  config: Config,
+  roles: ServiceRoles,
+  url: string | undefined,
+  apiKeyFile: string | undefined,
+  databaseKind: string,
+): void {
+  const lines = [`recoup ${roles.http && roles.worker ? 'start' : roles.http ? 'server' : 'worker'} is running`];
+  if (url) lines.push(`  API           ${url}  (health: ${url}/healthz)`, `  Public URL    ${config.publicUrl}`);
+  lines.push(
+    `  Database      ${databaseKind === 'pglite' ? `embedded (PGlite) in ${config.dataDir}/pglite` : 'Postgres'}`,
+  );
+  if (roles.worker) {
+    lines.push(`  SMS           ${config.sms.transport}`, `  Email         ${config.email.transport}`);
+    if (config.sms.transport === 'outbox' || config.email.transport === 'outbox') {
+      lines.push(`  Outbox        ${config.outboxDir}`);
+    }
+  }
+  if (url) {
+    lines.push(
+      apiKeyFile ? `  API key       in ${apiKeyFile}` : '  API key       from RECOUP_API_KEYS',
+      '',
+      '  Try it:       npx recoup demo        (or: npm run demo)',
+      `                sends sample orders; reminders land in ${config.outboxDir} within a minute`,
+    );
+  }
+  console.log(lines.join('\n'));
+}
+
+async function migrate(): Promise<number> {
+  const config = loadConfig();
+  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    await database.migrate();
+    console.log('recoup: migrations applied');
+    return 0;
+  } finally {
+    await database.close();
+  }
+}
+
+async function cadences(args: string[]): Promise<number> {
+  const [sub, file] = args;
+  const config = loadConfig();
+  if (sub === 'apply') {
+    if (!file) {
+      console.error('recoup cadences apply: give the YAML file to apply');
+      return 2;
+    }
+    const text = fs.readFileSync(file, 'utf8');
+    const renderer = TemplateRenderer.load(config.templatesDir);
+    const parsed = parseCadenceDocument(text, { templates: renderer, requiredLocales: ['en', 'zh-CN'] });
+    const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+    try {
+      await database.migrate();
+      for (const a of await applyCadences(database.db, parsed, text)) {
+        console.log(`${a.name}: version ${a.version}${a.changed ? ' (now active)' : ' (unchanged)'}`);
+      }
+      return 0;
+    } finally {
+      await database.close();
+    }
+  }
+  if (sub === 'list') {
+    const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+    try {
+      await database.migrate();
+      const active = await activeCadences(database.db);
+      if (active.length === 0) console.log('# no active cadences');
+      for (const c of active) {
+        console.log(`# ${c.name} version ${c.version}, created ${c.createdAt.toISOString()}`);
+        console.log(`---\n${stringify(cadenceToDocument(c.cadence))}`);
+      }
+      return 0;
+    } finally {
+      await database.close();
+    }
+  }
+  console.error('recoup cadences: use "apply FILE" or "list"');
+  return 2;
+}
+
+async function demo(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { url: { type: 'string' }, key: { type: 'string' } },
+    allowPositionals: false,
+  });
+  const config = loadConfig();
+  return runDemo(config, { url: values.url, key: values.key });
+}
+
+/**
+ * One line, plus one line per issue of a validation error: "Invalid cadence" alone does not say
+ * what to fix. Config errors already list their issues in the message, so they are not repeated.
+ */
+function formatKnownError(err: RecoupError): string {
+  const issues = err.code === 'config' ? [] : err.issues;
+  return [`recoup: ${err.message}`, ...issues.map((i) => `  ${i.path || '(document)'}: ${i.message}`)].join('\n');
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    // Known failures get one clear line; anything else is a bug worth a stack trace.
+    if (isRecoupError(err)) console.error(formatKnownError(err));
+    else console.error(err);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,84 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { CadenceBook } from './cadences/cadence-book.js';
+import type { EmailSender } from './channels/email-sender.js';
+import { OutboxEmailSender } from './channels/outbox-email-sender.js';
+import { OutboxSmsSender } from './channels/outbox-sms-sender.js';
+import { SmtpEmailSender } from './channels/smtp-email-sender.js';
+import type { SmsSender } from './channels/sms-sender.js';
+import { TwilioSmsSender } from './channels/twilio-sms-sender.js';
+import { systemClock, type Clock } from './clock.js';
+import type { Config } from './config.js';
+import { openDatabase, type Database } from './db/client.js';
+import type { Logger } from './logger.js';
+import { TemplateRenderer } from './messages/template-renderer.js';
+import type { DispatchSettings } from './recoveries/dispatch-step.js';
+
+/** The one place that chooses implementations from config. */
+export function buildSmsSender(config: Config): SmsSender {
+  const sms = config.sms;
+  if (sms.transport === 'outbox') return new OutboxSmsSender({ dir: config.outboxDir });
+  return new TwilioSmsSender({
+    accountSid: sms.accountSid,
+    authToken: sms.authToken,
+    messagingServiceSid: sms.messagingServiceSid,
+    from: sms.from,
+    apiUrl: sms.apiUrl,
+    timeoutMs: config.providerTimeoutMs,
+  });
+}
+
+export function buildEmailSender(config: Config): EmailSender {
+  const email = config.email;
+  if (email.transport === 'outbox') return new OutboxEmailSender({ dir: config.outboxDir, from: email.from });
+  return new SmtpEmailSender({ smtpUrl: email.smtpUrl, from: email.from, timeoutMs: config.providerTimeoutMs });
+}
+
+export function dispatchSettings(config: Config): DispatchSettings {
+  return {
+    publicUrl: config.publicUrl,
+    shopName: config.shopName,
+    defaultTimezone: config.defaultTimezone,
+    defaultLocale: config.defaultLocale,
+    retryLinkTtlMs: config.retryLinkTtlMs,
+    quietHoursSpreadMs: config.quietHoursSpreadMs,
+    sendMaxAttempts: config.sendMaxAttempts,
+    sendRetryBaseMs: config.sendRetryBaseMs,
+    // Past the provider timeout plus slack, nobody is still sending it.
+    claimStaleAfterMs: config.providerTimeoutMs * 2 + 30_000,
+  };
+}
+
+export interface CoreDeps {
+  config: Config;
+  logger: Logger;
+  clock: Clock;
+  database: Database;
+  cadences: CadenceBook;
+  renderer: TemplateRenderer;
+}
+
+export async function buildCoreDeps(config: Config, logger: Logger, clock: Clock = systemClock): Promise<CoreDeps> {
+  const renderer = TemplateRenderer.load(config.templatesDir);
+  const database = await openDatabase({
+    url: config.databaseUrl,
+    dataDir: config.dataDir,
+    onError: (err) => logger.warn({ err }, 'idle Postgres connection failed'),
+  });
+  return { config, logger, clock, database, cadences: new CadenceBook(database.db), renderer };
+}
+
+/**
+ * Bootstrap API keys: RECOUP_API_KEYS, or one generated on first start and kept in
+ * DATA_DIR/api-key (mode 0600) so `npm start` works with no set-up.
+ */
+export function resolveApiKeys(config: Config): { keys: string[]; generatedFile?: string } {
+  if (config.apiKeys) return { keys: config.apiKeys };
+  const file = path.join(config.dataDir, 'api-key');
+  if (!fs.existsSync(file)) {
+    fs.mkdirSync(config.dataDir, { recursive: true });
+    fs.writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
+  }
+  return { keys: [fs.readFileSync(file, 'utf8').trim()], generatedFile: file };
+}

@@ -1,0 +1,277 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Worker } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import { parseCadenceDocument } from './cadences/parse-cadence.js';
+import { applyCadences, listCadenceVersions } from './cadences/cadence-store.js';
+import type { EmailSender } from './channels/email-sender.js';
+import type { SmsSender } from './channels/sms-sender.js';
+import type { Config } from './config.js';
+import {
+  buildCoreDeps,
+  buildEmailSender,
+  buildSmsSender,
+  dispatchSettings,
+  resolveApiKeys,
+  type CoreDeps,
+} from './deps.js';
+import { RecoupError } from './errors.js';
+import { buildApp } from './http/build-app.js';
+import { parseFaultInjection } from './fault-injection.js';
+import type { Logger } from './logger.js';
+import { producerConnection, StepQueue, workerConnection } from './queue/queues.js';
+import { startStepWorker } from './queue/step.worker.js';
+import type { DispatchDeps, DispatchResult } from './recoveries/dispatch-step.js';
+import { Reconciler } from './recoveries/reconciler.js';
+
+export const bundledCadencesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cadences');
+
+export interface ServiceRoles {
+  /** HTTP API (events in, order views out). */
+  http: boolean;
+  /** Step worker + reconciler. */
+  worker: boolean;
+}
+
+export interface RunningService {
+  core: CoreDeps;
+  app: FastifyInstance | undefined;
+  worker: Worker | undefined;
+  /** Base URL the HTTP API listens on, when it runs. */
+  url: string | undefined;
+  apiKeyFile: string | undefined;
+  close(): Promise<void>;
+}
+
+export interface ServiceOverrides {
+  sms?: SmsSender;
+  email?: EmailSender;
+  faultPoint?: DispatchDeps['faultPoint'];
+  onResult?: (result: DispatchResult) => void;
+}
+
+/** Opens every dependency the roles need, applies migrations and cadences, and starts the roles. */
+export async function startService(
+  config: Config,
+  roles: ServiceRoles,
+  logger: Logger,
+  overrides: ServiceOverrides = {},
+): Promise<RunningService> {
+  const closers: Array<{ name: string; close: () => Promise<unknown> }> = [];
+  const closeAll = async () => {
+    for (const { name, close } of closers.reverse()) {
+      await close().catch((err: unknown) => logger.warn({ err }, `closing ${name} failed`));
+    }
+  };
+
+  try {
+    await assertRedisReachable(config.redisUrl);
+    const core = await buildCoreDeps(config, logger);
+    closers.push({ name: 'database', close: () => core.database.close() });
+    await core.database.migrate();
+    await applyStartupCadences(core);
+
+    const producer = producerConnection(config.redisUrl, (err) =>
+      logger.warn({ err: err.message }, 'redis (producer)'),
+    );
+    closers.push({ name: 'redis producer', close: () => producer.quit() });
+    await whenReady(producer, 5_000);
+    const queue = new StepQueue(producer, config.queuePrefix);
+    closers.push({ name: 'queue', close: () => queue.close() });
+
+    let worker: Worker | undefined;
+    if (roles.worker) {
+      const sms = overrides.sms ?? buildSmsSender(config);
+      const email = overrides.email ?? buildEmailSender(config);
+      closers.push({ name: 'sms sender', close: () => sms.close() });
+      closers.push({ name: 'email sender', close: () => email.close() });
+      const workerRedis = workerConnection(config.redisUrl, (err) =>
+        logger.warn({ err: err.message }, 'redis (worker)'),
+      );
+      closers.push({ name: 'redis worker', close: async () => workerRedis.disconnect() });
+      worker = startStepWorker({
+        connection: workerRedis,
+        prefix: config.queuePrefix,
+        concurrency: config.workerConcurrency,
+        queue,
+        logger,
+        onResult: overrides.onResult,
+        dispatch: {
+          db: core.database.db,
+          cadences: core.cadences,
+          renderer: core.renderer,
+          sms,
+          email,
+          clock: core.clock,
+          logger,
+          settings: dispatchSettings(config),
+          faultPoint: overrides.faultPoint ?? parseFaultInjection(config.faultInjection),
+        },
+      });
+      const stepWorker = worker;
+      closers.push({
+        name: 'step worker',
+        // Finish in-flight sends within the deadline; after it, jobs are released and
+        // their `sending` claims resolved by the next run (never re-sent blindly).
+        close: () => withDeadline(stepWorker.close(), config.shutdownTimeoutMs, () => stepWorker.close(true)),
+      });
+
+      const reconciler = new Reconciler({
+        db: core.database.db,
+        redis: producer,
+        queue,
+        queuePrefix: config.queuePrefix,
+        cadences: core.cadences,
+        clock: core.clock,
+        logger,
+        graceMs: config.reconcileGraceMs,
+        claimStaleAfterMs: dispatchSettings(config).claimStaleAfterMs,
+      });
+      const loop = startLoop(config.reconcileIntervalMs, () => reconciler.runOnce(), logger);
+      closers.push({ name: 'reconciler', close: () => loop.stop() });
+    }
+
+    let app: FastifyInstance | undefined;
+    let url: string | undefined;
+    let apiKeyFile: string | undefined;
+    if (roles.http) {
+      const apiKeys = resolveApiKeys(config);
+      apiKeyFile = apiKeys.generatedFile;
+      app = await buildApp({
+        db: core.database.db,
+        cadences: core.cadences,
+        queue,
+        clock: core.clock,
+        logger,
+        apiKeys: apiKeys.keys,
+        publicUrl: config.publicUrl,
+        abandonAfterMs: config.abandonAfterMs,
+        bodyLimit: config.bodyLimit,
+      });
+      const httpApp = app;
+      closers.push({ name: 'http', close: () => httpApp.close() });
+      await app.listen({ port: config.port, host: config.host });
+      const address = app.server.address();
+      const port = typeof address === 'object' && address ? address.port : config.port;
+      url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    }
+
+    let closed: Promise<void> | undefined;
+    return {
+      core,
+      app,
+      worker,
+      url,
+      apiKeyFile,
+      close: () => (closed ??= closeAll()),
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+/** Bundled cadences (default, demo) whose name has no version yet; then CADENCES_FILE if set. */
+async function applyStartupCadences(core: CoreDeps): Promise<void> {
+  const { config, database, renderer, logger } = core;
+  const checks = { templates: renderer, requiredLocales: ['en', 'zh-CN'] };
+  const known = new Set((await listCadenceVersions(database.db)).map((c) => c.name));
+  for (const file of fs
+    .readdirSync(bundledCadencesDir)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()) {
+    const text = fs.readFileSync(path.join(bundledCadencesDir, file), 'utf8');
+    const missing = parseCadenceDocument(text, checks).filter((c) => !known.has(c.name));
+    if (missing.length === 0) continue;
+    await applyCadences(database.db, missing, text);
+    logger.info({ cadences: missing.map((c) => c.name) }, 'applied bundled cadences');
+  }
+  if (config.cadencesFile) {
+    const text = fs.readFileSync(config.cadencesFile, 'utf8');
+    const applied = await applyCadences(database.db, parseCadenceDocument(text, checks), text);
+    for (const a of applied)
+      logger.info({ cadence: a.name, version: a.version, changed: a.changed }, 'cadence applied');
+  }
+  core.cadences.invalidate();
+}
+
+/** Fails fast with one line that says what to do when Redis is not there. */
+export async function assertRedisReachable(url: string): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const probe: Redis = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    connectTimeout: 3_000,
+    retryStrategy: () => null,
+  });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+    await probe.ping();
+  } catch (err) {
+    throw new RecoupError(
+      'unavailable',
+      `cannot reach Redis at ${redactUrl(url)} (${(err as Error).message}). ` +
+        'Start one (e.g. `docker compose up -d redis`) or set REDIS_URL.',
+    );
+  } finally {
+    probe.disconnect();
+  }
+}
+
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+function startLoop(intervalMs: number, task: () => Promise<unknown>, logger: Logger): { stop(): Promise<void> } {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
+  const tick = () => {
+    running = task()
+      .then(() => undefined)
+      .catch((err: unknown) => logger.warn({ err }, 'reconciler pass failed; retrying next interval'))
+      .finally(() => {
+        if (!stopped) timer = setTimeout(tick, intervalMs);
+      });
+  };
+  tick();
+  return {
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+  };
+}
+
+async function withDeadline(work: Promise<unknown>, ms: number, onTimeout: () => Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  const outcome = await Promise.race([work.then(() => 'done' as const), deadline]);
+  if (timer) clearTimeout(timer);
+  if (outcome === 'timeout') await onTimeout();
+}
+
+/** Producers refuse commands until connected (no offline queue): wait for the first connection. */
+function whenReady(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new RecoupError('unavailable', 'Redis did not become ready')), timeoutMs);
+    redis.once('ready', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
