@@ -86,6 +86,11 @@ const envSchema = z
     SEND_RETRY_BACKOFF: duration('15s'),
     /** Provider call timeout. Default 10s. */
     PROVIDER_TIMEOUT: duration('10s'),
+    /**
+     * How long a worker's lock on a running job lasts; a killed worker's job is handed to
+     * another worker after about this long. Default 30s.
+     */
+    JOB_LOCK_DURATION: duration('30s'),
     /** Graceful shutdown deadline. Default 10s. */
     SHUTDOWN_TIMEOUT: duration('10s'),
     /** Test harnesses only: crash the worker at chosen points (see src/fault-injection.ts). */
@@ -179,6 +184,7 @@ export interface Config {
   sendRetryBaseMs: number;
   providerTimeoutMs: number;
   shutdownTimeoutMs: number;
+  jobLockDurationMs: number;
   bodyLimit: number;
   faultInjection: string | undefined;
 }
@@ -253,6 +259,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     sendRetryBaseMs: env.SEND_RETRY_BACKOFF,
     providerTimeoutMs: env.PROVIDER_TIMEOUT,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT,
+    jobLockDurationMs: env.JOB_LOCK_DURATION,
     bodyLimit: env.BODY_LIMIT,
     faultInjection: env.FAULT_INJECTION,
   };

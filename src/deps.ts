@@ -45,8 +45,8 @@ export function dispatchSettings(config: Config): DispatchSettings {
     quietHoursSpreadMs: config.quietHoursSpreadMs,
     sendMaxAttempts: config.sendMaxAttempts,
     sendRetryBaseMs: config.sendRetryBaseMs,
-    // Past the provider timeout plus slack, nobody is still sending it.
-    claimStaleAfterMs: config.providerTimeoutMs * 2 + 30_000,
+    // Past the provider timeout and a job lock, nobody is still sending it.
+    claimStaleAfterMs: config.providerTimeoutMs * 2 + config.jobLockDurationMs,
   };
 }
 

@@ -95,6 +95,7 @@ export async function startService(
         connection: workerRedis,
         prefix: config.queuePrefix,
         concurrency: config.workerConcurrency,
+        lockDurationMs: config.jobLockDurationMs,
         queue,
         logger,
         onResult: overrides.onResult,

@@ -7,6 +7,8 @@ export interface StepWorkerOptions {
   connection: ConnectionOptions;
   prefix: string;
   concurrency: number;
+  /** Job lock; a dead worker's jobs return to the queue after about this long. */
+  lockDurationMs: number;
   queue: StepQueue;
   dispatch: DispatchDeps;
   logger: Logger;
@@ -37,8 +39,9 @@ export function startStepWorker(options: StepWorkerOptions): Worker<StepJobData>
       connection: options.connection,
       prefix: options.prefix,
       concurrency: options.concurrency,
-      // A job runs at most one provider call (bounded by its timeout); 30 s locks leave room.
-      lockDuration: 30_000,
+      // A job runs at most one provider call (bounded by its timeout), well inside the lock.
+      lockDuration: options.lockDurationMs,
+      stalledInterval: options.lockDurationMs,
       maxStalledCount: 2,
     },
   );
