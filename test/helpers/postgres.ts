@@ -5,7 +5,7 @@ import { openDatabase, type Database } from '../../src/db/client.js';
 
 /** Server tests run against; TEST_DATABASE_URL overrides the machine default. */
 export function adminUrl(): string {
-  return process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+  return process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 }
 
 export function databaseUrl(name: string): string {
