@@ -150,6 +150,7 @@ export async function startService(
         publicUrl: config.publicUrl,
         abandonAfterMs: config.abandonAfterMs,
         bodyLimit: config.bodyLimit,
+        twilioAuthToken: config.sms.transport === 'twilio' ? config.sms.authToken : undefined,
       });
       const httpApp = app;
       closers.push({ name: 'http', close: () => httpApp.close() });

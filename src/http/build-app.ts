@@ -10,6 +10,7 @@ import { loadOrderView } from '../orders/order-view.js';
 import type { StepQueue } from '../queue/queues.js';
 import { ApiKeyAuth } from './auth.js';
 import { sendProblem } from './problem.js';
+import { twilioWebhookRoutes } from './twilio-webhooks.routes.js';
 
 export interface AppDeps {
   db: Db;
@@ -21,6 +22,8 @@ export interface AppDeps {
   publicUrl: string;
   abandonAfterMs: number;
   bodyLimit: number;
+  /** Twilio's auth token, when SMS goes through Twilio: enables its signed delivery callbacks. */
+  twilioAuthToken?: string | undefined;
 }
 
 function requireJson(request: FastifyRequest): void {
@@ -47,6 +50,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   );
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+
+  if (deps.twilioAuthToken) {
+    const authToken = deps.twilioAuthToken;
+    await app.register((scope) =>
+      twilioWebhookRoutes(scope, { db: deps.db, clock: deps.clock, authToken, publicUrl: deps.publicUrl }),
+    );
+  }
 
   app.register(async (v1) => {
     v1.addHook('onRequest', async (request) => auth.check(request));

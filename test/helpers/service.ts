@@ -156,3 +156,17 @@ export function makeEvent(overrides: Record<string, unknown> = {}, order: Record
     ...overrides,
   };
 }
+
+/** A TCP port free right now on 127.0.0.1 (for services whose PUBLIC_URL must be known before they start). */
+export async function freePort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}

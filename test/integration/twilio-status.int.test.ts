@@ -1,0 +1,122 @@
+import { sql } from 'drizzle-orm';
+import twilio from 'twilio';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rows } from '../../src/db/rows.js';
+import { startFakeTwilio, type FakeTwilio } from '../helpers/fake-twilio.js';
+import { freePort, makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
+
+const cadence = `
+name: default
+expire_after: 1h
+steps:
+  - { after: 1s, channel: sms, template: nudge }
+  - { after: 3s, channel: sms, template: last-call }
+`;
+
+describe('Twilio delivery callbacks', () => {
+  let svc: TestService;
+  let fake: FakeTwilio;
+
+  beforeAll(async () => {
+    fake = await startFakeTwilio();
+    const port = await freePort();
+    svc = await startTestService({
+      cadences: cadence,
+      env: {
+        PORT: String(port),
+        PUBLIC_URL: `http://127.0.0.1:${port}`,
+        SMS_TRANSPORT: 'twilio',
+        TWILIO_ACCOUNT_SID: fake.accountSid,
+        TWILIO_AUTH_TOKEN: fake.authToken,
+        TWILIO_MESSAGING_SERVICE_SID: 'MG00000000000000000000000000000000',
+        TWILIO_API_URL: fake.url,
+      },
+    });
+  });
+  afterAll(async () => {
+    await svc.close();
+    await fake.close();
+  });
+
+  async function firstMessage(orderId: string) {
+    return waitFor(
+      async () => {
+        const [m] = await rows<{ id: string; status: string; provider_id: string | null; reason: string | null }>(
+          svc.database.db,
+          sql`select id, status, provider_id, reason from messages where order_id = ${orderId} and step = 0`,
+        );
+        return m?.status === 'sent' ? m : undefined;
+      },
+      { what: 'the first SMS' },
+    );
+  }
+
+  async function statusOf(id: string) {
+    const [m] = await rows<{ status: string; reason: string | null }>(
+      svc.database.db,
+      sql`select status, reason from messages where id = ${id}`,
+    );
+    return m;
+  }
+
+  it('sends through the Twilio SDK with the status callback URL and records the SID', async () => {
+    const event = makeEvent();
+    await svc.post(event);
+    const message = await firstMessage(event.order.id);
+    const accepted = fake.message(message.provider_id ?? '');
+    expect(accepted).toMatchObject({
+      to: '+8613800138000',
+      messagingServiceSid: 'MG00000000000000000000000000000000',
+      statusCallback: `${svc.config.publicUrl}/webhooks/twilio/status`,
+    });
+  });
+
+  it('moves status forward only', async () => {
+    const event = makeEvent();
+    await svc.post(event);
+    const message = await firstMessage(event.order.id);
+    expect(await fake.sendStatusCallback(message.provider_id!, 'delivered')).toBe(204);
+    expect(await statusOf(message.id)).toMatchObject({ status: 'delivered' });
+    expect(await fake.sendStatusCallback(message.provider_id!, 'sent')).toBe(204);
+    expect(await statusOf(message.id)).toMatchObject({ status: 'delivered' });
+    expect(await fake.sendStatusCallback(message.provider_id!, 'undelivered', { errorCode: 30003 })).toBe(204);
+    expect(await statusOf(message.id)).toMatchObject({ status: 'delivered' });
+  });
+
+  it('marks an unusable number bad so the next step goes by email', async () => {
+    const event = makeEvent();
+    await svc.post(event);
+    const message = await firstMessage(event.order.id);
+    expect(await fake.sendStatusCallback(message.provider_id!, 'failed', { errorCode: 30005 })).toBe(204);
+    expect(await statusOf(message.id)).toMatchObject({ status: 'failed', reason: '30005' });
+    const next = await waitFor(
+      async () => {
+        const [m] = await rows<{ channel: string; status: string }>(
+          svc.database.db,
+          sql`select channel, status from messages where order_id = ${event.order.id} and step = 1`,
+        );
+        return m?.status === 'sent' ? m : undefined;
+      },
+      { what: 'the second step' },
+    );
+    expect(next.channel).toBe('email');
+  });
+
+  it('rejects a forged or unsigned callback and changes nothing', async () => {
+    const event = makeEvent();
+    await svc.post(event);
+    const message = await firstMessage(event.order.id);
+    const url = `${svc.config.publicUrl}/webhooks/twilio/status`;
+    const params = { MessageSid: message.provider_id!, MessageStatus: 'failed', ErrorCode: '30005' };
+    const forged = twilio.getExpectedTwilioSignature('not-the-token', url, params);
+    for (const headers of [{ 'x-twilio-signature': forged }, {}]) {
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+        body: new URLSearchParams(params).toString(),
+      });
+      expect(response.status).toBe(403);
+    }
+    expect(await statusOf(message.id)).toMatchObject({ status: 'sent' });
+  });
+});
