@@ -109,7 +109,8 @@ describe('Twilio delivery callbacks', () => {
     const url = `${svc.config.publicUrl}/webhooks/twilio/status`;
     const params = { MessageSid: message.provider_id!, MessageStatus: 'failed', ErrorCode: '30005' };
     const forged = twilio.getExpectedTwilioSignature('not-the-token', url, params);
-    for (const headers of [{ 'x-twilio-signature': forged }, {}]) {
+    const attempts: Array<Record<string, string>> = [{ 'x-twilio-signature': forged }, {}];
+    for (const headers of attempts) {
       const response = await fetch(url, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
