@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import type { PaymentMethod } from './domain.js';
 import { parseDuration } from './duration.js';
 import { RecoupError } from './errors.js';
 
@@ -17,13 +18,21 @@ const duration = (fallback: string) =>
       return ms;
     });
 
+export const gatewayNames = ['sandbox', 'stripe'] as const;
+export type GatewayName = (typeof gatewayNames)[number];
+
 const emptyToUndefined = (value: unknown) => (value === '' ? undefined : value);
 const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
+/**
+ * A number read from the environment. Empty counts as unset, as for strings: `Number('')` is 0,
+ * so `PORT=` would otherwise silently mean "any free port" instead of the default 3000.
+ */
+const whole = <T extends z.ZodType>(schema: T) => z.preprocess(emptyToUndefined, schema);
 
 const envSchema = z
   .object({
     /** HTTP port. Default 3000. */
-    PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+    PORT: whole(z.coerce.number().int().min(0).max(65535).default(3000)),
     /** Interface to bind. Default 127.0.0.1; containers set 0.0.0.0. */
     HOST: z.string().default('127.0.0.1'),
     /** Public base URL of this service: retry links and webhook URLs start with it. Default http://localhost:PORT. */
@@ -79,9 +88,9 @@ const envSchema = z
     /** A wake-up overdue by more than this is considered lost and re-created. Default 30s. */
     RECONCILE_GRACE: duration('30s'),
     /** Concurrent step jobs per worker process. Default 16. */
-    WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),
+    WORKER_CONCURRENCY: whole(z.coerce.number().int().min(1).max(1000).default(16)),
     /** Attempts for a message whose provider answered with a transient error. Default 5. */
-    SEND_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(5),
+    SEND_MAX_ATTEMPTS: whole(z.coerce.number().int().min(1).max(20).default(5)),
     /** First retry delay after a transient provider error (429, 5xx); doubles per attempt. Default 15s. */
     SEND_RETRY_BACKOFF: duration('15s'),
     /** Provider call timeout. Default 10s. */
@@ -93,10 +102,28 @@ const envSchema = z
     JOB_LOCK_DURATION: duration('30s'),
     /** Graceful shutdown deadline. Default 10s. */
     SHUTDOWN_TIMEOUT: duration('10s'),
+    /** Gateway for every method: `sandbox` (embedded, the default) or `stripe`. */
+    PAYMENT_GATEWAY: z.enum(gatewayNames).default('sandbox'),
+    /** Per-method overrides of PAYMENT_GATEWAY. */
+    PAYMENT_GATEWAY_CARD: z.preprocess(emptyToUndefined, z.enum(gatewayNames).optional()),
+    PAYMENT_GATEWAY_ALIPAY: z.preprocess(emptyToUndefined, z.enum(gatewayNames).optional()),
+    PAYMENT_GATEWAY_WECHAT_PAY: z.preprocess(emptyToUndefined, z.enum(gatewayNames).optional()),
+    STRIPE_SECRET_KEY: optionalString,
+    STRIPE_WEBHOOK_SECRET: optionalString,
+    STRIPE_PUBLISHABLE_KEY: optionalString,
+    /** Base URL of the Stripe API, for tests against a local fake. Default Stripe's own. */
+    STRIPE_API_URL: optionalString,
+    /**
+     * Key for signing page forms (CSRF) and the sandbox's webhooks. Every server process must
+     * share it. Unset: generated once into DATA_DIR/secret (fine for a single host).
+     */
+    RECOUP_SECRET: optionalString,
+    /** A payment within this long after a retry-link click counts as `clicked`. Default 24h. */
+    CLICK_ATTRIBUTION_WINDOW: duration('24h'),
     /** Test harnesses only: crash the worker at chosen points (see src/fault-injection.ts). */
     FAULT_INJECTION: optionalString,
     /** Largest accepted request body in bytes. Default 262144. */
-    BODY_LIMIT: z.coerce.number().int().min(1024).default(262_144),
+    BODY_LIMIT: whole(z.coerce.number().int().min(1024).default(262_144)),
   })
   .superRefine(
     (env, ctx) => {
@@ -117,6 +144,18 @@ const envSchema = z
       }
       if (env.EMAIL_TRANSPORT === 'smtp' && !env.SMTP_URL) {
         ctx.addIssue({ code: 'custom', path: ['SMTP_URL'], message: 'required when EMAIL_TRANSPORT=smtp' });
+      }
+      const usesStripe = [
+        env.PAYMENT_GATEWAY,
+        env.PAYMENT_GATEWAY_CARD,
+        env.PAYMENT_GATEWAY_ALIPAY,
+        env.PAYMENT_GATEWAY_WECHAT_PAY,
+      ].includes('stripe');
+      if (usesStripe) {
+        for (const key of ['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET'] as const) {
+          if (!env[key])
+            ctx.addIssue({ code: 'custom', path: [key], message: 'required when a payment gateway is stripe' });
+        }
       }
       if (!isValidTimezone(env.DEFAULT_TIMEZONE)) {
         ctx.addIssue({
@@ -187,6 +226,16 @@ export interface Config {
   jobLockDurationMs: number;
   bodyLimit: number;
   faultInjection: string | undefined;
+  payments: {
+    /** Gateway per payment method. */
+    gatewayFor: Record<PaymentMethod, GatewayName>;
+    stripe:
+      | { secretKey: string; webhookSecret: string; publishableKey: string | undefined; apiUrl: string | undefined }
+      | undefined;
+    clickAttributionWindowMs: number;
+  };
+  /** RECOUP_SECRET; undefined means "generate one under dataDir". */
+  secret: string | undefined;
 }
 
 export function isValidTimezone(zone: string): boolean {
@@ -262,5 +311,23 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     jobLockDurationMs: env.JOB_LOCK_DURATION,
     bodyLimit: env.BODY_LIMIT,
     faultInjection: env.FAULT_INJECTION,
+    payments: {
+      gatewayFor: {
+        card: env.PAYMENT_GATEWAY_CARD ?? env.PAYMENT_GATEWAY,
+        alipay: env.PAYMENT_GATEWAY_ALIPAY ?? env.PAYMENT_GATEWAY,
+        wechat_pay: env.PAYMENT_GATEWAY_WECHAT_PAY ?? env.PAYMENT_GATEWAY,
+      },
+      stripe:
+        env.STRIPE_SECRET_KEY && env.STRIPE_WEBHOOK_SECRET
+          ? {
+              secretKey: env.STRIPE_SECRET_KEY,
+              webhookSecret: env.STRIPE_WEBHOOK_SECRET,
+              publishableKey: env.STRIPE_PUBLISHABLE_KEY,
+              apiUrl: env.STRIPE_API_URL,
+            }
+          : undefined,
+      clickAttributionWindowMs: env.CLICK_ATTRIBUTION_WINDOW,
+    },
+    secret: env.RECOUP_SECRET,
   };
 }

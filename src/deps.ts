@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { CadenceBook } from './cadences/cadence-book.js';
 import type { EmailSender } from './channels/email-sender.js';
 import { OutboxEmailSender } from './channels/outbox-email-sender.js';
@@ -13,6 +13,10 @@ import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/client.js';
 import type { Logger } from './logger.js';
 import { TemplateRenderer } from './messages/template-renderer.js';
+import { SandboxGateway } from './payments/gateways/sandbox/sandbox-gateway.js';
+import { StripeGateway } from './payments/gateways/stripe/stripe-gateway.js';
+import { PaymentGateways } from './payments/gateways.js';
+import type { PaymentGateway } from './payments/payment-gateway.js';
 import type { DispatchSettings } from './recoveries/dispatch-step.js';
 
 /** The one place that chooses implementations from config. */
@@ -67,6 +71,56 @@ export async function buildCoreDeps(config: Config, logger: Logger, clock: Clock
     onError: (err) => logger.warn({ err }, 'idle Postgres connection failed'),
   });
   return { config, logger, clock, database, cadences: new CadenceBook(database.db), renderer };
+}
+
+/** The sandbox's webhook signing key, derived from RECOUP_SECRET. */
+export function sandboxWebhookSecret(secret: string): string {
+  return createHmac('sha256', secret).update('sandbox-webhooks').digest('hex');
+}
+
+/** Builds the configured payment gateways (the sandbox is always there: it costs nothing). */
+export function buildPaymentGateways(config: Config, secret: string, logger: Logger): PaymentGateways {
+  const gateways: PaymentGateway[] = [];
+  const sandbox = new SandboxGateway({
+    publicUrl: config.publicUrl,
+    webhookSecret: sandboxWebhookSecret(secret),
+    webhookUrl: `${config.publicUrl}/webhooks/payments/sandbox`,
+    logger,
+  });
+  gateways.push(sandbox);
+  const stripe = config.payments.stripe;
+  if (stripe) {
+    const api = stripe.apiUrl ? new URL(stripe.apiUrl) : undefined;
+    gateways.push(
+      new StripeGateway({
+        secretKey: stripe.secretKey,
+        webhookSecret: stripe.webhookSecret,
+        publishableKey: stripe.publishableKey,
+        ...(api
+          ? {
+              host: api.hostname,
+              port: Number(api.port || (api.protocol === 'https:' ? 443 : 80)),
+              protocol: api.protocol === 'https:' ? 'https' : 'http',
+            }
+          : {}),
+      }),
+    );
+  }
+  return new PaymentGateways(gateways, config.payments.gatewayFor);
+}
+
+/**
+ * RECOUP_SECRET, or one generated on first start and kept in DATA_DIR/secret (mode 0600).
+ * It keys page CSRF tokens and the sandbox's webhook signatures.
+ */
+export function resolveSecret(config: Config): string {
+  if (config.secret) return config.secret;
+  const file = path.join(config.dataDir, 'secret');
+  if (!fs.existsSync(file)) {
+    fs.mkdirSync(config.dataDir, { recursive: true });
+    fs.writeFileSync(file, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600 });
+  }
+  return fs.readFileSync(file, 'utf8').trim();
 }
 
 /**

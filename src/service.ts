@@ -14,12 +14,16 @@ import {
   buildEmailSender,
   buildSmsSender,
   dispatchSettings,
+  buildPaymentGateways,
   resolveApiKeys,
+  resolveSecret,
   type CoreDeps,
 } from './deps.js';
 import { RecoupError } from './errors.js';
 import { buildApp } from './http/build-app.js';
 import { parseFaultInjection } from './fault-injection.js';
+import { SandboxGateway } from './payments/gateways/sandbox/sandbox-gateway.js';
+import type { RetryDeps } from './payments/retry-session.js';
 import type { Logger } from './logger.js';
 import { producerConnection, StepQueue, workerConnection } from './queue/queues.js';
 import { startStepWorker } from './queue/step.worker.js';
@@ -42,6 +46,8 @@ export interface RunningService {
   /** Base URL the HTTP API listens on, when it runs. */
   url: string | undefined;
   apiKeyFile: string | undefined;
+  /** Retry links and payments, when the HTTP role runs. */
+  payments: RetryDeps | undefined;
   close(): Promise<void>;
 }
 
@@ -137,9 +143,27 @@ export async function startService(
     let app: FastifyInstance | undefined;
     let url: string | undefined;
     let apiKeyFile: string | undefined;
+    let payments: RetryDeps | undefined;
     if (roles.http) {
       const apiKeys = resolveApiKeys(config);
       apiKeyFile = apiKeys.generatedFile;
+      const secret = resolveSecret(config);
+      const gateways = buildPaymentGateways(config, secret, logger);
+      const retry: RetryDeps = {
+        db: core.database.db,
+        cadences: core.cadences,
+        gateways,
+        clock: core.clock,
+        logger,
+        publicUrl: config.publicUrl,
+        shopName: config.shopName,
+        defaultLocale: config.defaultLocale,
+        clickWindowMs: config.payments.clickAttributionWindowMs,
+      };
+      payments = retry;
+      for (const gateway of gateways.all()) {
+        if (gateway instanceof SandboxGateway) closers.push({ name: 'sandbox', close: async () => gateway.close() });
+      }
       app = await buildApp({
         db: core.database.db,
         cadences: core.cadences,
@@ -149,8 +173,10 @@ export async function startService(
         apiKeys: apiKeys.keys,
         publicUrl: config.publicUrl,
         abandonAfterMs: config.abandonAfterMs,
+        clickWindowMs: config.payments.clickAttributionWindowMs,
         bodyLimit: config.bodyLimit,
         twilioAuthToken: config.sms.transport === 'twilio' ? config.sms.authToken : undefined,
+        payments: { retry },
       });
       const httpApp = app;
       closers.push({ name: 'http', close: () => httpApp.close() });
@@ -167,6 +193,7 @@ export async function startService(
       worker,
       url,
       apiKeyFile,
+      payments,
       close: () => (closed ??= closeAll()),
     };
   } catch (err) {

@@ -54,6 +54,9 @@ export const orders = pgTable(
     currency: text('currency').notNull(),
     description: text('description'),
     couponCode: text('coupon_code'),
+    /** Discount the coupon gives (minor units), and until when; from the event's `order.coupon`. */
+    couponDiscountAmount: bigint('coupon_discount_amount', { mode: 'number' }),
+    couponExpiresAt: ts('coupon_expires_at'),
     /** Cadence the shop asked for (event `order.cadence`), used when a recovery starts. */
     requestedCadence: text('requested_cadence'),
     /** pending | paid | cancelled. paid and cancelled are final. */
@@ -139,7 +142,8 @@ export const messages = pgTable(
     recoveryId: text('recovery_id').notNull(),
     orderId: text('order_id').notNull(),
     customerId: text('customer_id').notNull(),
-    step: integer('step').notNull(),
+    /** The cadence step; NULL for a fresh link the customer asked for outside the cadence. */
+    step: integer('step'),
     channel: text('channel').notNull(),
     template: text('template').notNull(),
     locale: text('locale'),
@@ -170,26 +174,178 @@ export const messages = pgTable(
   ],
 );
 
-/** Payment attempts as reported by the shop (and later by gateways). */
+/**
+ * Payment attempts: those the shop reported (`source = shop`) and those recoup started from
+ * a retry link (`source = retry_link`, numbered per order). At most one retry-link attempt
+ * per order is open at a time.
+ */
 export const paymentAttempts = pgTable(
   'payment_attempts',
   {
     id: text('id').primaryKey(),
     orderId: text('order_id').notNull(),
+    /** shop | retry_link */
+    source: text('source').notNull().default('shop'),
     eventId: text('event_id'),
+    /** 1, 2, 3… for retry-link attempts of an order. */
+    attemptNumber: integer('attempt_number'),
     gateway: text('gateway'),
     method: text('method'),
-    /** failed | succeeded | pending | cancelled */
+    /** shop attempts: failed | succeeded. retry-link attempts: open | succeeded | failed | cancelled. */
     status: text('status').notNull(),
+    /** What was (to be) charged, after coupon and incentive. */
     amount: bigint('amount', { mode: 'number' }).notNull(),
     currency: text('currency').notNull(),
+    couponDiscountAmount: bigint('coupon_discount_amount', { mode: 'number' }).notNull().default(0),
+    incentiveAmount: bigint('incentive_amount', { mode: 'number' }).notNull().default(0),
     failureCode: text('failure_code'),
     failureCategory: text('failure_category'),
     failureMessage: text('failure_message'),
+    recoveryId: text('recovery_id'),
+    messageId: text('message_id'),
+    clickId: text('click_id'),
+    gatewayPaymentId: text('gateway_payment_id'),
+    idempotencyKey: text('idempotency_key'),
+    /** The gateway's next action for the customer (redirect, QR payload, client secret). */
+    nextAction: jsonb('next_action'),
     occurredAt: ts('occurred_at').notNull(),
     createdAt: ts('created_at').notNull().defaultNow(),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
   },
-  (t) => [index('payment_attempts_order_idx').on(t.orderId, t.occurredAt)],
+  (t) => [
+    index('payment_attempts_order_idx').on(t.orderId, t.occurredAt),
+    uniqueIndex('payment_attempts_number_unique').on(t.orderId, t.attemptNumber),
+    uniqueIndex('payment_attempts_one_open')
+      .on(t.orderId)
+      .where(sql`${t.status} = 'open'`),
+    index('payment_attempts_gateway_payment_idx').on(t.gateway, t.gatewayPaymentId),
+  ],
+);
+
+/** Opens of retry links (GET /r/:token), for attribution. Opening changes nothing else. */
+export const clicks = pgTable(
+  'clicks',
+  {
+    id: text('id').primaryKey(),
+    messageId: text('message_id').notNull(),
+    recoveryId: text('recovery_id').notNull(),
+    orderId: text('order_id').notNull(),
+    userAgent: text('user_agent'),
+    at: ts('at').notNull(),
+  },
+  (t) => [index('clicks_order_idx').on(t.orderId, t.at)],
+);
+
+/**
+ * Money received for an order, one row per successful payment (the ledger). Attributed to
+ * the recovery, cadence version, step, message and click that led to it.
+ */
+export const payments = pgTable(
+  'payments',
+  {
+    id: text('id').primaryKey(),
+    orderId: text('order_id').notNull(),
+    attemptId: text('attempt_id'),
+    gateway: text('gateway'),
+    /** The gateway's payment id, or the shop's event id for payments the shop reported. */
+    externalId: text('external_id').notNull(),
+    method: text('method'),
+    amount: bigint('amount', { mode: 'number' }).notNull(),
+    currency: text('currency').notNull(),
+    incentiveAmount: bigint('incentive_amount', { mode: 'number' }).notNull().default(0),
+    paidAt: ts('paid_at').notNull(),
+    /** A second payment for an order already paid: refunded automatically. */
+    duplicate: boolean('duplicate').notNull().default(false),
+    recoveryId: text('recovery_id'),
+    cadenceName: text('cadence_name'),
+    cadenceVersion: integer('cadence_version'),
+    step: integer('step'),
+    channel: text('channel'),
+    messageId: text('message_id'),
+    clickId: text('click_id'),
+    /** clicked | influenced | organic | none (no recovery) */
+    attribution: text('attribution').notNull(),
+    createdAt: ts('created_at').notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('payments_external_unique').on(t.gateway, t.externalId),
+    index('payments_order_idx').on(t.orderId),
+    index('payments_paid_at_idx').on(t.paidAt),
+  ],
+);
+
+export const refunds = pgTable(
+  'refunds',
+  {
+    id: text('id').primaryKey(),
+    orderId: text('order_id').notNull(),
+    paymentId: text('payment_id').notNull(),
+    amount: bigint('amount', { mode: 'number' }).notNull(),
+    currency: text('currency').notNull(),
+    /** duplicate | what ops wrote */
+    reason: text('reason').notNull(),
+    /** pending | succeeded | failed */
+    status: text('status').notNull(),
+    refundKey: text('refund_key').notNull().unique(),
+    gatewayRefundId: text('gateway_refund_id'),
+    requestedBy: text('requested_by'),
+    createdAt: ts('created_at').notNull().defaultNow(),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+  },
+  (t) => [index('refunds_order_idx').on(t.orderId), index('refunds_gateway_idx').on(t.gatewayRefundId)],
+);
+
+/** Webhooks received from gateways, de-duplicated by the gateway's event id. */
+export const gatewayEvents = pgTable(
+  'gateway_events',
+  {
+    gateway: text('gateway').notNull(),
+    eventId: text('event_id').notNull(),
+    type: text('type').notNull(),
+    gatewayPaymentId: text('gateway_payment_id'),
+    outcome: text('outcome').notNull(),
+    receivedAt: ts('received_at').notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.gateway, t.eventId] })],
+);
+
+/** Who changed what: contact details confirmed on a retry page, ops actions, admin changes. */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: text('id').primaryKey(),
+    at: ts('at').notNull(),
+    /** `customer:<id>` on a retry page, `key:<name>` for API keys. */
+    actor: text('actor').notNull(),
+    action: text('action').notNull(),
+    subject: text('subject').notNull(),
+    before: jsonb('before'),
+    after: jsonb('after'),
+  },
+  (t) => [index('audit_log_subject_idx').on(t.subject, t.at)],
+);
+
+/** Incentives granted by cadence steps: one per customer per period, within a monthly budget. */
+export const incentives = pgTable(
+  'incentives',
+  {
+    id: text('id').primaryKey(),
+    customerId: text('customer_id').notNull(),
+    orderId: text('order_id').notNull(),
+    recoveryId: text('recovery_id').notNull(),
+    cadenceName: text('cadence_name').notNull(),
+    step: integer('step').notNull(),
+    amount: bigint('amount', { mode: 'number' }).notNull(),
+    currency: text('currency').notNull(),
+    /** offered (shown) | redeemed (a payment used it) */
+    status: text('status').notNull(),
+    grantedAt: ts('granted_at').notNull(),
+  },
+  (t) => [
+    uniqueIndex('incentives_order_unique').on(t.orderId),
+    index('incentives_customer_idx').on(t.customerId, t.grantedAt),
+    index('incentives_cadence_idx').on(t.cadenceName, t.grantedAt),
+  ],
 );
 
 /** Addresses that must not be messaged (STOP replies, unsubscribes). */

@@ -7,6 +7,7 @@ import type { FailureCategory, OrderStatus } from '../domain.js';
 import { newId } from '../ids.js';
 import type { Wakeup } from '../queue/queues.js';
 import { classifyFailure } from '../recoveries/classify-failure.js';
+import { recordPayment } from '../payments/record-payment.js';
 import { startRecovery } from '../recoveries/start-recovery.js';
 import type { CustomerInput, EventInput } from './event-schema.js';
 
@@ -17,6 +18,7 @@ export type EventOutcome =
   | 'recovery_not_started'
   | 'recovery_already_exists'
   | 'order_paid'
+  | 'duplicate_payment'
   | 'order_cancelled'
   | 'customer_updated'
   | 'payment_recorded'
@@ -38,6 +40,8 @@ export interface ApplyEventDeps {
   db: Db;
   cadences: CadenceBook;
   abandonAfterMs: number;
+  /** A payment within this long after a retry-link click counts as `clicked`. */
+  clickWindowMs: number;
 }
 
 interface OrderRow {
@@ -97,46 +101,63 @@ async function applyClaimedEvent(
       : undefined;
 
   if (event.type === 'payment.failed' || event.type === 'payment.succeeded') {
+    // The shop's own attempts, for the order's story; money received is recorded in payments.
     await tx.execute(
       sql`insert into payment_attempts (id, order_id, event_id, gateway, method, status, amount, currency,
                                         failure_code, failure_category, failure_message, occurred_at)
-          values (${newId('pay')}, ${input.id}, ${event.id}, ${payment?.gateway ?? null}, ${payment?.method ?? null},
+          values (${newId('att')}, ${input.id}, ${event.id}, ${payment?.gateway ?? null}, ${payment?.method ?? null},
                   ${event.type === 'payment.failed' ? 'failed' : 'succeeded'}, ${payment?.amount ?? input.amount},
                   ${input.currency}, ${payment?.failure_code ?? null}, ${category ?? null},
                   ${payment?.failure_message ?? null}, ${occurredAt})`,
     );
   }
 
+  if (event.type === 'payment.succeeded') {
+    const recorded = await recordPayment(
+      tx,
+      {
+        orderId: input.id,
+        gateway: 'shop',
+        externalId: event.id,
+        method: payment?.method ?? null,
+        amount: payment?.amount ?? input.amount,
+        currency: input.currency,
+        paidAt: occurredAt,
+      },
+      { now, clickWindowMs: deps.clickWindowMs },
+    );
+    await tx.execute(sql`update orders set state_at = greatest(state_at, ${occurredAt}) where id = ${input.id}`);
+    if (recorded.kind === 'duplicate') return { outcome: 'duplicate_payment', ...none };
+    if (order.status !== 'pending') return { outcome: 'order_already_final', ...none };
+    const ended = recorded.kind === 'recorded' && recorded.endedRecovery ? [recorded.endedRecovery] : [];
+    return { outcome: 'order_paid', wakeups: [], ended: ended.map((r) => ({ recoveryId: r.id, wakeSeq: r.wakeSeq })) };
+  }
+
   if (order.status !== 'pending') return { outcome: 'order_already_final', ...none };
 
-  // Payments and cancellations are facts that apply whenever they arrive; the other
-  // events carry state that an older event must not overwrite.
-  if (event.type === 'payment.succeeded' || event.type === 'order.cancelled') {
-    const paid = event.type === 'payment.succeeded';
+  // A cancellation is a fact that applies whenever it arrives; the other events carry
+  // state that an older event must not overwrite.
+  if (event.type === 'order.cancelled') {
     const ended = await rows<{ id: string; wake_seq: number }>(
       tx,
       sql`update recoveries
-          set state = ${paid ? 'recovered' : 'cancelled'}, ended_at = ${now},
-              ended_reason = ${paid ? 'paid' : 'order_cancelled'}, next_run_at = null
+          set state = 'cancelled', ended_at = ${now}, ended_reason = 'order_cancelled', next_run_at = null
           where order_id = ${input.id} and state = 'active'
           returning id, wake_seq`,
     );
-    // Deferred or retrying reminders of those recoveries will never go out now.
+    // Deferred or retrying reminders will never go out now.
     await tx.execute(
-      sql`update messages set status = 'skipped', reason = ${paid ? 'order_paid' : 'order_cancelled'}, updated_at = ${now}
+      sql`update messages set status = 'skipped', reason = 'order_cancelled', updated_at = ${now}
           where order_id = ${input.id} and status = 'scheduled'`,
     );
     await tx.execute(
       sql`update orders
-          set status = ${paid ? 'paid' : 'cancelled'},
-              paid_at = ${paid ? occurredAt : null}, cancelled_at = ${paid ? null : occurredAt},
-              state_at = greatest(state_at, ${occurredAt}), abandon_check_at = null, updated_at = ${now},
-              last_gateway = coalesce(${payment?.gateway ?? null}, last_gateway),
-              last_method = coalesce(${payment?.method ?? null}, last_method)
+          set status = 'cancelled', cancelled_at = ${occurredAt}, state_at = greatest(state_at, ${occurredAt}),
+              abandon_check_at = null, updated_at = ${now}
           where id = ${input.id}`,
     );
     return {
-      outcome: paid ? 'order_paid' : 'order_cancelled',
+      outcome: 'order_cancelled',
       wakeups: [],
       ended: ended.map((r) => ({ recoveryId: r.id, wakeSeq: r.wake_seq })),
     };
@@ -147,7 +168,9 @@ async function applyClaimedEvent(
   await tx.execute(
     sql`update orders
         set amount = ${input.amount}, currency = ${input.currency}, description = ${input.description ?? null},
-            coupon_code = ${input.coupon_code ?? null}, customer_id = ${input.customer.id},
+            coupon_code = ${couponCode(input)}, customer_id = ${input.customer.id},
+            coupon_discount_amount = ${input.coupon?.discount_amount ?? null},
+            coupon_expires_at = ${input.coupon?.expires_at ? new Date(input.coupon.expires_at) : null},
             requested_cadence = coalesce(${input.cadence ?? null}, requested_cadence),
             state_at = ${occurredAt}, updated_at = ${now},
             last_failure_code = case when ${event.type} = 'payment.failed' then ${payment?.failure_code ?? null} else last_failure_code end,
@@ -190,10 +213,12 @@ async function applyClaimedEvent(
  */
 async function lockOrder(tx: Tx, input: NonNullable<EventInput['order']>, occurredAt: Date): Promise<OrderRow> {
   await tx.execute(
-    sql`insert into orders (id, customer_id, amount, currency, description, coupon_code, requested_cadence,
-                            status, state_at)
+    sql`insert into orders (id, customer_id, amount, currency, description, coupon_code, coupon_discount_amount,
+                            coupon_expires_at, requested_cadence, status, state_at)
         values (${input.id}, ${input.customer.id}, ${input.amount}, ${input.currency}, ${input.description ?? null},
-                ${input.coupon_code ?? null}, ${input.cadence ?? null}, 'pending', ${occurredAt})
+                ${couponCode(input)}, ${input.coupon?.discount_amount ?? null},
+                ${input.coupon?.expires_at ? new Date(input.coupon.expires_at) : null}, ${input.cadence ?? null},
+                'pending', ${occurredAt})
         on conflict (id) do nothing`,
   );
   const [order] = await rows<OrderRow>(
@@ -224,4 +249,8 @@ async function upsertCustomer(tx: Tx, customer: CustomerInput, occurredAt: Date)
           updated_at = excluded.updated_at
         where customers.updated_at <= excluded.updated_at`,
   );
+}
+
+function couponCode(order: NonNullable<EventInput['order']>): string | null {
+  return order.coupon?.code ?? order.coupon_code ?? null;
 }

@@ -33,6 +33,15 @@ const orderSchema = z.object({
   currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code such as CNY'),
   description: optionalText(500),
   coupon_code: optionalText(100),
+  /** The coupon in full: recoup checks its expiry on the retry page and at payment time. */
+  coupon: z
+    .object({
+      code: z.string().trim().min(1, 'must not be empty').max(100),
+      discount_amount: z.number().int('must be an integer in minor units').min(0).max(Number.MAX_SAFE_INTEGER),
+      expires_at: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 timestamp with a timezone' }).optional().nullable(),
+    })
+    .optional()
+    .nullable(),
   /** Optional: run this order's recovery on the named active cadence instead of the best match. */
   cadence: z
     .string()

@@ -34,7 +34,8 @@ export interface OrderView {
   } | null;
   messages: Array<{
     id: string;
-    step: number;
+    /** null for a fresh link sent at the customer's request. */
+    step: number | null;
     channel: string;
     template: string;
     locale: string | null;
@@ -116,7 +117,7 @@ export async function loadOrderView(db: Db, orderId: string, publicUrl: string):
       : null,
     messages: messageRows.map((m) => ({
       id: String(m.id),
-      step: Number(m.step),
+      step: m.step === null || m.step === undefined ? null : Number(m.step),
       channel: String(m.channel),
       template: String(m.template),
       locale: s(m.locale),

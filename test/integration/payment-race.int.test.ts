@@ -70,7 +70,7 @@ describe('payment arriving while a step is being sent', () => {
     await applyCadences(database.db, parseCadenceDocument(cadenceYaml, { templates: renderer }));
     const cadences = new CadenceBook(database.db);
     sender = new WatchingSmsSender(observer, (id) => orderByMessage.get(id) ?? '');
-    intake = { db: database.db, cadences, abandonAfterMs: 1_800_000 };
+    intake = { db: database.db, cadences, abandonAfterMs: 1_800_000, clickWindowMs: 86_400_000 };
     dispatch = {
       db: database.db,
       cadences,
