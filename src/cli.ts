@@ -7,7 +7,7 @@ import { cadenceToDocument, parseCadenceDocument } from './cadences/parse-cadenc
 import { loadConfig, type Config } from './config.js';
 import { openDatabase } from './db/client.js';
 import { runDemo } from './demo.js';
-import { isRecoupError, type RecoupError } from './errors.js';
+import { isRecoupError, RecoupError } from './errors.js';
 import { createLogger } from './logger.js';
 import { TemplateRenderer } from './messages/template-renderer.js';
 import { startService, type ServiceRoles } from './service.js';
@@ -130,7 +130,7 @@ async function cadences(args: string[]): Promise<number> {
       console.error('recoup cadences apply: give the YAML file to apply');
       return 2;
     }
-    const text = fs.readFileSync(file, 'utf8');
+    const text = readTextFile(file);
     const renderer = TemplateRenderer.load(config.templatesDir);
     const parsed = parseCadenceDocument(text, { templates: renderer, requiredLocales: ['en', 'zh-CN'] });
     const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
@@ -171,6 +171,16 @@ async function demo(args: string[]): Promise<number> {
   });
   const config = loadConfig();
   return runDemo(config, { url: values.url, key: values.key });
+}
+
+/** A missing or unreadable file is the user's mistake: one line naming it, not a stack trace. */
+function readTextFile(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new RecoupError('not_found', `cannot read ${file} (${reason})`);
+  }
 }
 
 /**

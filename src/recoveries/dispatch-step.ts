@@ -256,6 +256,13 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
   }
 
   const timezone = customer?.timezone ?? deps.settings.defaultTimezone;
+  if (cadence.maxMessagesPerDay !== undefined) {
+    // Two recoveries of one customer hold different order locks, so without this both
+    // could count today's sends before either records its claim, and both would go out
+    // past the cap. An advisory lock (only dispatch takes it, always after the order lock)
+    // serialises the count-then-claim per customer until this transaction commits.
+    await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`recoup:customer:${order.customer_id}`}))`);
+  }
   const recentSends = await rows<{ at: Date }>(
     tx,
     sql`select coalesce(sent_at, claimed_at) as at from messages

@@ -62,6 +62,19 @@ export class Reconciler {
     // SET NX: of all processes noticing the loss, exactly one re-queues everything.
     const claimed = await this.#deps.redis.set(this.#sentinelKey, this.#epoch, 'NX');
     if (claimed !== 'OK') return 0;
+    try {
+      return await this.#requeueAllActive();
+    } catch (err) {
+      // The sentinel says "Redis holds every wake-up" only once the re-queue finished. Redis
+      // often flaps right after a restart: give the claim back so the next pass (here or in
+      // another process) re-queues everything, instead of leaving future steps without a
+      // wake-up until each is overdue by the grace.
+      await this.#deps.redis.del(this.#sentinelKey).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async #requeueAllActive(): Promise<number> {
     const batch = this.#deps.batchSize ?? 1_000;
     let after = '';
     let total = 0;

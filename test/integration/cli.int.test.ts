@@ -1,0 +1,275 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { sql } from 'drizzle-orm';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseCadenceDocument } from '../../src/cadences/parse-cadence.js';
+import { rows } from '../../src/db/rows.js';
+import { adminUrl, createTestDatabase, databaseUrl, type TestDatabase } from '../helpers/postgres.js';
+import { deletePrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.js';
+import { waitFor } from '../helpers/service.js';
+
+const repoRoot = path.resolve(import.meta.dirname, '../..');
+
+interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+interface Running {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  exited: Promise<Finished>;
+}
+
+const children = new Set<ChildProcess>();
+
+/** `recoup <args>` as a user runs it, with only the environment given (plus PATH and HOME). */
+function startCli(args: string[], env: Record<string, string>): Running {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+    cwd: repoRoot,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.tmpdir(), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<Finished>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      children.delete(child);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+function runCli(args: string[], env: Record<string, string>): Promise<Finished> {
+  return startCli(args, env).exited;
+}
+
+/** Resolves with the exit, or with undefined if the process is still running after `ms`. */
+function exitWithin(running: Running, ms: number): Promise<Finished | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    running.exited,
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** A TCP port nothing listens on (just released by a throwaway server). */
+async function unusedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (!address || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+const stackTrace = /^\s+at .+\(?.*:\d+:\d+\)?$/m;
+
+// Each case spawns one to three Node processes (tsx compiles on start): slow on a busy machine.
+describe('recoup CLI', { timeout: 90_000 }, () => {
+  let database: TestDatabase;
+  let dataDir: string;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'recoup-cli-'));
+    env = { DATABASE_URL: database.url, DATA_DIR: dataDir, LOG_LEVEL: 'warn' };
+  });
+  afterEach(() => {
+    // A test that failed half-way must not leave a recoup running.
+    for (const child of children) child.kill('SIGKILL');
+  });
+  afterAll(async () => {
+    await database.drop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  describe('migrate', () => {
+    const name = `recoup_cli_empty_${process.pid}_${Date.now().toString(36)}`;
+    let admin: pg.Client;
+    beforeAll(async () => {
+      admin = new pg.Client({ connectionString: adminUrl() });
+      await admin.connect();
+      await admin.query(`create database ${name}`);
+    });
+    afterAll(async () => {
+      await admin.query(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    });
+
+    it('creates the schema in an empty database, exits 0, and is a no-op the second time', async () => {
+      const url = databaseUrl(name);
+      const first = await runCli(['migrate'], { ...env, DATABASE_URL: url });
+      expect(first.stderr).toBe('');
+      expect(first.code).toBe(0);
+      expect(first.stdout).toContain('migrations applied');
+
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        const { rows: tables } = await client.query<{ table_name: string }>(
+          `select table_name from information_schema.tables where table_schema = 'public'`,
+        );
+        expect(tables.map((t) => t.table_name)).toEqual(
+          expect.arrayContaining(['orders', 'recoveries', 'messages', 'cadences', 'suppressions']),
+        );
+      } finally {
+        await client.end();
+      }
+
+      const again = await runCli(['migrate'], { ...env, DATABASE_URL: url });
+      expect(again.code).toBe(0);
+    });
+  });
+
+  describe('cadences', () => {
+    it('rejects an invalid cadence file with every problem and its path, and applies nothing', async () => {
+      const file = path.join(dataDir, 'bad.yaml');
+      fs.writeFileSync(
+        file,
+        [
+          'name: Bad Name',
+          'expire_after: soon',
+          'steps:',
+          '  - { after: 2h, channel: pigeon, template: nudge }',
+          '  - { after: 1h, channel: sms, template: no-such-template }',
+          '',
+        ].join('\n'),
+      );
+      const result = await runCli(['cadences', 'apply', file], env);
+      expect(result.code).not.toBe(0);
+      expect(result.code).not.toBeNull();
+      for (const [issuePath, words] of [
+        ['name', 'slug'],
+        ['expire_after', 'soon'],
+        ['steps[0].channel', 'sms, email'],
+        ['steps[1].after', 'later than steps[0].after'],
+        ['steps[1].template', 'no-such-template'],
+      ] as const) {
+        const line = result.stderr.split('\n').find((l) => l.trim().startsWith(`${issuePath}:`));
+        expect(line, `a line for ${issuePath} in:\n${result.stderr}`).toBeDefined();
+        expect(line).toContain(words);
+      }
+      expect(result.stderr).not.toMatch(stackTrace);
+      const [count] = await rows<{ n: number }>(database.db, sql`select count(*)::int as n from cadences`);
+      expect(count?.n).toBe(0);
+    });
+
+    it('names a cadence file it cannot read in one line', async () => {
+      const missing = path.join(dataDir, 'missing.yaml');
+      const result = await runCli(['cadences', 'apply', missing], env);
+      expect(result.code).toBe(1);
+      expect(result.stderr.trim()).toBe(`recoup: cannot read ${missing} (ENOENT)`);
+    });
+
+    it('applies cadences/default.yaml and lists it back as YAML that parses to the same cadence', async () => {
+      const applied = await runCli(['cadences', 'apply', 'cadences/default.yaml'], env);
+      expect(applied.stderr).toBe('');
+      expect(applied.code).toBe(0);
+      expect(applied.stdout).toMatch(/^default: version 1 \(now active\)$/m);
+
+      const listed = await runCli(['cadences', 'list'], env);
+      expect(listed.code).toBe(0);
+      expect(listed.stdout).toMatch(/^# default version 1, created /m);
+      const [fromList] = parseCadenceDocument(listed.stdout).filter((c) => c.name === 'default');
+      const [fromFile] = parseCadenceDocument(fs.readFileSync(path.join(repoRoot, 'cadences/default.yaml'), 'utf8'));
+      expect(fromList).toEqual(fromFile);
+
+      const again = await runCli(['cadences', 'apply', 'cadences/default.yaml'], env);
+      expect(again.code).toBe(0);
+      expect(again.stdout).toMatch(/^default: version 1 \(unchanged\)$/m);
+    });
+  });
+
+  describe('invalid configuration', () => {
+    it('lists every bad variable once, without a stack trace or the secrets given', async () => {
+      const result = await runCli(['migrate'], {
+        ...env,
+        PORT: 'eighty',
+        SMS_TRANSPORT: 'twilio',
+        TWILIO_AUTH_TOKEN: 'tw-auth-S3CR3T',
+      });
+      expect(result.code).toBe(1);
+      const lines = result.stderr.trim().split('\n');
+      expect(lines[0]).toBe('recoup: Invalid configuration:');
+      expect(
+        lines
+          .slice(1)
+          .map((l) => l.trim().split(':')[0])
+          .sort(),
+      ).toEqual(['PORT', 'TWILIO_ACCOUNT_SID', 'TWILIO_FROM']);
+      expect(result.stderr).not.toContain('S3CR3T');
+      expect(result.stderr).not.toMatch(stackTrace);
+    });
+  });
+
+  describe('without Redis', () => {
+    for (const command of ['start', 'worker']) {
+      it(`${command} exits non-zero with one line saying Redis is unreachable and what to do`, async () => {
+        const port = await unusedPort();
+        const result = await runCli([command], { ...env, PORT: '0', REDIS_URL: `redis://127.0.0.1:${port}` });
+        expect(result.code).not.toBe(0);
+        expect(result.code).not.toBeNull();
+        const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');
+        expect(lines, result.stderr).toHaveLength(1);
+        expect(lines[0]).toMatch(/^recoup: .*Redis/);
+        expect(lines[0]).toContain(`127.0.0.1:${port}`);
+        expect(lines[0]).toContain('REDIS_URL');
+        expect(result.stderr).not.toMatch(stackTrace);
+      });
+    }
+  });
+
+  describe('graceful shutdown', () => {
+    const prefixes: string[] = [];
+    afterAll(async () => {
+      for (const prefix of prefixes) await deletePrefix(prefix);
+    });
+
+    for (const command of ['worker', 'start']) {
+      it(`${command} stops on SIGTERM and exits 0 within SHUTDOWN_TIMEOUT`, async () => {
+        const prefix = uniquePrefix('cli');
+        prefixes.push(prefix);
+        const shutdownTimeoutMs = 5_000;
+        const running = startCli([command], {
+          ...env,
+          PORT: '0',
+          REDIS_URL: testRedisUrl(),
+          QUEUE_PREFIX: prefix,
+          RECOUP_API_KEYS: 'cli-test-key',
+          SHUTDOWN_TIMEOUT: `${shutdownTimeoutMs}ms`,
+        });
+        await waitFor(() => (running.stdout().includes(`recoup ${command} is running`) ? true : undefined), {
+          timeoutMs: 45_000,
+          what: `the ${command} banner (stderr: ${running.stderr()})`,
+        });
+        if (command === 'start') {
+          const api = /API\s+(http:\/\/\S+)/.exec(running.stdout())?.[1];
+          expect(api).toBeDefined();
+          expect((await fetch(`${api}/healthz`)).status).toBe(200);
+        }
+
+        running.child.kill('SIGTERM');
+        const finished = await exitWithin(running, shutdownTimeoutMs);
+        expect(finished, 'still running after SHUTDOWN_TIMEOUT').toBeDefined();
+        expect(finished).toMatchObject({ code: 0, signal: null });
+        expect(finished?.stderr).not.toMatch(stackTrace);
+      });
+    }
+  });
+});

@@ -1,0 +1,200 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { isRecoupError, type RecoupError } from '../../src/errors.js';
+
+/** The RecoupError loadConfig throws for `env`; fails the test when it does not throw one. */
+function configError(env: Record<string, string>): RecoupError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (isRecoupError(err, 'config')) return err;
+    throw err;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(Object.keys(env))}`);
+}
+
+const twilioKeys = {
+  TWILIO_ACCOUNT_SID: 'AC0123456789abcdef',
+  TWILIO_AUTH_TOKEN: 'twilio-token-7f3a9c',
+  TWILIO_FROM: '+15005550006',
+};
+
+describe('loadConfig', () => {
+  it('runs with an empty environment, on documented defaults', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      port: 3000,
+      host: '127.0.0.1',
+      publicUrl: 'http://localhost:3000',
+      databaseUrl: undefined,
+      redisUrl: 'redis://127.0.0.1:6379',
+      queuePrefix: 'recoup',
+      apiKeys: undefined,
+      cadencesFile: undefined,
+      dataDir: path.resolve('.data'),
+      outboxDir: path.resolve('.data', 'outbox'),
+      sms: { transport: 'outbox' },
+      email: { transport: 'outbox', from: 'recoup <noreply@localhost>' },
+      shopName: 'Our shop',
+      logLevel: 'info',
+      abandonAfterMs: 30 * 60_000,
+      defaultTimezone: 'UTC',
+      defaultLocale: 'en',
+      retryLinkTtlMs: 7 * 86_400_000,
+      quietHoursSpreadMs: 20 * 60_000,
+      reconcileIntervalMs: 5_000,
+      reconcileGraceMs: 30_000,
+      workerConcurrency: 16,
+      sendMaxAttempts: 5,
+      sendRetryBaseMs: 15_000,
+      providerTimeoutMs: 10_000,
+      shutdownTimeoutMs: 10_000,
+      bodyLimit: 262_144,
+      faultInjection: undefined,
+    });
+    // The templates shipped with recoup, wherever the process was started from.
+    expect(config.templatesDir).toBe(path.resolve(import.meta.dirname, '../../templates'));
+  });
+
+  it('reads values, derives the public URL from the port and trims its trailing slash', () => {
+    expect(loadConfig({ PORT: '8080' }).publicUrl).toBe('http://localhost:8080');
+    const config = loadConfig({
+      PORT: '0',
+      PUBLIC_URL: 'https://pay.example-shop.com/',
+      RECOUP_API_KEYS: ' key-one , ,key-two ',
+      ABANDON_AFTER: '1h30m',
+      RECONCILE_INTERVAL: '200ms',
+      DATA_DIR: '/var/lib/recoup',
+    });
+    expect(config).toMatchObject({
+      port: 0,
+      publicUrl: 'https://pay.example-shop.com',
+      apiKeys: ['key-one', 'key-two'],
+      abandonAfterMs: 90 * 60_000,
+      reconcileIntervalMs: 200,
+      dataDir: '/var/lib/recoup',
+      outboxDir: '/var/lib/recoup/outbox',
+    });
+  });
+
+  it('treats empty variables as unset, numbers included', () => {
+    const config = loadConfig({
+      PORT: '',
+      WORKER_CONCURRENCY: '',
+      SMS_TRANSPORT: '',
+      PUBLIC_URL: '',
+      DATABASE_URL: '',
+    });
+    expect(config).toMatchObject({ port: 3000, workerConcurrency: 16, sms: { transport: 'outbox' } });
+    expect(config.databaseUrl).toBeUndefined();
+  });
+
+  it('reports every problem at once, each under its variable', () => {
+    const err = configError({
+      PORT: 'eighty',
+      QUEUE_PREFIX: 'recoup:prod',
+      LOG_LEVEL: 'loud',
+      ABANDON_AFTER: 'soon',
+      PUBLIC_URL: 'not a url',
+      WORKER_CONCURRENCY: '0',
+      DEFAULT_TIMEZONE: 'Mars/Olympus',
+      EMAIL_TRANSPORT: 'smtp',
+    });
+    const paths = [
+      'PORT',
+      'QUEUE_PREFIX',
+      'LOG_LEVEL',
+      'ABANDON_AFTER',
+      'PUBLIC_URL',
+      'WORKER_CONCURRENCY',
+      // Cross-field and custom checks are reported together with the field errors, not after them.
+      'DEFAULT_TIMEZONE',
+      'SMTP_URL',
+    ];
+    expect(err.issues.map((i) => i.path).sort()).toEqual([...paths].sort());
+    for (const p of paths) expect(err.message).toMatch(new RegExp(`^  ${p}: .+$`, 'm'));
+    expect(err.message).toContain('must not contain ":"');
+    expect(err.message).toContain('unknown IANA timezone "Mars/Olympus"');
+  });
+
+  it('names every missing Twilio variable when SMS_TRANSPORT=twilio', () => {
+    const err = configError({ SMS_TRANSPORT: 'twilio' });
+    expect(err.issues.map((i) => i.path).sort()).toEqual(['TWILIO_ACCOUNT_SID', 'TWILIO_AUTH_TOKEN', 'TWILIO_FROM']);
+    expect(err.message).toContain('TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM');
+    expect(err.message).toContain('SMS_TRANSPORT=twilio');
+
+    const partial = configError({
+      SMS_TRANSPORT: 'twilio',
+      TWILIO_ACCOUNT_SID: 'AC1',
+      TWILIO_MESSAGING_SERVICE_SID: 'MG1',
+    });
+    expect(partial.issues.map((i) => i.path)).toEqual(['TWILIO_AUTH_TOKEN']);
+  });
+
+  it('chooses Twilio when its credentials are set, unless SMS_TRANSPORT says otherwise', () => {
+    expect(loadConfig(twilioKeys).sms).toEqual({
+      transport: 'twilio',
+      accountSid: twilioKeys.TWILIO_ACCOUNT_SID,
+      authToken: twilioKeys.TWILIO_AUTH_TOKEN,
+      messagingServiceSid: undefined,
+      from: twilioKeys.TWILIO_FROM,
+      apiUrl: undefined,
+    });
+    expect(loadConfig({ ...twilioKeys, SMS_TRANSPORT: 'outbox' }).sms).toEqual({ transport: 'outbox' });
+    // Only the SID is not enough to choose Twilio.
+    expect(loadConfig({ TWILIO_ACCOUNT_SID: 'AC1' }).sms).toEqual({ transport: 'outbox' });
+  });
+
+  it('asks for a sender when Twilio is chosen by its credentials, alongside other problems', () => {
+    const err = configError({ TWILIO_ACCOUNT_SID: 'AC1', TWILIO_AUTH_TOKEN: 'tok', PORT: '99999' });
+    expect(err.issues.map((i) => i.path).sort()).toEqual(['PORT', 'TWILIO_FROM']);
+  });
+
+  it('chooses SMTP when SMTP_URL is set, unless EMAIL_TRANSPORT says otherwise', () => {
+    const smtpUrl = 'smtp://mailer:pw@mail.example.com:587';
+    expect(loadConfig({ SMTP_URL: smtpUrl, EMAIL_FROM: 'Shop <shop@example.com>' }).email).toEqual({
+      transport: 'smtp',
+      from: 'Shop <shop@example.com>',
+      smtpUrl,
+    });
+    expect(loadConfig({ SMTP_URL: smtpUrl, EMAIL_TRANSPORT: 'outbox' }).email.transport).toBe('outbox');
+  });
+
+  it('never echoes secret values in its error', () => {
+    const secrets = {
+      TWILIO_ACCOUNT_SID: 'AC-sid-4b1d9e',
+      TWILIO_AUTH_TOKEN: 'tw-auth-token-S3CR3T-91f2',
+      SMTP_URL: 'smtp://mailer:smtp-pass-S3CR3T-77aa@mail.example.com:587',
+      DATABASE_URL: 'postgres://recoup:db-pass-S3CR3T-0c4e@db:5432/recoup',
+      REDIS_URL: 'redis://:redis-pass-S3CR3T-5d6f@redis:6379',
+      RECOUP_API_KEYS: 'api-key-S3CR3T-3e8b',
+    };
+    const err = configError({
+      ...secrets,
+      // Invalid neighbours, including the variables that decide whether the secrets are needed.
+      SMS_TRANSPORT: 'carrier-pigeon',
+      EMAIL_TRANSPORT: 'fax',
+      PORT: '-1',
+      LOG_LEVEL: 'chatty',
+    });
+    expect(err.issues.map((i) => i.path).sort()).toEqual(['EMAIL_TRANSPORT', 'LOG_LEVEL', 'PORT', 'SMS_TRANSPORT']);
+    const shown = `${err.message}\n${JSON.stringify(err.issues)}`;
+    for (const secret of Object.values(secrets)) expect(shown).not.toContain(secret);
+    expect(shown).not.toContain('S3CR3T');
+
+    // Errors about the secrets' own group name the variables, never their values.
+    const twilio = configError({
+      SMS_TRANSPORT: 'twilio',
+      TWILIO_AUTH_TOKEN: secrets.TWILIO_AUTH_TOKEN,
+      SMTP_URL: secrets.SMTP_URL,
+      WORKER_CONCURRENCY: 'many',
+    });
+    expect(twilio.issues.map((i) => i.path).sort()).toEqual([
+      'TWILIO_ACCOUNT_SID',
+      'TWILIO_FROM',
+      'WORKER_CONCURRENCY',
+    ]);
+    expect(`${twilio.message}\n${JSON.stringify(twilio.issues)}`).not.toContain('S3CR3T');
+  });
+});
