@@ -120,6 +120,8 @@ const envSchema = z
     RECOUP_SECRET: optionalString,
     /** A payment within this long after a retry-link click counts as `clicked`. Default 24h. */
     CLICK_ATTRIBUTION_WINDOW: duration('24h'),
+    /** At most one incentive per customer within this period. Default 90d. */
+    INCENTIVE_PERIOD: duration('90d'),
     /** Test harnesses only: crash the worker at chosen points (see src/fault-injection.ts). */
     FAULT_INJECTION: optionalString,
     /** Largest accepted request body in bytes. Default 262144. */
@@ -233,6 +235,7 @@ export interface Config {
       | { secretKey: string; webhookSecret: string; publishableKey: string | undefined; apiUrl: string | undefined }
       | undefined;
     clickAttributionWindowMs: number;
+    incentivePeriodMs: number;
   };
   /** RECOUP_SECRET; undefined means "generate one under dataDir". */
   secret: string | undefined;
@@ -327,6 +330,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
             }
           : undefined,
       clickAttributionWindowMs: env.CLICK_ATTRIBUTION_WINDOW,
+      incentivePeriodMs: env.INCENTIVE_PERIOD,
     },
     secret: env.RECOUP_SECRET,
   };

@@ -24,6 +24,8 @@ import { buildApp } from './http/build-app.js';
 import { parseFaultInjection } from './fault-injection.js';
 import { SandboxGateway } from './payments/gateways/sandbox/sandbox-gateway.js';
 import type { RetryDeps } from './payments/retry-session.js';
+import { PageRenderer } from './http/pages/page-renderer.js';
+import { sendFreshLink } from './retry-links/fresh-link.js';
 import type { Logger } from './logger.js';
 import { producerConnection, StepQueue, workerConnection } from './queue/queues.js';
 import { startStepWorker } from './queue/step.worker.js';
@@ -159,8 +161,14 @@ export async function startService(
         shopName: config.shopName,
         defaultLocale: config.defaultLocale,
         clickWindowMs: config.payments.clickAttributionWindowMs,
+        incentivePeriodMs: config.payments.incentivePeriodMs,
       };
       payments = retry;
+      // The server sends one kind of message itself: a fresh link the customer asked for.
+      const linkSms = overrides.sms ?? buildSmsSender(config);
+      const linkEmail = overrides.email ?? buildEmailSender(config);
+      closers.push({ name: 'link sms sender', close: () => linkSms.close() });
+      closers.push({ name: 'link email sender', close: () => linkEmail.close() });
       for (const gateway of gateways.all()) {
         if (gateway instanceof SandboxGateway) closers.push({ name: 'sandbox', close: async () => gateway.close() });
       }
@@ -176,7 +184,29 @@ export async function startService(
         clickWindowMs: config.payments.clickAttributionWindowMs,
         bodyLimit: config.bodyLimit,
         twilioAuthToken: config.sms.transport === 'twilio' ? config.sms.authToken : undefined,
-        payments: { retry },
+        payments: {
+          retry,
+          pages: {
+            secret,
+            pages: PageRenderer.load(path.join(config.templatesDir, 'pages')),
+            freshLink: (messageId) =>
+              sendFreshLink(
+                {
+                  db: core.database.db,
+                  sms: linkSms,
+                  email: linkEmail,
+                  renderer: core.renderer,
+                  clock: core.clock,
+                  publicUrl: config.publicUrl,
+                  shopName: config.shopName,
+                  retryLinkTtlMs: config.retryLinkTtlMs,
+                  logger,
+                  defaultLocale: config.defaultLocale,
+                },
+                messageId,
+              ),
+          },
+        },
       });
       const httpApp = app;
       closers.push({ name: 'http', close: () => httpApp.close() });

@@ -7,6 +7,15 @@ export interface CadenceStep {
   template: string;
   /** Payment methods the retry page offers for this step, in order of preference. */
   offerMethods: PaymentMethod[];
+  /** A discount to win back a hesitant customer (see src/payments/incentives.ts for the guards). */
+  incentive?: StepIncentive;
+}
+
+/** Either a percentage of the total (optionally capped) or a fixed amount, in the order's minor units. */
+export interface StepIncentive {
+  percent?: number;
+  amount?: number;
+  maxAmount?: number;
 }
 
 export interface QuietHours {
@@ -39,6 +48,8 @@ export interface Cadence {
   expireAfterMs: number;
   /** When a channel fails permanently (bad number, hard bounce), later steps use the other channel. Default true. */
   switchChannelOnFailure: boolean;
+  /** Incentives granted per calendar month (UTC) and currency, minor units; beyond it steps go out without. */
+  incentiveMonthlyBudget?: number;
   steps: CadenceStep[];
 }
 

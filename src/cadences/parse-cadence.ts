@@ -65,6 +65,16 @@ const quietHoursSchema = z
   .strictObject({ start: clock, end: clock })
   .refine((q) => q.start !== q.end, { path: ['end'], message: 'must differ from start' });
 
+const incentiveSchema = z
+  .strictObject({
+    percent: z.number().gt(0, 'must be more than 0').max(100, 'must be at most 100').optional(),
+    amount: z.number().int('must be a whole number of minor units').min(1, 'must be 1 or more').optional(),
+    max_amount: z.number().int('must be a whole number of minor units').min(1, 'must be 1 or more').optional(),
+  })
+  .refine((i) => (i.percent === undefined) !== (i.amount === undefined), {
+    message: 'give either percent or amount',
+  });
+
 const stepSchema = z.strictObject({
   after: duration,
   channel: z.enum(channels),
@@ -74,6 +84,7 @@ const stepSchema = z.strictObject({
     .min(1, 'must list at least one payment method')
     .refine((methods) => new Set(methods).size === methods.length, 'must not list a method twice')
     .optional(),
+  incentive: incentiveSchema.optional(),
 });
 
 const documentSchema = z.strictObject({
@@ -85,6 +96,11 @@ const documentSchema = z.strictObject({
   max_messages_per_day: z.number().int('must be a whole number').min(1, 'must be 1 or more').nullable().optional(),
   expire_after: duration.refine((ms) => ms > 0, 'must be longer than 0s'),
   switch_channel_on_failure: z.boolean().optional(),
+  incentive_monthly_budget: z
+    .number()
+    .int('must be a whole number of minor units')
+    .min(0, 'must be 0 or more')
+    .optional(),
   steps: z.array(stepSchema).min(1, 'at least one step is required'),
 });
 
@@ -95,6 +111,7 @@ const knownKeys: Record<string, readonly string[]> = {
   match: Object.keys(matchSchema.shape),
   quiet_hours: ['start', 'end'],
   step: Object.keys(stepSchema.shape),
+  incentive: ['percent', 'amount', 'max_amount'],
 };
 
 /**
@@ -161,11 +178,21 @@ export function cadenceToDocument(c: Cadence): Record<string, unknown> {
   if (c.maxMessagesPerDay !== undefined) doc.max_messages_per_day = c.maxMessagesPerDay;
   doc.expire_after = formatDuration(c.expireAfterMs);
   doc.switch_channel_on_failure = c.switchChannelOnFailure;
+  if (c.incentiveMonthlyBudget !== undefined) doc.incentive_monthly_budget = c.incentiveMonthlyBudget;
   doc.steps = c.steps.map((step) => ({
     after: formatDuration(step.afterMs),
     channel: step.channel,
     template: step.template,
     offer_methods: [...step.offerMethods],
+    ...(step.incentive
+      ? {
+          incentive: {
+            ...(step.incentive.percent !== undefined ? { percent: step.incentive.percent } : {}),
+            ...(step.incentive.amount !== undefined ? { amount: step.incentive.amount } : {}),
+            ...(step.incentive.maxAmount !== undefined ? { max_amount: step.incentive.maxAmount } : {}),
+          },
+        }
+      : {}),
   }));
   return doc;
 }
@@ -199,11 +226,21 @@ function toCadence(doc: CadenceDocument): Cadence {
     maxMessagesPerDay: doc.max_messages_per_day ?? undefined,
     expireAfterMs: doc.expire_after,
     switchChannelOnFailure: doc.switch_channel_on_failure ?? true,
+    ...(doc.incentive_monthly_budget === undefined ? {} : { incentiveMonthlyBudget: doc.incentive_monthly_budget }),
     steps: doc.steps.map((step): CadenceStep => ({
       afterMs: step.after,
       channel: step.channel,
       template: step.template,
       offerMethods: step.offer_methods ?? [...defaultOfferMethods],
+      ...(step.incentive
+        ? {
+            incentive: {
+              ...(step.incentive.percent !== undefined ? { percent: step.incentive.percent } : {}),
+              ...(step.incentive.amount !== undefined ? { amount: step.incentive.amount } : {}),
+              ...(step.incentive.max_amount !== undefined ? { maxAmount: step.incentive.max_amount } : {}),
+            },
+          }
+        : {}),
     })),
   };
 }

@@ -10,7 +10,9 @@ import { newId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import { customerAdvice } from '../recoveries/classify-failure.js';
 import { lookupRetryToken } from '../retry-links/retry-token.js';
+import type { Cadence } from '../cadences/cadence.js';
 import { computeCharge, type Charge } from './charge.js';
+import { eligibleIncentive, grantIncentive, type IncentiveContext } from './incentives.js';
 import type { PaymentGateways } from './gateways.js';
 import { isGatewayError, type PaymentNextAction } from './payment-gateway.js';
 import { recordPayment } from './record-payment.js';
@@ -25,6 +27,8 @@ export interface RetryDeps {
   shopName: string;
   defaultLocale: string;
   clickWindowMs: number;
+  /** At most one incentive per customer within this period (INCENTIVE_PERIOD). Default 90 days. */
+  incentivePeriodMs?: number;
 }
 
 /** Everything the retry page shows for a valid link. */
@@ -97,6 +101,7 @@ interface LinkRow {
   recovery_id: string;
   cadence_name: string;
   cadence_version: number;
+  failure_category: FailureCategory;
   order_id: string;
   order_status: string;
   amount: string;
@@ -117,7 +122,7 @@ interface LinkRow {
 async function loadLinkRow(db: Db | Tx, messageId: string, lock: boolean): Promise<LinkRow | undefined> {
   const [row] = await rows<LinkRow>(
     db,
-    sql`select m.id as message_id, m.step, r.id as recovery_id, r.cadence_name, r.cadence_version,
+    sql`select m.id as message_id, m.step, r.id as recovery_id, r.cadence_name, r.cadence_version, r.failure_category,
                o.id as order_id, o.status as order_status, o.amount::text as amount, o.currency, o.description,
                o.coupon_code, o.coupon_discount_amount::text as coupon_discount_amount, o.coupon_expires_at,
                o.last_failure_category, o.last_failure_code, o.last_method,
@@ -170,6 +175,17 @@ async function buildView(
     failedMethod !== undefined &&
     ['use_another_method', 'no_reminders'].includes(customerAdvice(lastFailure.category));
   const defaultMethod = methods.find((m) => !(avoidFailed && m === failedMethod)) ?? methods[0] ?? null;
+  const coupon = row.coupon_code
+    ? {
+        code: row.coupon_code,
+        discountAmount: row.coupon_discount_amount === null ? null : Number(row.coupon_discount_amount),
+        expiresAt: row.coupon_expires_at,
+      }
+    : null;
+  const withoutIncentive = computeCharge({ orderAmount: Number(row.amount), coupon, now });
+  const incentive = version
+    ? await eligibleIncentive(db, incentiveContext(deps, row, version.cadence, withoutIncentive.total, now))
+    : 0;
   return {
     token,
     messageId: row.message_id,
@@ -179,22 +195,28 @@ async function buildView(
     shopName: deps.shopName,
     description: row.description ?? '',
     currency: row.currency,
-    charge: computeCharge({
-      orderAmount: Number(row.amount),
-      coupon: row.coupon_code
-        ? {
-            code: row.coupon_code,
-            discountAmount: row.coupon_discount_amount === null ? null : Number(row.coupon_discount_amount),
-            expiresAt: row.coupon_expires_at,
-          }
-        : null,
-      now,
-    }),
+    charge: computeCharge({ orderAmount: Number(row.amount), coupon, incentiveAmount: incentive, now }),
     lastFailure,
     methods,
     defaultMethod,
     contact: { email: row.email, phone: row.phone },
     expiresAt,
+  };
+}
+
+function incentiveContext(deps: RetryDeps, row: LinkRow, cadence: Cadence, total: number, now: Date): IncentiveContext {
+  return {
+    orderId: row.order_id,
+    customerId: row.customer_id,
+    recoveryId: row.recovery_id,
+    cadence,
+    cadenceName: row.cadence_name,
+    step: row.step,
+    failureCategory: row.failure_category,
+    currency: row.currency,
+    total,
+    now,
+    periodMs: deps.incentivePeriodMs ?? 90 * 86_400_000,
   };
 }
 
@@ -244,6 +266,13 @@ export async function initiatePayment(deps: RetryDeps, input: InitiateInput): Pr
     if (!gateway) return { kind: 'method_not_offered' };
 
     await updateContact(tx, row, input, now);
+    if (view.charge.incentiveAmount > 0) {
+      const version = await deps.cadences.version(row.cadence_name, row.cadence_version, tx);
+      if (version) {
+        const ctx = incentiveContext(deps, row, version.cadence, view.charge.total + view.charge.incentiveAmount, now);
+        await grantIncentive(tx, ctx, view.charge.incentiveAmount);
+      }
+    }
 
     const [open] = await rows<OpenAttemptRow>(
       tx,
@@ -609,6 +638,9 @@ export async function settleSuccess(deps: RetryDeps, fact: SuccessFact): Promise
     }
     if (recorded.kind === 'already_recorded') return { kind: 'already_recorded' };
     if (recorded.kind === 'recorded') {
+      if (attempt && Number(attempt.incentive_amount) > 0) {
+        await tx.execute(sql`update incentives set status = 'redeemed' where order_id = ${fact.orderId}`);
+      }
       return { kind: 'recorded', paymentId: recorded.paymentId, endedRecovery: recorded.endedRecovery };
     }
     const refundId = newId('ref');

@@ -555,3 +555,34 @@ describe('cadenceToDocument', () => {
     expect(Object.keys(document)).toEqual(['name', 'match', 'expire_after', 'switch_channel_on_failure', 'steps']);
   });
 });
+
+describe('step incentives', () => {
+  const withIncentive = (incentive: string, extra = '') => `
+name: winback
+expire_after: 3d
+${extra}
+steps:
+  - { after: 1h, channel: sms, template: nudge }
+  - { after: 1d, channel: email, template: last-call, incentive: ${incentive} }
+`;
+
+  it('parses percent with a cap, a fixed amount and a monthly budget, and round-trips them', () => {
+    const [cadence] = parseCadenceDocument(
+      withIncentive('{ percent: 10, max_amount: 2000 }', 'incentive_monthly_budget: 100000'),
+    );
+    expect(cadence?.steps[1]?.incentive).toEqual({ percent: 10, maxAmount: 2000 });
+    expect(cadence?.incentiveMonthlyBudget).toBe(100000);
+    expect(parseCadenceDocument(stringify(cadenceToDocument(cadence!)))).toEqual([cadence]);
+    expect(parseCadenceDocument(withIncentive('{ amount: 500 }'))[0]?.steps[1]?.incentive).toEqual({ amount: 500 });
+  });
+
+  it('reports an incentive that is both, neither, or out of range, with its path', () => {
+    expect(paths(() => parseCadenceDocument(withIncentive('{ percent: 10, amount: 500 }')))).toEqual([
+      'steps[1].incentive',
+    ]);
+    expect(paths(() => parseCadenceDocument(withIncentive('{ max_amount: 500 }')))).toEqual(['steps[1].incentive']);
+    expect(paths(() => parseCadenceDocument(withIncentive('{ percent: 150 }')))).toEqual([
+      'steps[1].incentive.percent',
+    ]);
+  });
+});

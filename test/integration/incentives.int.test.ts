@@ -1,0 +1,89 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rows } from '../../src/db/rows.js';
+import { incentiveAmount } from '../../src/payments/incentives.js';
+import { initiatePayment, loadRetryLink, type RetryDeps } from '../../src/payments/retry-session.js';
+import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
+
+// One step, with 10 % off capped at 5.00, and a monthly budget of 8.00 per currency.
+const cadence = `
+name: default
+expire_after: 2h
+incentive_monthly_budget: 800
+steps:
+  - { after: 1s, channel: sms, template: last-call, incentive: { percent: 10, max_amount: 500 } }
+`;
+
+describe('incentives', () => {
+  let svc: TestService;
+  let retry: RetryDeps;
+
+  beforeAll(async () => {
+    svc = await startTestService({ cadences: cadence });
+    retry = svc.service.payments!;
+  });
+  afterAll(async () => {
+    await svc.close();
+  });
+
+  async function linkFor(customerId: string, amount: number) {
+    const event = makeEvent({}, { amount, customer: { id: customerId, phone: '+8613800138000', locale: 'en' } });
+    await svc.post(event);
+    const token = await waitFor(
+      async () => {
+        const [m] = await rows<{ link_token: string; status: string }>(
+          svc.database.db,
+          sql`select link_token, status from messages where order_id = ${event.order.id}`,
+        );
+        return m?.status === 'sent' ? m.link_token : undefined;
+      },
+      { what: 'the reminder' },
+    );
+    return { orderId: event.order.id, token };
+  }
+
+  async function chargeOf(token: string) {
+    const state = await loadRetryLink(retry, token);
+    if (state.kind !== 'open') throw new Error(`link ${state.kind}`);
+    return state.view.charge;
+  }
+
+  it('computes percent and fixed incentives within their caps', () => {
+    expect(incentiveAmount({ percent: 10 }, 12_345)).toBe(1_234);
+    expect(incentiveAmount({ percent: 10, maxAmount: 500 }, 12_900)).toBe(500);
+    expect(incentiveAmount({ amount: 300 }, 200)).toBe(200);
+  });
+
+  it('shows the incentive, charges with it, and grants it once per customer per period', async () => {
+    const first = await linkFor('cus_incentive_a', 3_000);
+    expect(await chargeOf(first.token)).toMatchObject({ incentiveAmount: 300, total: 2_700 });
+    // Viewing the page grants nothing.
+    expect(await rows(svc.database.db, sql`select id from incentives where order_id = ${first.orderId}`)).toEqual([]);
+
+    const result = await initiatePayment(retry, { token: first.token, method: 'alipay', email: null, phone: null });
+    expect(result).toMatchObject({ kind: 'next_action', charge: { total: 2_700, incentiveAmount: 300 } });
+    const [attempt] = await rows<{ amount: string; incentive_amount: string }>(
+      svc.database.db,
+      sql`select amount::text as amount, incentive_amount::text as incentive_amount from payment_attempts
+          where order_id = ${first.orderId} and source = 'retry_link'`,
+    );
+    expect(attempt).toEqual({ amount: '2700', incentive_amount: '300' });
+    const granted = await rows<{ amount: string; status: string }>(
+      svc.database.db,
+      sql`select amount::text as amount, status from incentives where order_id = ${first.orderId}`,
+    );
+    expect(granted).toEqual([{ amount: '300', status: 'offered' }]);
+
+    // The same customer's next unpaid order gets no second incentive within the period.
+    const second = await linkFor('cus_incentive_a', 3_000);
+    expect(await chargeOf(second.token)).toMatchObject({ incentiveAmount: 0, total: 3_000 });
+  });
+
+  it('stops granting once the cadence has spent its monthly budget', async () => {
+    const a = await linkFor('cus_incentive_b', 50_000); // capped at 500 → 300 + 500 = 800 spent
+    expect(await chargeOf(a.token)).toMatchObject({ incentiveAmount: 500 });
+    await initiatePayment(retry, { token: a.token, method: 'alipay', email: null, phone: null });
+    const b = await linkFor('cus_incentive_c', 5_000);
+    expect(await chargeOf(b.token)).toMatchObject({ incentiveAmount: 0, total: 5_000 });
+  });
+});
