@@ -47,8 +47,33 @@ export interface OrderView {
     sent_at: string | null;
     retry_url: string | null;
   }>;
+  /** Money received (the ledger), with attribution. */
+  payments: Array<{
+    id: string;
+    gateway: string | null;
+    method: string | null;
+    amount: number;
+    currency: string;
+    paid_at: string;
+    duplicate: boolean;
+    attribution: string;
+    step: number | null;
+    channel: string | null;
+    message_id: string | null;
+    click_id: string | null;
+  }>;
+  refunds: Array<{
+    id: string;
+    payment_id: string;
+    amount: number;
+    currency: string;
+    reason: string;
+    status: string;
+    created_at: string;
+  }>;
   attempts: Array<{
     id: string;
+    source: string;
     method: string | null;
     gateway: string | null;
     status: string;
@@ -76,6 +101,14 @@ export async function loadOrderView(db: Db, orderId: string, publicUrl: string):
   const attemptRows = await rows<Record<string, unknown> & { amount: string }>(
     db,
     sql`select *, amount::text as amount from payment_attempts where order_id = ${orderId} order by occurred_at, created_at`,
+  );
+  const paymentRows = await rows<Record<string, unknown> & { amount: string }>(
+    db,
+    sql`select *, amount::text as amount from payments where order_id = ${orderId} order by paid_at, created_at`,
+  );
+  const refundRows = await rows<Record<string, unknown> & { amount: string }>(
+    db,
+    sql`select *, amount::text as amount from refunds where order_id = ${orderId} order by created_at`,
   );
   const s = (v: unknown) => (v === null || v === undefined ? null : String(v));
   const d = (v: unknown) => iso(v as Date | null);
@@ -129,8 +162,32 @@ export async function loadOrderView(db: Db, orderId: string, publicUrl: string):
       sent_at: d(m.sent_at),
       retry_url: m.link_token ? retryUrl(publicUrl, String(m.link_token)) : null,
     })),
+    payments: paymentRows.map((p) => ({
+      id: String(p.id),
+      gateway: s(p.gateway),
+      method: s(p.method),
+      amount: Number(p.amount),
+      currency: String(p.currency),
+      paid_at: d(p.paid_at) ?? '',
+      duplicate: Boolean(p.duplicate),
+      attribution: String(p.attribution),
+      step: p.step === null || p.step === undefined ? null : Number(p.step),
+      channel: s(p.channel),
+      message_id: s(p.message_id),
+      click_id: s(p.click_id),
+    })),
+    refunds: refundRows.map((r) => ({
+      id: String(r.id),
+      payment_id: String(r.payment_id),
+      amount: Number(r.amount),
+      currency: String(r.currency),
+      reason: String(r.reason),
+      status: String(r.status),
+      created_at: d(r.created_at) ?? '',
+    })),
     attempts: attemptRows.map((a) => ({
       id: String(a.id),
+      source: String(a.source),
       method: s(a.method),
       gateway: s(a.gateway),
       status: String(a.status),

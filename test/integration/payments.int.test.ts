@@ -228,6 +228,12 @@ describe('payments through retry links and gateway webhooks', () => {
       { what: 'the duplicate refund' },
     );
     expect(refund).toEqual({ reason: 'duplicate', status: 'succeeded', amount: '12900' });
+    const view = (await svc.getOrder(event.order.id)) as unknown as {
+      payments: Array<{ duplicate: boolean }>;
+      refunds: Array<{ reason: string; amount: number }>;
+    };
+    expect(view.payments.map((p) => p.duplicate).sort()).toEqual([false, true]);
+    expect(view.refunds).toEqual([expect.objectContaining({ reason: 'duplicate', amount: 12900 })]);
     const payments = await paymentsOf(event.order.id);
     expect(payments.map((p) => p.duplicate).sort()).toEqual([false, true]);
     expect((await sandbox.retrievePayment(attempt!.gateway_payment_id)).amountRefunded).toBe(12900);
