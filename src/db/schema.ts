@@ -41,6 +41,8 @@ export const customers = pgTable('customers', {
   /** Set when a provider said the address is permanently unusable (invalid, unsubscribed, landline). */
   emailBadReason: text('email_bad_reason'),
   phoneBadReason: text('phone_bad_reason'),
+  /** Set by `recoup customers forget`: personal data erased, financial records kept. */
+  forgottenAt: ts('forgotten_at'),
   /** occurred_at of the event that last changed these details: older events never overwrite newer ones. */
   updatedAt: ts('updated_at').notNull(),
 });
@@ -158,6 +160,11 @@ export const messages = pgTable(
     linkExpiresAt: ts('link_expires_at'),
     linkRevokedAt: ts('link_revoked_at'),
     attempts: integer('attempts').notNull().default(0),
+    /** Provider's price for the message, when it reports one (Twilio status callbacks), in minor units. */
+    priceAmount: bigint('price_amount', { mode: 'number' }),
+    priceCurrency: text('price_currency'),
+    /** SMS segments, counted at send time. */
+    segments: integer('segments'),
     /** Identifies the worker run that holds the `sending` claim. */
     claimId: text('claim_id'),
     plannedAt: ts('planned_at'),
@@ -359,3 +366,52 @@ export const suppressions = pgTable(
   },
   (t) => [primaryKey({ columns: [t.channel, t.address] })],
 );
+
+/** Scoped API keys (ingest, ops, finance, admin), stored as SHA-256 hashes. */
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    scopes: text('scopes').array().notNull(),
+    keyHash: text('key_hash').notNull(),
+    /** The first characters of the key, to recognise it in lists; never enough to use it. */
+    keyPrefix: text('key_prefix').notNull(),
+    createdAt: ts('created_at').notNull().defaultNow(),
+    createdBy: text('created_by'),
+    revokedAt: ts('revoked_at'),
+    lastUsedAt: ts('last_used_at'),
+  },
+  (t) => [uniqueIndex('api_keys_hash_unique').on(t.keyHash)],
+);
+
+/** The consent ledger: every opt-out and opt-in, when, how and in answer to which message. */
+export const consentEvents = pgTable(
+  'consent_events',
+  {
+    id: text('id').primaryKey(),
+    customerId: text('customer_id'),
+    channel: text('channel').notNull(),
+    address: text('address').notNull(),
+    /** opt_out | opt_in */
+    action: text('action').notNull(),
+    /** sms_reply | email_one_click | email_page | ops */
+    source: text('source').notNull(),
+    /** The keyword received (STOP, 退订, …) when the source is a reply. */
+    keyword: text('keyword'),
+    messageId: text('message_id'),
+    at: ts('at').notNull(),
+  },
+  (t) => [index('consent_events_address_idx').on(t.channel, t.address, t.at)],
+);
+
+/** Circuit breakers per payment gateway: while open, reminders that would send customers there are held. */
+export const gatewayCircuits = pgTable('gateway_circuits', {
+  gateway: text('gateway').primaryKey(),
+  /** closed | open */
+  state: text('state').notNull(),
+  reason: text('reason'),
+  openedAt: ts('opened_at'),
+  closedAt: ts('closed_at'),
+  updatedAt: ts('updated_at').notNull(),
+});
