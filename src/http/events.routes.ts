@@ -1,0 +1,39 @@
+import type { FastifyInstance } from 'fastify';
+import type { CadenceBook } from '../cadences/cadence-book.js';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/client.js';
+import { applyEvent } from '../orders/apply-event.js';
+import { parseEvent } from '../orders/event-schema.js';
+import type { StepQueue } from '../queue/queues.js';
+import { requireScope, type KeyResolver } from './auth.js';
+import { requireJson } from './request.js';
+
+export interface EventRouteDeps {
+  db: Db;
+  cadences: CadenceBook;
+  queue: StepQueue;
+  clock: Clock;
+  keys: KeyResolver;
+  abandonAfterMs: number;
+  clickWindowMs: number;
+}
+
+/** POST /v1/events: the shop's order and payment events (scope `ingest`). */
+export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): Promise<void> {
+  app.post('/v1/events', { onRequest: requireScope(deps.keys, 'ingest') }, async (request, reply) => {
+    requireJson(request);
+    const event = parseEvent(request.body);
+    const result = await applyEvent(deps, event, deps.clock.now());
+    if (result.status === 'duplicate') return reply.status(200).send({ event_id: event.id, status: 'duplicate' });
+    try {
+      await deps.queue.add(result.wakeups, deps.clock.now());
+    } catch (err) {
+      // Accepted and committed: the reconciler queues it from Postgres once Redis is back.
+      request.log.warn({ err, eventId: event.id }, 'could not queue wake-up; the reconciler will');
+    }
+    for (const ended of result.ended) {
+      deps.queue.remove(ended.recoveryId, ended.wakeSeq).catch(() => undefined);
+    }
+    return reply.status(202).send({ event_id: event.id, status: 'accepted', outcome: result.outcome });
+  });
+}
