@@ -122,6 +122,10 @@ const envSchema = z
     CLICK_ATTRIBUTION_WINDOW: duration('24h'),
     /** At most one incentive per customer within this period. Default 90d. */
     INCENTIVE_PERIOD: duration('90d'),
+    /** Trust X-Forwarded-For/-Proto: `true`, or the proxy addresses/CIDRs (comma separated). Default off. */
+    TRUST_PROXY: optionalString,
+    /** Requests per client IP per minute on the retry pages (/r/*). Default 60. */
+    RETRY_PAGE_RATE_LIMIT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).default(60)),
     /** Test harnesses only: crash the worker at chosen points (see src/fault-injection.ts). */
     FAULT_INJECTION: optionalString,
     /** Largest accepted request body in bytes. Default 262144. */
@@ -237,6 +241,8 @@ export interface Config {
     clickAttributionWindowMs: number;
     incentivePeriodMs: number;
   };
+  trustProxy: boolean | string;
+  retryPageRateLimit: number;
   /** RECOUP_SECRET; undefined means "generate one under dataDir". */
   secret: string | undefined;
 }
@@ -333,5 +339,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       incentivePeriodMs: env.INCENTIVE_PERIOD,
     },
     secret: env.RECOUP_SECRET,
+    trustProxy: env.TRUST_PROXY === undefined ? false : env.TRUST_PROXY === 'true' ? true : env.TRUST_PROXY,
+    retryPageRateLimit: env.RETRY_PAGE_RATE_LIMIT,
   };
 }

@@ -31,7 +31,20 @@ export function createLogger(level: string, name = 'recoup'): Logger {
       ],
       censor: '[redacted]',
     },
+    serializers: {
+      // Request logs show the route, never a retry-link token or an unsubscribe token.
+      req: (req: { method?: string; url?: string; id?: string }) => ({
+        id: req.id,
+        method: req.method,
+        url: req.url ? maskTokens(req.url) : req.url,
+      }),
+    },
   });
+}
+
+/** `/r/AbC…/pay/att_1` → `/r/***` …: capability tokens in paths are secrets. */
+export function maskTokens(url: string): string {
+  return url.replace(/\/(r|u)\/[^/?#]+/g, '/$1/***');
 }
 
 /** Masks an address for API lists and logs: `+86*******0138`, `l***@example.com`. */

@@ -184,10 +184,16 @@ export async function startService(
         clickWindowMs: config.payments.clickAttributionWindowMs,
         bodyLimit: config.bodyLimit,
         twilioAuthToken: config.sms.transport === 'twilio' ? config.sms.authToken : undefined,
+        trustProxy: config.trustProxy,
         payments: {
           retry,
           pages: {
             secret,
+            rateLimit: { max: config.retryPageRateLimit, timeWindowMs: 60_000 },
+            // A form POST redirects to the gateway's hosted page: Chrome checks that against form-action.
+            formActionOrigins: config.payments.stripe
+              ? ['https://checkout.stripe.com', 'https://hooks.stripe.com']
+              : [],
             pages: PageRenderer.load(path.join(config.templatesDir, 'pages')),
             freshLink: (messageId) =>
               sendFreshLink(

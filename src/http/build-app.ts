@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Clock } from '../clock.js';
@@ -29,6 +30,8 @@ export interface AppDeps {
   abandonAfterMs: number;
   clickWindowMs: number;
   bodyLimit: number;
+  /** Trust X-Forwarded-* from this many proxies / these addresses (TRUST_PROXY). */
+  trustProxy?: boolean | string;
   /** Retry links, payment gateways and their webhooks. */
   payments?: { retry: RetryDeps; pages?: Omit<RetryPageDeps, 'retry'> } | undefined;
   /** Twilio's auth token, when SMS goes through Twilio: enables its signed delivery callbacks. */
@@ -42,7 +45,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Slow or stalled clients cannot hold a connection forever.
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
-    genReqId: () => `req_${Math.random().toString(36).slice(2, 12)}`,
+    genReqId: () => `req_${randomBytes(6).toString('hex')}`,
+    // Behind a proxy the client IP (rate limits) and https (Secure cookies) come from X-Forwarded-*.
+    trustProxy: deps.trustProxy ?? false,
   });
   const keys: KeyResolver = deps.keyResolver ?? new EnvKeyResolver(deps.apiKeys);
 

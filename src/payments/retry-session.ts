@@ -144,7 +144,11 @@ export async function loadRetryLink(deps: RetryDeps, token: string): Promise<Ret
   if (!link.valid) {
     if (!link.messageId || (link.reason !== 'expired' && link.reason !== 'revoked')) return { kind: 'invalid' };
     const row = await loadLinkRow(deps.db, link.messageId, false);
-    return { kind: 'expired', messageId: link.messageId, locale: row?.locale ?? deps.defaultLocale };
+    const locale = row?.locale ?? deps.defaultLocale;
+    // Nothing to renew for an order that is settled: say so instead of offering a fresh link.
+    if (row?.order_status === 'paid') return { kind: 'completed', orderId: row.order_id, locale };
+    if (row && row.order_status !== 'pending') return { kind: 'closed', orderId: row.order_id, locale };
+    return { kind: 'expired', messageId: link.messageId, locale };
   }
   const row = await loadLinkRow(deps.db, link.messageId, false);
   if (!row) return { kind: 'invalid' };
@@ -241,6 +245,7 @@ interface OpenAttemptRow {
   amount: string;
   next_action: PaymentNextAction | null;
   click_id: string | null;
+  message_id: string | null;
 }
 
 /**
@@ -277,7 +282,7 @@ export async function initiatePayment(deps: RetryDeps, input: InitiateInput): Pr
     const [open] = await rows<OpenAttemptRow>(
       tx,
       sql`select id, attempt_number, gateway, method, gateway_payment_id, idempotency_key, amount::text as amount,
-                 next_action, click_id
+                 next_action, click_id, message_id
           from payment_attempts where order_id = ${row.order_id} and status = 'open' for update`,
     );
     const charge = view.charge;
@@ -285,6 +290,8 @@ export async function initiatePayment(deps: RetryDeps, input: InitiateInput): Pr
       open &&
       open.gateway === gateway.name &&
       open.method === input.method &&
+      // Its return URL and expiry belong to the link it was started from.
+      open.message_id === row.message_id &&
       Number(open.amount) === charge.total &&
       !isExpired(open.next_action, now);
 
@@ -499,8 +506,14 @@ export async function refreshAttempt(
 ): Promise<AttemptView | undefined> {
   const now = deps.clock.now();
   const link = await lookupRetryToken(deps.db, token, now);
-  if (!link.valid) return undefined;
-  const attempt = await loadAttempt(deps.db, attemptId, link.orderId);
+  // A customer coming back from the gateway just after the link expired still sees the outcome.
+  const orderId = link.valid
+    ? link.orderId
+    : link.messageId
+      ? await orderOfMessage(deps.db, link.messageId)
+      : undefined;
+  if (!orderId) return undefined;
+  const attempt = await loadAttempt(deps.db, attemptId, orderId);
   if (!attempt) return undefined;
   if (attempt.status !== 'open' || !attempt.gateway || !attempt.gateway_payment_id) return toView(attempt);
   const gateway = deps.gateways.byName(attempt.gateway);
@@ -533,8 +546,13 @@ export async function refreshAttempt(
       now,
     );
   }
-  const refreshed = await loadAttempt(deps.db, attemptId, link.orderId);
+  const refreshed = await loadAttempt(deps.db, attemptId, orderId);
   return refreshed ? toView(refreshed) : undefined;
+}
+
+async function orderOfMessage(db: Db, messageId: string): Promise<string | undefined> {
+  const [row] = await rows<{ order_id: string }>(db, sql`select order_id from messages where id = ${messageId}`);
+  return row?.order_id;
 }
 
 interface AttemptRow {

@@ -198,3 +198,12 @@ describe('loadConfig', () => {
     expect(`${twilio.message}\n${JSON.stringify(twilio.issues)}`).not.toContain('S3CR3T');
   });
 });
+
+describe('request log masking', () => {
+  it('hides retry-link and unsubscribe tokens in logged URLs', async () => {
+    const { maskTokens } = await import('../../src/logger.js');
+    expect(maskTokens('/r/AbCdEfGhIjKlMnOpQrStUv/pay/att_1?x=1')).toBe('/r/***/pay/att_1?x=1');
+    expect(maskTokens('/u/msg_1.abc')).toBe('/u/***');
+    expect(maskTokens('/v1/orders/ord_1')).toBe('/v1/orders/ord_1');
+  });
+});

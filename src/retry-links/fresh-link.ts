@@ -1,0 +1,265 @@
+import { randomBytes } from 'node:crypto';
+import { sql } from 'drizzle-orm';
+import type { EmailSender } from '../channels/email-sender.js';
+import { ProviderError } from '../channels/provider-error.js';
+import type { SendReceipt, SmsSender } from '../channels/sms-sender.js';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/client.js';
+import { rows } from '../db/rows.js';
+import type { Channel, FailureCategory } from '../domain.js';
+import { paymentMethods } from '../domain.js';
+import { newId } from '../ids.js';
+import type { Logger } from '../logger.js';
+import type { MessageContext } from '../messages/message-context.js';
+import type { TemplateRenderer } from '../messages/template-renderer.js';
+import { newRetryToken, retryUrl } from './retry-token.js';
+
+export interface FreshLinkDeps {
+  db: Db;
+  sms: SmsSender;
+  email: EmailSender;
+  renderer: TemplateRenderer;
+  clock: Clock;
+  publicUrl: string;
+  shopName: string;
+  /** How long the new link works (RETRY_LINK_TTL). */
+  retryLinkTtlMs: number;
+  logger: Logger;
+  /** Locale for customers without one. Default `en`. */
+  defaultLocale?: string;
+}
+
+/**
+ * - `sent`: a new link went out (or may have: a provider outcome that is unknown counts as sent,
+ *   since it is never re-sent blindly);
+ * - `too_soon`: one went out for this recovery less than `freshLinkIntervalMs` ago;
+ * - `not_possible`: nothing to send (order paid or cancelled, recovery stopped, no usable or a
+ *   suppressed address, the old link still works) or the provider refused it.
+ */
+export type FreshLinkResult = 'sent' | 'too_soon' | 'not_possible';
+
+/** At most one fresh link per recovery in this window: a button must not become an SMS cannon. */
+export const freshLinkIntervalMs = 10 * 60_000;
+
+/** The reminder template a fresh link goes out with. */
+export const freshLinkTemplate = 'nudge';
+
+interface SourceRow {
+  message_id: string;
+  channel: Channel;
+  link_expires_at: Date | null;
+  link_revoked_at: Date | null;
+  recovery_id: string;
+  recovery_state: string;
+  failure_category: FailureCategory;
+  order_id: string;
+  order_status: string;
+  amount: string;
+  currency: string;
+  description: string | null;
+  coupon_code: string | null;
+  customer_id: string;
+  name: string | null;
+  email: string | null;
+  phone: string | null;
+  locale: string | null;
+  email_bad_reason: string | null;
+  phone_bad_reason: string | null;
+}
+
+interface Claim {
+  messageId: string;
+  orderId: string;
+  customerId: string;
+  channel: Channel;
+  to: string;
+  locale: string;
+  context: MessageContext;
+}
+
+/**
+ * Sends a new retry link for the message behind an expired or revoked link, when the customer
+ * asks for one on the expired-link page. It goes to the customer's current address on the old
+ * message's channel (the other channel when that address is missing or known bad), as the
+ * `nudge` template, recorded as a message outside the cadence (step NULL).
+ *
+ * Follows the dispatcher's rules: decided under the order's row lock (the lock the payment path
+ * takes), recorded as `sending` before the provider call, and sent while holding a share lock
+ * on the order, so that no link goes out after the order's payment committed.
+ */
+export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Promise<FreshLinkResult> {
+  const decided = await deps.db.transaction(async (tx): Promise<FreshLinkResult | Claim> => {
+    const now = deps.clock.now();
+    // The order row lock first, as everywhere: it serialises two clicks of the button too.
+    const locked = await rows<{ id: string }>(
+      tx,
+      sql`select o.id from orders o join messages m on m.order_id = o.id where m.id = ${messageId} for update of o`,
+    );
+    if (locked.length === 0) return 'not_possible';
+    const [row] = await rows<SourceRow>(
+      tx,
+      sql`select m.id as message_id, m.channel, m.link_expires_at, m.link_revoked_at,
+                 r.id as recovery_id, r.state as recovery_state, r.failure_category,
+                 o.id as order_id, o.status as order_status, o.amount::text as amount, o.currency, o.description,
+                 o.coupon_code,
+                 c.id as customer_id, c.name, c.email, c.phone, c.locale, c.email_bad_reason, c.phone_bad_reason
+          from messages m
+          join recoveries r on r.id = m.recovery_id
+          join orders o on o.id = m.order_id
+          join customers c on c.id = o.customer_id
+          where m.id = ${messageId}`,
+    );
+    if (!row || row.order_status !== 'pending') return 'not_possible';
+    // Ops stopped it (and revoked its links), or it ended with the order: no new links.
+    if (row.recovery_state !== 'active' && row.recovery_state !== 'exhausted') return 'not_possible';
+    const stillValid = !row.link_revoked_at && row.link_expires_at !== null && row.link_expires_at > now;
+    if (stillValid) return 'not_possible';
+
+    const [recent] = await rows<{ n: number }>(
+      tx,
+      sql`select count(*)::int as n from messages
+          where recovery_id = ${row.recovery_id} and step is null
+            and status in ('sending', 'sent', 'delivered', 'unknown')
+            and created_at > ${new Date(now.getTime() - freshLinkIntervalMs)}`,
+    );
+    if ((recent?.n ?? 0) > 0) return 'too_soon';
+
+    const contact = currentContact(row);
+    if (!contact) return 'not_possible';
+    const [suppressed] = await rows<{ reason: string }>(
+      tx,
+      sql`select reason from suppressions where channel = ${contact.channel} and address = ${contact.to}`,
+    );
+    if (suppressed) return 'not_possible';
+    if (!deps.renderer.has(freshLinkTemplate)) {
+      deps.logger.error({ template: freshLinkTemplate }, 'fresh link template missing');
+      return 'not_possible';
+    }
+
+    const locale = deps.renderer.resolveLocale(freshLinkTemplate, row.locale, deps.defaultLocale ?? 'en');
+    const token = newRetryToken();
+    const id = newId('msg');
+    await tx.execute(
+      sql`insert into messages (id, recovery_id, order_id, customer_id, step, channel, template, locale, status,
+                                to_address, link_token, link_expires_at, attempts, claim_id, planned_at, claimed_at,
+                                created_at, updated_at)
+          values (${id}, ${row.recovery_id}, ${row.order_id}, ${row.customer_id}, null, ${contact.channel},
+                  ${freshLinkTemplate}, ${locale}, 'sending', ${contact.to}, ${token},
+                  ${new Date(now.getTime() + deps.retryLinkTtlMs)}, 1, ${randomBytes(8).toString('hex')}, ${now},
+                  ${now}, ${now}, ${now})`,
+    );
+    return {
+      messageId: id,
+      orderId: row.order_id,
+      customerId: row.customer_id,
+      channel: contact.channel,
+      to: contact.to,
+      locale,
+      context: {
+        shop: { name: deps.shopName },
+        customer: { name: row.name ?? '' },
+        order: {
+          id: row.order_id,
+          description: row.description ?? '',
+          amount: Number(row.amount),
+          currency: row.currency,
+          couponCode: row.coupon_code ?? undefined,
+        },
+        failureCategory: row.failure_category,
+        offerMethods: [...paymentMethods],
+        retryUrl: retryUrl(deps.publicUrl, token),
+      },
+    };
+  });
+  if (typeof decided === 'string') return decided;
+  return send(deps, decided);
+}
+
+function currentContact(row: SourceRow): { channel: Channel; to: string } | undefined {
+  const usable = (channel: Channel): string | undefined => {
+    if (channel === 'sms') return row.phone && !row.phone_bad_reason ? row.phone : undefined;
+    return row.email && !row.email_bad_reason ? row.email : undefined;
+  };
+  for (const channel of [row.channel, row.channel === 'sms' ? 'email' : 'sms'] as const) {
+    const to = usable(channel);
+    if (to) return { channel, to };
+  }
+  return undefined;
+}
+
+async function send(deps: FreshLinkDeps, claim: Claim): Promise<FreshLinkResult> {
+  let rendered: { sms: string } | { subject: string; html: string; text: string } | undefined;
+  try {
+    rendered =
+      claim.channel === 'sms'
+        ? { sms: deps.renderer.renderSms(freshLinkTemplate, claim.locale, claim.context).body }
+        : deps.renderer.renderEmail(freshLinkTemplate, claim.locale, claim.context);
+  } catch (err) {
+    deps.logger.error({ err, messageId: claim.messageId }, 'fresh link template failed to render');
+  }
+
+  return deps.db.transaction(async (tx): Promise<FreshLinkResult> => {
+    const now = () => deps.clock.now();
+    const setStatus = (status: string, reason: string | null) =>
+      tx.execute(
+        sql`update messages set status = ${status}, reason = ${reason}, claim_id = null, updated_at = ${now()}
+            where id = ${claim.messageId}`,
+      );
+    // A share lock on the order: a payment cannot commit between this check and the provider's answer.
+    const [order] = await rows<{ status: string }>(
+      tx,
+      sql`select status from orders where id = ${claim.orderId} for share`,
+    );
+    if (!order || order.status !== 'pending') {
+      await setStatus('skipped', `order_${order?.status ?? 'missing'}`);
+      return 'not_possible';
+    }
+    if (!rendered) {
+      await setStatus('failed', 'template_error');
+      return 'not_possible';
+    }
+
+    let receipt: SendReceipt;
+    try {
+      receipt =
+        'sms' in rendered
+          ? await deps.sms.send({
+              messageId: claim.messageId,
+              to: claim.to,
+              body: rendered.sms,
+              statusCallbackUrl: `${deps.publicUrl}/webhooks/twilio/status`,
+            })
+          : await deps.email.send({ messageId: claim.messageId, to: claim.to, ...rendered });
+    } catch (err) {
+      const error =
+        err instanceof ProviderError
+          ? err
+          : new ProviderError('unknown', 'unexpected_error', err instanceof Error ? err.message : String(err));
+      const log = { messageId: claim.messageId, channel: claim.channel, code: error.providerCode };
+      if (error.outcome === 'unknown') {
+        deps.logger.warn({ ...log, err: error }, 'fresh link outcome unknown; not re-sending');
+        await setStatus('unknown', error.providerCode);
+        return 'sent';
+      }
+      // `retry` too: a fresh link is not rescheduled; the customer can ask again at once.
+      deps.logger.warn({ ...log, outcome: error.outcome }, 'fresh link not sent');
+      await setStatus('failed', error.providerCode);
+      if (error.badAddress) {
+        const column = claim.channel === 'sms' ? sql`phone_bad_reason` : sql`email_bad_reason`;
+        const address = claim.channel === 'sms' ? sql`phone` : sql`email`;
+        await tx.execute(
+          sql`update customers set ${column} = ${error.badAddress}
+              where id = ${claim.customerId} and ${address} = ${claim.to}`,
+        );
+      }
+      return 'not_possible';
+    }
+    await tx.execute(
+      sql`update messages set status = 'sent', provider_id = ${receipt.providerId}, sent_at = ${receipt.acceptedAt},
+                              reason = null, claim_id = null, updated_at = ${now()}
+          where id = ${claim.messageId}`,
+    );
+    deps.logger.info({ messageId: claim.messageId, channel: claim.channel }, 'fresh retry link sent');
+    return 'sent';
+  });
+}
