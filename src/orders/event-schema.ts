@@ -38,7 +38,10 @@ const orderSchema = z.object({
     .object({
       code: z.string().trim().min(1, 'must not be empty').max(100),
       discount_amount: z.number().int('must be an integer in minor units').min(0).max(Number.MAX_SAFE_INTEGER),
-      expires_at: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 timestamp with a timezone' }).optional().nullable(),
+      expires_at: z.iso
+        .datetime({ offset: true, message: 'must be an ISO 8601 timestamp with a timezone' })
+        .optional()
+        .nullable(),
     })
     .optional()
     .nullable(),
