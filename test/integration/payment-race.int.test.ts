@@ -12,6 +12,8 @@ import { createLogger } from '../../src/logger.js';
 import { TemplateRenderer } from '../../src/messages/template-renderer.js';
 import { applyEvent, type ApplyEventDeps } from '../../src/orders/apply-event.js';
 import { parseEvent } from '../../src/orders/event-schema.js';
+import { PaymentGateways } from '../../src/payments/gateways.js';
+import { settleSuccess, type RetryDeps } from '../../src/payments/retry-session.js';
 import { dispatchStep, type DispatchDeps } from '../../src/recoveries/dispatch-step.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { makeEvent } from '../helpers/service.js';
@@ -155,6 +157,46 @@ describe('payment arriving while a step is being sent', () => {
     const next = await dispatchStep(dispatch, { recoveryId, wakeSeq: result.wakeups[0]!.wakeSeq });
     expect(next.action).toBe('nothing');
     expect((await messageOf(recoveryId)).map((m) => m.status)).toEqual(['sent']);
+  });
+
+  it('holds a gateway webhook payment the same way', async () => {
+    const { order, wakeup, recoveryId } = await startRecovery();
+    track(order.id);
+    clock.advance(2_000);
+    const retry: RetryDeps = {
+      db: database.db,
+      cadences: intake.cadences,
+      gateways: new PaymentGateways([], { card: 'sandbox', alipay: 'sandbox', wechat_pay: 'sandbox' }),
+      clock,
+      logger: createLogger('silent'),
+      publicUrl: 'https://pay.example-shop.com',
+      shopName: 'Example Shop',
+      defaultLocale: 'en',
+      clickWindowMs: 86_400_000,
+    };
+    let settled: Promise<unknown> | undefined;
+    sender.onCall = async () => {
+      settled = settleSuccess(retry, {
+        gateway: 'sandbox',
+        gatewayPaymentId: `sbx_${order.id}`,
+        attemptId: null,
+        orderId: order.id,
+        amount: order.amount,
+        currency: order.currency,
+        method: 'alipay',
+        paidAt: clock.now(),
+      });
+      await new Promise((resolve) => setTimeout(resolve, 150));
+    };
+    const result = await dispatchStep(dispatch, { recoveryId, wakeSeq: wakeup.wakeSeq });
+    expect(await settled).toMatchObject({ kind: 'recorded' });
+    expect(result.action).toBe('sent');
+    expect(sender.accepted.at(-1)).toMatchObject({ orderStatus: 'pending' });
+    const [recovery] = await rows<{ state: string }>(
+      database.db,
+      sql`select state from recoveries where id = ${recoveryId}`,
+    );
+    expect(recovery?.state).toBe('recovered');
   });
 
   it('skips the send when the payment commits between the claim and the provider call', async () => {
