@@ -4,7 +4,13 @@ import { rows } from '../../src/db/rows.js';
 import { resolveSecret, sandboxWebhookSecret } from '../../src/deps.js';
 import { SandboxGateway } from '../../src/payments/gateways/sandbox/sandbox-gateway.js';
 import { signSandboxPayload } from '../../src/payments/gateways/sandbox/sandbox-signature.js';
-import { initiatePayment, recordClick, loadRetryLink, type RetryDeps } from '../../src/payments/retry-session.js';
+import {
+  initiatePayment,
+  recordClick,
+  loadRetryLink,
+  refreshAttempt,
+  type RetryDeps,
+} from '../../src/payments/retry-session.js';
 import { freePort, makeEvent, startTestService, testApiKey, waitFor, type TestService } from '../helpers/service.js';
 
 const cadence = `
@@ -270,6 +276,23 @@ describe('payments through retry links and gateway webhooks', () => {
     );
     expect(refunds).toEqual([{ amount: '2900' }]);
     expect((await sandbox.retrievePayment(attempt!.gateway_payment_id)).amountRefunded).toBe(2900);
+  });
+
+  it("never shows or settles another order's attempt through a link", async () => {
+    const a = await recoveryWithLink();
+    const b = await recoveryWithLink();
+    const started = await initiatePayment(retry, { token: b.token, method: 'wechat_pay', email: null, phone: null });
+    if (started.kind !== 'next_action') throw new Error('initiate failed');
+    for (const path of [
+      `status/${started.attemptId}`,
+      `pay/${started.attemptId}`,
+      `done?attempt=${started.attemptId}`,
+    ]) {
+      const response = await fetch(`${svc.url}/r/${a.token}/${path}`);
+      expect(response.status).toBe(404);
+      expect(await response.text()).not.toContain(b.event.order.id);
+    }
+    expect(await refreshAttempt(retry, a.token, started.attemptId)).toBeUndefined();
   });
 
   it('charges the total without an expired coupon', async () => {
