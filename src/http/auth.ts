@@ -20,15 +20,42 @@ export interface Principal {
   scopes: Scope[];
 }
 
+/**
+ * Reads the console session a request carries (the `recoup_session` cookie), checked against
+ * the key behind it; undefined without a valid one. build-app installs it on the app as
+ * `consoleSessions` (see src/http/console-auth.ts), so `requireScope` accepts a session too.
+ */
+export interface SessionAuthenticator {
+  authenticate(request: FastifyRequest): Promise<Principal | undefined>;
+}
+
 declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
   }
+  interface FastifyInstance {
+    consoleSessions?: SessionAuthenticator;
+  }
+}
+
+/** A key looked up by id, for sessions that hold the id rather than the key. */
+export interface KeyRecord {
+  principal: Principal;
+  /**
+   * Changes whenever the secret behind the id changes (an env key rotated in place). Compared
+   * by sessions through an HMAC only; derived from the key's hash, never the key itself.
+   */
+  version: string;
 }
 
 /** Resolves a presented secret to a principal; undefined for an unknown or revoked key. */
 export interface KeyResolver {
   resolve(key: string): Promise<Principal | undefined>;
+  /**
+   * The key with this id, if it still exists and is not revoked: console sessions re-check it on
+   * every request. Optional; without it sessions opened with this resolver's keys are refused.
+   */
+  resolveId?(keyId: string): Promise<KeyRecord | undefined>;
 }
 
 /** The bootstrap keys from RECOUP_API_KEYS (or the generated one): scopes ingest + admin. */
@@ -47,8 +74,19 @@ export class EnvKeyResolver implements KeyResolver {
       if (timingSafeEqual(known, candidate)) index = i;
     });
     if (index < 0) return undefined;
-    return { kind: 'key', keyId: `env-${index}`, name: `RECOUP_API_KEYS[${index}]`, scopes: ['ingest', 'admin'] };
+    return envPrincipal(index);
   }
+
+  async resolveId(keyId: string): Promise<KeyRecord | undefined> {
+    const index = Number(/^env-(\d+)$/.exec(keyId)?.[1] ?? -1);
+    const known = this.#digests[index];
+    if (!known) return undefined;
+    return { principal: envPrincipal(index), version: createHash('sha256').update(known).digest('hex') };
+  }
+}
+
+function envPrincipal(index: number): Principal {
+  return { kind: 'key', keyId: `env-${index}`, name: `RECOUP_API_KEYS[${index}]`, scopes: ['ingest', 'admin'] };
 }
 
 /** Tries resolvers in order (env keys first, then keys stored in Postgres). */
@@ -57,6 +95,13 @@ export class ChainedKeyResolver implements KeyResolver {
   async resolve(key: string): Promise<Principal | undefined> {
     for (const resolver of this.resolvers) {
       const found = await resolver.resolve(key);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  async resolveId(keyId: string): Promise<KeyRecord | undefined> {
+    for (const resolver of this.resolvers) {
+      const found = await resolver.resolveId?.(keyId);
       if (found) return found;
     }
     return undefined;
@@ -82,10 +127,17 @@ export async function authenticateBearer(request: FastifyRequest, resolver: KeyR
 
 /**
  * A route guard: the caller must hold one of `needed` (admin holds all). 401 without valid
- * credentials, 403 with credentials that lack the scope.
+ * credentials, 403 with credentials that lack the scope. Credentials are a bearer key or, when
+ * the request sends no Authorization header, a console session cookie (so the console's own
+ * calls to the API, bull-board and the dashboard work once a person has logged in).
  */
 export function requireScope(resolver: KeyResolver, ...needed: Scope[]): onRequestHookHandler {
   return async (request) => {
+    const session =
+      request.principal === undefined && request.headers.authorization === undefined
+        ? await request.server.consoleSessions?.authenticate(request)
+        : undefined;
+    if (session) request.principal = session;
     const principal = await authenticateBearer(request, resolver);
     if (!hasScope(principal, needed)) {
       throw new RecoupError('forbidden', `This needs the ${needed.join(' or ')} scope`);

@@ -1,0 +1,150 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { systemClock, type Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import { openDatabase, type Database } from '../db/client.js';
+import { RecoupError } from '../errors.js';
+import { createApiKey, listApiKeys, parseNewApiKey, revokeApiKey, type ApiKeyRecord } from './api-keys.js';
+
+export const keysUsage = `  keys create --scope SCOPE [--scope SCOPE…] --name NAME
+                         create an API key (scopes: ingest, ops, finance, admin); prints it once
+  keys list              list API keys (never the keys themselves)
+  keys revoke ID|PREFIX  revoke a key: it stops working at once, console sessions included`;
+
+/** `recoup keys …`: manage the API keys stored in Postgres (or the embedded database). */
+export async function keysCommand(args: string[], config: Config, clock: Clock = systemClock): Promise<number> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'create': {
+      const values = usage(
+        () =>
+          parseArgs({
+            args: rest,
+            options: { scope: { type: 'string', multiple: true }, name: { type: 'string' } },
+            strict: true,
+          }).values,
+      );
+      if (!values) return 2;
+      return withDatabase(config, async (database) => {
+        const { key, record } = await createApiKey(
+          database.db,
+          parseNewApiKey({ name: values.name, scopes: values.scope }),
+          { actor: cliActor(), at: clock.now() },
+        );
+        console.log(
+          [
+            `Created API key ${record.id} "${record.name}" with scope ${record.scopes.join(', ')}:`,
+            '',
+            `  ${key}`,
+            '',
+            'Store it now (e.g. in your password manager): it is shown only this once; recoup keeps',
+            `only its hash. Lost it? Revoke it (recoup keys revoke ${record.prefix}) and create another.`,
+          ].join('\n'),
+        );
+        return 0;
+      });
+    }
+    case 'list': {
+      if (!usage(() => parseArgs({ args: rest, strict: true }))) return 2;
+      return withDatabase(config, async (database) => {
+        const keys = await listApiKeys(database.db);
+        if (keys.length === 0) console.log('# no API keys stored (keys from RECOUP_API_KEYS are not listed)');
+        else console.log(table(keys));
+        return 0;
+      });
+    }
+    case 'revoke': {
+      const ref = usage(() => {
+        const { positionals } = parseArgs({ args: rest, strict: true, allowPositionals: true });
+        if (positionals.length !== 1 || !positionals[0]) throw new TypeError('give the id or prefix of one key');
+        return positionals[0];
+      });
+      if (!ref) return 2;
+      return withDatabase(config, async (database) => {
+        const { record, changed } = await revokeApiKey(database.db, ref, { actor: cliActor(), at: clock.now() });
+        const what = `${record.id} (${record.prefix}…, "${record.name}")`;
+        console.log(
+          changed
+            ? `Revoked ${what}. It no longer works, console sessions included.`
+            : `${what} was already revoked on ${record.revokedAt?.toISOString() ?? '?'}.`,
+        );
+        return 0;
+      });
+    }
+    default:
+      console.error(`recoup keys: use one of\n${keysUsage}`);
+      return 2;
+  }
+}
+
+/** Runs an argument parser; a usage mistake is one line plus the usage, not a stack trace. */
+function usage<T>(parse: () => T): T | undefined {
+  try {
+    return parse();
+  } catch (err) {
+    console.error(`recoup keys: ${(err as Error).message}\n${keysUsage}`);
+    return undefined;
+  }
+}
+
+async function withDatabase(config: Config, work: (database: Database) => Promise<number>): Promise<number> {
+  if (!config.databaseUrl) assertEmbeddedDatabaseFree(config.dataDir);
+  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: 1 });
+  try {
+    await database.migrate();
+    return await work(database);
+  } finally {
+    await database.close();
+  }
+}
+
+/**
+ * PGlite is single-process and does not lock its directory: a second process opening it while
+ * recoup runs would work on a diverging copy and corrupt it. PGlite writes `postmaster.pid` while
+ * open and removes it on close, so its presence means "in use" (or a crash left it behind).
+ */
+export function assertEmbeddedDatabaseFree(dataDir: string): void {
+  const pidFile = path.join(dataDir, 'pglite', 'postmaster.pid');
+  if (!fs.existsSync(pidFile)) return;
+  throw new RecoupError(
+    'unavailable',
+    `the embedded database in ${path.dirname(pidFile)} is in use (is recoup running?). ` +
+      'Stop recoup and try again, or run this against it through Postgres (DATABASE_URL). ' +
+      `If nothing is running (recoup crashed), delete ${pidFile}.`,
+  );
+}
+
+function cliActor(): string {
+  try {
+    return `cli:${os.userInfo().username}`;
+  } catch {
+    return 'cli';
+  }
+}
+
+function table(keys: ApiKeyRecord[]): string {
+  const day = (d: Date | null) => (d ? d.toISOString().slice(0, 16).replace('T', ' ') : '-');
+  const rows = [
+    ['ID', 'PREFIX', 'NAME', 'SCOPES', 'CREATED', 'LAST USED', 'STATUS'],
+    ...keys.map((k) => [
+      k.id,
+      k.prefix,
+      k.name,
+      k.scopes.join(','),
+      day(k.createdAt),
+      day(k.lastUsedAt),
+      k.revokedAt ? `revoked ${day(k.revokedAt)}` : 'active',
+    ]),
+  ];
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}

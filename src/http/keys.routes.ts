@@ -1,0 +1,65 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import {
+  createApiKey,
+  listApiKeys,
+  parseNewApiKey,
+  revokeApiKey,
+  type ApiKeyRecord,
+  type ChangeContext,
+} from '../access/api-keys.js';
+import { principalActor } from '../access/audit.js';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/client.js';
+import { RecoupError } from '../errors.js';
+import { requireScope, type KeyResolver } from './auth.js';
+import { requireJson } from './request.js';
+
+export interface KeyRouteDeps {
+  db: Db;
+  clock: Clock;
+  keys: KeyResolver;
+}
+
+/**
+ * API keys (scope `admin`): `GET /v1/keys` lists them (never the key), `POST /v1/keys`
+ * `{name, scopes}` creates one and answers its key once, `DELETE /v1/keys/:id` revokes one
+ * (id or prefix). Changes are audited with the caller as actor.
+ */
+export async function keyRoutes(app: FastifyInstance, deps: KeyRouteDeps): Promise<void> {
+  const admin = { onRequest: requireScope(deps.keys, 'admin') };
+
+  app.get('/v1/keys', admin, async () => ({ keys: (await listApiKeys(deps.db)).map(keyView) }));
+
+  app.post('/v1/keys', admin, async (request, reply) => {
+    requireJson(request);
+    const created = await createApiKey(deps.db, parseNewApiKey(request.body), change(request, deps.clock));
+    // The only time the key is ever shown: recoup keeps its hash.
+    return reply
+      .status(201)
+      .header('cache-control', 'no-store')
+      .send({ ...keyView(created.record), key: created.key });
+  });
+
+  app.delete<{ Params: { id: string } }>('/v1/keys/:id', admin, async (request) => {
+    const { record } = await revokeApiKey(deps.db, request.params.id, change(request, deps.clock));
+    return keyView(record);
+  });
+}
+
+function change(request: FastifyRequest, clock: Clock): ChangeContext {
+  if (!request.principal) throw new RecoupError('unauthorized', 'No caller');
+  return { actor: principalActor(request.principal), at: clock.now() };
+}
+
+function keyView(record: ApiKeyRecord) {
+  return {
+    id: record.id,
+    name: record.name,
+    scopes: record.scopes,
+    prefix: record.prefix,
+    created_at: record.createdAt.toISOString(),
+    created_by: record.createdBy,
+    last_used_at: record.lastUsedAt?.toISOString() ?? null,
+    revoked_at: record.revokedAt?.toISOString() ?? null,
+  };
+}
