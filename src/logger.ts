@@ -1,15 +1,19 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
+import { scrubError, scrubLogObject } from './compliance/log-scrub.js';
 
 export type { Logger };
 
 /**
- * JSON logs. Personal data and secrets are redacted by path wherever they may appear,
+ * JSON logs. Personal data and secrets are redacted by path wherever they may appear, and
+ * emails and phone numbers anywhere else (error messages, provider answers) are masked,
  * so a log line can be shared with a vendor without scrubbing.
+ * @param destination where lines go; default stdout (tests pass a buffer).
  */
-export function createLogger(level: string, name = 'recoup'): Logger {
-  return pino({
+export function createLogger(level: string, name = 'recoup', destination?: DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     name,
     level,
+    formatters: { log: (object) => scrubLogObject(object) },
     redact: {
       paths: [
         'to',
@@ -32,6 +36,7 @@ export function createLogger(level: string, name = 'recoup'): Logger {
       censor: '[redacted]',
     },
     serializers: {
+      err: scrubError,
       // Request logs show the route, never a retry-link token or an unsubscribe token.
       req: (req: { method?: string; url?: string; id?: string }) => ({
         id: req.id,
@@ -39,12 +44,19 @@ export function createLogger(level: string, name = 'recoup'): Logger {
         url: req.url ? maskTokens(req.url) : req.url,
       }),
     },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
-/** `/r/AbC…/pay/att_1` → `/r/***` …: capability tokens in paths are secrets. */
+/**
+ * `/r/<token>/pay/att_1?attempt=x` is logged as `/r/(masked)/pay/att_1?…`: capability tokens in paths are secrets,
+ * and query strings may carry what someone searched for (an email, a phone number), so their
+ * values are never logged.
+ */
 export function maskTokens(url: string): string {
-  return url.replace(/\/(r|u)\/[^/?#]+/g, '/$1/***');
+  const [path = '', query] = url.split('?', 2);
+  const masked = path.replace(/\/(r|u)\/[^/#]+/g, '/$1/***');
+  return query === undefined ? masked : `${masked}?…`;
 }
 
 /** Masks an address for API lists and logs: `+86*******0138`, `l***@example.com`. */

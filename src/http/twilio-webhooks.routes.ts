@@ -1,8 +1,10 @@
 import formbody from '@fastify/formbody';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import twilio from 'twilio';
 import { twilioBadAddress } from '../channels/twilio-sms-sender.js';
 import type { Clock } from '../clock.js';
+import { handleInboundSms } from '../compliance/inbound-sms.js';
+import { smsReplyText } from '../compliance/sms-keywords.js';
 import type { Db } from '../db/client.js';
 import { RecoupError } from '../errors.js';
 import { applyDeliveryUpdate } from '../messages/delivery-status.js';
@@ -13,22 +15,22 @@ export interface TwilioWebhookDeps {
   /** Twilio's auth token signs every callback. */
   authToken: string;
   publicUrl: string;
+  /** Named in the replies to STOP / START / HELP. Default: "us". */
+  shopName?: string | undefined;
+  /** Language of the replies when the customer's is unknown. Default en. */
+  defaultLocale?: string | undefined;
 }
 
 /**
- * Twilio delivery callbacks. The signature is checked against the exact public URL
- * Twilio was given (PUBLIC_URL + path), so it holds behind proxies that rewrite hosts.
+ * Twilio webhooks: delivery callbacks and incoming messages. The signature is checked against the
+ * exact public URL Twilio was given (PUBLIC_URL + path), so it holds behind proxies that rewrite
+ * hosts; a request that fails it is answered 403 before anything is read or recorded.
  */
 export async function twilioWebhookRoutes(app: FastifyInstance, deps: TwilioWebhookDeps): Promise<void> {
   await app.register(formbody);
 
   app.post('/webhooks/twilio/status', async (request, reply) => {
-    const params = (request.body ?? {}) as Record<string, string>;
-    const signature = request.headers['x-twilio-signature'];
-    const url = `${deps.publicUrl}/webhooks/twilio/status`;
-    if (typeof signature !== 'string' || !twilio.validateRequest(deps.authToken, signature, url, params)) {
-      throw new RecoupError('forbidden', 'Invalid Twilio signature');
-    }
+    const params = signedParams(deps, request, '/webhooks/twilio/status');
     const sid = params.MessageSid ?? params.SmsSid;
     const status = params.MessageStatus ?? params.SmsStatus;
     if (!sid || !status) {
@@ -49,4 +51,50 @@ export async function twilioWebhookRoutes(app: FastifyInstance, deps: TwilioWebh
     );
     return reply.status(204).send();
   });
+
+  /**
+   * Replies to reminders (the number's "A message comes in" webhook). Opt-out, opt-in and help
+   * keywords are acted on (see handleInboundSms) and answered with TwiML in the customer's language;
+   * anything else gets an empty answer. When Twilio's Advanced Opt-Out already answered
+   * (`OptOutType` is set), recoup records the change but does not answer a second time.
+   */
+  app.post('/webhooks/twilio/inbound', async (request, reply) => {
+    const params = signedParams(deps, request, '/webhooks/twilio/inbound');
+    const from = params.From;
+    if (!from) {
+      throw new RecoupError('validation', 'From is required', { issues: [{ path: 'From', message: 'required' }] });
+    }
+    const result = await handleInboundSms(
+      { db: deps.db, clock: deps.clock, defaultLocale: deps.defaultLocale ?? 'en' },
+      { from, body: params.Body ?? '', optOutType: params.OptOutType },
+    );
+    request.log.info({ command: result.command, changed: result.changed }, 'inbound sms');
+    const answer =
+      result.command === 'none' || params.OptOutType
+        ? undefined
+        : smsReplyText(result.command, result.locale, deps.shopName);
+    return reply
+      .status(200)
+      .type('text/xml; charset=utf-8')
+      .send(
+        answer === undefined
+          ? '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+          : `<?xml version="1.0" encoding="UTF-8"?><Response><Message>${escapeXml(answer)}</Message></Response>`,
+      );
+  });
+}
+
+/** The form fields of a request Twilio signed for `${publicUrl}${path}`; throws `forbidden` otherwise. */
+function signedParams(deps: TwilioWebhookDeps, request: FastifyRequest, path: string): Record<string, string> {
+  const params = (request.body ?? {}) as Record<string, string>;
+  const signature = request.headers['x-twilio-signature'];
+  const url = `${deps.publicUrl}${path}`;
+  if (typeof signature !== 'string' || !twilio.validateRequest(deps.authToken, signature, url, params)) {
+    throw new RecoupError('forbidden', 'Invalid Twilio signature');
+  }
+  return params;
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/[<>&'"]/g, (c) => `&${{ '<': 'lt', '>': 'gt', '&': 'amp', "'": 'apos', '"': 'quot' }[c]};`);
 }

@@ -42,6 +42,17 @@ export interface FakeTwilio {
    * X-Twilio-Signature like Twilio does. Returns the HTTP status the receiver answered.
    */
   sendStatusCallback(sid: string, status: TwilioMessageStatus, options?: { errorCode?: number }): Promise<number>;
+  /**
+   * Where `sendInboundSms` posts: the number's "A message comes in" webhook, e.g.
+   * `${PUBLIC_URL}/webhooks/twilio/inbound`. Set it once the receiver's URL is known.
+   */
+  inboundUrl: string | undefined;
+  /**
+   * POSTs an incoming message from `from` to `inboundUrl`, form-encoded and signed with
+   * X-Twilio-Signature like Twilio does (`signWith` signs with another token: a forgery).
+   * Returns the receiver's answer (TwiML for a reply).
+   */
+  sendInboundSms(from: string, body: string, options?: FakeInboundSmsOptions): Promise<FakeInboundAnswer>;
   /** Forgets messages, requests, programmed faults and rates (invalid numbers too). */
   reset(): void;
   /** Stops the server, cutting held requests. Safe to call twice. */
@@ -69,6 +80,21 @@ export interface FakeTwilioRequest {
   status: number | undefined;
   /** Decoded form fields. */
   params: Record<string, string>;
+}
+
+export interface FakeInboundSmsOptions {
+  /** The Twilio number written to. Default +15005550006. */
+  to?: string;
+  /** Twilio's OptOutType (STOP / START / HELP), as sent with Advanced Opt-Out. */
+  optOutType?: string;
+  /** Sign with this auth token instead of the account's. */
+  signWith?: string;
+}
+
+export interface FakeInboundAnswer {
+  status: number;
+  contentType: string | null;
+  body: string;
 }
 
 /** An error answer in Twilio's shape (`{ code, message, more_info, status }`). */
@@ -243,6 +269,37 @@ export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<
       });
       await response.arrayBuffer();
       return response.status;
+    },
+    inboundUrl: undefined,
+    async sendInboundSms(from, body, inboundOptions = {}) {
+      const url = fake.inboundUrl;
+      if (!url) throw new Error('set inboundUrl before sendInboundSms');
+      const params: Record<string, string> = {
+        AccountSid: accountSid,
+        MessageSid: `SM${randomBytes(16).toString('hex')}`,
+        SmsSid: '',
+        From: from,
+        To: inboundOptions.to ?? '+15005550006',
+        Body: body,
+        NumMedia: '0',
+        NumSegments: '1',
+        ApiVersion: '2010-04-01',
+        ...(inboundOptions.optOutType ? { OptOutType: inboundOptions.optOutType } : {}),
+      };
+      params.SmsSid = params.MessageSid ?? '';
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          'x-twilio-signature': twilio.getExpectedTwilioSignature(inboundOptions.signWith ?? authToken, url, params),
+        },
+        body: new URLSearchParams(params).toString(),
+      });
+      return {
+        status: response.status,
+        contentType: response.headers.get('content-type'),
+        body: await response.text(),
+      };
     },
     reset() {
       messages.length = 0;

@@ -202,7 +202,8 @@ describe('loadConfig', () => {
 describe('request log masking', () => {
   it('hides retry-link and unsubscribe tokens in logged URLs', async () => {
     const { maskTokens } = await import('../../src/logger.js');
-    expect(maskTokens('/r/AbCdEfGhIjKlMnOpQrStUv/pay/att_1?x=1')).toBe('/r/***/pay/att_1?x=1');
+    expect(maskTokens('/r/AbCdEfGhIjKlMnOpQrStUv/pay/att_1?x=1')).toBe('/r/***/pay/att_1?…');
+    expect(maskTokens('/console/orders?q=li%40example.com')).toBe('/console/orders?…');
     expect(maskTokens('/u/msg_1.abc')).toBe('/u/***');
     expect(maskTokens('/v1/orders/ord_1')).toBe('/v1/orders/ord_1');
   });

@@ -1,0 +1,33 @@
+import type { FastifyInstance } from 'fastify';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/client.js';
+import { requireScope, type KeyResolver } from '../http/auth.js';
+import { forgetCustomer } from './forget-customer.js';
+
+export interface ForgetCustomerRouteDeps {
+  db: Db;
+  clock: Clock;
+  keys: KeyResolver;
+}
+
+/**
+ * `POST /v1/customers/:id/forget` (scope `admin`): erases the customer's personal data, keeps the
+ * anonymised financial records (see forgetCustomer). 200 either way, with `status`
+ * `forgotten` or `already_forgotten`; 404 for an unknown customer.
+ */
+export async function forgetCustomerRoutes(app: FastifyInstance, deps: ForgetCustomerRouteDeps): Promise<void> {
+  app.post<{ Params: { id: string } }>(
+    '/v1/customers/:id/forget',
+    { onRequest: requireScope(deps.keys, 'admin') },
+    async (request) => {
+      const actor = request.principal ? `key:${request.principal.name}` : 'api';
+      const result = await forgetCustomer(deps, request.params.id, actor);
+      return {
+        customer_id: result.customerId,
+        status: result.status,
+        forgotten_at: result.forgottenAt.toISOString(),
+        erased: result.erased,
+      };
+    },
+  );
+}
