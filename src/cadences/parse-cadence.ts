@@ -19,6 +19,11 @@ export interface CadenceValidationOptions {
   templates?: CadenceTemplateCatalogue;
   /** Locales every referenced template must have (only checked with `templates`). Default none. */
   requiredLocales?: string[];
+  /**
+   * Further checks on the raw (snake_case) document that need more than the file itself, e.g. the
+   * renderer and the configured gateways (see cadence-checks.ts). Reported with every other issue.
+   */
+  extraIssues?: (input: Record<string, unknown>) => Issue[];
 }
 
 /** Offered on the retry page when a step lists no `offer_methods`: card first, as most shoppers expect. */
@@ -207,6 +212,7 @@ function check(input: unknown, options: CadenceValidationOptions): { cadence?: C
   const issues = [
     ...(parsed.success ? [] : parsed.error.issues.flatMap(toIssues)),
     ...crossFieldIssues(input, options),
+    ...(options.extraIssues?.(input) ?? []),
   ];
   if (!parsed.success || issues.length > 0) return { issues };
   return { cadence: toCadence(parsed.data), issues };
