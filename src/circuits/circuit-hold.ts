@@ -1,0 +1,168 @@
+import { sql } from 'drizzle-orm';
+import { rows } from '../db/rows.js';
+import type { DbOrTx, Tx } from '../db/tx.js';
+import type { Channel, PaymentMethod } from '../domain.js';
+import { newId } from '../ids.js';
+import { jitterMs } from '../recoveries/send-window.js';
+import { normalizeGateway } from './gateway-health.js';
+
+/**
+ * The dispatch side of the gateway circuits: whether a reminder may go out now, or is held
+ * because every gateway its retry link offers is behind an open circuit.
+ *
+ * Rule: hold only when ALL the link's gateways are open. The retry page lets the customer pick
+ * any offered method, so one healthy gateway means the link is not a broken checkout, and holding
+ * it would delay a recovery that can succeed now. With the default configuration every method
+ * goes to one gateway, where "all" and "any" are the same.
+ *
+ * A held message stays `scheduled` (reason `gateway_circuit_open`) and is looked at again every
+ * `recheckMs`. Its row's template becomes `gateway-restored`, which is also how a later wake-up
+ * knows it was held: once a circuit closes, it waits for its slot in the release spread
+ * (reason `gateway_circuit_released`) and then goes out with that template. Every wait the
+ * circuit causes moves the recovery's expiry by the same amount: an outage that was not the
+ * customer's doing does not use up their reminders.
+ */
+
+/** Template of reminders that were held by an open circuit: "sorry, it works again". */
+export const restoredTemplate = 'gateway-restored';
+/** Message reason while every gateway of its link is open. */
+export const heldReason = 'gateway_circuit_open';
+/** Message reason after the circuit closed, until its slot in the release spread. */
+export const releasingReason = 'gateway_circuit_released';
+
+export interface CircuitHoldSettings {
+  /** How soon a held reminder is looked at again (CIRCUIT_RECHECK). Default 1m. */
+  recheckMs: number;
+  /** Held reminders are released over this window after their circuit closes (CIRCUIT_RELEASE_SPREAD). Default 20m. */
+  releaseSpreadMs: number;
+}
+
+/** What dispatch needs to check circuits. Unset in DispatchDeps: no circuit checks at all. */
+export interface CircuitHold {
+  /** The gateway a retry link sends a customer paying with `method` in `currency` to; undefined if none. */
+  gatewayFor(method: PaymentMethod, currency: string): string | undefined;
+  settings: CircuitHoldSettings;
+}
+
+export type HoldDecision =
+  /** `restored`: the message was held before, so it goes out with the restored template. */
+  | { kind: 'send'; restored: boolean }
+  | {
+      kind: 'hold';
+      reason: typeof heldReason | typeof releasingReason;
+      until: Date;
+      /** The link's gateways (all open for `gateway_circuit_open`). */
+      gateways: string[];
+    };
+
+export interface HoldInput {
+  recoveryId: string;
+  /** The step's message row, when one exists already (deferred, held, retried). */
+  messageId: string | undefined;
+  methods: readonly PaymentMethod[];
+  currency: string;
+  now: Date;
+}
+
+/** Decides whether a step may be sent now. Reads `gateway_circuits` and the message row only. */
+export async function decideHold(tx: DbOrTx, hold: CircuitHold, input: HoldInput): Promise<HoldDecision> {
+  const gateways = [
+    ...new Set(
+      input.methods
+        .map((m) => hold.gatewayFor(m, input.currency))
+        .filter((g): g is string => g !== undefined && g.trim() !== '')
+        .map(normalizeGateway),
+    ),
+  ].sort();
+
+  const [message] = input.messageId
+    ? await rows<{ template: string; status: string }>(
+        tx,
+        sql`select template, status from messages where id = ${input.messageId}`,
+      )
+    : [];
+  const wasHeld = message?.status === 'scheduled' && message.template === restoredTemplate;
+  if (gateways.length === 0) return { kind: 'send', restored: wasHeld };
+
+  const circuits = await rows<{ gateway: string; state: string; closed_at: Date | null }>(
+    tx,
+    sql`select gateway, state, closed_at from gateway_circuits
+        where gateway in (${sql.join(
+          gateways.map((g) => sql`${g}`),
+          sql`, `,
+        )})`,
+  );
+  const circuitOf = new Map(circuits.map((c) => [c.gateway, c]));
+  const healthy = gateways.filter((g) => circuitOf.get(g)?.state !== 'open');
+  if (healthy.length === 0) {
+    return {
+      kind: 'hold',
+      reason: heldReason,
+      until: new Date(input.now.getTime() + hold.settings.recheckMs),
+      gateways,
+    };
+  }
+  if (!wasHeld) return { kind: 'send', restored: false };
+
+  // The link became usable when the first of its gateways closed; the spread starts there, so
+  // reminders woken at different rechecks still fall into one spread. A healthy gateway that never
+  // had an open circuit (the mapping changed meanwhile) has nothing to spread after.
+  const closedAt = healthy.map((g) => circuitOf.get(g)?.closed_at?.getTime());
+  if (closedAt.some((t) => t === undefined)) return { kind: 'send', restored: true };
+  const reopenedAt = Math.min(...closedAt.map((t) => t ?? 0));
+  const releaseAt = reopenedAt + jitterMs(input.recoveryId, hold.settings.releaseSpreadMs);
+  if (releaseAt > input.now.getTime()) {
+    return { kind: 'hold', reason: releasingReason, until: new Date(releaseAt), gateways };
+  }
+  return { kind: 'send', restored: true };
+}
+
+/**
+ * Records a held step: the message `scheduled` with the hold's reason and the restored template,
+ * and the recovery's expiry moved by the wait. The caller reschedules the wake-up to `until`.
+ */
+export async function recordHold(
+  tx: Tx,
+  m: {
+    id: string | undefined;
+    recoveryId: string;
+    orderId: string;
+    customerId: string;
+    step: number;
+    channel: Channel;
+    to: string;
+    reason: string;
+    until: Date;
+    now: Date;
+  },
+): Promise<string> {
+  const id = m.id ?? newId('msg');
+  await tx.execute(
+    sql`insert into messages (id, recovery_id, order_id, customer_id, step, channel, template, status, reason,
+                              to_address, planned_at, created_at, updated_at)
+        values (${id}, ${m.recoveryId}, ${m.orderId}, ${m.customerId}, ${m.step}, ${m.channel}, ${restoredTemplate},
+                'scheduled', ${m.reason}, ${m.to}, ${m.until}, ${m.now}, ${m.now})
+        on conflict (recovery_id, step) do update set
+          channel = excluded.channel, template = excluded.template, status = excluded.status,
+          reason = excluded.reason, to_address = excluded.to_address, planned_at = excluded.planned_at,
+          claim_id = null, updated_at = excluded.updated_at`,
+  );
+  const waitMs = Math.max(0, m.until.getTime() - m.now.getTime());
+  await tx.execute(
+    sql`update recoveries set expires_at = expires_at + ${waitMs}::float8 * interval '1 millisecond'
+        where id = ${m.recoveryId} and state = 'active'`,
+  );
+  return id;
+}
+
+/** Messages of active recoveries held by circuits (`held`) and waiting for their release slot (`releasing`). */
+export async function heldReminderCounts(db: DbOrTx): Promise<{ held: number; releasing: number }> {
+  const [row] = await rows<{ held: number; releasing: number }>(
+    db,
+    sql`select count(*) filter (where m.reason = ${heldReason})::int as held,
+               count(*) filter (where m.reason = ${releasingReason})::int as releasing
+        from messages m join recoveries r on r.id = m.recovery_id
+        where m.status = 'scheduled' and m.reason in (${heldReason}, ${releasingReason}) and r.state = 'active'`,
+  );
+  return { held: row?.held ?? 0, releasing: row?.releasing ?? 0 };
+}
