@@ -10,7 +10,7 @@ import { countSegments, type SegmentInfo } from './segments.js';
 /**
  * Reminder templates: `<dir>/<template>/<locale>/{sms,subject,html,text}.hbs`, plus shared
  * partials in `<dir>/partials/*.hbs` (e.g. `layout.hbs`, used as `{{#> layout …}}…{{/layout}}`).
- * `<dir>/pages/` belongs to the HTTP pages and is skipped.
+ * `<dir>/pages/` and `<dir>/console/` belong to the HTTP pages and are skipped.
  *
  * Everything is read and compiled once, at start; a broken template stops the process (`config`)
  * instead of failing the first customer's message. Templates run in Handlebars strict mode against a
@@ -35,8 +35,8 @@ export type TemplatePart = (typeof templateParts)[number];
 
 /** Partials folder inside the templates folder. */
 const partialsFolder = 'partials';
-/** Folders that are not reminder templates: shared partials, and the HTTP pages (`templates/pages/`). */
-const reservedFolders: ReadonlySet<string> = new Set([partialsFolder, 'pages']);
+/** Folders that are not reminder templates: shared partials, and the HTTP pages (`templates/pages/`, `templates/console/`). */
+const reservedFolders: ReadonlySet<string> = new Set([partialsFolder, 'pages', 'console']);
 
 type Compiled = Handlebars.TemplateDelegate;
 type LocaleTemplates = Record<TemplatePart, Compiled>;
