@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 import fs from 'node:fs';
+import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { activeCadences, applyCadences } from './cadences/cadence-store.js';
 import { cadenceToDocument, parseCadenceDocument } from './cadences/parse-cadence.js';
+import { systemClock } from './clock.js';
+import { forgetCustomer } from './compliance/forget-customer.js';
 import { loadConfig, type Config } from './config.js';
 import { openDatabase } from './db/client.js';
 import { runDemo } from './demo.js';
+import { keysCommand, keysUsage } from './access/keys-cli.js';
 import { isRecoupError, RecoupError } from './errors.js';
 import { createLogger } from './logger.js';
 import { TemplateRenderer } from './messages/template-renderer.js';
@@ -22,6 +26,8 @@ Usage: recoup <command>
   migrate                apply database migrations and exit
   cadences apply FILE    validate a YAML cadence file and make each cadence its new active version
   cadences list          print the active cadences as YAML
+  customers forget ID    erase a customer's personal data (keeps anonymised payments); idempotent
+${keysUsage}
   demo [--url URL] [--key KEY]
                          send sample orders to a running recoup (two locales, two currencies)
 
@@ -40,6 +46,10 @@ async function main(argv: string[]): Promise<number> {
       return migrate();
     case 'cadences':
       return cadences(rest);
+    case 'customers':
+      return customers(rest);
+    case 'keys':
+      return keysCommand(rest, loadConfig());
     case 'demo':
       return demo(rest);
     case undefined:
@@ -161,6 +171,41 @@ async function cadences(args: string[]): Promise<number> {
   }
   console.error('recoup cadences: use "apply FILE" or "list"');
   return 2;
+}
+
+async function customers(args: string[]): Promise<number> {
+  const [sub, id, ...extra] = args;
+  if (sub !== 'forget' || !id || extra.length > 0) {
+    console.error('recoup customers: use "forget ID"');
+    return 2;
+  }
+  const config = loadConfig();
+  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    await database.migrate();
+    const result = await forgetCustomer({ db: database.db, clock: systemClock }, id, `cli:${osUser()}`);
+    if (result.status === 'already_forgotten') {
+      console.log(`${id}: already forgotten on ${result.forgottenAt.toISOString()}; nothing left to erase`);
+    } else {
+      const counts = Object.entries(result.erased)
+        .filter(([, n]) => n > 0)
+        .map(([table, n]) => `${table} ${n}`)
+        .join(', ');
+      console.log(`${id}: personal data erased (${counts}); payments and amounts kept`);
+    }
+    return 0;
+  } finally {
+    await database.close();
+  }
+}
+
+/** Who ran the command, for the audit log. */
+function osUser(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return 'unknown';
+  }
 }
 
 async function demo(args: string[]): Promise<number> {

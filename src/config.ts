@@ -126,10 +126,30 @@ const envSchema = z
     TRUST_PROXY: optionalString,
     /** Requests per client IP per minute on the retry pages (/r/*). Default 60. */
     RETRY_PAGE_RATE_LIMIT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).default(60)),
+    /** A bearer token that may read /metrics without an ops key. Unset: ops keys and console sessions only. */
+    METRICS_TOKEN: optionalString,
+    /** Serve GET /metrics on this port from any role (workers have no other HTTP server). Unset: none. */
+    METRICS_PORT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(65535).optional()),
+    /** A pending order this old with no recovery counts as stuck. Default 2h. */
+    STUCK_ORDER_AFTER: duration('2h'),
     /** Test harnesses only: crash the worker at chosen points (see src/fault-injection.ts). */
     FAULT_INJECTION: optionalString,
     /** Largest accepted request body in bytes. Default 262144. */
     BODY_LIMIT: whole(z.coerce.number().int().min(1024).default(262_144)),
+    /** Gateway circuits: gateway_outage/network failures are counted over this sliding window. Default 5m. */
+    CIRCUIT_WINDOW: duration('5m').refine((ms) => ms >= 1_000, 'must be at least 1s'),
+    /** Failures in the window needed to open a gateway's circuit (with CIRCUIT_FAILURE_RATIO). Default 10. */
+    CIRCUIT_MIN_FAILURES: whole(z.coerce.number().int().min(1).default(10)),
+    /** Least share (0–1) of the window's attempts that failed, needed to open a circuit. Default 0.5. */
+    CIRCUIT_FAILURE_RATIO: whole(z.coerce.number().min(0).max(1).default(0.5)),
+    /** An open circuit closes after this long once the failure share stays below the ratio. Default 2m. */
+    CIRCUIT_COOL_DOWN: duration('2m'),
+    /** Reminders held by an open circuit are released over this window once it closes. Default 20m. */
+    CIRCUIT_RELEASE_SPREAD: duration('20m'),
+    /** How often a held reminder checks its circuits again. Default 1m. */
+    CIRCUIT_RECHECK: duration('1m').refine((ms) => ms >= 1_000, 'must be at least 1s'),
+    /** How often each worker process evaluates the gateways' circuits. Default 10s. */
+    CIRCUIT_EVALUATE_INTERVAL: duration('10s').refine((ms) => ms >= 1_000, 'must be at least 1s'),
   })
   .superRefine(
     (env, ctx) => {
@@ -242,7 +262,18 @@ export interface Config {
     incentivePeriodMs: number;
   };
   trustProxy: boolean | string;
+  ops: { metricsToken: string | undefined; metricsPort: number | undefined; stuckOrderAfterMs: number };
   retryPageRateLimit: number;
+  /** Gateway circuit breakers (src/circuits/). */
+  circuits: {
+    windowMs: number;
+    minFailures: number;
+    failureRatio: number;
+    coolDownMs: number;
+    releaseSpreadMs: number;
+    recheckMs: number;
+    evaluateIntervalMs: number;
+  };
   /** RECOUP_SECRET; undefined means "generate one under dataDir". */
   secret: string | undefined;
 }
@@ -339,7 +370,17 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       incentivePeriodMs: env.INCENTIVE_PERIOD,
     },
     secret: env.RECOUP_SECRET,
+    ops: { metricsToken: env.METRICS_TOKEN, metricsPort: env.METRICS_PORT, stuckOrderAfterMs: env.STUCK_ORDER_AFTER },
     trustProxy: env.TRUST_PROXY === undefined ? false : env.TRUST_PROXY === 'true' ? true : env.TRUST_PROXY,
     retryPageRateLimit: env.RETRY_PAGE_RATE_LIMIT,
+    circuits: {
+      windowMs: env.CIRCUIT_WINDOW,
+      minFailures: env.CIRCUIT_MIN_FAILURES,
+      failureRatio: env.CIRCUIT_FAILURE_RATIO,
+      coolDownMs: env.CIRCUIT_COOL_DOWN,
+      releaseSpreadMs: env.CIRCUIT_RELEASE_SPREAD,
+      recheckMs: env.CIRCUIT_RECHECK,
+      evaluateIntervalMs: env.CIRCUIT_EVALUATE_INTERVAL,
+    },
   };
 }

@@ -21,16 +21,27 @@ import {
 } from './deps.js';
 import { RecoupError } from './errors.js';
 import { buildApp } from './http/build-app.js';
+import { ChainedKeyResolver, EnvKeyResolver } from './http/auth.js';
+import { DbKeyResolver } from './access/api-keys.js';
 import { parseFaultInjection } from './fault-injection.js';
 import { SandboxGateway } from './payments/gateways/sandbox/sandbox-gateway.js';
 import type { RetryDeps } from './payments/retry-session.js';
 import { PageRenderer } from './http/pages/page-renderer.js';
+import { ConsolePages } from './console/console-pages.js';
+import { UnsubscribeLinks } from './compliance/unsubscribe-links.js';
+import { UnsubscribePages } from './compliance/unsubscribe-pages.js';
 import { sendFreshLink } from './retry-links/fresh-link.js';
 import type { Logger } from './logger.js';
 import { producerConnection, StepQueue, workerConnection } from './queue/queues.js';
 import { startStepWorker } from './queue/step.worker.js';
 import type { DispatchDeps, DispatchResult } from './recoveries/dispatch-step.js';
 import { Reconciler } from './recoveries/reconciler.js';
+import { MeteredEmailSender, MeteredSmsSender } from './ops/metered-senders.js';
+import { OpsMetrics } from './ops/metrics.js';
+import { startMetricsServer } from './ops/metrics-server.js';
+import { opsSettings } from './ops/ops-settings.js';
+import { registerStateMetrics } from './ops/state-metrics.js';
+import { GatewayHealth } from './circuits/gateway-health.js';
 
 export const bundledCadencesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cadences');
 
@@ -88,11 +99,14 @@ export async function startService(
     await whenReady(producer, 5_000);
     const queue = new StepQueue(producer, config.queuePrefix);
     closers.push({ name: 'queue', close: () => queue.close() });
+    // One registry per service: the worker, the HTTP /metrics and METRICS_PORT all report from it.
+    const ops = opsSettings(config);
+    const metrics = new OpsMetrics();
 
     let worker: Worker | undefined;
     if (roles.worker) {
-      const sms = overrides.sms ?? buildSmsSender(config);
-      const email = overrides.email ?? buildEmailSender(config);
+      const sms = new MeteredSmsSender(overrides.sms ?? buildSmsSender(config), metrics);
+      const email = new MeteredEmailSender(overrides.email ?? buildEmailSender(config), metrics);
       closers.push({ name: 'sms sender', close: () => sms.close() });
       closers.push({ name: 'email sender', close: () => email.close() });
       const workerRedis = workerConnection(config.redisUrl, (err) =>
@@ -106,7 +120,10 @@ export async function startService(
         lockDurationMs: config.jobLockDurationMs,
         queue,
         logger,
-        onResult: overrides.onResult,
+        onResult: (result) => {
+          metrics.observeDispatch(result);
+          overrides.onResult?.(result);
+        },
         dispatch: {
           db: core.database.db,
           cadences: core.cadences,
@@ -116,7 +133,15 @@ export async function startService(
           clock: core.clock,
           logger,
           settings: dispatchSettings(config),
+          // Every email's List-Unsubscribe; the server that answers /u/ must share RECOUP_SECRET.
+          unsubscribe: new UnsubscribeLinks({
+            publicUrl: config.publicUrl,
+            secret: resolveSecret(config),
+            from: config.email.from,
+          }),
           faultPoint: overrides.faultPoint ?? parseFaultInjection(config.faultInjection),
+          // Steps whose retry link only leads to gateways with open circuits are held.
+          circuits: { gatewayFor: (method) => config.payments.gatewayFor[method], settings: config.circuits },
         },
       });
       const stepWorker = worker;
@@ -140,6 +165,20 @@ export async function startService(
       });
       const loop = startLoop(config.reconcileIntervalMs, () => reconciler.runOnce(), logger);
       closers.push({ name: 'reconciler', close: () => loop.stop() });
+
+      // Every worker process evaluates the gateway circuits; one conditional write decides each transition.
+      const gatewayHealth = new GatewayHealth({
+        db: core.database.db,
+        clock: core.clock,
+        logger,
+        settings: config.circuits,
+      });
+      const circuitLoop = startLoop(
+        config.circuits.evaluateIntervalMs,
+        () => gatewayHealth.evaluate().catch((err: unknown) => logger.warn({ err }, 'circuit evaluation failed')),
+        logger,
+      );
+      closers.push({ name: 'circuit evaluator', close: () => circuitLoop.stop() });
     }
 
     let app: FastifyInstance | undefined;
@@ -165,13 +204,21 @@ export async function startService(
       };
       payments = retry;
       // The server sends one kind of message itself: a fresh link the customer asked for.
-      const linkSms = overrides.sms ?? buildSmsSender(config);
-      const linkEmail = overrides.email ?? buildEmailSender(config);
+      const linkSms = new MeteredSmsSender(overrides.sms ?? buildSmsSender(config), metrics);
+      const linkEmail = new MeteredEmailSender(overrides.email ?? buildEmailSender(config), metrics);
       closers.push({ name: 'link sms sender', close: () => linkSms.close() });
       closers.push({ name: 'link email sender', close: () => linkEmail.close() });
       for (const gateway of gateways.all()) {
         if (gateway instanceof SandboxGateway) closers.push({ name: 'sandbox', close: async () => gateway.close() });
       }
+      // Shared state (queue, Postgres) is reported by servers only, so workers do not duplicate it.
+      registerStateMetrics(metrics.registry, {
+        db: core.database.db,
+        queue: queue.queue,
+        clock: core.clock,
+        logger,
+        stuckOrderAfterMs: ops.stuckOrderAfterMs,
+      });
       app = await buildApp({
         db: core.database.db,
         cadences: core.cadences,
@@ -179,11 +226,47 @@ export async function startService(
         clock: core.clock,
         logger,
         apiKeys: apiKeys.keys,
+        // Bootstrap env keys (ingest + admin) first, then the scoped keys stored in Postgres.
+        keyResolver: new ChainedKeyResolver([
+          new EnvKeyResolver(apiKeys.keys),
+          new DbKeyResolver(core.database.db, core.clock),
+        ]),
+        secret,
         publicUrl: config.publicUrl,
         abandonAfterMs: config.abandonAfterMs,
         clickWindowMs: config.payments.clickAttributionWindowMs,
         bodyLimit: config.bodyLimit,
         twilioAuthToken: config.sms.transport === 'twilio' ? config.sms.authToken : undefined,
+        compliance: {
+          links: new UnsubscribeLinks({ publicUrl: config.publicUrl, secret, from: config.email.from }),
+          pages: UnsubscribePages.load(
+            path.join(config.templatesDir, 'pages'),
+            PageRenderer.load(path.join(config.templatesDir, 'pages')),
+          ),
+          secret,
+          shopName: config.shopName,
+          defaultLocale: config.defaultLocale,
+          publicUrl: config.publicUrl,
+        },
+        // Cadence test sends go out through the same transports as customer messages.
+        cadenceAdmin: {
+          renderer: core.renderer,
+          sms: linkSms,
+          email: linkEmail,
+          shopName: config.shopName,
+          defaultTimezone: config.defaultTimezone,
+          defaultLocale: config.defaultLocale,
+        },
+        console: {
+          pages: ConsolePages.load(path.join(config.templatesDir, 'console')),
+          stuckOrderAfterMs: ops.stuckOrderAfterMs,
+        },
+        ops: {
+          redis: producer,
+          isMigrated: () => core.database.isMigrated(),
+          metrics,
+          metricsToken: ops.metricsToken,
+        },
         trustProxy: config.trustProxy,
         payments: {
           retry,
@@ -220,6 +303,18 @@ export async function startService(
       const address = app.server.address();
       const port = typeof address === 'object' && address ? address.port : config.port;
       url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    }
+
+    if (ops.metricsPort !== undefined) {
+      // `recoup worker` has no HTTP API: its lateness and provider metrics are scraped here.
+      const metricsServer = await startMetricsServer({
+        metrics,
+        port: ops.metricsPort,
+        host: config.host,
+        token: ops.metricsToken,
+        logger,
+      });
+      closers.push({ name: 'metrics server', close: () => metricsServer.close() });
     }
 
     let closed: Promise<void> | undefined;

@@ -7,15 +7,23 @@ import { RecoupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { StepQueue } from '../queue/queues.js';
 import { EnvKeyResolver, type KeyResolver } from './auth.js';
+import { consoleAuthRoutes, consoleSession } from './console-auth.js';
+import { consoleRoutes, type ConsoleRouteDeps } from './console.routes.js';
+import { keyRoutes } from './keys.routes.js';
 import { SandboxGateway } from '../payments/gateways/sandbox/sandbox-gateway.js';
 import { sandboxRoutes } from '../payments/gateways/sandbox/sandbox.routes.js';
 import type { RetryDeps } from '../payments/retry-session.js';
 import { eventRoutes } from './events.routes.js';
 import { orderRoutes } from './orders.routes.js';
+import { cadenceRoutes, type CadenceRouteDeps } from './cadences.routes.js';
 import { paymentWebhookRoutes } from './payment-webhooks.routes.js';
 import { retryPageRoutes, type RetryPageDeps } from './retry-pages.routes.js';
 import { sendProblem } from './problem.js';
 import { twilioWebhookRoutes } from './twilio-webhooks.routes.js';
+import { unsubscribeRoutes, type UnsubscribeRouteDeps } from './unsubscribe.routes.js';
+import { forgetCustomerRoutes } from '../compliance/forget-customer.routes.js';
+import { registerOpenApi } from './openapi.js';
+import { opsRoutes, type OpsRouteDeps } from './ops.routes.js';
 
 export interface AppDeps {
   db: Db;
@@ -26,6 +34,11 @@ export interface AppDeps {
   apiKeys: string[];
   /** Resolves API keys to principals; default: only the bootstrap `apiKeys` (ingest + admin). */
   keyResolver?: KeyResolver;
+  /**
+   * RECOUP_SECRET: signs console session cookies (and their CSRF tokens). Every server process
+   * must share it. Default: random per process (sessions then end with the process).
+   */
+  secret?: string | undefined;
   publicUrl: string;
   abandonAfterMs: number;
   clickWindowMs: number;
@@ -36,6 +49,15 @@ export interface AppDeps {
   payments?: { retry: RetryDeps; pages?: Omit<RetryPageDeps, 'retry'> } | undefined;
   /** Twilio's auth token, when SMS goes through Twilio: enables its signed delivery callbacks. */
   twilioAuthToken?: string | undefined;
+  /** Email unsubscribe pages (`/u/:token`); its shop name and locale also word the SMS keyword replies. */
+  compliance?: (Omit<UnsubscribeRouteDeps, 'db' | 'clock'> & { defaultLocale: string }) | undefined;
+  /** Cadence management (`/v1/cadences`): the renderer, and the transports test sends go through. */
+  cadenceAdmin?:
+    Pick<CadenceRouteDeps, 'renderer' | 'sms' | 'email' | 'shopName' | 'defaultTimezone' | 'defaultLocale'> | undefined;
+  /** The ops console's pages (`/console/*`, src/http/console.routes.ts); also needs `cadenceAdmin`. */
+  console?: Pick<ConsoleRouteDeps, 'pages' | 'stuckOrderAfterMs'> | undefined;
+  /** `/readyz`, `/metrics` and bull-board (`/admin/queues`); see src/http/ops.routes.ts. */
+  ops?: Pick<OpsRouteDeps, 'redis' | 'isMigrated' | 'metrics' | 'metricsToken'> | undefined;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -50,11 +72,22 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     trustProxy: deps.trustProxy ?? false,
   });
   const keys: KeyResolver = deps.keyResolver ?? new EnvKeyResolver(deps.apiKeys);
+  // Console logins: requireConsole guards console pages; requireScope accepts a session through app.consoleSessions.
+  const consoleSessions = consoleSession({
+    keys,
+    secret: deps.secret ?? randomBytes(32).toString('base64url'),
+    publicUrl: deps.publicUrl,
+    clock: deps.clock,
+  });
+  app.decorate('consoleSessions', consoleSessions);
 
   app.setErrorHandler((err, request, reply) => sendProblem(request, reply, err));
   app.setNotFoundHandler((request, reply) =>
     sendProblem(request, reply, new RecoupError('not_found', `No route ${request.method} ${request.url}`)),
   );
+
+  // Before any route: the OpenAPI hook documents routes as they are added.
+  await registerOpenApi(app, { publicUrl: deps.publicUrl });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
@@ -73,12 +106,46 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.twilioAuthToken) {
     const authToken = deps.twilioAuthToken;
     await app.register((scope) =>
-      twilioWebhookRoutes(scope, { db: deps.db, clock: deps.clock, authToken, publicUrl: deps.publicUrl }),
+      twilioWebhookRoutes(scope, {
+        db: deps.db,
+        clock: deps.clock,
+        authToken,
+        publicUrl: deps.publicUrl,
+        shopName: deps.compliance?.shopName,
+        defaultLocale: deps.compliance?.defaultLocale,
+      }),
     );
   }
+  const compliance = deps.compliance;
+  if (compliance) {
+    await app.register((scope) => unsubscribeRoutes(scope, { ...compliance, db: deps.db, clock: deps.clock }));
+  }
+  await app.register((scope) => forgetCustomerRoutes(scope, { db: deps.db, clock: deps.clock, keys }));
 
   await app.register((scope) => eventRoutes(scope, { ...deps, keys }));
   await app.register((scope) => orderRoutes(scope, { db: deps.db, publicUrl: deps.publicUrl, payments, keys }));
+  const cadenceAdmin = deps.cadenceAdmin;
+  if (cadenceAdmin) {
+    await app.register((scope) =>
+      cadenceRoutes(scope, { ...deps, ...cadenceAdmin, keys, gateways: payments?.retry.gateways }),
+    );
+  }
+  await app.register((scope) => keyRoutes(scope, { db: deps.db, clock: deps.clock, keys }));
+  await app.register((scope) => consoleAuthRoutes(scope, consoleSessions));
+  const consolePages = deps.console;
+  if (consolePages && cadenceAdmin) {
+    await app.register((scope) =>
+      consoleRoutes(scope, {
+        ...deps,
+        ...cadenceAdmin,
+        ...consolePages,
+        sessions: consoleSessions,
+        gateways: payments?.retry.gateways,
+      }),
+    );
+  }
+  const ops = deps.ops;
+  if (ops) await app.register((scope) => opsRoutes(scope, { ...ops, db: deps.db, queue: deps.queue, keys }));
 
   return app;
 }

@@ -2,7 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Cadence, CadenceStep } from '../cadences/cadence.js';
 import type { CadenceBook } from '../cadences/cadence-book.js';
+import { decideHold, recordHold, restoredTemplate, type CircuitHold } from '../circuits/circuit-hold.js';
 import type { EmailSender } from '../channels/email-sender.js';
+import { findSuppressions } from '../compliance/suppressions.js';
+import type { UnsubscribeLinks } from '../compliance/unsubscribe-links.js';
 import { ProviderError } from '../channels/provider-error.js';
 import type { SendReceipt, SmsSender } from '../channels/sms-sender.js';
 import type { Clock } from '../clock.js';
@@ -41,6 +44,10 @@ export interface DispatchDeps {
   clock: Clock;
   logger: Logger;
   settings: DispatchSettings;
+  /** Unsubscribe targets of every email (List-Unsubscribe headers, footer link). Unset: emails carry none. */
+  unsubscribe?: UnsubscribeLinks | undefined;
+  /** Gateway circuits (src/circuits/): holds steps whose retry link only leads to open circuits. Unset: no checks. */
+  circuits?: CircuitHold | undefined;
   /**
    * Test seam for the crash and fault harnesses: called at the two moments a crash is
    * most dangerous. Production leaves it undefined.
@@ -66,6 +73,10 @@ export interface DispatchResult {
   /** Wake-ups to add now that the state is committed. */
   wakeups: Wakeup[];
   messageId?: string;
+  /** For a sent message: its channel, when it was planned and when the provider accepted it (send lateness). */
+  channel?: Channel;
+  plannedAt?: Date;
+  sentAt?: Date;
 }
 
 interface RecoveryRow {
@@ -216,7 +227,9 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
   }
 
   const [customer] = await rows<CustomerRow>(tx, sql`select * from customers where id = ${order.customer_id}`);
-  const contact = chooseContact(step, cadence, customer);
+  // Suppressions match hashed addresses too: a forgotten customer's opt-out outlives their address.
+  const suppressions = await findSuppressions(tx, { sms: customer?.phone, email: customer?.email });
+  const contact = chooseContact(step, cadence, customer, suppressions);
   const messageBase = {
     recoveryId: recovery.id,
     orderId: order.id,
@@ -224,6 +237,18 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
     step: recovery.step_index,
     template: step.template,
   };
+  if (!contact.ok && contact.reason === 'suppressed') {
+    const id = await upsertMessage(tx, {
+      ...messageBase,
+      id: existing?.id,
+      channel: contact.channel,
+      status: 'suppressed',
+      reason: contact.suppression,
+      to: contact.to,
+      now,
+    });
+    return done('suppressed', [await advance(tx, recovery, cadence, now)], id);
+  }
   if (!contact.ok) {
     const id = await upsertMessage(tx, {
       ...messageBase,
@@ -237,23 +262,6 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
     return done('skipped', [await advance(tx, recovery, cadence, now)], id);
   }
   const { channel, to } = contact;
-
-  const suppressed = await rows<{ reason: string }>(
-    tx,
-    sql`select reason from suppressions where channel = ${channel} and address = ${to}`,
-  );
-  if (suppressed[0]) {
-    const id = await upsertMessage(tx, {
-      ...messageBase,
-      id: existing?.id,
-      channel,
-      status: 'suppressed',
-      reason: suppressed[0].reason,
-      to,
-      now,
-    });
-    return done('suppressed', [await advance(tx, recovery, cadence, now)], id);
-  }
 
   const timezone = customer?.timezone ?? deps.settings.defaultTimezone;
   if (cadence.maxMessagesPerDay !== undefined) {
@@ -292,7 +300,25 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
     return done('deferred', [await reschedule(tx, recovery, decision.at)], id);
   }
 
-  const locale = deps.renderer.resolveLocale(step.template, customer?.locale, deps.settings.defaultLocale);
+  // Never send customers into a broken checkout: a step whose link only leads to open circuits waits.
+  const circuit = deps.circuits
+    ? await decideHold(tx, deps.circuits, {
+        recoveryId: recovery.id,
+        messageId: existing?.id,
+        methods: step.offerMethods,
+        currency: order.currency,
+        now,
+      })
+    : undefined;
+  if (circuit?.kind === 'hold') {
+    const { reason, until } = circuit;
+    const id = await recordHold(tx, { ...messageBase, id: existing?.id, channel, to, reason, until, now });
+    return done('deferred', [await reschedule(tx, recovery, until)], id);
+  }
+  // A step that was held goes out saying the problem is fixed, in place of its own template.
+  const template = circuit?.restored && deps.renderer.has(restoredTemplate) ? restoredTemplate : step.template;
+
+  const locale = deps.renderer.resolveLocale(template, customer?.locale, deps.settings.defaultLocale);
   const token = newRetryToken();
   const claimId = randomBytes(8).toString('hex');
   const messageId = existing?.id ?? newId('msg');
@@ -302,11 +328,12 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
                               to_address, link_token, link_expires_at, attempts, claim_id, planned_at, claimed_at,
                               created_at, updated_at)
         values (${messageId}, ${recovery.id}, ${order.id}, ${order.customer_id}, ${recovery.step_index}, ${channel},
-                ${step.template}, ${locale}, 'sending', ${to}, ${token},
+                ${template}, ${locale}, 'sending', ${to}, ${token},
                 ${new Date(now.getTime() + deps.settings.retryLinkTtlMs)}, 1, ${claimId}, ${recovery.next_run_at ?? now},
                 ${now}, ${now}, ${now})
         on conflict (recovery_id, step) do update set
-          channel = excluded.channel, locale = excluded.locale, status = 'sending', reason = null,
+          channel = excluded.channel, template = excluded.template, locale = excluded.locale,
+          status = 'sending', reason = null,
           to_address = excluded.to_address, link_token = excluded.link_token, link_expires_at = excluded.link_expires_at,
           attempts = messages.attempts + 1, claim_id = excluded.claim_id, claimed_at = excluded.claimed_at,
           updated_at = excluded.updated_at
@@ -326,6 +353,7 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
     failureCategory: recovery.failure_category,
     offerMethods: step.offerMethods,
     retryUrl: retryUrl(deps.settings.publicUrl, token),
+    unsubscribeUrl: channel === 'email' ? deps.unsubscribe?.forMessage(messageId).url : undefined,
   };
   return {
     kind: 'send',
@@ -335,7 +363,7 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
       orderId: order.id,
       channel,
       to,
-      template: step.template,
+      template,
       locale,
       token,
       attempts: claimed?.attempts ?? 1,
@@ -412,18 +440,28 @@ async function sendClaimed(deps: DispatchDeps, claim: Claim): Promise<DispatchRe
               subject: rendered.subject,
               html: rendered.html,
               text: rendered.text,
+              unsubscribe: deps.unsubscribe?.forMessage(claim.messageId),
             });
     } catch (err) {
       await deps.faultPoint?.('after_provider_answer', claim.messageId);
       return recordProviderFailure(tx, deps, claim, recovery, err);
     }
     await deps.faultPoint?.('after_provider_answer', claim.messageId);
-    await tx.execute(
+    const [sent] = await rows<{ planned_at: Date | null }>(
+      tx,
       sql`update messages set status = 'sent', provider_id = ${receipt.providerId}, sent_at = ${receipt.acceptedAt},
                               reason = null, updated_at = ${now()}
-          where id = ${claim.messageId}`,
+          where id = ${claim.messageId}
+          returning planned_at`,
     );
-    return { action: 'sent', wakeups: [await advance(tx, recovery, claim.cadence, now())], messageId: claim.messageId };
+    return {
+      action: 'sent',
+      wakeups: [await advance(tx, recovery, claim.cadence, now())],
+      messageId: claim.messageId,
+      channel: claim.channel,
+      plannedAt: sent?.planned_at ?? undefined,
+      sentAt: receipt.acceptedAt,
+    };
   });
 }
 
@@ -477,16 +515,25 @@ async function recordProviderFailure(
   return { action: 'failed', wakeups: [await advance(tx, recovery, claim.cadence, now)], messageId: claim.messageId };
 }
 
-type ContactChoice = { ok: true; channel: Channel; to: string } | { ok: false; reason: 'no_contact' | 'bad_contact' };
+type ContactChoice =
+  | { ok: true; channel: Channel; to: string }
+  | { ok: false; reason: 'no_contact' | 'bad_contact' }
+  | { ok: false; reason: 'suppressed'; channel: Channel; to: string; suppression: string };
 
-/** The step's channel if its address is usable, else the other channel when the cadence allows switching. */
+/**
+ * The step's channel if its address is usable, else the other channel when the cadence allows
+ * switching. An address is unusable when a provider said it is bad or when it is suppressed (the
+ * customer opted out): a STOP reply moves later SMS steps to email exactly as Twilio's 21610 does.
+ * With no usable address and the step's own address suppressed, the step is `suppressed`.
+ */
 export function chooseContact(
   step: CadenceStep,
   cadence: Cadence,
   customer: Pick<CustomerRow, 'email' | 'phone' | 'email_bad_reason' | 'phone_bad_reason'> | undefined,
+  suppressed: ReadonlyMap<Channel, string> = new Map(),
 ): ContactChoice {
   const usable = (channel: Channel): string | undefined => {
-    if (!customer) return undefined;
+    if (!customer || suppressed.has(channel)) return undefined;
     if (channel === 'sms') return customer.phone && !customer.phone_bad_reason ? customer.phone : undefined;
     return customer.email && !customer.email_bad_reason ? customer.email : undefined;
   };
@@ -498,6 +545,10 @@ export function chooseContact(
     if (fallback) return { ok: true, channel: other, to: fallback };
   }
   const address = step.channel === 'sms' ? customer?.phone : customer?.email;
+  const suppression = suppressed.get(step.channel);
+  if (address && suppression !== undefined) {
+    return { ok: false, reason: 'suppressed', channel: step.channel, to: address, suppression };
+  }
   return { ok: false, reason: address ? 'bad_contact' : 'no_contact' };
 }
 

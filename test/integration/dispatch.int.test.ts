@@ -26,6 +26,12 @@ const cadencesYaml = `
     - { after: 1m, channel: sms,   template: nudge }
     - { after: 2m, channel: email, template: alternative-methods }
     - { after: 3m, channel: sms,   template: last-call }
+- name: no-switch
+  switch_channel_on_failure: false
+  expire_after: 1h
+  steps:
+    - { after: 1m, channel: sms,   template: nudge }
+    - { after: 2m, channel: email, template: alternative-methods }
 - name: quiet
   quiet_hours: { start: '21:00', end: '09:00' }
   expire_after: 3d
@@ -266,7 +272,7 @@ describe('dispatchStep on a fixed clock', () => {
       await database.db.execute(
         sql`insert into suppressions (channel, address, reason) values ('sms', ${phone}, 'stop_reply')`,
       );
-      const { recoveryId, wakeup, customer } = await startRecovery('plain', { phone });
+      const { recoveryId, wakeup, customer } = await startRecovery('no-switch', { phone });
 
       const suppressed = await fire(wakeup);
       expect(suppressed.action).toBe('suppressed');
@@ -286,6 +292,21 @@ describe('dispatchStep on a fixed clock', () => {
         expect.objectContaining({ step: 1, channel: 'email', status: 'sent', to_address: customer.email }),
       ]);
       expect(email.callsFor(emailed.messageId)).toEqual([expect.objectContaining({ to: customer.email })]);
+    });
+
+    it('sends the step by email instead when the cadence allows switching channels', async () => {
+      clock.set('2026-11-25T02:00:00Z');
+      const phone = uniquePhone();
+      await database.db.execute(
+        sql`insert into suppressions (channel, address, reason) values ('sms', ${phone}, 'stop_reply')`,
+      );
+      const { recoveryId, wakeup, customer } = await startRecovery('plain', { phone });
+      const result = await fire(wakeup);
+      expect(result.action).toBe('sent');
+      expect(sms.calls.filter((m) => m.to === phone)).toHaveLength(0);
+      expect(await messagesOf(recoveryId)).toEqual([
+        expect.objectContaining({ step: 0, channel: 'email', status: 'sent', to_address: customer.email }),
+      ]);
     });
   });
 
