@@ -12,7 +12,7 @@ import { makeEvent, startTestService, waitFor, type TestService } from '../helpe
 // Three SMS steps with different templates, so the fake provider can tell them apart.
 const cadence = `
 name: default
-expire_after: 20s
+expire_after: 30s
 steps:
   - { after: 1s, channel: sms, template: nudge }
   - { after: 3s, channel: sms, template: alternative-methods }
@@ -105,7 +105,7 @@ describe('worker killed mid-cadence', () => {
         );
         return row?.n === 0 ? true : undefined;
       },
-      { timeoutMs: 60_000, intervalMs: 500, what: 'every recovery to end' },
+      { timeoutMs: 90_000, intervalMs: 500, what: 'every recovery to end' },
     );
 
     const messages = await rows<{

@@ -1,0 +1,107 @@
+import type pg from 'pg';
+import type { StepQueue, Wakeup } from '../src/queue/queues.js';
+
+/** Where seeded recoveries stand: as if started by a payment.failed of the bundled default cadence. */
+export interface SeedCadence {
+  name: string;
+  version: number;
+  /** Delay of step 0 after the recovery started (started_at = first run − this). */
+  firstStepAfterMs: number;
+  expireAfterMs: number;
+}
+
+export interface SeedBatch {
+  /** Short lowercase tag, unique per batch: ids are `rec_<tag><hex>` etc., 24 characters like real ones. */
+  tag: string;
+  count: number;
+  /** Step 0 of recovery i (0-based) is due at firstRunAt + i × spacingMs. */
+  firstRunAt: Date;
+  spacingMs: number;
+  /** Customers' timezone (chosen so that the run is outside quiet hours). */
+  timezone: string;
+  cadence: SeedCadence;
+}
+
+const chunk = 20_000;
+
+export function recoveryId(tag: string, i: number): string {
+  return `rec_${tag}${(i + 1).toString(16).padStart(24 - tag.length, '0')}`;
+}
+
+/**
+ * Customers, orders and active recoveries at step 0, inserted with one INSERT … SELECT per table
+ * and chunk (no per-row round trips), as a shop with that many unpaid orders would have them.
+ * Returns each recovery's wake-up (not yet queued).
+ */
+export async function seedRecoveries(pool: pg.Pool, batch: SeedBatch): Promise<Wakeup[]> {
+  const { tag, cadence } = batch;
+  if (!/^[a-z0-9]{1,8}$/.test(tag)) throw new Error(`bad seed tag ${tag}`);
+  const width = 24 - tag.length;
+  const id = (prefix: string) => `'${prefix}_${tag}' || lpad(to_hex(g), ${width}, '0')`;
+  for (let from = 1; from <= batch.count; from += chunk) {
+    const to = Math.min(batch.count, from + chunk - 1);
+    const client = await pool.connect();
+    try {
+      await client.query('begin');
+      await client.query(
+        `insert into customers (id, name, email, phone, locale, timezone, updated_at)
+         select ${id('cus')}, 'Li Lei', 'c${tag}' || g || '@example.com',
+                '+8613' || lpad((g % 1000000000)::text, 9, '0'), 'en', $3, now()
+           from generate_series($1::int, $2::int) g`,
+        [from, to, batch.timezone],
+      );
+      await client.query(
+        `insert into orders (id, customer_id, amount, currency, description, status, state_at,
+                             last_failure_code, last_failure_category, last_gateway, last_method)
+         select ${id('ord')}, ${id('cus')}, 12900, 'CNY', '2 items', 'pending', now(),
+                'card_declined', 'insufficient_funds', 'stripe', 'card'
+           from generate_series($1::int, $2::int) g`,
+        [from, to],
+      );
+      await client.query(
+        `insert into recoveries (id, order_id, customer_id, cadence_name, cadence_version, failure_category,
+                                 state, step_index, next_run_at, wake_seq, started_at, expires_at)
+         select ${id('rec')}, ${id('ord')}, ${id('cus')}, $3, $4, 'insufficient_funds', 'active', 0, at, 0,
+                at - $6::float8 * interval '1 millisecond',
+                at - $6::float8 * interval '1 millisecond' + $7::float8 * interval '1 millisecond'
+           from (select g, $5::timestamptz + (g - 1) * $8::float8 * interval '1 millisecond' as at
+                   from generate_series($1::int, $2::int) g) s`,
+        [
+          from,
+          to,
+          cadence.name,
+          cadence.version,
+          batch.firstRunAt,
+          cadence.firstStepAfterMs,
+          cadence.expireAfterMs,
+          batch.spacingMs,
+        ],
+      );
+      await client.query('commit');
+    } catch (err) {
+      await client.query('rollback').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+  const start = batch.firstRunAt.getTime();
+  return Array.from({ length: batch.count }, (_, i) => ({
+    recoveryId: recoveryId(tag, i),
+    wakeSeq: 0,
+    runAt: new Date(start + i * batch.spacingMs),
+  }));
+}
+
+/** Queues wake-ups through recoup's own producer (StepQueue.add → addBulk), a few batches in flight. */
+export async function queueWakeups(queue: StepQueue, wakeups: Wakeup[], batchSize = 1_000, inFlight = 6) {
+  let next = 0;
+  const lane = async () => {
+    while (next < wakeups.length) {
+      const slice = wakeups.slice(next, next + batchSize);
+      next += batchSize;
+      await queue.add(slice);
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, lane));
+}
