@@ -8,6 +8,7 @@ import { smsReplyText } from '../compliance/sms-keywords.js';
 import type { Db } from '../db/client.js';
 import { RecoupError } from '../errors.js';
 import { applyDeliveryUpdate } from '../messages/delivery-status.js';
+import { minorUnitDigits } from '../messages/format-amount.js';
 
 export interface TwilioWebhookDeps {
   db: Db;
@@ -46,6 +47,7 @@ export async function twilioWebhookRoutes(app: FastifyInstance, deps: TwilioWebh
         providerStatus: status,
         errorCode: params.ErrorCode,
         badAddress: code === undefined || Number.isNaN(code) ? undefined : twilioBadAddress(code),
+        price: parseTwilioPrice(params.Price, params.PriceUnit),
       },
       deps.clock.now(),
     );
@@ -97,4 +99,15 @@ function signedParams(deps: TwilioWebhookDeps, request: FastifyRequest, path: st
 
 function escapeXml(text: string): string {
   return text.replace(/[<>&'"]/g, (c) => `&${{ '<': 'lt', '>': 'gt', '&': 'amp', "'": 'apos', '"': 'quot' }[c]};`);
+}
+
+/** Twilio reports what a message cost as a negative decimal (`-0.00750`, `USD`): minor units, rounded up. */
+export function parseTwilioPrice(
+  price: string | undefined,
+  unit: string | undefined,
+): { amount: number; currency: string } | undefined {
+  if (!price || !unit || !/^-?\d+(\.\d+)?$/.test(price) || !/^[A-Za-z]{3}$/.test(unit)) return undefined;
+  const currency = unit.toUpperCase();
+  const digits = minorUnitDigits(currency);
+  return { amount: Math.ceil(Math.abs(Number(price)) * 10 ** digits), currency };
 }

@@ -24,6 +24,8 @@ export interface DeliveryUpdate {
   errorCode?: string | undefined;
   /** Set when the error says the number itself is unusable. */
   badAddress?: BadAddressReason | undefined;
+  /** What the provider charged, when it says (minor units). */
+  price?: { amount: number; currency: string } | undefined;
 }
 
 /**
@@ -42,6 +44,13 @@ export async function applyDeliveryUpdate(
       sql`select id, status, to_address, customer_id from messages where provider_id = ${update.providerId} for update`,
     );
     if (!message) return 'unknown_message';
+    if (update.price) {
+      // The price arrives on a late callback, whatever the status it carries.
+      await tx.execute(
+        sql`update messages set price_amount = ${update.price.amount}, price_currency = ${update.price.currency}
+            where id = ${message.id}`,
+      );
+    }
     if (!next || (rank[next] ?? 0) <= (rank[message.status] ?? 3)) return 'unchanged';
     await tx.execute(
       sql`update messages set status = ${next}, reason = ${next === 'failed' ? (update.errorCode ?? 'undelivered') : null},

@@ -41,7 +41,11 @@ export interface FakeTwilio {
    * POSTs a status callback for an accepted message to its statusCallback URL, signed with
    * X-Twilio-Signature like Twilio does. Returns the HTTP status the receiver answered.
    */
-  sendStatusCallback(sid: string, status: TwilioMessageStatus, options?: { errorCode?: number }): Promise<number>;
+  sendStatusCallback(
+    sid: string,
+    status: TwilioMessageStatus,
+    options?: { errorCode?: number; /** e.g. `-0.00750`, in USD */ price?: string },
+  ): Promise<number>;
   /**
    * Where `sendInboundSms` posts: the number's "A message comes in" webhook, e.g.
    * `${PUBLIC_URL}/webhooks/twilio/inbound`. Set it once the receiver's URL is known.
@@ -258,6 +262,7 @@ export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<
         ...(message.from ? { From: message.from } : {}),
         ...(message.messagingServiceSid ? { MessagingServiceSid: message.messagingServiceSid } : {}),
         ...(callbackOptions.errorCode === undefined ? {} : { ErrorCode: String(callbackOptions.errorCode) }),
+        ...(callbackOptions.price === undefined ? {} : { Price: callbackOptions.price, PriceUnit: 'USD' }),
       };
       const response = await fetch(message.statusCallback, {
         method: 'POST',

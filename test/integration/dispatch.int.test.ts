@@ -249,6 +249,18 @@ describe('dispatchStep on a fixed clock', () => {
       expect(sms.callsFor(held?.id)).toHaveLength(1);
     });
 
+    it('gives a customer with three unpaid orders one stream: one reminder a day, not three', async () => {
+      clock.set('2026-11-25T02:00:00Z');
+      const phone = uniquePhone();
+      const first = await startRecovery('capped', { phone });
+      const second = await startRecovery('capped', { id: first.customer.id, phone });
+      const third = await startRecovery('capped', { id: first.customer.id, phone });
+      clock.set(first.wakeup.runAt);
+      const results = await Promise.all([first, second, third].map(({ wakeup }) => dispatchStep(dispatch, wakeup)));
+      expect(results.map((r) => r.action).sort()).toEqual(['deferred', 'deferred', 'sent']);
+      expect(sms.calls.filter((m) => m.to === phone)).toHaveLength(1);
+    });
+
     it('holds when two recoveries of the customer fire at the same moment', async () => {
       // Different orders take different row locks: without a per-customer lock both claims
       // would count zero sends today and both would go out.

@@ -75,8 +75,13 @@ describe('Twilio delivery callbacks', () => {
     const event = makeEvent();
     await svc.post(event);
     const message = await firstMessage(event.order.id);
-    expect(await fake.sendStatusCallback(message.provider_id!, 'delivered')).toBe(204);
+    expect(await fake.sendStatusCallback(message.provider_id!, 'delivered', { price: '-0.00750' })).toBe(204);
     expect(await statusOf(message.id)).toMatchObject({ status: 'delivered' });
+    const [price] = await rows<{ price_amount: string; price_currency: string }>(
+      svc.database.db,
+      sql`select price_amount::text as price_amount, price_currency from messages where id = ${message.id}`,
+    );
+    expect(price).toEqual({ price_amount: '1', price_currency: 'USD' });
     expect(await fake.sendStatusCallback(message.provider_id!, 'sent')).toBe(204);
     expect(await statusOf(message.id)).toMatchObject({ status: 'delivered' });
     expect(await fake.sendStatusCallback(message.provider_id!, 'undelivered', { errorCode: 30003 })).toBe(204);
