@@ -661,6 +661,21 @@ export async function settleSuccess(deps: RetryDeps, fact: SuccessFact): Promise
       }
       return { kind: 'recorded', paymentId: recorded.paymentId, endedRecovery: recorded.endedRecovery };
     }
+    // The shop may report the very payment recoup took (its own checkout sees the same gateway):
+    // a shop-reported payment made after this attempt started may be this one, so it is left to ops
+    // (flagged as a duplicate, not counted) rather than refunded.
+    const [original] = await rows<{ gateway: string; paid_at: Date }>(
+      tx,
+      sql`select gateway, paid_at from payments where order_id = ${fact.orderId} and not duplicate
+          order by paid_at limit 1`,
+    );
+    const [started] = fact.attemptId
+      ? await rows<{ created_at: Date }>(tx, sql`select created_at from payment_attempts where id = ${fact.attemptId}`)
+      : [];
+    if (original?.gateway === 'shop' && (!started || original.paid_at >= started.created_at)) {
+      deps.logger.warn({ orderId: fact.orderId, paymentId: recorded.paymentId }, 'possible duplicate left for ops');
+      return { kind: 'duplicate', paymentId: recorded.paymentId, refundId: null };
+    }
     const refundId = newId('ref');
     await tx.execute(
       sql`insert into refunds (id, order_id, payment_id, amount, currency, reason, status, refund_key, requested_by,

@@ -214,8 +214,12 @@ describe('payments through retry links and gateway webhooks', () => {
     const { event, token } = await recoveryWithLink();
     const result = await initiatePayment(retry, { token, method: 'alipay', email: null, phone: null });
     if (result.kind !== 'next_action') throw new Error('initiate failed');
-    // The customer pays in the shop too; then completes the recoup payment page as well.
-    const paidInShop = { ...makeEvent({ type: 'payment.succeeded' }), order: event.order };
+    // The customer had paid in the shop a minute earlier (its event arrives late), then pays the
+    // recoup payment page as well: two payments, the second refunded.
+    const paidInShop = {
+      ...makeEvent({ type: 'payment.succeeded', occurred_at: new Date(Date.now() - 60_000).toISOString() }),
+      order: event.order,
+    };
     expect((await svc.post(paidInShop)).status).toBe(202);
     const [attempt] = await rows<{ gateway_payment_id: string }>(
       svc.database.db,
@@ -243,6 +247,26 @@ describe('payments through retry links and gateway webhooks', () => {
     const payments = await paymentsOf(event.order.id);
     expect(payments.map((p) => p.duplicate).sort()).toEqual([false, true]);
     expect((await sandbox.retrievePayment(attempt!.gateway_payment_id)).amountRefunded).toBe(12900);
+  });
+
+  it('leaves a possible double report to ops instead of refunding it', async () => {
+    const { event, token } = await recoveryWithLink();
+    const result = await initiatePayment(retry, { token, method: 'alipay', email: null, phone: null });
+    if (result.kind !== 'next_action') throw new Error('initiate failed');
+    // The shop reports a payment made after recoup's attempt started: it may be the same money.
+    const reported = { ...makeEvent({ type: 'payment.succeeded' }), order: event.order };
+    expect((await svc.post(reported)).status).toBe(202);
+    const [attempt] = await rows<{ gateway_payment_id: string }>(
+      svc.database.db,
+      sql`select gateway_payment_id from payment_attempts where id = ${result.attemptId}`,
+    );
+    await sandbox.complete(attempt!.gateway_payment_id, { type: 'succeed' });
+    await waitFor(async () => ((await paymentsOf(event.order.id)).length === 2 ? true : undefined), {
+      what: 'the second payment',
+    });
+    expect((await paymentsOf(event.order.id)).map((p) => p.duplicate).sort()).toEqual([false, true]);
+    expect(await rows(svc.database.db, sql`select id from refunds where order_id = ${event.order.id}`)).toEqual([]);
+    expect((await sandbox.retrievePayment(attempt!.gateway_payment_id)).amountRefunded ?? 0).toBe(0);
   });
 
   it('lets ops refund part of a payment through the API, once per idempotency key', async () => {
