@@ -99,7 +99,13 @@ function printBanner(
   databaseKind: string,
 ): void {
   const lines = [`recoup ${roles.http && roles.worker ? 'start' : roles.http ? 'server' : 'worker'} is running`];
-  if (url) lines.push(`  API           ${url}  (health: ${url}/healthz)`, `  Public URL    ${config.publicUrl}`);
+  if (url) {
+    lines.push(
+      `  API           ${url}  (health: ${url}/healthz, docs: ${url}/docs)`,
+      `  Console       ${url}/console  (sign in with the API key)`,
+      `  Public URL    ${config.publicUrl}`,
+    );
+  }
   lines.push(
     `  Database      ${databaseKind === 'pglite' ? `embedded (PGlite) in ${config.dataDir}/pglite` : 'Postgres'}`,
   );
