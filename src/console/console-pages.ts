@@ -1,8 +1,4 @@
-import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
-import path from 'node:path';
-import Handlebars from 'handlebars';
-import { RecoupError, type Issue } from '../errors.js';
+import { loadTemplateBundle, type CompiledPage, type PageAsset } from '../http/pages/template-bundle.js';
 
 /**
  * The ops console's pages: `<dir>/<page>.hbs` for every name in `consolePageNames`, partials in
@@ -33,13 +29,8 @@ export type ConsoleAssetName = (typeof consoleAssetNames)[number];
 /** Where console assets are served; the route is registered by console.routes.ts. */
 export const consoleAssetPrefix = '/console/assets/';
 
-export interface ConsoleAsset {
-  body: Buffer;
-  contentType: string;
-  etag: string;
-  /** `/console/assets/<name>?v=<hash>`: cacheable, since the URL changes with the content. */
-  url: string;
-}
+/** `/console/assets/<name>?v=<hash>`: cacheable, since the URL changes with the content. */
+export type ConsoleAsset = PageAsset;
 
 export type NavSection = 'cadences' | 'orders' | 'suppressions' | 'health';
 
@@ -68,7 +59,7 @@ const navItems: Array<{ section: NavSection; label: string; href: string }> = [
   { section: 'health', label: 'Health', href: '/console/health' },
 ];
 
-type Compiled = Handlebars.TemplateDelegate;
+type Compiled = CompiledPage;
 
 export class ConsolePages {
   readonly #pages: Record<ConsolePageName, Compiled>;
@@ -87,55 +78,13 @@ export class ConsolePages {
 
   /** Reads and compiles `dir` (normally `templates/console`); RecoupError('config') lists every problem. */
   static load(dir: string): ConsolePages {
-    const env = Handlebars.create();
-    const issues: Issue[] = [];
-
-    const partials: Record<string, Compiled> = {};
-    const partialDir = path.join(dir, 'partials');
-    for (const file of listFiles(partialDir).filter((f) => f.endsWith('.hbs'))) {
-      const compiled = compileFile(env, path.join(partialDir, file), `partials/${file}`, issues);
-      if (compiled) partials[file.slice(0, -'.hbs'.length)] = compiled;
-    }
-    if (!partials.layout && !issues.some((i) => i.path === 'partials/layout.hbs')) {
-      issues.push({ path: 'partials/layout.hbs', message: 'missing: every console page is rendered inside it' });
-    }
-
-    const pages: Partial<Record<ConsolePageName, Compiled>> = {};
-    for (const page of consolePageNames) {
-      const compiled = compileFile(env, path.join(dir, `${page}.hbs`), `${page}.hbs`, issues);
-      if (compiled) pages[page] = compiled;
-    }
-
-    const assets: Partial<Record<ConsoleAssetName, ConsoleAsset>> = {};
-    for (const name of consoleAssetNames) {
-      let body: Buffer;
-      try {
-        body = readFileSync(path.join(dir, 'assets', name));
-      } catch {
-        issues.push({ path: `assets/${name}`, message: 'missing or not readable' });
-        continue;
-      }
-      const hash = createHash('sha256').update(body).digest('base64url').slice(0, 16);
-      assets[name] = {
-        body,
-        contentType: contentTypes[name],
-        etag: `"${hash}"`,
-        url: `${consoleAssetPrefix}${name}?v=${hash}`,
-      };
-    }
-
-    if (issues.length > 0) {
-      throw new RecoupError(
-        'config',
-        `Console pages in ${dir} are invalid: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
-        { issues },
-      );
-    }
-    return new ConsolePages(
-      pages as Record<ConsolePageName, Compiled>,
-      partials,
-      assets as Record<ConsoleAssetName, ConsoleAsset>,
-    );
+    const bundle = loadTemplateBundle(dir, {
+      pageNames: consolePageNames,
+      contentTypes,
+      assetUrlPrefix: consoleAssetPrefix,
+      what: 'Console pages',
+    });
+    return new ConsolePages(bundle.pages, bundle.partials, bundle.assets);
   }
 
   /** The full HTML document of `page`. Throws if the data does not fit the template (strict mode). */
@@ -155,34 +104,5 @@ export class ConsolePages {
 
   asset(name: string): ConsoleAsset | undefined {
     return (consoleAssetNames as readonly string[]).includes(name) ? this.#assets[name as ConsoleAssetName] : undefined;
-  }
-}
-
-function listFiles(dir: string): string[] {
-  try {
-    return readdirSync(dir, { withFileTypes: true })
-      .filter((e) => e.isFile() && !e.name.startsWith('.'))
-      .map((e) => e.name)
-      .sort();
-  } catch {
-    return [];
-  }
-}
-
-function compileFile(env: typeof Handlebars, file: string, rel: string, issues: Issue[]): Compiled | undefined {
-  let source: string;
-  try {
-    source = readFileSync(file, 'utf8');
-  } catch {
-    issues.push({ path: rel, message: 'missing or not readable' });
-    return undefined;
-  }
-  try {
-    // Parse and precompile now: `compile()` alone would defer syntax errors to the first render.
-    env.precompile(source, { strict: true });
-    return env.compile(source, { strict: true, noEscape: false });
-  } catch (err) {
-    issues.push({ path: rel, message: err instanceof Error ? err.message : String(err) });
-    return undefined;
   }
 }

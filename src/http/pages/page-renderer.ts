@@ -1,10 +1,6 @@
-import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
-import path from 'node:path';
-import Handlebars from 'handlebars';
 import type { PaymentMethod } from '../../domain.js';
-import { RecoupError, type Issue } from '../../errors.js';
 import { pageStrings, type PageLocale } from './page-strings.js';
+import { loadTemplateBundle, type CompiledPage, type PageAsset } from './template-bundle.js';
 
 /**
  * The retry pages: `<dir>/<page>.hbs` for every page in `pageNames`, shared partials in
@@ -122,14 +118,7 @@ export interface PageData {
 export const assetNames = ['recoup.css', 'retry.js'] as const;
 export type AssetName = (typeof assetNames)[number];
 
-export interface PageAsset {
-  body: Buffer;
-  contentType: string;
-  /** Strong ETag of the content. */
-  etag: string;
-  /** The URL pages use: `/assets/<name>?v=<hash>`. */
-  url: string;
-}
+export type { PageAsset };
 
 const contentTypes: Record<AssetName, string> = {
   'recoup.css': 'text/css; charset=utf-8',
@@ -138,7 +127,7 @@ const contentTypes: Record<AssetName, string> = {
 
 const scriptedPages: ReadonlySet<PageName> = new Set(['qr', 'pending', 'card']);
 
-type Compiled = Handlebars.TemplateDelegate;
+type Compiled = CompiledPage;
 
 export class PageRenderer {
   readonly #pages: Record<PageName, Compiled>;
@@ -160,48 +149,8 @@ export class PageRenderer {
    * RecoupError('config') listing every problem at once.
    */
   static load(dir: string): PageRenderer {
-    // Isolated: helpers or partials registered on the global Handlebars cannot reach these pages.
-    const env = Handlebars.create();
-    const issues: Issue[] = [];
-
-    const partials: Record<string, Compiled> = {};
-    const partialDir = path.join(dir, 'partials');
-    for (const file of listFiles(partialDir).filter((f) => f.endsWith('.hbs'))) {
-      const compiled = compileFile(env, path.join(partialDir, file), `partials/${file}`, issues);
-      if (compiled) partials[file.slice(0, -'.hbs'.length)] = compiled;
-    }
-    if (!partials.layout && !issues.some((i) => i.path === 'partials/layout.hbs')) {
-      issues.push({ path: 'partials/layout.hbs', message: 'missing: every page is rendered inside it' });
-    }
-
-    const pages: Partial<Record<PageName, Compiled>> = {};
-    for (const page of pageNames) {
-      const compiled = compileFile(env, path.join(dir, `${page}.hbs`), `${page}.hbs`, issues);
-      if (compiled) pages[page] = compiled;
-    }
-
-    const assets: Partial<Record<AssetName, PageAsset>> = {};
-    for (const name of assetNames) {
-      const file = path.join(dir, 'assets', name);
-      let body: Buffer;
-      try {
-        body = readFileSync(file);
-      } catch {
-        issues.push({ path: `assets/${name}`, message: 'missing or not readable' });
-        continue;
-      }
-      const hash = createHash('sha256').update(body).digest('base64url').slice(0, 16);
-      assets[name] = { body, contentType: contentTypes[name], etag: `"${hash}"`, url: `/assets/${name}?v=${hash}` };
-    }
-
-    if (issues.length > 0) {
-      throw new RecoupError(
-        'config',
-        `Pages in ${dir} are invalid: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
-        { issues },
-      );
-    }
-    return new PageRenderer(pages as Record<PageName, Compiled>, partials, assets as Record<AssetName, PageAsset>);
+    const bundle = loadTemplateBundle(dir, { pageNames, contentTypes, assetUrlPrefix: '/assets/', what: 'Pages' });
+    return new PageRenderer(bundle.pages, bundle.partials, bundle.assets);
   }
 
   /** The full HTML document of `page` in `locale`. Throws if the data does not fit the template. */
@@ -224,44 +173,5 @@ export class PageRenderer {
   /** A page asset by file name, or undefined. */
   asset(name: string): PageAsset | undefined {
     return (assetNames as readonly string[]).includes(name) ? this.#assets[name as AssetName] : undefined;
-  }
-}
-
-function listFiles(dir: string): string[] {
-  try {
-    return readdirSync(dir, { withFileTypes: true })
-      .filter((e) => e.isFile() && !e.name.startsWith('.'))
-      .map((e) => e.name)
-      .sort();
-  } catch {
-    return [];
-  }
-}
-
-/** The compiler stages Handlebars exposes; `compile()` alone would defer errors to the first render. */
-interface CompilerStages {
-  Compiler: new () => { compile(ast: hbs.AST.Program, options: object): unknown };
-  JavaScriptCompiler: new () => {
-    compile(environment: unknown, options: object, context: undefined, asObject: true): TemplateSpecification;
-  };
-}
-
-function compileFile(env: typeof Handlebars, file: string, rel: string, issues: Issue[]): Compiled | undefined {
-  let source: string;
-  try {
-    source = readFileSync(file, 'utf8');
-  } catch {
-    issues.push({ path: rel, message: 'missing or not readable' });
-    return undefined;
-  }
-  const options = { strict: true, noEscape: false, data: true };
-  const stages = env as unknown as CompilerStages;
-  try {
-    const ast = env.parse(source);
-    const environment = new stages.Compiler().compile(ast, options);
-    return env.template(new stages.JavaScriptCompiler().compile(environment, options, undefined, true));
-  } catch (err) {
-    issues.push({ path: rel, message: err instanceof Error ? err.message : String(err) });
-    return undefined;
   }
 }
