@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { PaymentMethod } from './domain.js';
 import { parseDuration } from './duration.js';
 import { RecoupError } from './errors.js';
+import { parseCountryCosts, parseUnitCost, type MessageCostRates, type UnitCost } from './reports/message-cost.js';
 
 const duration = (fallback: string) =>
   z
@@ -136,6 +137,17 @@ const envSchema = z
     FAULT_INJECTION: optionalString,
     /** Largest accepted request body in bytes. Default 262144. */
     BODY_LIMIT: whole(z.coerce.number().int().min(1024).default(262_144)),
+    /**
+     * Share of eligible orders (0–50 %) kept as a control group that gets no messages; a
+     * cadence's `holdout_percent` overrides it. Default 0: no holdout.
+     */
+    HOLDOUT_PERCENT: whole(z.coerce.number().min(0).max(50).default(0)),
+    /** Estimated SMS cost per segment when Twilio reports no price, e.g. `0.0079 USD`. Unset: unknown. */
+    SMS_COST_PER_SEGMENT: optionalString,
+    /** Per destination country, overriding SMS_COST_PER_SEGMENT: `CN=0.045 USD,US=0.0079 USD`. */
+    SMS_COST_PER_SEGMENT_BY_COUNTRY: optionalString,
+    /** Cost of one email, e.g. `0.0004 USD`. Unset: unknown. */
+    EMAIL_COST: optionalString,
     /** Gateway circuits: gateway_outage/network failures are counted over this sliding window. Default 5m. */
     CIRCUIT_WINDOW: duration('5m').refine((ms) => ms >= 1_000, 'must be at least 1s'),
     /** Failures in the window needed to open a gateway's circuit (with CIRCUIT_FAILURE_RATIO). Default 10. */
@@ -181,6 +193,22 @@ const envSchema = z
         for (const key of ['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET'] as const) {
           if (!env[key])
             ctx.addIssue({ code: 'custom', path: [key], message: 'required when a payment gateway is stripe' });
+        }
+      }
+      for (const key of ['SMS_COST_PER_SEGMENT', 'EMAIL_COST'] as const) {
+        const text = env[key];
+        if (text !== undefined && !parseUnitCost(text)) {
+          ctx.addIssue({ code: 'custom', path: [key], message: 'must be an amount and a currency, e.g. "0.0079 USD"' });
+        }
+      }
+      if (env.SMS_COST_PER_SEGMENT_BY_COUNTRY !== undefined) {
+        const parsed = parseCountryCosts(env.SMS_COST_PER_SEGMENT_BY_COUNTRY);
+        if ('error' in parsed) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['SMS_COST_PER_SEGMENT_BY_COUNTRY'],
+            message: `"${String(parsed.error)}" is not COUNTRY=amount currency, e.g. "CN=0.045 USD"`,
+          });
         }
       }
       if (!isValidTimezone(env.DEFAULT_TIMEZONE)) {
@@ -264,6 +292,8 @@ export interface Config {
   trustProxy: boolean | string;
   ops: { metricsToken: string | undefined; metricsPort: number | undefined; stuckOrderAfterMs: number };
   retryPageRateLimit: number;
+  /** Finance: the holdout share and the unit costs that price messages a provider does not. */
+  finance: { holdoutPercent: number; messageCosts: MessageCostRates };
   /** Gateway circuit breakers (src/circuits/). */
   circuits: {
     windowMs: number;
@@ -373,6 +403,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     ops: { metricsToken: env.METRICS_TOKEN, metricsPort: env.METRICS_PORT, stuckOrderAfterMs: env.STUCK_ORDER_AFTER },
     trustProxy: env.TRUST_PROXY === undefined ? false : env.TRUST_PROXY === 'true' ? true : env.TRUST_PROXY,
     retryPageRateLimit: env.RETRY_PAGE_RATE_LIMIT,
+    finance: {
+      holdoutPercent: env.HOLDOUT_PERCENT,
+      messageCosts: {
+        smsPerSegment: env.SMS_COST_PER_SEGMENT ? parseUnitCost(env.SMS_COST_PER_SEGMENT) : undefined,
+        smsPerSegmentByCountry: countryCosts(env.SMS_COST_PER_SEGMENT_BY_COUNTRY),
+        email: env.EMAIL_COST ? parseUnitCost(env.EMAIL_COST) : undefined,
+      },
+    },
     circuits: {
       windowMs: env.CIRCUIT_WINDOW,
       minFailures: env.CIRCUIT_MIN_FAILURES,
@@ -383,4 +421,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       evaluateIntervalMs: env.CIRCUIT_EVALUATE_INTERVAL,
     },
   };
+}
+
+function countryCosts(text: string | undefined): Record<string, UnitCost> {
+  if (text === undefined) return {};
+  const parsed = parseCountryCosts(text);
+  return 'error' in parsed ? {} : parsed;
 }

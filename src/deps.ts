@@ -70,7 +70,14 @@ export async function buildCoreDeps(config: Config, logger: Logger, clock: Clock
     dataDir: config.dataDir,
     onError: (err) => logger.warn({ err }, 'idle Postgres connection failed'),
   });
-  return { config, logger, clock, database, cadences: new CadenceBook(database.db), renderer };
+  return {
+    config,
+    logger,
+    clock,
+    database,
+    cadences: new CadenceBook(database.db, { defaultHoldoutPercent: config.finance.holdoutPercent }),
+    renderer,
+  };
 }
 
 /** The sandbox's webhook signing key, derived from RECOUP_SECRET. */

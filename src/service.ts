@@ -37,6 +37,7 @@ import { startStepWorker } from './queue/step.worker.js';
 import type { DispatchDeps, DispatchResult } from './recoveries/dispatch-step.js';
 import { Reconciler } from './recoveries/reconciler.js';
 import { MeteredEmailSender, MeteredSmsSender } from './ops/metered-senders.js';
+import { MessageCosts } from './reports/message-cost.js';
 import { OpsMetrics } from './ops/metrics.js';
 import { startMetricsServer } from './ops/metrics-server.js';
 import { opsSettings } from './ops/ops-settings.js';
@@ -142,6 +143,7 @@ export async function startService(
           faultPoint: overrides.faultPoint ?? parseFaultInjection(config.faultInjection),
           // Steps whose retry link only leads to gateways with open circuits are held.
           circuits: { gatewayFor: (method) => config.payments.gatewayFor[method], settings: config.circuits },
+          messageCosts: new MessageCosts(config.finance.messageCosts),
         },
       });
       const stepWorker = worker;

@@ -13,10 +13,13 @@ export class CadenceBook {
   readonly #activeTtlMs: number;
   readonly #versions = new Map<string, CadenceVersion>();
   #active: { at: number; list: CadenceVersion[] } | undefined;
+  /** Holdout share (percent) for cadences that do not set `holdout_percent`. Default 0: no holdout. */
+  readonly defaultHoldoutPercent: number;
 
-  constructor(db: Db, options: { activeTtlMs?: number } = {}) {
+  constructor(db: Db, options: { activeTtlMs?: number; defaultHoldoutPercent?: number } = {}) {
     this.#db = db;
     this.#activeTtlMs = options.activeTtlMs ?? 5_000;
+    this.defaultHoldoutPercent = options.defaultHoldoutPercent ?? 0;
   }
 
   /**

@@ -50,6 +50,11 @@ export interface Cadence {
   switchChannelOnFailure: boolean;
   /** Incentives granted per calendar month (UTC) and currency, minor units; beyond it steps go out without. */
   incentiveMonthlyBudget?: number;
+  /**
+   * Share of this cadence's orders (0–50 %) kept as a control group that gets no messages,
+   * so finance can measure what the reminders add. Overrides the global HOLDOUT_PERCENT.
+   */
+  holdoutPercent?: number;
   steps: CadenceStep[];
 }
 

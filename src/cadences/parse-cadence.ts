@@ -106,6 +106,7 @@ const documentSchema = z.strictObject({
     .int('must be a whole number of minor units')
     .min(0, 'must be 0 or more')
     .optional(),
+  holdout_percent: z.number().min(0, 'must be 0 or more').max(50, 'must be at most 50').optional(),
   steps: z.array(stepSchema).min(1, 'at least one step is required'),
 });
 
@@ -184,6 +185,7 @@ export function cadenceToDocument(c: Cadence): Record<string, unknown> {
   doc.expire_after = formatDuration(c.expireAfterMs);
   doc.switch_channel_on_failure = c.switchChannelOnFailure;
   if (c.incentiveMonthlyBudget !== undefined) doc.incentive_monthly_budget = c.incentiveMonthlyBudget;
+  if (c.holdoutPercent !== undefined) doc.holdout_percent = c.holdoutPercent;
   doc.steps = c.steps.map((step) => ({
     after: formatDuration(step.afterMs),
     channel: step.channel,
@@ -233,6 +235,7 @@ function toCadence(doc: CadenceDocument): Cadence {
     expireAfterMs: doc.expire_after,
     switchChannelOnFailure: doc.switch_channel_on_failure ?? true,
     ...(doc.incentive_monthly_budget === undefined ? {} : { incentiveMonthlyBudget: doc.incentive_monthly_budget }),
+    ...(doc.holdout_percent === undefined ? {} : { holdoutPercent: doc.holdout_percent }),
     steps: doc.steps.map((step): CadenceStep => ({
       afterMs: step.after,
       channel: step.channel,

@@ -126,9 +126,24 @@ export const recoveries = pgTable(
     expiresAt: ts('expires_at').notNull(),
     endedAt: ts('ended_at'),
     endedReason: text('ended_reason'),
+    /** In the control group: tracked like the others, never messaged (see src/recoveries/holdout.ts). */
+    holdout: boolean('holdout').notNull().default(false),
+    /** The order's currency when the recovery started: reports group by it without a join. */
+    currency: text('currency'),
+    /** The method of the failed payment that started the recovery, when the shop said. */
+    failedMethod: text('failed_method'),
+    /** Set when a payment ended the recovery as `recovered`: when, how it is attributed, and the order value won back. */
+    recoveredAt: ts('recovered_at'),
+    recoveredAttribution: text('recovered_attribution'),
+    recoveredStep: integer('recovered_step'),
+    recoveredChannel: text('recovered_channel'),
+    /** Minor units: what was paid plus any incentive granted (the order value won back). */
+    recoveredValue: bigint('recovered_value', { mode: 'number' }),
   },
   (t) => [
     uniqueIndex('recoveries_order_unique').on(t.orderId),
+    index('recoveries_started_idx').on(t.startedAt),
+    index('recoveries_recovered_idx').on(t.recoveredAt),
     index('recoveries_due_idx')
       .on(t.nextRunAt)
       .where(sql`${t.state} = 'active'`),
@@ -165,6 +180,14 @@ export const messages = pgTable(
     priceCurrency: text('price_currency'),
     /** SMS segments, counted at send time. */
     segments: integer('segments'),
+    /**
+     * What sending cost, in millionths of `cost_currency`'s major unit (Twilio prices are
+     * sub-cent): estimated at send from the configured unit costs, replaced by the provider's
+     * price when a status callback reports one (`cost_source` = estimate | provider).
+     */
+    costMicros: bigint('cost_micros', { mode: 'number' }),
+    costCurrency: text('cost_currency'),
+    costSource: text('cost_source'),
     /** Identifies the worker run that holds the `sending` claim. */
     claimId: text('claim_id'),
     plannedAt: ts('planned_at'),
@@ -178,6 +201,7 @@ export const messages = pgTable(
     uniqueIndex('messages_link_token_unique').on(t.linkToken),
     index('messages_order_idx').on(t.orderId),
     index('messages_customer_sent_idx').on(t.customerId, t.sentAt),
+    index('messages_sent_idx').on(t.sentAt),
   ],
 );
 
@@ -240,7 +264,7 @@ export const clicks = pgTable(
     userAgent: text('user_agent'),
     at: ts('at').notNull(),
   },
-  (t) => [index('clicks_order_idx').on(t.orderId, t.at)],
+  (t) => [index('clicks_order_idx').on(t.orderId, t.at), index('clicks_at_idx').on(t.at)],
 );
 
 /**
@@ -278,6 +302,7 @@ export const payments = pgTable(
     uniqueIndex('payments_external_unique').on(t.gateway, t.externalId),
     index('payments_order_idx').on(t.orderId),
     index('payments_paid_at_idx').on(t.paidAt),
+    index('payments_created_idx').on(t.createdAt),
   ],
 );
 
@@ -296,10 +321,16 @@ export const refunds = pgTable(
     refundKey: text('refund_key').notNull().unique(),
     gatewayRefundId: text('gateway_refund_id'),
     requestedBy: text('requested_by'),
+    /** When the gateway confirmed it: the day it reduces recovered revenue. */
+    succeededAt: ts('succeeded_at'),
     createdAt: ts('created_at').notNull().defaultNow(),
     updatedAt: ts('updated_at').notNull().defaultNow(),
   },
-  (t) => [index('refunds_order_idx').on(t.orderId), index('refunds_gateway_idx').on(t.gatewayRefundId)],
+  (t) => [
+    index('refunds_order_idx').on(t.orderId),
+    index('refunds_gateway_idx').on(t.gatewayRefundId),
+    index('refunds_updated_idx').on(t.updatedAt),
+  ],
 );
 
 /** Webhooks received from gateways, de-duplicated by the gateway's event id. */
@@ -414,4 +445,47 @@ export const gatewayCircuits = pgTable('gateway_circuits', {
   openedAt: ts('opened_at'),
   closedAt: ts('closed_at'),
   updatedAt: ts('updated_at').notNull(),
+});
+
+/**
+ * Report rollup: additive finance measures per 15-minute UTC bucket (every timezone's day
+ * starts on a quarter hour), order currency, and one dimension (`dim` = '' for the total, or
+ * cadence | step | channel | method | failure_category). Rebuilt from the base tables for the
+ * buckets that changed (src/reports/rollup.ts); never the source of truth.
+ */
+export const reportRollup = pgTable(
+  'report_rollup',
+  {
+    bucket: ts('bucket').notNull(),
+    currency: text('currency').notNull(),
+    dim: text('dim').notNull(),
+    value: text('value').notNull(),
+    /** '' for rows without cost; else the currency of `cost_micros`. */
+    costCurrency: text('cost_currency').notNull(),
+    ordersEntered: integer('orders_entered').notNull().default(0),
+    messaged: integer('messaged').notNull().default(0),
+    clicked: integer('clicked').notNull().default(0),
+    recoveredCount: integer('recovered_count').notNull().default(0),
+    recoveredAmount: bigint('recovered_amount', { mode: 'number' }).notNull().default(0),
+    refundedAmount: bigint('refunded_amount', { mode: 'number' }).notNull().default(0),
+    organicAmount: bigint('organic_amount', { mode: 'number' }).notNull().default(0),
+    incentiveAmount: bigint('incentive_amount', { mode: 'number' }).notNull().default(0),
+    messagesSent: integer('messages_sent').notNull().default(0),
+    costMicros: bigint('cost_micros', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [
+    primaryKey({ columns: [t.dim, t.bucket, t.currency, t.value, t.costCurrency] }),
+    index('report_rollup_bucket_idx').on(t.bucket),
+  ],
+);
+
+/** Buckets whose rollup rows must be rebuilt before the next report (late provider prices). */
+export const reportDirty = pgTable('report_dirty', {
+  bucket: ts('bucket').primaryKey(),
+});
+
+/** The rollup's high-water mark: base rows changed after `refreshed_at` are not in it yet. */
+export const reportState = pgTable('report_state', {
+  id: integer('id').primaryKey(),
+  refreshedAt: ts('refreshed_at'),
 });

@@ -23,6 +23,7 @@ import { twilioWebhookRoutes } from './twilio-webhooks.routes.js';
 import { unsubscribeRoutes, type UnsubscribeRouteDeps } from './unsubscribe.routes.js';
 import { forgetCustomerRoutes } from '../compliance/forget-customer.routes.js';
 import { registerOpenApi } from './openapi.js';
+import { reportRoutes } from './reports.routes.js';
 import { opsRoutes, type OpsRouteDeps } from './ops.routes.js';
 
 export interface AppDeps {
@@ -131,6 +132,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     );
   }
   await app.register((scope) => keyRoutes(scope, { db: deps.db, clock: deps.clock, keys }));
+  await app.register((scope) => reportRoutes(scope, { db: deps.db, clock: deps.clock, keys }));
   await app.register((scope) => consoleAuthRoutes(scope, consoleSessions));
   const consolePages = deps.console;
   if (consolePages && cadenceAdmin) {

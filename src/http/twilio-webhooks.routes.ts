@@ -101,13 +101,18 @@ function escapeXml(text: string): string {
   return text.replace(/[<>&'"]/g, (c) => `&${{ '<': 'lt', '>': 'gt', '&': 'amp', "'": 'apos', '"': 'quot' }[c]};`);
 }
 
-/** Twilio reports what a message cost as a negative decimal (`-0.00750`, `USD`): minor units, rounded up. */
+/**
+ * Twilio reports what a message cost as a negative decimal (`-0.00750`, `USD`): kept exactly
+ * in micros for finance, and in minor units rounded up for display.
+ */
 export function parseTwilioPrice(
   price: string | undefined,
   unit: string | undefined,
-): { amount: number; currency: string } | undefined {
+): { amount: number; micros: number; currency: string } | undefined {
   if (!price || !unit || !/^-?\d+(\.\d+)?$/.test(price) || !/^[A-Za-z]{3}$/.test(unit)) return undefined;
   const currency = unit.toUpperCase();
+  const [whole = '0', fraction = ''] = price.replace(/^-/, '').split('.');
+  const micros = Number(whole) * 1_000_000 + Number(fraction.slice(0, 6).padEnd(6, '0'));
   const digits = minorUnitDigits(currency);
-  return { amount: Math.ceil(Math.abs(Number(price)) * 10 ** digits), currency };
+  return { amount: Math.ceil(micros / 10 ** (6 - digits)), micros, currency };
 }

@@ -1,3 +1,4 @@
+import { markReportDirty } from '../reports/rollup.js';
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
@@ -24,8 +25,8 @@ export interface DeliveryUpdate {
   errorCode?: string | undefined;
   /** Set when the error says the number itself is unusable. */
   badAddress?: BadAddressReason | undefined;
-  /** What the provider charged, when it says (minor units). */
-  price?: { amount: number; currency: string } | undefined;
+  /** What the provider charged, when it says: minor units (rounded up) and exact micros. */
+  price?: { amount: number; micros: number; currency: string } | undefined;
 }
 
 /**
@@ -39,17 +40,28 @@ export async function applyDeliveryUpdate(
 ): Promise<'updated' | 'unchanged' | 'unknown_message'> {
   const next = twilioToRecoup[update.providerStatus];
   return db.transaction(async (tx) => {
-    const [message] = await rows<{ id: string; status: string; to_address: string | null; customer_id: string }>(
+    const [message] = await rows<{
+      id: string;
+      status: string;
+      to_address: string | null;
+      customer_id: string;
+      sent_at: Date | null;
+    }>(
       tx,
-      sql`select id, status, to_address, customer_id from messages where provider_id = ${update.providerId} for update`,
+      sql`select id, status, to_address, customer_id, sent_at from messages
+          where provider_id = ${update.providerId} for update`,
     );
     if (!message) return 'unknown_message';
     if (update.price) {
-      // The price arrives on a late callback, whatever the status it carries.
+      // The price arrives on a late callback, whatever the status it carries. It replaces the
+      // configured estimate, so the report bucket of the send must be rebuilt.
       await tx.execute(
-        sql`update messages set price_amount = ${update.price.amount}, price_currency = ${update.price.currency}
+        sql`update messages set price_amount = ${update.price.amount}, price_currency = ${update.price.currency},
+                                cost_micros = ${update.price.micros}, cost_currency = ${update.price.currency},
+                                cost_source = 'provider', updated_at = ${now}
             where id = ${message.id}`,
       );
+      if (message.sent_at) await markReportDirty(tx, message.sent_at);
     }
     if (!next || (rank[next] ?? 0) <= (rank[message.status] ?? 3)) return 'unchanged';
     await tx.execute(

@@ -195,7 +195,13 @@ async function applyClaimedEvent(
   const started = await startRecovery(
     tx,
     deps.cadences,
-    { id: input.id, customerId: input.customer.id, amount: input.amount, currency: input.currency },
+    {
+      id: input.id,
+      customerId: input.customer.id,
+      amount: input.amount,
+      currency: input.currency,
+      failedMethod: payment?.method ?? null,
+    },
     category ?? 'unknown',
     now,
     input.cadence,

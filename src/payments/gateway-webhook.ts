@@ -78,7 +78,8 @@ async function applyEvent(deps: RetryDeps, gateway: string, event: GatewayEvent)
   if (event.type === 'refund.succeeded' || event.type === 'refund.failed') {
     const updated = await rows<{ id: string }>(
       deps.db,
-      sql`update refunds set status = ${event.type === 'refund.succeeded' ? 'succeeded' : 'failed'}, updated_at = ${now}
+      sql`update refunds set status = ${event.type === 'refund.succeeded' ? 'succeeded' : 'failed'}, updated_at = ${now},
+                             succeeded_at = ${event.type === 'refund.succeeded' ? now : null}
           where gateway_refund_id = ${event.refundId ?? ''} and status = 'pending' returning id`,
     );
     return updated.length > 0 ? 'refund_updated' : 'ignored';

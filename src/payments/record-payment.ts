@@ -63,7 +63,11 @@ export async function recordPayment(
     tx,
     sql`select id, state, wake_seq, cadence_name, cadence_version from recoveries where order_id = ${fact.orderId}`,
   );
-  const credit = alreadyPaid ? undefined : await attribute(tx, fact, recovery?.id, options.clickWindowMs);
+  // A duplicate carries the attribution of the payment it duplicates: it is counted in the same
+  // revenue as the original, and its (automatic) refund takes it out again on the refund's day.
+  const credit = alreadyPaid
+    ? await originalCredit(tx, fact.orderId)
+    : await attribute(tx, fact, recovery?.id, options.clickWindowMs);
 
   await tx.execute(
     sql`insert into payments (id, order_id, attempt_id, gateway, external_id, method, amount, currency, incentive_amount,
@@ -91,12 +95,38 @@ export async function recordPayment(
   let endedRecovery: { id: string; wakeSeq: number } | null = null;
   if (recovery?.state === 'active') {
     await tx.execute(
-      sql`update recoveries set state = 'recovered', ended_at = ${options.now}, ended_reason = 'paid', next_run_at = null
+      sql`update recoveries set state = 'recovered', ended_at = ${options.now}, ended_reason = 'paid', next_run_at = null,
+                                recovered_at = ${fact.paidAt}, recovered_attribution = ${credit?.attribution ?? 'none'},
+                                recovered_step = ${credit?.step ?? null}, recovered_channel = ${credit?.channel ?? null},
+                                recovered_value = ${fact.amount + (fact.incentiveAmount ?? 0)}
           where id = ${recovery.id}`,
     );
     endedRecovery = { id: recovery.id, wakeSeq: recovery.wake_seq };
   }
   return { kind: 'recorded', paymentId, attribution: credit?.attribution ?? 'none', endedRecovery };
+}
+
+/** The attribution of the order's first (non-duplicate) payment, for a duplicate of it. */
+async function originalCredit(tx: Tx, orderId: string): Promise<Credit | undefined> {
+  const [original] = await rows<{
+    attribution: Attribution;
+    message_id: string | null;
+    click_id: string | null;
+    step: number | null;
+    channel: string | null;
+  }>(
+    tx,
+    sql`select attribution, message_id, click_id, step, channel from payments
+        where order_id = ${orderId} and not duplicate order by paid_at, created_at limit 1`,
+  );
+  if (!original) return undefined;
+  return {
+    attribution: original.attribution,
+    messageId: original.message_id,
+    clickId: original.click_id,
+    step: original.step,
+    channel: original.channel,
+  };
 }
 
 interface Credit {

@@ -723,6 +723,8 @@ export async function submitRefund(deps: RetryDeps, refundId: string): Promise<v
     });
     await deps.db.execute(
       sql`update refunds set gateway_refund_id = ${result.gatewayRefundId},
+                             succeeded_at = case when status = 'pending' and ${result.status} = 'succeeded'
+                                                 then ${deps.clock.now()} else succeeded_at end,
                              status = case when status = 'pending' then ${result.status} else status end,
                              updated_at = ${deps.clock.now()}
           where id = ${refundId}`,

@@ -19,6 +19,7 @@ import type { MessageContext } from '../messages/message-context.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
 import type { StepJobData, Wakeup } from '../queue/queues.js';
 import { newRetryToken, retryUrl } from '../retry-links/retry-token.js';
+import type { MessageCosts } from '../reports/message-cost.js';
 import { nextSendTime } from './send-window.js';
 
 export interface DispatchSettings {
@@ -48,6 +49,8 @@ export interface DispatchDeps {
   unsubscribe?: UnsubscribeLinks | undefined;
   /** Gateway circuits (src/circuits/): holds steps whose retry link only leads to open circuits. Unset: no checks. */
   circuits?: CircuitHold | undefined;
+  /** Unit costs for messages the provider does not price (src/reports/message-cost.ts). Unset: cost unknown. */
+  messageCosts?: MessageCosts | undefined;
   /**
    * Test seam for the crash and fault harnesses: called at the two moments a crash is
    * most dangerous. Production leaves it undefined.
@@ -375,13 +378,15 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
 }
 
 async function sendClaimed(deps: DispatchDeps, claim: Claim): Promise<DispatchResult> {
-  let rendered: { sms: string } | { subject: string; html: string; text: string } | undefined;
+  let rendered: { sms: string; segments: number } | { subject: string; html: string; text: string } | undefined;
   let renderError: unknown;
   try {
-    rendered =
-      claim.channel === 'sms'
-        ? { sms: deps.renderer.renderSms(claim.template, claim.locale, claim.context).body }
-        : deps.renderer.renderEmail(claim.template, claim.locale, claim.context);
+    if (claim.channel === 'sms') {
+      const sms = deps.renderer.renderSms(claim.template, claim.locale, claim.context);
+      rendered = { sms: sms.body, segments: sms.segments.segments };
+    } else {
+      rendered = deps.renderer.renderEmail(claim.template, claim.locale, claim.context);
+    }
   } catch (err) {
     renderError = err;
   }
@@ -447,10 +452,14 @@ async function sendClaimed(deps: DispatchDeps, claim: Claim): Promise<DispatchRe
       return recordProviderFailure(tx, deps, claim, recovery, err);
     }
     await deps.faultPoint?.('after_provider_answer', claim.messageId);
+    const segments = 'segments' in rendered ? rendered.segments : null;
+    const cost = deps.messageCosts?.estimate(claim.channel, claim.to, segments ?? undefined);
     const [sent] = await rows<{ planned_at: Date | null }>(
       tx,
       sql`update messages set status = 'sent', provider_id = ${receipt.providerId}, sent_at = ${receipt.acceptedAt},
-                              reason = null, updated_at = ${now()}
+                              reason = null, updated_at = ${now()}, segments = ${segments},
+                              cost_micros = ${cost?.micros ?? null}, cost_currency = ${cost?.currency ?? null},
+                              cost_source = ${cost ? 'estimate' : null}
           where id = ${claim.messageId}
           returning planned_at`,
     );

@@ -6,19 +6,23 @@ import type { Tx } from '../db/tx.js';
 import type { FailureCategory } from '../domain.js';
 import { newId } from '../ids.js';
 import type { Wakeup } from '../queue/queues.js';
+import { inHoldout } from './holdout.js';
 
 export type StartOutcome =
-  | { started: true; recoveryId: string; cadence: string; version: number; wakeup: Wakeup }
+  | { started: true; recoveryId: string; cadence: string; version: number; holdout: boolean; wakeup: Wakeup }
   | { started: false; reason: 'already_exists' | 'no_matching_cadence' };
 
 /**
  * Starts the one recovery an order may ever have, with the best-matching active cadence.
  * Must run in the transaction that holds the order's row lock.
+ *
+ * An order in the holdout (control) group gets a recovery like any other, so its payment is
+ * tracked the same way, but it skips every step: its only wake-up is at expiry.
  */
 export async function startRecovery(
   tx: Tx,
   cadences: CadenceBook,
-  order: { id: string; customerId: string; amount: number; currency: string },
+  order: { id: string; customerId: string; amount: number; currency: string; failedMethod?: string | null },
   category: FailureCategory,
   now: Date,
   requestedCadence?: string | null,
@@ -41,14 +45,18 @@ export async function startRecovery(
   if (!firstStep) return { started: false, reason: 'no_matching_cadence' };
 
   const recoveryId = newId('rec');
-  const runAt = new Date(now.getTime() + firstStep.afterMs);
+  const holdout = inHoldout(order.id, chosen.cadence.holdoutPercent ?? cadences.defaultHoldoutPercent);
   const expiresAt = new Date(now.getTime() + chosen.cadence.expireAfterMs);
+  const runAt = holdout ? expiresAt : new Date(now.getTime() + firstStep.afterMs);
+  const stepIndex = holdout ? chosen.cadence.steps.length : 0;
   const inserted = await rows<{ id: string }>(
     tx,
     sql`insert into recoveries (id, order_id, customer_id, cadence_name, cadence_version, failure_category,
-                                state, step_index, next_run_at, wake_seq, started_at, expires_at)
+                                state, step_index, next_run_at, wake_seq, started_at, expires_at,
+                                holdout, currency, failed_method)
         values (${recoveryId}, ${order.id}, ${order.customerId}, ${chosen.name}, ${chosen.version}, ${category},
-                'active', 0, ${runAt}, 0, ${now}, ${expiresAt})
+                'active', ${stepIndex}, ${runAt}, 0, ${now}, ${expiresAt},
+                ${holdout}, ${order.currency}, ${order.failedMethod ?? null})
         on conflict (order_id) do nothing
         returning id`,
   );
@@ -58,6 +66,7 @@ export async function startRecovery(
     recoveryId,
     cadence: chosen.name,
     version: chosen.version,
+    holdout,
     wakeup: { recoveryId, wakeSeq: 0, runAt },
   };
 }
