@@ -14,6 +14,7 @@ import { keysCommand, keysUsage } from './access/keys-cli.js';
 import { isRecoupError, RecoupError } from './errors.js';
 import { createLogger } from './logger.js';
 import { TemplateRenderer } from './messages/template-renderer.js';
+import { reportCommand, reportUsage } from './reports/report-cli.js';
 import { startService, type ServiceRoles } from './service.js';
 
 const usage = `recoup: win back unpaid orders with cadenced SMS and email reminders
@@ -28,6 +29,7 @@ Usage: recoup <command>
   cadences list          print the active cadences as YAML
   customers forget ID    erase a customer's personal data (keeps anonymised payments); idempotent
 ${keysUsage}
+${reportUsage}
   demo [--url URL] [--key KEY]
                          send sample orders to a running recoup (two locales, two currencies)
 
@@ -50,6 +52,8 @@ async function main(argv: string[]): Promise<number> {
       return customers(rest);
     case 'keys':
       return keysCommand(rest, loadConfig());
+    case 'report':
+      return reportCommand(rest, loadConfig(), systemClock.now());
     case 'demo':
       return demo(rest);
     case undefined:
