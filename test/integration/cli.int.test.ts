@@ -272,4 +272,27 @@ describe('recoup CLI', { timeout: 90_000 }, () => {
       });
     }
   });
+  describe('report', () => {
+    it('prints the report as a table and as CSV, and names a bad option in one line', async () => {
+      // The database was migrated by the cases above; an empty period is still a valid report.
+      await runCli(['migrate'], env);
+      const table = await runCli(
+        ['report', '--from', '2026-11-01', '--to', '2026-11-03', '--group-by', 'channel'],
+        env,
+      );
+      expect(table.code).toBe(0);
+      expect(table.stdout).toContain('Recovery report 2026-11-01 – 2026-11-03 (UTC)');
+      expect(table.stdout).toMatch(/^channel\s+currency\s+orders_entered/m);
+      expect(table.stderr).toContain('bringing the report rollup up to date');
+
+      const csv = await runCli(['report', '--from', '2026-11-01', '--to', '2026-11-03', '--csv'], env);
+      expect(csv.code).toBe(0);
+      expect(csv.stdout.split('\r\n')[0]).toMatch(/^day,currency,orders_entered,/);
+
+      const bad = await runCli(['report', '--group-by', 'year', '--bogus'], env);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain('bogus');
+      expect(bad.stderr).not.toMatch(stackTrace);
+    });
+  });
 });
