@@ -1,4 +1,8 @@
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import { loadTemplateBundle, type CompiledPage, type PageAsset } from '../http/pages/template-bundle.js';
+
+const require = createRequire(import.meta.url);
 
 /**
  * The ops console's pages: `<dir>/<page>.hbs` for every name in `consolePageNames`, partials in
@@ -19,11 +23,12 @@ export const consolePageNames = [
   'order',
   'suppressions',
   'health',
+  'dashboard',
   'error',
 ] as const;
 export type ConsolePageName = (typeof consolePageNames)[number];
 
-export const consoleAssetNames = ['console.css', 'console.js'] as const;
+export const consoleAssetNames = ['console.css', 'console.js', 'dashboard.js', 'chart.umd.min.js'] as const;
 export type ConsoleAssetName = (typeof consoleAssetNames)[number];
 
 /** Where console assets are served; the route is registered by console.routes.ts. */
@@ -32,7 +37,7 @@ export const consoleAssetPrefix = '/console/assets/';
 /** `/console/assets/<name>?v=<hash>`: cacheable, since the URL changes with the content. */
 export type ConsoleAsset = PageAsset;
 
-export type NavSection = 'cadences' | 'orders' | 'suppressions' | 'health';
+export type NavSection = 'dashboard' | 'cadences' | 'orders' | 'suppressions' | 'health';
 
 /** What the layout needs on every page. */
 export interface ConsoleFrame {
@@ -45,14 +50,27 @@ export interface ConsoleFrame {
   sections: NavSection[];
   /** Flash line at the top (after a redirect), or null. */
   notice: { tone: 'info' | 'success' | 'warn' | 'error'; text: string } | null;
+  /** The page's language (`en` unless a page is translated, like the dashboard). */
+  lang: string;
 }
 
 const contentTypes: Record<ConsoleAssetName, string> = {
   'console.css': 'text/css; charset=utf-8',
   'console.js': 'text/javascript; charset=utf-8',
+  'dashboard.js': 'text/javascript; charset=utf-8',
+  'chart.umd.min.js': 'text/javascript; charset=utf-8',
+};
+
+/**
+ * Assets recoup serves from its dependencies rather than from the template folder (no CDN):
+ * the file, next to the package's main entry (Chart.js exports no path to its UMD build).
+ */
+const vendorAssets: Partial<Record<ConsoleAssetName, { entry: string; file: string }>> = {
+  'chart.umd.min.js': { entry: 'chart.js', file: 'chart.umd.min.js' },
 };
 
 const navItems: Array<{ section: NavSection; label: string; href: string }> = [
+  { section: 'dashboard', label: 'Dashboard', href: '/dashboard' },
   { section: 'cadences', label: 'Cadences', href: '/console/cadences' },
   { section: 'orders', label: 'Orders', href: '/console/orders' },
   { section: 'suppressions', label: 'Suppressions', href: '/console/suppressions' },
@@ -83,6 +101,12 @@ export class ConsolePages {
       contentTypes,
       assetUrlPrefix: consoleAssetPrefix,
       what: 'Console pages',
+      vendorAssets: Object.fromEntries(
+        Object.entries(vendorAssets).map(([name, { entry, file }]) => [
+          name,
+          path.join(path.dirname(require.resolve(entry)), file),
+        ]),
+      ),
     });
     return new ConsolePages(bundle.pages, bundle.partials, bundle.assets);
   }
@@ -97,6 +121,8 @@ export class ConsolePages {
           .filter((item) => frame.sections.includes(item.section))
           .map((item) => ({ ...item, current: item.section === frame.section })),
         assets: { css: this.#assets['console.css'].url, js: this.#assets['console.js'].url },
+        // Page scripts beyond console.js: the dashboard's charts (Chart.js, served by recoup).
+        scripts: page === 'dashboard' ? [this.#assets['chart.umd.min.js'].url, this.#assets['dashboard.js'].url] : [],
       },
     };
     return this.#pages[page](view, { partials: this.#partials });

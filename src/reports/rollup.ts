@@ -94,10 +94,18 @@ interface Target {
 
 /** Aggregates the facts of the target buckets (all buckets when undefined) into the rollup. */
 async function rebuild(tx: Tx, target: Target | undefined): Promise<number> {
-  const inTarget = (column: SQL) =>
-    target
-      ? sql`(${column} >= ${target.rangeStart} or ${bucketOf(column)} = any(${`{${target.scattered.join(',')}}`}::timestamptz[]))`
-      : sql`true`;
+  // Plain ranges on the column, so each source is read through its time index (BitmapOr).
+  const inTarget = (column: SQL) => {
+    if (!target) return sql`true`;
+    const ranges = [
+      sql`${column} >= ${target.rangeStart}`,
+      ...target.scattered.map((start) => {
+        const end = new Date(Date.parse(start) + bucketMinutes * 60_000);
+        return sql`(${column} >= ${start}::timestamptz and ${column} < ${end})`;
+      }),
+    ];
+    return sql`(${sql.join(ranges, sql` or `)})`;
+  };
 
   const result = await rows<{ n: number }>(
     tx,

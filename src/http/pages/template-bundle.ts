@@ -29,6 +29,8 @@ export interface TemplateBundleSpec<P extends string, A extends string> {
   assetUrlPrefix: string;
   /** Named in the error, e.g. `Pages` or `Console pages`. */
   what: string;
+  /** Assets read from these absolute paths instead of `<dir>/assets/` (files of dependencies). */
+  vendorAssets?: Partial<Record<A, string>>;
 }
 
 /**
@@ -66,7 +68,7 @@ export function loadTemplateBundle<P extends string, A extends string>(
   for (const name of Object.keys(spec.contentTypes) as A[]) {
     let body: Buffer;
     try {
-      body = readFileSync(path.join(dir, 'assets', name));
+      body = readFileSync(spec.vendorAssets?.[name] ?? path.join(dir, 'assets', name));
     } catch {
       issues.push({ path: `assets/${name}`, message: 'missing or not readable' });
       continue;
