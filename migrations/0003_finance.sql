@@ -43,7 +43,7 @@ CREATE INDEX "clicks_at_idx" ON "clicks" USING btree ("at");--> statement-breakp
 CREATE INDEX "messages_sent_idx" ON "messages" USING btree ("sent_at");--> statement-breakpoint
 CREATE INDEX "payments_created_idx" ON "payments" USING btree ("created_at");--> statement-breakpoint
 CREATE INDEX "recoveries_started_idx" ON "recoveries" USING btree ("started_at");--> statement-breakpoint
-CREATE INDEX "recoveries_recovered_idx" ON "recoveries" USING btree ("recovered_at");--> statement-breakpoint
+CREATE INDEX "recoveries_recovered_idx" ON "recoveries" USING btree ("recovered_at","currency","started_at","cadence_name","failure_category","failed_method","recovered_step","recovered_channel") WHERE "recoveries"."recovered_attribution" in ('clicked', 'influenced') and not "recoveries"."holdout";--> statement-breakpoint
 CREATE INDEX "refunds_updated_idx" ON "refunds" USING btree ("updated_at");--> statement-breakpoint
 -- Backfill what earlier versions recorded elsewhere (the columns above are new).
 UPDATE "recoveries" r SET "currency" = o."currency", "failed_method" = o."last_method" FROM "orders" o WHERE o."id" = r."order_id";--> statement-breakpoint

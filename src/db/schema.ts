@@ -143,7 +143,19 @@ export const recoveries = pgTable(
   (t) => [
     uniqueIndex('recoveries_order_unique').on(t.orderId),
     index('recoveries_started_idx').on(t.startedAt),
-    index('recoveries_recovered_idx').on(t.recoveredAt),
+    // Medians of time to recovery read only this index (an index-only scan), not the table.
+    index('recoveries_recovered_idx')
+      .on(
+        t.recoveredAt,
+        t.currency,
+        t.startedAt,
+        t.cadenceName,
+        t.failureCategory,
+        t.failedMethod,
+        t.recoveredStep,
+        t.recoveredChannel,
+      )
+      .where(sql`${t.recoveredAttribution} in ('clicked', 'influenced') and not ${t.holdout}`),
     index('recoveries_due_idx')
       .on(t.nextRunAt)
       .where(sql`${t.state} = 'active'`),

@@ -107,9 +107,32 @@ async function rebuild(tx: Tx, target: Target | undefined): Promise<number> {
     return sql`(${sql.join(ranges, sql` or `)})`;
   };
 
+  // Which sent message is a recovery's first (overall, and per channel) needs its earlier
+  // messages too: number the messages of every recovery with a message in the target.
+  const touched = target
+    ? sql`and m.recovery_id in (select t.recovery_id from messages t
+                                 where t.sent_at is not null and ${inTarget(sql`t.sent_at`)})`
+    : sql``;
+  const touchedClicks = target
+    ? sql`and c.recovery_id in (select t.recovery_id from clicks t where ${inTarget(sql`t.at`)})`
+    : sql``;
+
   const result = await rows<{ n: number }>(
     tx,
-    sql`with facts as (
+    sql`with numbered as (
+          select m.recovery_id, m.step, m.channel, m.sent_at, m.cost_micros, m.cost_currency,
+                 row_number() over (partition by m.recovery_id order by m.sent_at, m.id) as nth,
+                 row_number() over (partition by m.recovery_id, m.channel order by m.sent_at, m.id) as nth_on_channel
+            from messages m
+           where m.sent_at is not null ${touched}
+        ),
+        first_clicks as (
+          select c.recovery_id, c.at,
+                 row_number() over (partition by c.recovery_id order by c.at, c.id) as nth
+            from clicks c
+           where true ${touchedClicks}
+        ),
+        facts as (
           select ${bucketOf(sql`r.started_at`)} as bucket, ${currencyOf} as currency, r.cadence_name as cadence, null::int as step,
                  null::text as channel, coalesce(r.failed_method, 'unknown') as method, r.failure_category as category,
                  '' as cost_currency, 1 as entered, 0 as step_entered, 0 as channel_entered, 0 as messaged, 0 as clicked,
@@ -120,21 +143,16 @@ async function rebuild(tx: Tx, target: Target | undefined): Promise<number> {
           union all
           select ${bucketOf(sql`m.sent_at`)}, ${currencyOf}, r.cadence_name, m.step, m.channel,
                  coalesce(r.failed_method, 'unknown'), r.failure_category, coalesce(m.cost_currency, ''),
-                 0, (m.step is not null)::int,
-                 (not exists (select 1 from messages e where e.recovery_id = m.recovery_id and e.channel = m.channel
-                                and e.sent_at is not null and (e.sent_at, e.id) < (m.sent_at, m.id)))::int,
-                 (not exists (select 1 from messages e where e.recovery_id = m.recovery_id
-                                and e.sent_at is not null and (e.sent_at, e.id) < (m.sent_at, m.id)))::int,
+                 0, (m.step is not null)::int, (m.nth_on_channel = 1)::int, (m.nth = 1)::int,
                  0, 0, 0, 0, 0, 0, 1, coalesce(m.cost_micros, 0)
-            from messages m join recoveries r on r.id = m.recovery_id
-           where m.sent_at is not null and not r.holdout and ${inTarget(sql`m.sent_at`)}
+            from numbered m join recoveries r on r.id = m.recovery_id
+           where not r.holdout and ${inTarget(sql`m.sent_at`)}
           union all
           select ${bucketOf(sql`c.at`)}, ${currencyOf}, r.cadence_name, null, null,
                  coalesce(r.failed_method, 'unknown'), r.failure_category, '',
                  0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0
-            from clicks c join recoveries r on r.id = c.recovery_id
-           where not r.holdout and ${inTarget(sql`c.at`)}
-             and not exists (select 1 from clicks e where e.recovery_id = c.recovery_id and (e.at, e.id) < (c.at, c.id))
+            from first_clicks c join recoveries r on r.id = c.recovery_id
+           where c.nth = 1 and not r.holdout and ${inTarget(sql`c.at`)}
           union all
           select ${bucketOf(sql`p.paid_at`)}, p.currency, r.cadence_name, p.step, p.channel,
                  coalesce(r.failed_method, 'unknown'), r.failure_category, '',
