@@ -486,6 +486,7 @@ export async function consoleRoutes(app: FastifyInstance, deps: ConsoleRouteDeps
               nextRun: shownTime(recovery.next_run_at ? new Date(recovery.next_run_at) : null, tz),
               expires: shownTime(new Date(recovery.expires_at), tz),
               endedReason: recovery.ended_reason,
+              holdout: recovery.holdout,
               stopAction: canAct && recovery.state === 'active' ? `${orderHref(view.order.id)}/stop` : null,
               restartAction:
                 canAct &&

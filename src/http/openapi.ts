@@ -123,6 +123,7 @@ const orderViewSchema = {
         expires_at: timestamp,
         ended_at: nullable(timestamp),
         ended_reason: nullable(text),
+        holdout: { type: 'boolean', description: 'In the control group: tracked, never messaged' },
       },
     }),
     messages: {
@@ -326,6 +327,34 @@ export function routeDocs(): Record<string, Doc> {
         properties: { id: { type: 'string', description: "Shop's order id" } },
       },
       response: { 200: json('The order', orderViewSchema), ...authProblems, 404: problem('No such order') },
+    },
+    'GET /v1/reports/recovery': {
+      summary: 'Recovery report',
+      description:
+        'Scope `finance` or `ops`. Query: `from`, `to` (local dates, `to` inclusive; default the last 30 days), ' +
+        '`group_by` (day, week, month, cadence, step, channel, method, failure_category), `currency`, `tz` (IANA, ' +
+        'default UTC), `format=csv`. One row per group and currency, amounts in minor units; `Accept: text/csv` ' +
+        'returns the rows as CSV with a header row.',
+      tags: ['reports'],
+      security: bearer,
+      response: {
+        200: json('Report rows', { type: 'object', additionalProperties: true }),
+        ...authProblems,
+        400: problem('A bad query parameter (every one is listed)'),
+      },
+    },
+    'GET /v1/reports/holdout': {
+      summary: 'Treated vs holdout',
+      description:
+        'Scope `finance` or `ops`. Same period parameters as the recovery report. Per currency: orders and paid ' +
+        'share of each group, the difference with its 95 % confidence interval, and the incremental revenue.',
+      tags: ['reports'],
+      security: bearer,
+      response: {
+        200: json('Comparison per currency', { type: 'object', additionalProperties: true }),
+        ...authProblems,
+        400: problem('A bad query parameter'),
+      },
     },
     'POST /v1/orders/:id/refunds': {
       summary: "Refund an order's payment",

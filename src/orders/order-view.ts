@@ -31,6 +31,8 @@ export interface OrderView {
     expires_at: string;
     ended_at: string | null;
     ended_reason: string | null;
+    /** In the control group: tracked, never messaged. */
+    holdout: boolean;
   } | null;
   messages: Array<{
     id: string;
@@ -146,6 +148,7 @@ export async function loadOrderView(db: Db, orderId: string, publicUrl: string):
           expires_at: d(recovery.expires_at) ?? '',
           ended_at: d(recovery.ended_at),
           ended_reason: s(recovery.ended_reason),
+          holdout: recovery.holdout === true,
         }
       : null,
     messages: messageRows.map((m) => ({

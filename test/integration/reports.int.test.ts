@@ -6,6 +6,7 @@ import { parseCadenceDocument } from '../../src/cadences/parse-cadence.js';
 import { rows } from '../../src/db/rows.js';
 import { applyDeliveryUpdate } from '../../src/messages/delivery-status.js';
 import { applyEvent, type ApplyEventDeps } from '../../src/orders/apply-event.js';
+import { loadOrderView } from '../../src/orders/order-view.js';
 import { parseEvent } from '../../src/orders/event-schema.js';
 import { recordPayment } from '../../src/payments/record-payment.js';
 import { holdoutReport } from '../../src/reports/holdout-report.js';
@@ -214,6 +215,9 @@ describe('recovery report over a hand-computed dataset', () => {
       sql`select holdout, step_index from recoveries where order_id = ${ids.H}`,
     );
     expect(h).toEqual({ holdout: true, step_index: 2 });
+    // The order's story says so too.
+    expect((await loadOrderView(database.db, ids.H, 'https://shop.example'))?.recovery?.holdout).toBe(true);
+    expect((await loadOrderView(database.db, ids.A, 'https://shop.example'))?.recovery?.holdout).toBe(false);
   });
 
   it('reports each day and currency to the minor unit', async () => {
