@@ -109,12 +109,14 @@ async function rebuild(tx: Tx, target: Target | undefined): Promise<number> {
 
   // Which sent message is a recovery's first (overall, and per channel) needs its earlier
   // messages too: number the messages of every recovery with a message in the target.
+  // `= any(array(…))` keeps these on the messages' (recovery_id, step) and the clicks' (order_id)
+  // indexes: a semi-join would tempt the planner into reading every message.
   const touched = target
-    ? sql`and m.recovery_id in (select t.recovery_id from messages t
-                                 where t.sent_at is not null and ${inTarget(sql`t.sent_at`)})`
+    ? sql`and m.recovery_id = any(array(select distinct t.recovery_id from messages t
+                                         where t.sent_at is not null and ${inTarget(sql`t.sent_at`)}))`
     : sql``;
   const touchedClicks = target
-    ? sql`and c.recovery_id in (select t.recovery_id from clicks t where ${inTarget(sql`t.at`)})`
+    ? sql`and c.order_id = any(array(select distinct t.order_id from clicks t where ${inTarget(sql`t.at`)}))`
     : sql``;
 
   const result = await rows<{ n: number }>(
