@@ -80,6 +80,8 @@ export interface PaymentRequest {
   previousGatewayPaymentId?: string;
   /** Where the customer is, when known: lets gateways pick a mobile or desktop flow. */
   device?: 'desktop' | 'mobile';
+  /** The customer's IP address, when known: WeChat Pay's H5 flow requires it (`payer_client_ip`). */
+  clientIp?: string;
 }
 
 /** What the customer must do next to pay. */
