@@ -13,8 +13,10 @@ import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/client.js';
 import type { Logger } from './logger.js';
 import { TemplateRenderer } from './messages/template-renderer.js';
+import { AlipayGateway } from './payments/gateways/alipay/alipay-gateway.js';
 import { SandboxGateway } from './payments/gateways/sandbox/sandbox-gateway.js';
 import { StripeGateway } from './payments/gateways/stripe/stripe-gateway.js';
+import { WechatPayGateway } from './payments/gateways/wechat-pay/wechat-pay-gateway.js';
 import { PaymentGateways } from './payments/gateways.js';
 import type { PaymentGateway } from './payments/payment-gateway.js';
 import type { DispatchSettings } from './recoveries/dispatch-step.js';
@@ -103,6 +105,37 @@ export function buildPaymentGateways(config: Config, secret: string, logger: Log
               protocol: api.protocol === 'https:' ? 'https' : 'http',
             }
           : {}),
+      }),
+    );
+  }
+  const alipay = config.payments.alipay;
+  if (alipay) {
+    gateways.push(
+      new AlipayGateway({
+        appId: alipay.appId,
+        privateKey: alipay.privateKey,
+        alipayPublicKey: alipay.alipayPublicKey,
+        notifyUrl: `${config.publicUrl}/webhooks/payments/alipay`,
+        flow: alipay.flow,
+        ...(alipay.gatewayUrl ? { gatewayUrl: alipay.gatewayUrl } : {}),
+        timeoutMs: config.providerTimeoutMs,
+      }),
+    );
+  }
+  const wechatPay = config.payments.wechatPay;
+  if (wechatPay) {
+    gateways.push(
+      new WechatPayGateway({
+        appId: wechatPay.appId,
+        mchId: wechatPay.mchId,
+        merchantSerial: wechatPay.merchantSerial,
+        privateKey: wechatPay.privateKey,
+        apiV3Key: wechatPay.apiV3Key,
+        platformKeys: wechatPay.platformKeys,
+        notifyUrl: `${config.publicUrl}/webhooks/payments/wechat_pay`,
+        h5: wechatPay.h5,
+        ...(wechatPay.apiUrl ? { baseUrl: wechatPay.apiUrl } : {}),
+        timeoutMs: config.providerTimeoutMs,
       }),
     );
   }

@@ -14,6 +14,8 @@ import {
   type RefundRequest,
   type RefundResult,
   type WebhookHeaders,
+  type WebhookReply,
+  type WebhookResult,
 } from '../../payment-gateway.js';
 import { answerError, toGatewayError, type AlipayAnswer, type AlipayCallKind } from './alipay-errors.js';
 import { passbackParams, toGatewayEvent } from './alipay-notify.js';
@@ -223,6 +225,15 @@ export class AlipayGateway implements PaymentGateway {
     }
     if (!verified) throw new GatewayError('invalid_signature', 'Alipay notify rejected: bad signature');
     return toGatewayEvent(params, this.#appId);
+  }
+
+  /** Alipay reads only the body: `success` stops the resends, anything else (`fail`) asks for them. */
+  webhookReply(result: WebhookResult): WebhookReply {
+    return {
+      status: result.ok ? 200 : result.status,
+      contentType: 'text/plain; charset=utf-8',
+      body: result.ok ? 'success' : 'fail',
+    };
   }
 
   // ---- internals ----

@@ -15,6 +15,8 @@ import {
   type RefundRequest,
   type RefundResult,
   type WebhookHeaders,
+  type WebhookReply,
+  type WebhookResult,
 } from '../../payment-gateway.js';
 import { classifyWechatPayCode, toGatewayError, type WechatPayCallKind } from './wechat-pay-errors.js';
 import { attachOf, openNotify, toGatewayEvent } from './wechat-pay-notify.js';
@@ -254,6 +256,16 @@ export class WechatPayGateway implements PaymentGateway {
       toleranceSeconds: this.#toleranceSeconds,
     });
     return toGatewayEvent(notify, this.#mchId, this.#appId);
+  }
+
+  /** WeChat Pay: 204 without a body on success; a 4xx/5xx with `{code:"FAIL",message}` makes it resend. */
+  webhookReply(result: WebhookResult): WebhookReply {
+    if (result.ok) return { status: 204, body: '' };
+    return {
+      status: result.status >= 400 ? result.status : 500,
+      contentType: 'application/json; charset=utf-8',
+      body: JSON.stringify({ code: 'FAIL', message: result.message }),
+    };
   }
 
   // ---- internals ----
