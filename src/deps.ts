@@ -143,6 +143,23 @@ export function buildPaymentGateways(config: Config, secret: string, logger: Log
 }
 
 /**
+ * Origins of the configured gateways' hosted pages, which a retry page's form POST may be
+ * redirected to (and on through): the CSP `form-action` must allow each.
+ */
+export function gatewayPageOrigins(config: Config): string[] {
+  const origins: string[] = [];
+  if (config.payments.stripe) origins.push('https://checkout.stripe.com', 'https://hooks.stripe.com');
+  const alipay = config.payments.alipay;
+  if (alipay?.flow === 'page') {
+    // The signed link goes to the open-platform gateway, which forwards to the desktop or mobile cashier.
+    origins.push(new URL(alipay.gatewayUrl ?? 'https://openapi.alipay.com/gateway.do').origin);
+    if (!alipay.gatewayUrl) origins.push('https://excashier.alipay.com', 'https://mclient.alipay.com');
+  }
+  if (config.payments.wechatPay?.h5) origins.push('https://wx.tenpay.com');
+  return origins;
+}
+
+/**
  * RECOUP_SECRET, or one generated on first start and kept in DATA_DIR/secret (mode 0600).
  * It keys page CSRF tokens and the sandbox's webhook signatures.
  */
