@@ -282,7 +282,7 @@ export async function startFakeAlipay(): Promise<FakeAlipay> {
       return;
     }
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(
-      `<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>支付宝 收银台 (fake)</title></head>
+      `<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>支付宝 收银台 (fake)</title></head>
 <body><h1>支付宝收银台 (fake Alipay cashier)</h1>
 <p>${escape(trade.subject)}</p><p id="amount">¥${escape(trade.amount)}</p>
 <form method="post" action="/cashier/pay"><input type="hidden" name="out_trade_no" value="${escape(trade.outTradeNo)}">
