@@ -233,6 +233,14 @@ const envSchema = z
           ctx.addIssue({ code: 'custom', path: [key], message: `no file ${value}` });
         }
       };
+      // A direct wallet takes only its own method: naming it for another is a mistake, not a choice.
+      const ownMethod = { alipay: 'PAYMENT_GATEWAY_ALIPAY', wechat_pay: 'PAYMENT_GATEWAY_WECHAT_PAY' } as const;
+      for (const key of ['PAYMENT_GATEWAY_CARD', 'PAYMENT_GATEWAY_ALIPAY', 'PAYMENT_GATEWAY_WECHAT_PAY'] as const) {
+        const gateway = env[key];
+        if ((gateway === 'alipay' || gateway === 'wechat_pay') && ownMethod[gateway] !== key) {
+          ctx.addIssue({ code: 'custom', path: [key], message: `${gateway} takes only its own method` });
+        }
+      }
       if (chosen.includes('alipay')) {
         for (const key of ['ALIPAY_APP_ID', 'ALIPAY_PRIVATE_KEY', 'ALIPAY_PUBLIC_KEY'] as const) {
           if (!env[key])

@@ -231,6 +231,13 @@ describe('request log masking', () => {
         'WECHAT_PAY_PRIVATE_KEY',
         'WECHAT_PAY_PUBLIC_KEY',
       ]);
+      const misplaced = configError({ PAYMENT_GATEWAY_CARD: 'alipay', PAYMENT_GATEWAY_ALIPAY: 'wechat_pay' });
+      expect(misplaced.issues).toEqual(
+        expect.arrayContaining([
+          { path: 'PAYMENT_GATEWAY_CARD', message: 'alipay takes only its own method' },
+          { path: 'PAYMENT_GATEWAY_ALIPAY', message: 'wechat_pay takes only its own method' },
+        ]),
+      );
       const defaults = loadConfig({ ALIPAY_APP_ID: '2021000000000000' });
       expect(defaults.payments.alipay).toBeUndefined();
       expect(defaults.payments.wechatPay).toBeUndefined();
