@@ -50,6 +50,8 @@ export interface FakeWechatPay {
   customerFails(outTradeNo: string): void;
   /** A TRANSACTION.SUCCESS notify for the order as it is now, with `data` merged into the resource. */
   notifyFor(outTradeNo: string, data?: Record<string, unknown>): FakeWechatNotify;
+  /** The REFUND.* notify of a refund made through the API. */
+  refundNotify(outRefundNo: string): FakeWechatNotify;
   /** Signs a notify body with the platform key (or `privateKey`), at `timestamp` (seconds). */
   signNotify(body: string, options?: { privateKey?: string; timestamp?: number; serial?: string }): FakeWechatNotify;
   /** Posts a notify to the order's notify_url, as WeChat Pay does; resolves with the answer's status. */
@@ -284,9 +286,42 @@ export async function startFakeWechatPay(
   function notifyFor(outTradeNo: string, data: Record<string, unknown> = {}): FakeWechatNotify {
     const order = orders.get(outTradeNo);
     if (!order) throw new Error(`no order ${outTradeNo}`);
-    const plain = JSON.stringify({ ...transactionOf(order), ...data });
+    return encryptedNotify('TRANSACTION.SUCCESS', 'transaction', '支付成功', { ...transactionOf(order), ...data });
+  }
+
+  function refundNotify(outRefundNo: string): FakeWechatNotify {
+    for (const order of orders.values()) {
+      const made = order.refunds.get(outRefundNo);
+      if (!made) continue;
+      const refund = refundOf(order, outRefundNo, made);
+      return encryptedNotify(`REFUND.${made.status}`, 'refund', '退款成功', {
+        mchid: mchId,
+        out_trade_no: order.outTradeNo,
+        transaction_id: order.transactionId,
+        out_refund_no: outRefundNo,
+        refund_id: made.refundId,
+        refund_status: made.status,
+        success_time: new Date().toISOString().replace(/\.\d{3}Z$/, '+00:00'),
+        amount: {
+          total: (refund.amount as { total: number }).total,
+          refund: made.amount,
+          payer_total: 0,
+          payer_refund: made.amount,
+        },
+      });
+    }
+    throw new Error(`no refund ${outRefundNo}`);
+  }
+
+  function encryptedNotify(
+    eventType: string,
+    originalType: string,
+    summary: string,
+    resource: Record<string, unknown>,
+  ): FakeWechatNotify {
+    const plain = JSON.stringify(resource);
     const nonce = randomBytes(6).toString('hex');
-    const aad = 'transaction';
+    const aad = originalType;
     const cipher = createCipheriv('aes-256-gcm', Buffer.from(apiV3Key), nonce).setAAD(Buffer.from(aad));
     const ciphertext = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final(), cipher.getAuthTag()]).toString(
       'base64',
@@ -295,10 +330,10 @@ export async function startFakeWechatPay(
       id: `EV-${randomBytes(8).toString('hex')}`,
       create_time: new Date().toISOString().replace(/\.\d{3}Z$/, '+00:00'),
       resource_type: 'encrypt-resource',
-      event_type: 'TRANSACTION.SUCCESS',
-      summary: '支付成功',
+      event_type: eventType,
+      summary,
       resource: {
-        original_type: 'transaction',
+        original_type: originalType,
         algorithm: 'AEAD_AES_256_GCM',
         ciphertext,
         associated_data: aad,
@@ -357,6 +392,7 @@ export async function startFakeWechatPay(
       order.state = 'PAYERROR';
     },
     notifyFor,
+    refundNotify,
     signNotify,
     async deliver(outTradeNo, notify) {
       const target = orders.get(outTradeNo)?.body.notify_url;

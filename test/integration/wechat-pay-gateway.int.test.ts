@@ -271,6 +271,34 @@ describe('WechatPayGateway against the fake WeChat Pay', () => {
       }
     });
 
+    it('maps a refund notify to the refund recoup made, by its out_refund_no', async () => {
+      const req = request({ amount: 3_000 });
+      const created = await gateway.createPayment(req);
+      fake.customerPays(created.gatewayPaymentId);
+      const refund = await gateway.refund({
+        gatewayPaymentId: created.gatewayPaymentId,
+        amount: 1_000,
+        currency: 'CNY',
+        refundKey: `${req.orderId}-duplicate-1`,
+        reason: 'duplicate',
+      });
+      expect(calls('refund')[0]?.body).toMatchObject({
+        out_trade_no: created.gatewayPaymentId,
+        out_refund_no: refund.gatewayRefundId,
+        notify_url: notifyUrl,
+        amount: { refund: 1_000, total: 3_000, currency: 'CNY' },
+      });
+      const notify = fake.refundNotify(refund.gatewayRefundId);
+      expect(await gateway.parseWebhook(notify.rawBody, notify.headers)).toMatchObject({
+        type: 'refund.succeeded',
+        gatewayPaymentId: created.gatewayPaymentId,
+        refundId: refund.gatewayRefundId,
+        amount: 1_000,
+        currency: 'CNY',
+      });
+      expect(await gateway.retrievePayment(created.gatewayPaymentId)).toMatchObject({ status: 'succeeded' });
+    });
+
     it('refuses a resource that does not decrypt with our APIv3 key, or is for another merchant', async () => {
       const created = await gateway.createPayment(request());
       const notify = fake.customerPays(created.gatewayPaymentId);
