@@ -76,7 +76,8 @@ export interface FakeAlipayTrade {
   refundedFen: number;
 }
 
-export type FakeAlipayFault = { subCode: string; code?: string } | { status: number } | 'hang' | 'lost';
+export type FakeAlipayFault =
+  { subCode: string; code?: string; unsigned?: boolean } | { status: number } | 'hang' | 'lost';
 
 export async function startFakeAlipay(): Promise<FakeAlipay> {
   const appKeys = rsaKeys();
@@ -130,6 +131,11 @@ export async function startFakeAlipay(): Promise<FakeAlipay> {
       return; // never answers
     }
     if (fault && typeof fault === 'object' && 'status' in fault) return void res.writeHead(fault.status).end('error');
+    if (fault && typeof fault === 'object' && fault.unsigned) {
+      // Some refusals come without a signature.
+      const refusal = { code: fault.code ?? '40002', msg: 'Invalid Arguments', sub_code: fault.subCode };
+      return void res.writeHead(200).end(JSON.stringify({ [responseKey]: refusal }));
+    }
     if (fault && typeof fault === 'object') {
       return answer(res, responseKey, {
         code: fault.code ?? '40004',

@@ -281,6 +281,15 @@ describe('AlipayGateway against the fake Alipay', () => {
       });
     });
 
+    it('an unsigned answer (Alipay sends some refusals so) is not trusted: the outcome stays unknown', async () => {
+      const qr = gatewayWith({ flow: 'qr' });
+      fake.failNext({ subCode: 'isv.invalid-signature', code: '40002', unsigned: true }, { count: 2 });
+      await expect(qr.createPayment(request())).rejects.toMatchObject({
+        kind: 'unknown_outcome',
+        code: 'response_signature_invalid',
+      });
+    });
+
     it('unreachable Alipay is unavailable', async () => {
       await fake.close();
       await expect(gatewayWith({ flow: 'qr' }).createPayment(request())).rejects.toMatchObject({

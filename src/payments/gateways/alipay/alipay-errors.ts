@@ -81,6 +81,16 @@ export function answerError(answer: AlipayAnswer, kind: AlipayCallKind, gatewayP
  * → GatewayError. Errors that are not the SDK's (bugs) are returned unchanged.
  */
 export function toGatewayError(error: unknown, kind: AlipayCallKind, gatewayPaymentId?: string): unknown {
+  if (error instanceof TypeError && /signature/i.test(error.message)) {
+    // An answer without `sign` (Alipay sends some refusals unsigned): the SDK cannot verify it,
+    // so nothing it says is trusted, refusal or not.
+    return new GatewayError(kind === 'read' ? 'unavailable' : 'unknown_outcome', 'Alipay: unsigned answer', {
+      cause: error,
+      code: 'response_signature_invalid',
+      category: 'gateway_outage',
+      ...(gatewayPaymentId ? { gatewayPaymentId } : {}),
+    });
+  }
   if (error instanceof GatewayError || !(error instanceof AlipayRequestError)) return error;
   const base = { cause: error, ...(gatewayPaymentId ? { gatewayPaymentId } : {}) };
   const transport = transportCode(error);
