@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -19,7 +21,7 @@ const duration = (fallback: string) =>
       return ms;
     });
 
-export const gatewayNames = ['sandbox', 'stripe'] as const;
+export const gatewayNames = ['sandbox', 'stripe', 'alipay', 'wechat_pay'] as const;
 export type GatewayName = (typeof gatewayNames)[number];
 
 const emptyToUndefined = (value: unknown) => (value === '' ? undefined : value);
@@ -103,7 +105,10 @@ const envSchema = z
     JOB_LOCK_DURATION: duration('30s'),
     /** Graceful shutdown deadline. Default 10s. */
     SHUTDOWN_TIMEOUT: duration('10s'),
-    /** Gateway for every method: `sandbox` (embedded, the default) or `stripe`. */
+    /**
+     * Gateway for every method: `sandbox` (embedded, the default), `stripe`, or a direct wallet
+     * (`alipay`, `wechat_pay`: each takes only its own method, in CNY).
+     */
     PAYMENT_GATEWAY: z.enum(gatewayNames).default('sandbox'),
     /** Per-method overrides of PAYMENT_GATEWAY. */
     PAYMENT_GATEWAY_CARD: z.preprocess(emptyToUndefined, z.enum(gatewayNames).optional()),
@@ -114,6 +119,34 @@ const envSchema = z
     STRIPE_PUBLISHABLE_KEY: optionalString,
     /** Base URL of the Stripe API, for tests against a local fake. Default Stripe's own. */
     STRIPE_API_URL: optionalString,
+    /** Alipay direct: the open-platform application's id. */
+    ALIPAY_APP_ID: optionalString,
+    /** The application's RSA2 private key: PEM, the bare base64 of Alipay's key tool, or a file path. */
+    ALIPAY_PRIVATE_KEY: optionalString,
+    /** Alipay's public key for the application (not the app's own): PEM, bare base64, or a file path. */
+    ALIPAY_PUBLIC_KEY: optionalString,
+    /** `page` (default: page pay on desktop, wap pay on mobile) or `qr` (face-to-face QR code). */
+    ALIPAY_FLOW: z.preprocess(emptyToUndefined, z.enum(['page', 'qr']).default('page')),
+    /** Alipay's gateway, e.g. the sandbox's or a local fake's. Default https://openapi.alipay.com/gateway.do. */
+    ALIPAY_GATEWAY_URL: optionalString,
+    /** WeChat Pay direct (API v3): the app id bound to the merchant, and the merchant id. */
+    WECHAT_PAY_APP_ID: optionalString,
+    WECHAT_PAY_MCH_ID: optionalString,
+    /** Serial number of the merchant API certificate. */
+    WECHAT_PAY_MERCHANT_SERIAL: optionalString,
+    /** The merchant API private key (apiclient_key.pem): PEM or a file path. */
+    WECHAT_PAY_PRIVATE_KEY: optionalString,
+    /** The APIv3 key (32 characters) set in the merchant platform. */
+    WECHAT_PAY_API_V3_KEY: optionalString,
+    /** The WeChat Pay public key (PEM or a file path) and its id, `PUB_KEY_ID_…`. */
+    WECHAT_PAY_PUBLIC_KEY: optionalString,
+    WECHAT_PAY_PUBLIC_KEY_ID: optionalString,
+    /** A WeChat Pay platform certificate (PEM or a file path), for merchants not yet on the public key. */
+    WECHAT_PAY_PLATFORM_CERT: optionalString,
+    /** `true`: mobile visitors get H5 pay (needs the H5 product and a registered domain). Default false. */
+    WECHAT_PAY_H5: z.preprocess(emptyToUndefined, z.enum(['true', 'false']).default('false')),
+    /** Base URL of the WeChat Pay API, for tests against a local fake. Default https://api.mch.weixin.qq.com/. */
+    WECHAT_PAY_API_URL: optionalString,
     /**
      * Key for signing page forms (CSRF) and the sandbox's webhooks. Every server process must
      * share it. Unset: generated once into DATA_DIR/secret (fine for a single host).
@@ -211,6 +244,71 @@ const envSchema = z
           });
         }
       }
+      const chosen = [
+        env.PAYMENT_GATEWAY,
+        env.PAYMENT_GATEWAY_CARD,
+        env.PAYMENT_GATEWAY_ALIPAY,
+        env.PAYMENT_GATEWAY_WECHAT_PAY,
+      ];
+      const keyFile = (key: keyof typeof env) => {
+        const value = env[key];
+        if (
+          typeof value === 'string' &&
+          !value.includes('-----BEGIN') &&
+          looksLikePath(value) &&
+          !fs.existsSync(value)
+        ) {
+          ctx.addIssue({ code: 'custom', path: [key], message: `no file ${value}` });
+        }
+      };
+      // A direct wallet takes only its own method: naming it for another is a mistake, not a choice.
+      const ownMethod = { alipay: 'PAYMENT_GATEWAY_ALIPAY', wechat_pay: 'PAYMENT_GATEWAY_WECHAT_PAY' } as const;
+      for (const key of ['PAYMENT_GATEWAY_CARD', 'PAYMENT_GATEWAY_ALIPAY', 'PAYMENT_GATEWAY_WECHAT_PAY'] as const) {
+        const gateway = env[key];
+        if ((gateway === 'alipay' || gateway === 'wechat_pay') && ownMethod[gateway] !== key) {
+          ctx.addIssue({ code: 'custom', path: [key], message: `${gateway} takes only its own method` });
+        }
+      }
+      if (chosen.includes('alipay')) {
+        for (const key of ['ALIPAY_APP_ID', 'ALIPAY_PRIVATE_KEY', 'ALIPAY_PUBLIC_KEY'] as const) {
+          if (!env[key])
+            ctx.addIssue({ code: 'custom', path: [key], message: 'required when a payment gateway is alipay' });
+          else keyFile(key);
+        }
+      }
+      if (chosen.includes('wechat_pay')) {
+        for (const key of [
+          'WECHAT_PAY_APP_ID',
+          'WECHAT_PAY_MCH_ID',
+          'WECHAT_PAY_MERCHANT_SERIAL',
+          'WECHAT_PAY_PRIVATE_KEY',
+          'WECHAT_PAY_API_V3_KEY',
+        ] as const) {
+          if (!env[key]) {
+            ctx.addIssue({ code: 'custom', path: [key], message: 'required when a payment gateway is wechat_pay' });
+          }
+        }
+        keyFile('WECHAT_PAY_PRIVATE_KEY');
+        keyFile('WECHAT_PAY_PUBLIC_KEY');
+        keyFile('WECHAT_PAY_PLATFORM_CERT');
+        if (env.WECHAT_PAY_API_V3_KEY && Buffer.byteLength(env.WECHAT_PAY_API_V3_KEY) !== 32) {
+          ctx.addIssue({ code: 'custom', path: ['WECHAT_PAY_API_V3_KEY'], message: 'must be 32 characters' });
+        }
+        if (!env.WECHAT_PAY_PLATFORM_CERT && !(env.WECHAT_PAY_PUBLIC_KEY && env.WECHAT_PAY_PUBLIC_KEY_ID)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['WECHAT_PAY_PUBLIC_KEY'],
+            message: 'set WECHAT_PAY_PUBLIC_KEY with WECHAT_PAY_PUBLIC_KEY_ID, or WECHAT_PAY_PLATFORM_CERT',
+          });
+        }
+        if (env.WECHAT_PAY_PUBLIC_KEY && !env.WECHAT_PAY_PUBLIC_KEY_ID) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['WECHAT_PAY_PUBLIC_KEY_ID'],
+            message: 'required with WECHAT_PAY_PUBLIC_KEY',
+          });
+        }
+      }
       if (!isValidTimezone(env.DEFAULT_TIMEZONE)) {
         ctx.addIssue({
           code: 'custom',
@@ -285,6 +383,29 @@ export interface Config {
     gatewayFor: Record<PaymentMethod, GatewayName>;
     stripe:
       | { secretKey: string; webhookSecret: string; publishableKey: string | undefined; apiUrl: string | undefined }
+      | undefined;
+    /** Alipay direct, when chosen for a method. Keys are PEM or bare base64 (files already read). */
+    alipay:
+      | {
+          appId: string;
+          privateKey: string;
+          alipayPublicKey: string;
+          flow: 'page' | 'qr';
+          gatewayUrl: string | undefined;
+        }
+      | undefined;
+    /** WeChat Pay direct, when chosen for a method. `platformKeys`: serial → PEM (certificate or public key). */
+    wechatPay:
+      | {
+          appId: string;
+          mchId: string;
+          merchantSerial: string;
+          privateKey: string;
+          apiV3Key: string;
+          platformKeys: Record<string, string>;
+          h5: boolean;
+          apiUrl: string | undefined;
+        }
       | undefined;
     clickAttributionWindowMs: number;
     incentivePeriodMs: number;
@@ -396,6 +517,34 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
               apiUrl: env.STRIPE_API_URL,
             }
           : undefined,
+      alipay:
+        usesGateway(env, 'alipay') && env.ALIPAY_APP_ID && env.ALIPAY_PRIVATE_KEY && env.ALIPAY_PUBLIC_KEY
+          ? {
+              appId: env.ALIPAY_APP_ID,
+              privateKey: pemOrFile(env.ALIPAY_PRIVATE_KEY),
+              alipayPublicKey: pemOrFile(env.ALIPAY_PUBLIC_KEY),
+              flow: env.ALIPAY_FLOW,
+              gatewayUrl: env.ALIPAY_GATEWAY_URL,
+            }
+          : undefined,
+      wechatPay:
+        usesGateway(env, 'wechat_pay') &&
+        env.WECHAT_PAY_APP_ID &&
+        env.WECHAT_PAY_MCH_ID &&
+        env.WECHAT_PAY_MERCHANT_SERIAL &&
+        env.WECHAT_PAY_PRIVATE_KEY &&
+        env.WECHAT_PAY_API_V3_KEY
+          ? {
+              appId: env.WECHAT_PAY_APP_ID,
+              mchId: env.WECHAT_PAY_MCH_ID,
+              merchantSerial: env.WECHAT_PAY_MERCHANT_SERIAL,
+              privateKey: pemOrFile(env.WECHAT_PAY_PRIVATE_KEY),
+              apiV3Key: env.WECHAT_PAY_API_V3_KEY,
+              platformKeys: wechatPlatformKeys(env),
+              h5: env.WECHAT_PAY_H5 === 'true',
+              apiUrl: env.WECHAT_PAY_API_URL,
+            }
+          : undefined,
       clickAttributionWindowMs: env.CLICK_ATTRIBUTION_WINDOW,
       incentivePeriodMs: env.INCENTIVE_PERIOD,
     },
@@ -427,4 +576,37 @@ function countryCosts(text: string | undefined): Record<string, UnitCost> {
   if (text === undefined) return {};
   const parsed = parseCountryCosts(text);
   return 'error' in parsed ? {} : parsed;
+}
+
+function usesGateway(env: Env, name: GatewayName): boolean {
+  return [
+    env.PAYMENT_GATEWAY,
+    env.PAYMENT_GATEWAY_CARD,
+    env.PAYMENT_GATEWAY_ALIPAY,
+    env.PAYMENT_GATEWAY_WECHAT_PAY,
+  ].includes(name);
+}
+
+/** A key given as a file path rather than its text (PEM, or the bare base64 Alipay's tools print). */
+function looksLikePath(value: string): boolean {
+  return /^\.{0,2}\//.test(value) || /\.(pem|crt|cer|key|txt)$/i.test(value);
+}
+
+/** The key's text: the value itself, or the file it names. */
+function pemOrFile(value: string): string {
+  if (value.includes('-----BEGIN') || !looksLikePath(value)) return value.replace(/\\n/g, '\n');
+  return fs.readFileSync(value, 'utf8');
+}
+
+/** Serial → PEM: the WeChat Pay public key by its id, and the platform certificate by its own serial. */
+function wechatPlatformKeys(env: Env): Record<string, string> {
+  const keys: Record<string, string> = {};
+  if (env.WECHAT_PAY_PUBLIC_KEY && env.WECHAT_PAY_PUBLIC_KEY_ID) {
+    keys[env.WECHAT_PAY_PUBLIC_KEY_ID] = pemOrFile(env.WECHAT_PAY_PUBLIC_KEY);
+  }
+  if (env.WECHAT_PAY_PLATFORM_CERT) {
+    const pem = pemOrFile(env.WECHAT_PAY_PLATFORM_CERT);
+    keys[new X509Certificate(pem).serialNumber.toUpperCase()] = pem;
+  }
+  return keys;
 }

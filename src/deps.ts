@@ -13,8 +13,10 @@ import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/client.js';
 import type { Logger } from './logger.js';
 import { TemplateRenderer } from './messages/template-renderer.js';
+import { AlipayGateway } from './payments/gateways/alipay/alipay-gateway.js';
 import { SandboxGateway } from './payments/gateways/sandbox/sandbox-gateway.js';
 import { StripeGateway } from './payments/gateways/stripe/stripe-gateway.js';
+import { WechatPayGateway } from './payments/gateways/wechat-pay/wechat-pay-gateway.js';
 import { PaymentGateways } from './payments/gateways.js';
 import type { PaymentGateway } from './payments/payment-gateway.js';
 import type { DispatchSettings } from './recoveries/dispatch-step.js';
@@ -113,7 +115,55 @@ export function buildPaymentGateways(config: Config, secret: string, logger: Log
       }),
     );
   }
+  const alipay = config.payments.alipay;
+  if (alipay) {
+    gateways.push(
+      new AlipayGateway({
+        appId: alipay.appId,
+        privateKey: alipay.privateKey,
+        alipayPublicKey: alipay.alipayPublicKey,
+        notifyUrl: `${config.publicUrl}/webhooks/payments/alipay`,
+        flow: alipay.flow,
+        ...(alipay.gatewayUrl ? { gatewayUrl: alipay.gatewayUrl } : {}),
+        timeoutMs: config.providerTimeoutMs,
+      }),
+    );
+  }
+  const wechatPay = config.payments.wechatPay;
+  if (wechatPay) {
+    gateways.push(
+      new WechatPayGateway({
+        appId: wechatPay.appId,
+        mchId: wechatPay.mchId,
+        merchantSerial: wechatPay.merchantSerial,
+        privateKey: wechatPay.privateKey,
+        apiV3Key: wechatPay.apiV3Key,
+        platformKeys: wechatPay.platformKeys,
+        notifyUrl: `${config.publicUrl}/webhooks/payments/wechat_pay`,
+        h5: wechatPay.h5,
+        ...(wechatPay.apiUrl ? { baseUrl: wechatPay.apiUrl } : {}),
+        timeoutMs: config.providerTimeoutMs,
+      }),
+    );
+  }
   return new PaymentGateways(gateways, config.payments.gatewayFor);
+}
+
+/**
+ * Origins of the configured gateways' hosted pages, which a retry page's form POST may be
+ * redirected to (and on through): the CSP `form-action` must allow each.
+ */
+export function gatewayPageOrigins(config: Config): string[] {
+  const origins: string[] = [];
+  if (config.payments.stripe) origins.push('https://checkout.stripe.com', 'https://hooks.stripe.com');
+  const alipay = config.payments.alipay;
+  if (alipay?.flow === 'page') {
+    // The signed link goes to the open-platform gateway, which forwards to the desktop or mobile cashier.
+    origins.push(new URL(alipay.gatewayUrl ?? 'https://openapi.alipay.com/gateway.do').origin);
+    if (!alipay.gatewayUrl) origins.push('https://excashier.alipay.com', 'https://mclient.alipay.com');
+  }
+  if (config.payments.wechatPay?.h5) origins.push('https://wx.tenpay.com');
+  return origins;
 }
 
 /**

@@ -15,6 +15,7 @@ import {
   buildSmsSender,
   dispatchSettings,
   buildPaymentGateways,
+  gatewayPageOrigins,
   resolveApiKeys,
   resolveSecret,
   type CoreDeps,
@@ -276,9 +277,7 @@ export async function startService(
             secret,
             rateLimit: { max: config.retryPageRateLimit, timeWindowMs: 60_000 },
             // A form POST redirects to the gateway's hosted page: Chrome checks that against form-action.
-            formActionOrigins: config.payments.stripe
-              ? ['https://checkout.stripe.com', 'https://hooks.stripe.com']
-              : [],
+            formActionOrigins: gatewayPageOrigins(config),
             pages: PageRenderer.load(path.join(config.templatesDir, 'pages')),
             freshLink: (messageId) =>
               sendFreshLink(

@@ -420,12 +420,15 @@ export function routeDocs(): Record<string, Doc> {
     },
     'POST /webhooks/payments/:gateway': {
       summary: 'Payment gateway webhook',
-      description: "The gateway's signed payload, verified over the raw bytes; de-duplicated by event id.",
+      description:
+        "The gateway's signed payload, verified over the raw bytes; de-duplicated by event id. Gateways that " +
+        'prescribe their answer get it instead of the JSON below, failures included: `alipay` the plain text ' +
+        '`success` (or `fail`), `wechat_pay` 204 (or a 4xx/5xx `{"code":"FAIL","message":…}`).',
       tags: ['webhooks'],
       params: {
         type: 'object',
         required: ['gateway'],
-        properties: { gateway: { type: 'string', examples: ['stripe'] } },
+        properties: { gateway: { type: 'string', examples: ['stripe', 'alipay', 'wechat_pay'] } },
       },
       body: { type: 'object', additionalProperties: true, description: "The gateway's own event format" },
       response: {

@@ -193,6 +193,7 @@ function routes(r: FastifyInstance, deps: Ctx): void {
       email: input.email,
       phone: input.phone,
       device: /Mobi|Android|iPhone|iPad/i.test(request.headers['user-agent'] ?? '') ? 'mobile' : 'desktop',
+      clientIp: request.ip,
     });
     switch (result.kind) {
       case 'next_action':

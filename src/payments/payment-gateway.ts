@@ -49,6 +49,26 @@ export interface PaymentGateway {
    * nothing for recoup (e.g. a payment created, a refund still pending): answer it 2xx.
    */
   parseWebhook(rawBody: Buffer, headers: WebhookHeaders): Promise<GatewayEvent | null>;
+  /**
+   * The answer the gateway expects to a webhook, for gateways that prescribe one (Alipay: the
+   * plain text `success`; WeChat Pay: 204, or `{code:"FAIL"}` with a 4xx/5xx). Anything but
+   * the success answer makes the gateway resend. Absent: recoup's own JSON answer.
+   */
+  webhookReply?(result: WebhookResult): WebhookReply;
+}
+
+/**
+ * How handling a webhook ended. `ok`: recorded durably, or a duplicate or irrelevant event
+ * (nothing to resend for). Otherwise the HTTP status recoup would answer (403 bad signature,
+ * 400 unreadable, 5xx when recording failed) and a message safe to show the gateway.
+ */
+export type WebhookResult = { ok: true } | { ok: false; status: number; message: string };
+
+export interface WebhookReply {
+  status: number;
+  /** Omitted for an empty body. */
+  contentType?: string;
+  body: string;
 }
 
 export interface PaymentRequest {
@@ -80,6 +100,8 @@ export interface PaymentRequest {
   previousGatewayPaymentId?: string;
   /** Where the customer is, when known: lets gateways pick a mobile or desktop flow. */
   device?: 'desktop' | 'mobile';
+  /** The customer's IP address, when known: WeChat Pay's H5 flow requires it (`payer_client_ip`). */
+  clientIp?: string;
 }
 
 /** What the customer must do next to pay. */

@@ -71,6 +71,8 @@ export interface InitiateInput {
   email: string | null;
   phone: string | null;
   device?: 'desktop' | 'mobile';
+  /** The customer's IP address (WeChat Pay H5 needs it). */
+  clientIp?: string;
 }
 
 export type InitiateResult =
@@ -354,6 +356,7 @@ export async function initiatePayment(deps: RetryDeps, input: InitiateInput): Pr
         idempotencyKey: attempt.idempotencyKey,
         ...(previousGatewayPaymentId ? { previousGatewayPaymentId } : {}),
         ...(input.device ? { device: input.device } : {}),
+        ...(input.clientIp ? { clientIp: input.clientIp } : {}),
       });
       await tx.execute(
         sql`update payment_attempts set gateway_payment_id = ${created.gatewayPaymentId},

@@ -5,6 +5,8 @@ import { simpleParser } from 'mailparser';
 import type { Browser, BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { rows } from '../../src/db/rows.js';
+import { startFakeAlipay } from '../helpers/fake-alipay.js';
+import { startFakeWechatPay } from '../helpers/fake-wechat-pay.js';
 import { freePort, makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
 import {
   closeBrowser,
@@ -59,11 +61,11 @@ interface Setup {
  * A service of its own (PUBLIC_URL is its own address, so the sandbox's signed webhooks and
  * hosted pages reach it) and a fresh phone context, both closed when the test ends.
  */
-async function setup(locale: string): Promise<Setup> {
+async function setup(locale: string, env: Record<string, string> = {}): Promise<Setup> {
   const port = await freePort();
   const svc = await startTestService({
     cadences: cadence,
-    env: { PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}`, SHOP_NAME: 'Lotus Tea House' },
+    env: { PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}`, SHOP_NAME: 'Lotus Tea House', ...env },
   });
   const context = await newMobileContext(browser, { locale });
   onTestFinished(async () => {
@@ -268,6 +270,112 @@ describe('retry links in a real browser (mobile)', () => {
     watch.assertNoErrors();
     phoneWatch.assertNoErrors();
     expect([...watch.foreignRequests(), ...phoneWatch.foreignRequests()]).toEqual([]);
+  });
+
+  it('Alipay direct: the retry page hands the phone to the (fake) Alipay cashier, which pays and returns to success', async () => {
+    const alipay = await startFakeAlipay();
+    onTestFinished(() => alipay.close());
+    const { svc, context, watch } = await setup('zh-CN', {
+      PAYMENT_GATEWAY_ALIPAY: 'alipay',
+      ALIPAY_APP_ID: alipay.appId,
+      ALIPAY_PRIVATE_KEY: alipay.gatewayOptions.privateKey,
+      ALIPAY_PUBLIC_KEY: alipay.gatewayOptions.alipayPublicKey,
+      ALIPAY_GATEWAY_URL: alipay.gatewayOptions.gatewayUrl,
+    });
+    const event = failedOrder('zh-CN');
+    expect((await svc.post(event)).status).toBe(202);
+    const email = await waitForOutbox(svc, '.eml');
+    const mail = await simpleParser(fs.readFileSync(email.file));
+    const link = retryLinkIn(typeof mail.html === 'string' ? mail.html : '', svc);
+
+    const page = await context.newPage();
+    expect((await page.goto(link))?.status()).toBe(200);
+    await page.getByLabel('支付宝').check();
+    await screenshot(page, 'alipay-direct-1-retry-page');
+    await page.getByRole('button', { name: /^支付/ }).click();
+
+    // A phone gets mobile-website pay, signed by recoup's application key.
+    await page.waitForURL(
+      (url) => url.origin === alipay.url && url.searchParams.get('method') === 'alipay.trade.wap.pay',
+    );
+    expect(await page.locator('h1').innerText()).toContain('支付宝收银台');
+    expect(await page.locator('#amount').innerText()).toBe('¥129.00');
+    await screenshot(page, 'alipay-direct-2-cashier');
+
+    // Paying posts the notify to recoup (answered `success` once recorded), then returns the browser.
+    await page.getByRole('button', { name: /确认付款/ }).click();
+    await page.waitForURL(new RegExp(`/r/${tokenPattern}/return\\?attempt=att_`));
+    expect(await page.locator('h1').innerText()).toBe('谢谢！');
+    expect(await page.locator('main').innerText()).toMatch(/您支付的 .*129\.00 已确认/);
+    await screenshot(page, 'alipay-direct-3-success-page');
+
+    expect(await orderState(svc, event.order.id)).toEqual({ status: 'paid', recovery: 'recovered' });
+    const payments = await paymentsOf(svc, event.order.id);
+    expect(payments).toEqual([expect.objectContaining({ method: 'alipay', amount: '12900', duplicate: false })]);
+    const [attempt] = await rows<{ gateway: string; gateway_payment_id: string }>(
+      svc.database.db,
+      sql`select gateway, gateway_payment_id from payment_attempts where order_id = ${event.order.id} and status = 'succeeded'`,
+    );
+    expect(attempt?.gateway).toBe('alipay');
+    expect(alipay.trade(attempt?.gateway_payment_id ?? '')?.status).toBe('TRADE_SUCCESS');
+
+    watch.assertNoErrors();
+    expect(watch.foreignRequests()).toEqual([]);
+  });
+
+  it('WeChat Pay direct: the QR code carries code_url; paid in "WeChat", the page moves to success', async () => {
+    const wechat = await startFakeWechatPay();
+    onTestFinished(() => wechat.close());
+    const [keyId, publicKey] = Object.entries(wechat.gatewayOptions.platformKeys)[0] ?? ['', ''];
+    const { svc, context, watch } = await setup('en-US', {
+      PAYMENT_GATEWAY_WECHAT_PAY: 'wechat_pay',
+      WECHAT_PAY_APP_ID: wechat.gatewayOptions.appId,
+      WECHAT_PAY_MCH_ID: wechat.gatewayOptions.mchId,
+      WECHAT_PAY_MERCHANT_SERIAL: wechat.gatewayOptions.merchantSerial,
+      WECHAT_PAY_PRIVATE_KEY: wechat.gatewayOptions.privateKey,
+      WECHAT_PAY_API_V3_KEY: wechat.gatewayOptions.apiV3Key,
+      WECHAT_PAY_PUBLIC_KEY_ID: keyId,
+      WECHAT_PAY_PUBLIC_KEY: publicKey,
+      WECHAT_PAY_API_URL: wechat.gatewayOptions.baseUrl,
+    });
+    const event = failedOrder('en');
+    expect((await svc.post(event)).status).toBe(202);
+    const sms = await smsLink(svc);
+
+    const page = await context.newPage();
+    expect((await page.goto(sms.link))?.status()).toBe(200);
+    await page.getByLabel('WeChat Pay').check();
+    await page.getByRole('button', { name: /^Pay / }).click();
+    await page.waitForURL(new RegExp(`/r/${tokenPattern}/pay/att_`));
+    const qr = page.getByRole('img', { name: /WeChat Pay QR code/ });
+    expect((await qr.boundingBox())?.width).toBeGreaterThanOrEqual(200);
+    expect(await qr.getAttribute('src')).toMatch(/^data:image\/svg\+xml;base64,/);
+    await screenshot(page, 'wechat-direct-1-qr-page');
+
+    // The code shown is WeChat Pay's own code_url for this attempt's order.
+    const [attempt] = await rows<{ payload: string; gateway_payment_id: string }>(
+      svc.database.db,
+      sql`select next_action->>'payload' as payload, gateway_payment_id from payment_attempts
+          where order_id = ${event.order.id} and status = 'open' and gateway = 'wechat_pay'`,
+    );
+    const order = wechat.order(attempt?.gateway_payment_id ?? '');
+    expect(order?.codeUrl).toMatch(/^weixin:\/\/wxpay\/bizpayurl\?pr=/);
+    expect(attempt?.payload).toBe(order?.codeUrl);
+
+    // The customer scans with WeChat and pays; WeChat Pay notifies recoup, which answers 204.
+    const notify = wechat.customerPays(order?.outTradeNo ?? '');
+    expect(await wechat.deliver(order?.outTradeNo ?? '', notify)).toBe(204);
+    await page.waitForURL(new RegExp(`/r/${tokenPattern}/done\\?attempt=att_`));
+    expect(await page.locator('h1').innerText()).toBe('Thank you!');
+    expect(await page.locator('main').innerText()).toMatch(/your payment of .*129\.00 is confirmed/);
+    await screenshot(page, 'wechat-direct-2-success-page');
+
+    expect(await orderState(svc, event.order.id)).toEqual({ status: 'paid', recovery: 'recovered' });
+    expect(await paymentsOf(svc, event.order.id)).toEqual([
+      expect.objectContaining({ method: 'wechat_pay', amount: '12900', message_id: sms.messageId }),
+    ]);
+    watch.assertNoErrors();
+    expect(watch.foreignRequests()).toEqual([]);
   });
 
   it('an expired link shows a friendly page that sends a fresh link; an unknown one shows nothing of any order', async () => {

@@ -1,3 +1,6 @@
+import { generateKeyPairSync } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
@@ -206,5 +209,85 @@ describe('request log masking', () => {
     expect(maskTokens('/console/orders?q=li%40example.com')).toBe('/console/orders?…');
     expect(maskTokens('/u/msg_1.abc')).toBe('/u/***');
     expect(maskTokens('/v1/orders/ord_1')).toBe('/v1/orders/ord_1');
+  });
+
+  describe('direct Alipay and WeChat Pay', () => {
+    const keys = generateKeyPairSync('rsa', {
+      modulusLength: 2048,
+      publicKeyEncoding: { type: 'spki', format: 'pem' },
+      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    });
+
+    it('requires each wallet’s keys only when that wallet is chosen for a method', () => {
+      const err = configError({ PAYMENT_GATEWAY_ALIPAY: 'alipay', PAYMENT_GATEWAY_WECHAT_PAY: 'wechat_pay' });
+      expect(err.issues.map((i) => i.path).sort()).toEqual([
+        'ALIPAY_APP_ID',
+        'ALIPAY_PRIVATE_KEY',
+        'ALIPAY_PUBLIC_KEY',
+        'WECHAT_PAY_API_V3_KEY',
+        'WECHAT_PAY_APP_ID',
+        'WECHAT_PAY_MCH_ID',
+        'WECHAT_PAY_MERCHANT_SERIAL',
+        'WECHAT_PAY_PRIVATE_KEY',
+        'WECHAT_PAY_PUBLIC_KEY',
+      ]);
+      const misplaced = configError({ PAYMENT_GATEWAY_CARD: 'alipay', PAYMENT_GATEWAY_ALIPAY: 'wechat_pay' });
+      expect(misplaced.issues).toEqual(
+        expect.arrayContaining([
+          { path: 'PAYMENT_GATEWAY_CARD', message: 'alipay takes only its own method' },
+          { path: 'PAYMENT_GATEWAY_ALIPAY', message: 'wechat_pay takes only its own method' },
+        ]),
+      );
+      const defaults = loadConfig({ ALIPAY_APP_ID: '2021000000000000' });
+      expect(defaults.payments.alipay).toBeUndefined();
+      expect(defaults.payments.wechatPay).toBeUndefined();
+    });
+
+    it('reads keys given as PEM text or as file paths, and names the platform certificate by its serial', () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recoup-config-'));
+      try {
+        const keyFile = path.join(dir, 'apiclient_key.pem');
+        fs.writeFileSync(keyFile, keys.privateKey);
+        const config = loadConfig({
+          PAYMENT_GATEWAY: 'stripe',
+          STRIPE_SECRET_KEY: 'sk_test_x',
+          STRIPE_WEBHOOK_SECRET: 'whsec_x',
+          PAYMENT_GATEWAY_ALIPAY: 'alipay',
+          PAYMENT_GATEWAY_WECHAT_PAY: 'wechat_pay',
+          ALIPAY_APP_ID: '2021000000000000',
+          ALIPAY_PRIVATE_KEY: keyFile,
+          ALIPAY_PUBLIC_KEY: keys.publicKey.replace(/\n/g, '\\n'),
+          ALIPAY_FLOW: 'qr',
+          WECHAT_PAY_APP_ID: 'wx0000000000000000',
+          WECHAT_PAY_MCH_ID: '1900000109',
+          WECHAT_PAY_MERCHANT_SERIAL: 'ABC123',
+          WECHAT_PAY_PRIVATE_KEY: keyFile,
+          WECHAT_PAY_API_V3_KEY: 'k'.repeat(32),
+          WECHAT_PAY_PUBLIC_KEY: keys.publicKey,
+          WECHAT_PAY_PUBLIC_KEY_ID: 'PUB_KEY_ID_0119000000000001',
+        });
+        expect(config.payments.gatewayFor).toEqual({ card: 'stripe', alipay: 'alipay', wechat_pay: 'wechat_pay' });
+        expect(config.payments.alipay).toMatchObject({ privateKey: keys.privateKey, flow: 'qr' });
+        expect(config.payments.alipay?.alipayPublicKey).toBe(keys.publicKey);
+        expect(config.payments.wechatPay).toMatchObject({
+          privateKey: keys.privateKey,
+          h5: false,
+          platformKeys: { PUB_KEY_ID_0119000000000001: keys.publicKey },
+        });
+
+        const missing = configError({
+          PAYMENT_GATEWAY_WECHAT_PAY: 'wechat_pay',
+          WECHAT_PAY_APP_ID: 'wx0000000000000000',
+          WECHAT_PAY_MCH_ID: '1900000109',
+          WECHAT_PAY_MERCHANT_SERIAL: 'ABC123',
+          WECHAT_PAY_PRIVATE_KEY: path.join(dir, 'nope.pem'),
+          WECHAT_PAY_API_V3_KEY: 'short',
+          WECHAT_PAY_PLATFORM_CERT: keyFile,
+        });
+        expect(missing.issues.map((i) => i.path).sort()).toEqual(['WECHAT_PAY_API_V3_KEY', 'WECHAT_PAY_PRIVATE_KEY']);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
   });
 });
