@@ -190,6 +190,9 @@ async function rebuild(tx: Tx, target: Target | undefined): Promise<number> {
                                       ('channel', f.channel)) as d(dim, value)
            where d.value is not null
            group by f.bucket, f.currency, d.dim, d.value, f.cost_currency
+           -- Written in the order reports read them (one dimension, a range of buckets), so a
+           -- report reads few pages; after a full build the table is laid out by dimension.
+           order by d.dim, f.bucket
           returning 1
         )
         select count(*)::int as n from inserted`,
