@@ -7,7 +7,7 @@
  *   rollup up to date — the figure the README quotes is the slowest of 5 runs;
  * - the same report right after 1,000 new messages and 100 new payments arrived.
  *
- * `npm run bench:report` — writes bench/report-results.json. Needs Postgres (BENCH_DATABASE_URL
+ * `npm run bench:report` — writes bench/report-results.json (or BENCH_REPORT_OUTPUT). Needs Postgres (BENCH_DATABASE_URL
  * or TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres).
  */
 import fs from 'node:fs';
@@ -207,7 +207,10 @@ async function main(): Promise<void> {
         postgres: (await client.query<{ v: string }>('show server_version')).rows[0]?.v,
       },
     };
-    fs.writeFileSync(path.join(here, 'report-results.json'), `${JSON.stringify(results, null, 2)}\n`);
+    fs.writeFileSync(
+      process.env.BENCH_REPORT_OUTPUT ?? path.join(here, 'report-results.json'),
+      `${JSON.stringify(results, null, 2)}\n`,
+    );
     console.log(
       [
         `Finance report benchmark: ${results.recoveries.toLocaleString('en')} recoveries, ${results.messages.toLocaleString('en')} messages`,
