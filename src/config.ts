@@ -92,6 +92,11 @@ const envSchema = z
     RECONCILE_GRACE: duration('30s'),
     /** Concurrent step jobs per worker process. Default 16. */
     WORKER_CONCURRENCY: whole(z.coerce.number().int().min(1).max(1000).default(16)),
+    /**
+     * Postgres connections per process. Default: WORKER_CONCURRENCY + 4 (at least 10), so every
+     * running step job has one while the reconciler, circuits and HTTP requests get theirs.
+     */
+    DATABASE_POOL_SIZE: whole(z.coerce.number().int().min(1).max(1000).optional()),
     /** Attempts for a message whose provider answered with a transient error. Default 5. */
     SEND_MAX_ATTEMPTS: whole(z.coerce.number().int().min(1).max(20).default(5)),
     /** First retry delay after a transient provider error (429, 5xx); doubles per attempt. Default 15s. */
@@ -371,6 +376,7 @@ export interface Config {
   reconcileIntervalMs: number;
   reconcileGraceMs: number;
   workerConcurrency: number;
+  databasePoolSize: number;
   sendMaxAttempts: number;
   sendRetryBaseMs: number;
   providerTimeoutMs: number;
@@ -429,13 +435,24 @@ export interface Config {
   secret: string | undefined;
 }
 
+// Every event with a customer asks (POST /v1/events), and building an Intl.DateTimeFormat costs
+// about as much as the rest of the event's validation: each distinct name is checked once.
+const timezoneValidity = new Map<string, boolean>();
+const timezoneValidityLimit = 10_000;
+
 export function isValidTimezone(zone: string): boolean {
+  const known = timezoneValidity.get(zone);
+  if (known !== undefined) return known;
+  let valid: boolean;
   try {
     new Intl.DateTimeFormat('en', { timeZone: zone });
-    return true;
+    valid = true;
   } catch {
-    return false;
+    valid = false;
   }
+  // Bounded: garbage names in requests must not grow it without end.
+  if (timezoneValidity.size < timezoneValidityLimit) timezoneValidity.set(zone, valid);
+  return valid;
 }
 
 /**
@@ -495,6 +512,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     reconcileIntervalMs: env.RECONCILE_INTERVAL,
     reconcileGraceMs: env.RECONCILE_GRACE,
     workerConcurrency: env.WORKER_CONCURRENCY,
+    databasePoolSize: env.DATABASE_POOL_SIZE ?? Math.max(10, env.WORKER_CONCURRENCY + 4),
     sendMaxAttempts: env.SEND_MAX_ATTEMPTS,
     sendRetryBaseMs: env.SEND_RETRY_BACKOFF,
     providerTimeoutMs: env.PROVIDER_TIMEOUT,

@@ -70,6 +70,7 @@ export async function buildCoreDeps(config: Config, logger: Logger, clock: Clock
   const database = await openDatabase({
     url: config.databaseUrl,
     dataDir: config.dataDir,
+    poolSize: config.databasePoolSize,
     onError: (err) => logger.warn({ err }, 'idle Postgres connection failed'),
   });
   return {

@@ -64,16 +64,21 @@ export interface HoldInput {
   now: Date;
 }
 
-/** Decides whether a step may be sent now. Reads `gateway_circuits` and the message row only. */
-export async function decideHold(tx: DbOrTx, hold: CircuitHold, input: HoldInput): Promise<HoldDecision> {
-  const gateways = [
+/** The gateways a retry link offering `methods` in `currency` leads to (normalised, sorted, once each). */
+export function linkGateways(hold: CircuitHold, methods: readonly PaymentMethod[], currency: string): string[] {
+  return [
     ...new Set(
-      input.methods
-        .map((m) => hold.gatewayFor(m, input.currency))
+      methods
+        .map((m) => hold.gatewayFor(m, currency))
         .filter((g): g is string => g !== undefined && g.trim() !== '')
         .map(normalizeGateway),
     ),
   ].sort();
+}
+
+/** Decides whether a step may be sent now. Reads `gateway_circuits` and the message row only. */
+export async function decideHold(tx: DbOrTx, hold: CircuitHold, input: HoldInput): Promise<HoldDecision> {
+  const gateways = linkGateways(hold, input.methods, input.currency);
 
   const [message] = input.messageId
     ? await rows<{ template: string; status: string }>(

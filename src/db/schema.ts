@@ -214,6 +214,10 @@ export const messages = pgTable(
     index('messages_order_idx').on(t.orderId),
     index('messages_customer_sent_idx').on(t.customerId, t.sentAt),
     index('messages_sent_idx').on(t.sentAt),
+    // The reconciler looks for stale `sending` claims every pass: few rows, found without a scan.
+    index('messages_sending_idx')
+      .on(t.claimedAt)
+      .where(sql`${t.status} = 'sending'`),
   ],
 );
 

@@ -8,7 +8,7 @@ import { newId } from '../ids.js';
 import type { Wakeup } from '../queue/queues.js';
 import { classifyFailure } from '../recoveries/classify-failure.js';
 import { recordPayment } from '../payments/record-payment.js';
-import { startRecovery } from '../recoveries/start-recovery.js';
+import { planRecovery } from '../recoveries/start-recovery.js';
 import type { CustomerInput, EventInput } from './event-schema.js';
 
 /** What an event did, stored on its row and returned to the caller. */
@@ -57,6 +57,7 @@ interface OrderRow {
  * exactly one of them has an effect.
  */
 export async function applyEvent(deps: ApplyEventDeps, event: EventInput, now: Date): Promise<ApplyResult> {
+  if (oneStatementTypes.has(event.type)) return applyOrderEvent(deps, event, now);
   return deps.db.transaction(async (tx) => {
     const occurredAt = new Date(event.occurred_at);
     const customer = event.order?.customer ?? event.customer;
@@ -76,6 +77,75 @@ export async function applyEvent(deps: ApplyEventDeps, event: EventInput, now: D
   });
 }
 
+/** The events of a flash sale: applied by one SQL function call, so one round trip each. */
+const oneStatementTypes = new Set<EventInput['type']>(['order.created', 'payment.failed', 'customer.updated']);
+
+/**
+ * order.created, payment.failed and customer.updated in one statement: `recoup_apply_order_event`
+ * (migrations/0004_perf.sql) does what applyClaimedEvent does for them, in the same order and under
+ * the same order row lock, in the statement's own transaction. The cadence is chosen here beforehand
+ * (the function starts a recovery with it only if the order has none); the failure is classified here.
+ */
+async function applyOrderEvent(deps: ApplyEventDeps, event: EventInput, now: Date): Promise<ApplyResult> {
+  const occurredAt = new Date(event.occurred_at);
+  const customer = event.order?.customer ?? event.customer;
+  const input = event.order;
+  const payment = event.payment ?? undefined;
+  const failed = event.type === 'payment.failed' && input !== undefined;
+  const category: FailureCategory | undefined = failed
+    ? classifyFailure({
+        gateway: payment?.gateway ?? undefined,
+        code: payment?.failure_code ?? undefined,
+        message: payment?.failure_message ?? undefined,
+      })
+    : undefined;
+  const plan = failed
+    ? planRecovery(
+        await deps.cadences.active(deps.db),
+        { id: input.id, amount: input.amount, currency: input.currency },
+        category ?? 'unknown',
+        now,
+        input.cadence,
+        deps.cadences.defaultHoldoutPercent,
+      )
+    : undefined;
+  const orderEvent = event.type !== 'customer.updated' && input !== undefined;
+  const [row] = await rows<{ o_outcome: EventOutcome | 'duplicate'; o_recovery_id: string | null }>(
+    deps.db,
+    sql`select o_outcome, o_recovery_id from recoup_apply_order_event(
+          p_event_id => ${event.id}::text, p_type => ${event.type}::text,
+          p_occurred_at => ${occurredAt}::timestamptz, p_now => ${now}::timestamptz,
+          p_payload => ${JSON.stringify(event)}::jsonb,
+          p_customer_id => ${customer?.id ?? null}::text, p_customer_name => ${customer?.name ?? null}::text,
+          p_customer_email => ${customer?.email ?? null}::text, p_customer_phone => ${customer?.phone ?? null}::text,
+          p_customer_locale => ${customer?.locale ?? null}::text,
+          p_customer_timezone => ${customer?.timezone ?? null}::text,
+          p_order_id => ${input?.id ?? null}::text, p_amount => ${input?.amount ?? null}::bigint,
+          p_currency => ${input?.currency ?? null}::text, p_description => ${input?.description ?? null}::text,
+          p_coupon_code => ${input ? couponCode(input) : null}::text,
+          p_coupon_discount_amount => ${input?.coupon?.discount_amount ?? null}::bigint,
+          p_coupon_expires_at => ${input?.coupon?.expires_at ? new Date(input.coupon.expires_at) : null}::timestamptz,
+          p_requested_cadence => ${input?.cadence ?? null}::text,
+          p_attempt_id => ${failed ? newId('att') : null}::text, p_gateway => ${payment?.gateway ?? null}::text,
+          p_method => ${payment?.method ?? null}::text, p_failure_code => ${payment?.failure_code ?? null}::text,
+          p_failure_category => ${category ?? null}::text,
+          p_failure_message => ${payment?.failure_message ?? null}::text,
+          p_payment_amount => ${payment?.amount ?? null}::bigint,
+          p_abandon_check_at => ${orderEvent ? new Date(occurredAt.getTime() + deps.abandonAfterMs) : null}::timestamptz,
+          p_recovery_id => ${plan?.recoveryId ?? null}::text, p_cadence_name => ${plan?.chosen.name ?? null}::text,
+          p_cadence_version => ${plan?.chosen.version ?? null}::integer,
+          p_holdout => ${plan?.holdout ?? null}::boolean, p_step_index => ${plan?.stepIndex ?? null}::integer,
+          p_recovery_run_at => ${plan?.runAt ?? null}::timestamptz,
+          p_recovery_expires_at => ${plan?.expiresAt ?? null}::timestamptz)`,
+  );
+  if (!row || row.o_outcome === 'duplicate') return { status: 'duplicate' };
+  const wakeups: Wakeup[] =
+    row.o_outcome === 'recovery_started' && plan && row.o_recovery_id === plan.recoveryId
+      ? [{ recoveryId: plan.recoveryId, wakeSeq: 0, runAt: plan.runAt }]
+      : [];
+  return { status: 'accepted', outcome: row.o_outcome, wakeups, ended: [] };
+}
+
 async function applyClaimedEvent(
   tx: Tx,
   deps: ApplyEventDeps,
@@ -91,28 +161,16 @@ async function applyClaimedEvent(
 
   const order = await lockOrder(tx, input, occurredAt);
   const payment = event.payment ?? undefined;
-  const category: FailureCategory | undefined =
-    event.type === 'payment.failed'
-      ? classifyFailure({
-          gateway: payment?.gateway ?? undefined,
-          code: payment?.failure_code ?? undefined,
-          message: payment?.failure_message ?? undefined,
-        })
-      : undefined;
 
-  if (event.type === 'payment.failed' || event.type === 'payment.succeeded') {
+  if (event.type === 'payment.succeeded') {
     // The shop's own attempts, for the order's story; money received is recorded in payments.
     await tx.execute(
       sql`insert into payment_attempts (id, order_id, event_id, gateway, method, status, amount, currency,
                                         failure_code, failure_category, failure_message, occurred_at)
           values (${newId('att')}, ${input.id}, ${event.id}, ${payment?.gateway ?? null}, ${payment?.method ?? null},
-                  ${event.type === 'payment.failed' ? 'failed' : 'succeeded'}, ${payment?.amount ?? input.amount},
-                  ${input.currency}, ${payment?.failure_code ?? null}, ${category ?? null},
-                  ${payment?.failure_message ?? null}, ${occurredAt})`,
+                  'succeeded', ${payment?.amount ?? input.amount}, ${input.currency}, ${payment?.failure_code ?? null},
+                  null, ${payment?.failure_message ?? null}, ${occurredAt})`,
     );
-  }
-
-  if (event.type === 'payment.succeeded') {
     const recorded = await recordPayment(
       tx,
       {
@@ -163,54 +221,8 @@ async function applyClaimedEvent(
     };
   }
 
-  if (occurredAt < order.state_at) return { outcome: 'stale', ...none };
-
-  await tx.execute(
-    sql`update orders
-        set amount = ${input.amount}, currency = ${input.currency}, description = ${input.description ?? null},
-            coupon_code = ${couponCode(input)}, customer_id = ${input.customer.id},
-            coupon_discount_amount = ${input.coupon?.discount_amount ?? null},
-            coupon_expires_at = ${input.coupon?.expires_at ? new Date(input.coupon.expires_at) : null},
-            requested_cadence = coalesce(${input.cadence ?? null}, requested_cadence),
-            state_at = ${occurredAt}, updated_at = ${now},
-            last_failure_code = case when ${event.type} = 'payment.failed' then ${payment?.failure_code ?? null} else last_failure_code end,
-            last_failure_category = coalesce(${category ?? null}, last_failure_category),
-            last_failure_message = case when ${event.type} = 'payment.failed' then ${payment?.failure_message ?? null} else last_failure_message end,
-            last_gateway = coalesce(${payment?.gateway ?? null}, last_gateway),
-            last_method = coalesce(${payment?.method ?? null}, last_method)
-        where id = ${input.id}`,
-  );
-
-  if (event.type === 'order.created') {
-    // Abandonment is decided later by the reconciler, unless a recovery already exists.
-    await tx.execute(
-      sql`update orders set abandon_check_at = ${new Date(occurredAt.getTime() + deps.abandonAfterMs)}
-          where id = ${input.id} and not exists (select 1 from recoveries where order_id = ${input.id})`,
-    );
-    return { outcome: 'order_recorded', ...none };
-  }
-
-  // payment.failed
-  await tx.execute(sql`update orders set abandon_check_at = null where id = ${input.id}`);
-  const started = await startRecovery(
-    tx,
-    deps.cadences,
-    {
-      id: input.id,
-      customerId: input.customer.id,
-      amount: input.amount,
-      currency: input.currency,
-      failedMethod: payment?.method ?? null,
-    },
-    category ?? 'unknown',
-    now,
-    input.cadence,
-  );
-  if (started.started) return { outcome: 'recovery_started', wakeups: [started.wakeup], ended: [] };
-  return {
-    outcome: started.reason === 'already_exists' ? 'recovery_already_exists' : 'recovery_not_started',
-    ...none,
-  };
+  // order.created, payment.failed and customer.updated take applyOrderEvent's one statement.
+  throw new Error(`${event.type} is not applied in a transaction`);
 }
 
 /**

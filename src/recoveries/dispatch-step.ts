@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Cadence, CadenceStep } from '../cadences/cadence.js';
 import type { CadenceBook } from '../cadences/cadence-book.js';
-import { decideHold, recordHold, restoredTemplate, type CircuitHold } from '../circuits/circuit-hold.js';
+import { decideHold, linkGateways, recordHold, restoredTemplate, type CircuitHold } from '../circuits/circuit-hold.js';
 import type { EmailSender } from '../channels/email-sender.js';
-import { findSuppressions } from '../compliance/suppressions.js';
+import { findSuppressions, normaliseAddress } from '../compliance/suppressions.js';
 import type { UnsubscribeLinks } from '../compliance/unsubscribe-links.js';
 import { ProviderError } from '../channels/provider-error.js';
 import type { SendReceipt, SmsSender } from '../channels/sms-sender.js';
@@ -148,7 +148,12 @@ type ClaimOutcome = { kind: 'done'; result: DispatchResult } | { kind: 'send'; c
  * acceptance. A message whose outcome is unknown is never re-sent.
  */
 export async function dispatchStep(deps: DispatchDeps, job: StepJobData): Promise<DispatchResult> {
-  const outcome = await deps.db.transaction((tx) => claimStep(tx, deps, job, deps.clock.now()));
+  const now = deps.clock.now();
+  // The common case (send this step now) in two round trips; anything else, or anything that changed
+  // in between, is decided by the locked path.
+  const outcome =
+    (await claimWithoutTransaction(deps, job, now)) ??
+    (await deps.db.transaction((tx) => claimStep(tx, deps, job, now)));
   if (outcome.kind === 'done') return outcome.result;
   const { claim } = outcome;
   await deps.faultPoint?.('after_claim', claim.messageId);
@@ -343,27 +348,11 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
         returning attempts`,
   );
 
-  const context: MessageContext = {
-    shop: { name: deps.settings.shopName },
-    customer: { name: customer?.name ?? '' },
-    order: {
-      id: order.id,
-      description: order.description ?? '',
-      amount: Number(order.amount),
-      currency: order.currency,
-      couponCode: order.coupon_code ?? undefined,
-    },
-    failureCategory: recovery.failure_category,
-    offerMethods: step.offerMethods,
-    retryUrl: retryUrl(deps.settings.publicUrl, token),
-    unsubscribeUrl: channel === 'email' ? deps.unsubscribe?.forMessage(messageId).url : undefined,
-  };
   return {
     kind: 'send',
-    claim: {
+    claim: claimFor(deps, {
       messageId,
       claimId,
-      orderId: order.id,
       channel,
       to,
       template,
@@ -372,8 +361,176 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
       attempts: claimed?.attempts ?? 1,
       recovery,
       cadence,
-      context,
+      step,
+      order,
+      customerName: customer?.name,
+    }),
+  };
+}
+
+function claimFor(
+  deps: DispatchDeps,
+  c: Omit<Claim, 'context' | 'orderId'> & {
+    step: CadenceStep;
+    order: OrderRow;
+    customerName: string | null | undefined;
+  },
+): Claim {
+  const { step, order, customerName, ...claim } = c;
+  const context: MessageContext = {
+    shop: { name: deps.settings.shopName },
+    customer: { name: customerName ?? '' },
+    order: {
+      id: order.id,
+      description: order.description ?? '',
+      amount: Number(order.amount),
+      currency: order.currency,
+      couponCode: order.coupon_code ?? undefined,
     },
+    failureCategory: claim.recovery.failure_category,
+    offerMethods: step.offerMethods,
+    retryUrl: retryUrl(deps.settings.publicUrl, claim.token),
+    unsubscribeUrl: claim.channel === 'email' ? deps.unsubscribe?.forMessage(claim.messageId).url : undefined,
+  };
+  return { ...claim, orderId: order.id, context };
+}
+
+/** What the unlocked read of claimWithoutTransaction sees: the recovery, its order, customer and step message. */
+interface StepSnapshot extends RecoveryRow {
+  customer_id: string;
+  order_status: OrderStatus;
+  amount: string;
+  currency: string;
+  description: string | null;
+  coupon_code: string | null;
+  customer_name: string | null;
+  email: string | null;
+  phone: string | null;
+  locale: string | null;
+  timezone: string | null;
+  email_bad_reason: string | null;
+  phone_bad_reason: string | null;
+  /** The customer's addresses as SQL normalised them; compared with normaliseAddress before use. */
+  sms_normalised: string | null;
+  email_normalised: string | null;
+  suppressions: Array<{ channel: Channel; reason: string }> | null;
+  message_id: string | null;
+  message_status: string | null;
+  message_template: string | null;
+  message_updated_at: Date | null;
+  /** Epoch ms of the customer's sends in the daily cap's look-back, ascending, comma-separated. */
+  recent_sends: string | null;
+  open_gateways: string[] | null;
+}
+
+/**
+ * The send-now path in two statements and no transaction: one unlocked read of everything the
+ * decision needs, then `recoup_claim_step` (migrations/0004_perf.sql), which takes the order's row
+ * lock, re-checks that the recovery, its step message, the chosen address and the customer's sends
+ * in the daily cap's window are as read, and records the message as `sending`.
+ * Undefined: not a plain send-now (ended, stale, deferred, held, suppressed, retried after a lost
+ * worker, …) or something changed meanwhile; claimStep then decides under the lock, as before.
+ */
+async function claimWithoutTransaction(
+  deps: DispatchDeps,
+  job: StepJobData,
+  now: Date,
+): Promise<ClaimOutcome | undefined> {
+  const capSince = new Date(now.getTime() - 2 * 86_400_000);
+  const [snap] = await rows<StepSnapshot>(
+    deps.db,
+    sql`select * from recoup_step_snapshot(${job.recoveryId}::text, ${capSince}::timestamptz)`,
+  );
+  if (!snap || snap.state !== 'active' || snap.wake_seq !== job.wakeSeq || snap.order_status !== 'pending') return;
+  if (now >= snap.expires_at) return;
+  if (snap.next_run_at && now.getTime() < snap.next_run_at.getTime() - 1_000) return;
+  // A step message exists when the step was deferred, held or refused for now; held ones need the locked path.
+  if (snap.message_id && (snap.message_status !== 'scheduled' || snap.message_template === restoredTemplate)) return;
+  const cadence = (await deps.cadences.version(snap.cadence_name, snap.cadence_version))?.cadence;
+  const step = cadence?.steps[snap.step_index];
+  if (!cadence || !step) return;
+
+  const customer = {
+    email: snap.email,
+    phone: snap.phone,
+    email_bad_reason: snap.email_bad_reason,
+    phone_bad_reason: snap.phone_bad_reason,
+  };
+  // SQL's trim and lower case are not JavaScript's for every character: only identical forms are trusted.
+  const sameForms =
+    (!snap.phone || normaliseAddress('sms', snap.phone) === snap.sms_normalised) &&
+    (!snap.email || normaliseAddress('email', snap.email) === snap.email_normalised);
+  const suppressions = sameForms
+    ? new Map((snap.suppressions ?? []).reverse().map((s) => [s.channel, s.reason] as const))
+    : await findSuppressions(deps.db, { sms: snap.phone, email: snap.email });
+  const contact = chooseContact(step, cadence, customer, suppressions);
+  if (!contact.ok) return;
+  const { channel, to } = contact;
+
+  const recentSends = snap.recent_sends ? snap.recent_sends.split(',').map(Number) : [];
+  const decision = nextSendTime(
+    {
+      timezone: snap.timezone ?? deps.settings.defaultTimezone,
+      quietHours: cadence.quietHours,
+      maxPerDay: cadence.maxMessagesPerDay,
+      spreadMs: deps.settings.quietHoursSpreadMs,
+    },
+    {
+      planned: now,
+      recentSends: recentSends.map((ms) => new Date(ms)),
+      jitterKey: `${snap.id}/${snap.step_index}`,
+    },
+  );
+  if (decision.deferredBy) return;
+  if (deps.circuits) {
+    const open = new Set(snap.open_gateways ?? []);
+    if (linkGateways(deps.circuits, step.offerMethods, snap.currency).some((g) => open.has(g))) return;
+  }
+
+  const template = step.template;
+  const locale = deps.renderer.resolveLocale(template, snap.locale, deps.settings.defaultLocale);
+  const token = newRetryToken();
+  const claimId = randomBytes(8).toString('hex');
+  const messageId = snap.message_id ?? newId('msg');
+  const [claimed] = await rows<{ attempts: number | null }>(
+    deps.db,
+    sql`select recoup_claim_step(
+          p_recovery_id => ${snap.id}::text, p_wake_seq => ${snap.wake_seq}::integer,
+          p_step => ${snap.step_index}::integer, p_message_id => ${messageId}::text,
+          p_seen_message_updated_at => ${snap.message_updated_at}::timestamptz,
+          p_channel => ${channel}::text, p_to => ${to}::text, p_template => ${template}::text,
+          p_locale => ${locale}::text, p_link_token => ${token}::text,
+          p_link_expires_at => ${new Date(now.getTime() + deps.settings.retryLinkTtlMs)}::timestamptz,
+          p_claim_id => ${claimId}::text, p_now => ${now}::timestamptz,
+          p_cap_since => ${cadence.maxMessagesPerDay !== undefined ? capSince : null}::timestamptz,
+          p_cap_seen => ${`{${recentSends.join(',')}}`}::bigint[]) as attempts`,
+  );
+  if (!claimed?.attempts) return;
+  return {
+    kind: 'send',
+    claim: claimFor(deps, {
+      messageId,
+      claimId,
+      channel,
+      to,
+      template,
+      locale,
+      token,
+      attempts: claimed.attempts,
+      recovery: snap,
+      cadence,
+      step,
+      order: {
+        id: snap.order_id,
+        customer_id: snap.customer_id,
+        status: snap.order_status,
+        amount: snap.amount,
+        currency: snap.currency,
+        description: snap.description,
+        coupon_code: snap.coupon_code,
+      },
+      customerName: snap.customer_name,
+    }),
   };
 }
 
@@ -395,29 +552,39 @@ async function sendClaimed(deps: DispatchDeps, claim: Claim): Promise<DispatchRe
     const now = () => deps.clock.now();
     // A share lock on the order: the payment path's update waits until this send is recorded,
     // so no message is accepted by a provider after the order's payment committed.
-    const [order] = await rows<{ status: OrderStatus }>(
+    // One round trip for the three locks, taken in this order (recoup_lock_for_send, migrations/0004_perf.sql).
+    const [locked] = await rows<{
+      o_order_status: OrderStatus | null;
+      o_message_status: string | null;
+      o_claim_id: string | null;
+      o_recovery_state: string | null;
+      o_step_index: number;
+      o_wake_seq: number;
+      o_started_at: Date;
+      o_expires_at: Date;
+    }>(
       tx,
-      sql`select status from orders where id = ${claim.orderId} for share`,
+      sql`select * from recoup_lock_for_send(${claim.orderId}::text, ${claim.messageId}::text, ${claim.recovery.id}::text)`,
     );
-    const [message] = await rows<{ status: string; claim_id: string | null }>(
-      tx,
-      sql`select status, claim_id from messages where id = ${claim.messageId} for update`,
-    );
-    if (!message || message.status !== 'sending' || message.claim_id !== claim.claimId) {
+    if (!locked || locked.o_message_status !== 'sending' || locked.o_claim_id !== claim.claimId) {
       return { action: 'stale', wakeups: [], messageId: claim.messageId };
     }
-    if (!order || order.status !== 'pending') {
-      await setMessageStatus(tx, claim.messageId, 'skipped', `order_${order?.status ?? 'missing'}`, now());
+    if (locked.o_order_status !== 'pending') {
+      await setMessageStatus(tx, claim.messageId, 'skipped', `order_${locked.o_order_status ?? 'missing'}`, now());
       return { action: 'skipped', wakeups: [], messageId: claim.messageId };
     }
-    const [recovery] = await rows<RecoveryRow>(
-      tx,
-      sql`select * from recoveries where id = ${claim.recovery.id} for update`,
-    );
-    if (!recovery || recovery.state !== 'active') {
-      await setMessageStatus(tx, claim.messageId, 'skipped', `recovery_${recovery?.state ?? 'missing'}`, now());
+    if (locked.o_recovery_state !== 'active') {
+      await setMessageStatus(tx, claim.messageId, 'skipped', `recovery_${locked.o_recovery_state ?? 'missing'}`, now());
       return { action: 'skipped', wakeups: [], messageId: claim.messageId };
     }
+    const recovery: RecoveryRow = {
+      ...claim.recovery,
+      state: locked.o_recovery_state,
+      step_index: locked.o_step_index,
+      wake_seq: locked.o_wake_seq,
+      started_at: locked.o_started_at,
+      expires_at: locked.o_expires_at,
+    };
 
     if (!rendered) {
       deps.logger.error({ err: renderError, messageId: claim.messageId }, 'template rendering failed');
@@ -454,21 +621,25 @@ async function sendClaimed(deps: DispatchDeps, claim: Claim): Promise<DispatchRe
     await deps.faultPoint?.('after_provider_answer', claim.messageId);
     const segments = 'segments' in rendered ? rendered.segments : null;
     const cost = deps.messageCosts?.estimate(claim.channel, claim.to, segments ?? undefined);
-    const [sent] = await rows<{ planned_at: Date | null }>(
+    // The message's result and the recovery's next step in one statement (migrations/0004_perf.sql).
+    const at = now();
+    const next = nextStepOf(recovery, claim.cadence, at);
+    const [sent] = await rows<{ o_planned_at: Date | null; o_wake_seq: number | null }>(
       tx,
-      sql`update messages set status = 'sent', provider_id = ${receipt.providerId}, sent_at = ${receipt.acceptedAt},
-                              reason = null, updated_at = ${now()}, segments = ${segments},
-                              cost_micros = ${cost?.micros ?? null}, cost_currency = ${cost?.currency ?? null},
-                              cost_source = ${cost ? 'estimate' : null}
-          where id = ${claim.messageId}
-          returning planned_at`,
+      sql`select * from recoup_record_sent(
+            p_message_id => ${claim.messageId}::text, p_provider_id => ${receipt.providerId}::text,
+            p_sent_at => ${receipt.acceptedAt}::timestamptz, p_now => ${at}::timestamptz,
+            p_segments => ${segments}::integer, p_cost_micros => ${cost?.micros ?? null}::bigint,
+            p_cost_currency => ${cost?.currency ?? null}::text, p_cost_source => ${cost ? 'estimate' : null}::text,
+            p_recovery_id => ${recovery.id}::text, p_next_step => ${next.index}::integer,
+            p_next_run_at => ${next.runAt}::timestamptz)`,
     );
     return {
       action: 'sent',
-      wakeups: [await advance(tx, recovery, claim.cadence, now())],
+      wakeups: [{ recoveryId: recovery.id, wakeSeq: sent?.o_wake_seq ?? recovery.wake_seq + 1, runAt: next.runAt }],
       messageId: claim.messageId,
       channel: claim.channel,
-      plannedAt: sent?.planned_at ?? undefined,
+      plannedAt: sent?.o_planned_at ?? undefined,
       sentAt: receipt.acceptedAt,
     };
   });
@@ -563,16 +734,20 @@ export function chooseContact(
 
 /** Moves the recovery to its next step (or to its expiry once the steps are done). */
 async function advance(tx: Tx, recovery: RecoveryRow, cadence: Cadence, now: Date): Promise<Wakeup> {
-  const nextIndex = recovery.step_index + 1;
-  const nextStep = cadence.steps[nextIndex];
-  const planned = nextStep ? new Date(recovery.started_at.getTime() + nextStep.afterMs) : recovery.expires_at;
-  const runAt = planned < now ? now : planned;
+  const next = nextStepOf(recovery, cadence, now);
   const [row] = await rows<{ wake_seq: number }>(
     tx,
-    sql`update recoveries set step_index = ${nextIndex}, next_run_at = ${runAt}, wake_seq = wake_seq + 1
+    sql`update recoveries set step_index = ${next.index}, next_run_at = ${next.runAt}, wake_seq = wake_seq + 1
         where id = ${recovery.id} returning wake_seq`,
   );
-  return { recoveryId: recovery.id, wakeSeq: row?.wake_seq ?? recovery.wake_seq + 1, runAt };
+  return { recoveryId: recovery.id, wakeSeq: row?.wake_seq ?? recovery.wake_seq + 1, runAt: next.runAt };
+}
+
+function nextStepOf(recovery: RecoveryRow, cadence: Cadence, now: Date): { index: number; runAt: Date } {
+  const index = recovery.step_index + 1;
+  const nextStep = cadence.steps[index];
+  const planned = nextStep ? new Date(recovery.started_at.getTime() + nextStep.afterMs) : recovery.expires_at;
+  return { index, runAt: planned < now ? now : planned };
 }
 
 /** Same step, later: a fresh wake-up id so the running job's id does not swallow it. */

@@ -43,6 +43,8 @@ export class Reconciler {
   readonly #deps: ReconcilerDeps;
   readonly #sentinelKey: string;
   readonly #epoch = randomBytes(8).toString('hex');
+  /** Where the next pass over overdue wake-ups starts; undefined: at the oldest. */
+  #overdueCursor: { at: Date; id: string } | undefined;
 
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
@@ -99,12 +101,20 @@ export class Reconciler {
 
   async #restoreOverdue(): Promise<number> {
     const now = this.#deps.clock.now();
-    const overdue = await rows<{ id: string; wake_seq: number }>(
+    const batch = this.#deps.batchSize ?? 1_000;
+    // A backlog (a burst due at once, a slow provider) is overdue but merely waiting. Each pass
+    // checks the next page after the last one it checked, so the waiting jobs at the head are not
+    // checked again every pass, and a lost wake-up behind a backlog larger than a page is still found.
+    const after = this.#overdueCursor;
+    const overdue = await rows<{ id: string; wake_seq: number; next_run_at: Date }>(
       this.#deps.db,
-      sql`select id, wake_seq from recoveries
+      sql`select id, wake_seq, next_run_at from recoveries
           where state = 'active' and next_run_at < ${new Date(now.getTime() - this.#deps.graceMs)}
-          order by next_run_at limit ${this.#deps.batchSize ?? 1_000}`,
+            ${after ? sql`and next_run_at >= ${after.at} and (next_run_at, id) > (${after.at}, ${after.id})` : sql``}
+          order by next_run_at, id limit ${batch}`,
     );
+    const last = overdue[overdue.length - 1];
+    this.#overdueCursor = overdue.length === batch && last ? { at: last.next_run_at, id: last.id } : undefined;
     if (overdue.length === 0) return 0;
 
     // A job that still exists is merely late (a backlog), unless it sits in the failed set.

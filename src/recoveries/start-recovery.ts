@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { CadenceBook } from '../cadences/cadence-book.js';
+import type { CadenceVersion } from '../cadences/cadence.js';
 import { selectCadence } from '../cadences/select-cadence.js';
 import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
@@ -30,25 +31,16 @@ export async function startRecovery(
   const existing = await rows<{ id: string }>(tx, sql`select id from recoveries where order_id = ${order.id}`);
   if (existing.length > 0) return { started: false, reason: 'already_exists' };
 
-  const active = await cadences.active(tx);
-  // A cadence the shop named wins, but fraud never gets reminders unless that cadence asks for it.
-  const requested = requestedCadence
-    ? active.find(
-        (c) =>
-          c.name === requestedCadence &&
-          (category !== 'fraud_suspected' || c.cadence.match.failureCategories.includes('fraud_suspected')),
-      )
-    : undefined;
-  const chosen = requested ?? selectCadence(active, order, category);
-  if (!chosen) return { started: false, reason: 'no_matching_cadence' };
-  const firstStep = chosen.cadence.steps[0];
-  if (!firstStep) return { started: false, reason: 'no_matching_cadence' };
-
-  const recoveryId = newId('rec');
-  const holdout = inHoldout(order.id, chosen.cadence.holdoutPercent ?? cadences.defaultHoldoutPercent);
-  const expiresAt = new Date(now.getTime() + chosen.cadence.expireAfterMs);
-  const runAt = holdout ? expiresAt : new Date(now.getTime() + firstStep.afterMs);
-  const stepIndex = holdout ? chosen.cadence.steps.length : 0;
+  const plan = planRecovery(
+    await cadences.active(tx),
+    order,
+    category,
+    now,
+    requestedCadence,
+    cadences.defaultHoldoutPercent,
+  );
+  if (!plan) return { started: false, reason: 'no_matching_cadence' };
+  const { chosen, recoveryId, holdout, stepIndex, runAt, expiresAt } = plan;
   const inserted = await rows<{ id: string }>(
     tx,
     sql`insert into recoveries (id, order_id, customer_id, cadence_name, cadence_version, failure_category,
@@ -68,5 +60,51 @@ export async function startRecovery(
     version: chosen.version,
     holdout,
     wakeup: { recoveryId, wakeSeq: 0, runAt },
+  };
+}
+
+export interface RecoveryPlan {
+  chosen: CadenceVersion;
+  recoveryId: string;
+  holdout: boolean;
+  /** 0, or past the last step for a holdout recovery. */
+  stepIndex: number;
+  runAt: Date;
+  expiresAt: Date;
+}
+
+/**
+ * The recovery an order would start now: its cadence (the one the shop named, else the best match),
+ * its holdout group and its first wake-up. Undefined when no active cadence matches. Pure: intake's
+ * one-statement path (apply-event.ts) plans before it knows whether a recovery exists already.
+ */
+export function planRecovery(
+  active: CadenceVersion[],
+  order: { id: string; amount: number; currency: string },
+  category: FailureCategory,
+  now: Date,
+  requestedCadence: string | null | undefined,
+  defaultHoldoutPercent: number,
+): RecoveryPlan | undefined {
+  // A cadence the shop named wins, but fraud never gets reminders unless that cadence asks for it.
+  const requested = requestedCadence
+    ? active.find(
+        (c) =>
+          c.name === requestedCadence &&
+          (category !== 'fraud_suspected' || c.cadence.match.failureCategories.includes('fraud_suspected')),
+      )
+    : undefined;
+  const chosen = requested ?? selectCadence(active, order, category);
+  const firstStep = chosen?.cadence.steps[0];
+  if (!chosen || !firstStep) return undefined;
+  const holdout = inHoldout(order.id, chosen.cadence.holdoutPercent ?? defaultHoldoutPercent);
+  const expiresAt = new Date(now.getTime() + chosen.cadence.expireAfterMs);
+  return {
+    chosen,
+    recoveryId: newId('rec'),
+    holdout,
+    stepIndex: holdout ? chosen.cadence.steps.length : 0,
+    runAt: holdout ? expiresAt : new Date(now.getTime() + firstStep.afterMs),
+    expiresAt,
   };
 }

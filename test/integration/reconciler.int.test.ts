@@ -345,6 +345,48 @@ describe('Reconciler.runOnce on a fixed clock', () => {
     expect(row?.wake_seq).toBe(wakeup.wakeSeq);
   });
 
+  it('finds a lost wake-up behind a backlog larger than its page, without re-checking the same page', async () => {
+    const paged = new Reconciler({
+      db: database.db,
+      redis,
+      queue,
+      queuePrefix: prefix,
+      cadences: new CadenceBook(database.db),
+      clock,
+      logger: createLogger('silent'),
+      graceMs,
+      claimStaleAfterMs,
+      batchSize: 2,
+    });
+    clock.set('2026-11-25T04:00:00Z');
+    const waiting = [];
+    for (let i = 0; i < 5; i++) {
+      const { wakeup } = await startRecovery();
+      await queue.add([wakeup], clock.now());
+      waiting.push(wakeup);
+    }
+    // Due after all of them, and never queued: lost.
+    clock.set('2026-11-25T04:00:01Z');
+    const { wakeup: lost } = await startRecovery();
+    clock.set('2026-11-25T05:00:00Z');
+
+    let restored = 0;
+    let passes = 0;
+    while (restored === 0 && passes < 10) {
+      restored += (await paged.runOnce()).restored;
+      passes += 1;
+    }
+    expect(restored).toBe(1);
+    // Every overdue recovery of this file is at most a page of 2 each pass: the lost one is reached
+    // in a bounded number of passes, however many waiting ones sort before it.
+    expect(passes).toBeLessThanOrEqual(6);
+    const seqs = await rows<{ id: string; wake_seq: number }>(
+      database.db,
+      sql`select id, wake_seq from recoveries where id in ${[lost.recoveryId, ...waiting.map((w) => w.recoveryId)]}`,
+    );
+    for (const row of seqs) expect(row.wake_seq).toBe(row.id === lost.recoveryId ? lost.wakeSeq + 1 : 0);
+  });
+
   it('closes stale `sending` claims of ended recoveries as unknown, and only those', async () => {
     clock.set('2026-11-25T04:00:00Z');
     const claim = async (recoveryId: string, orderId: string, claimedAt: Date) => {
