@@ -46,7 +46,7 @@ const options = {
   ingestSeconds: envNumber('CHAOS_INGEST_SECONDS', 0),
   /** Share of orders paid at a random moment of their recovery. */
   payRate: envNumber('CHAOS_PAY_RATE', 0.4),
-  /** Random SIGKILLs of workers during the run (besides the fault-point crashes). Default: 4 + orders/200, at most 40. */
+  /** Random SIGKILLs of workers during the run (besides the fault-point crashes). Default: 3 + orders/300, at most 40. */
   kills: envNumber('CHAOS_KILLS', 0),
   twilio500: envNumber('CHAOS_TWILIO_500_RATE', 0.03),
   twilio429: envNumber('CHAOS_TWILIO_429_RATE', 0.03),
@@ -62,7 +62,7 @@ const options = {
   keepLogs: process.env.CHAOS_KEEP_LOGS === '1',
 };
 if (options.ingestSeconds <= 0) options.ingestSeconds = Math.max(20, Math.ceil(options.orders / 15));
-if (options.kills <= 0) options.kills = Math.min(40, 4 + Math.floor(options.orders / 200));
+if (options.kills <= 0) options.kills = Math.min(40, 3 + Math.floor(options.orders / 300));
 
 // Second-level cadence: three steps over 8 s, over after 30 s (slack for a busy machine).
 const cadenceYaml = `
@@ -116,6 +116,7 @@ interface OrderPlan {
 
 interface Counters {
   killsRandom: number;
+  killsSkipped: number;
   faultPointCrashes: number;
   workerStarts: number;
   pgTerminated: number;
@@ -136,6 +137,7 @@ async function main(): Promise<number> {
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'recoup-chaos-'));
   const counters: Counters = {
     killsRandom: 0,
+    killsSkipped: 0,
     faultPointCrashes: 0,
     workerStarts: 0,
     pgTerminated: 0,
@@ -362,8 +364,14 @@ async function main(): Promise<number> {
     const runFault = async (kind: (typeof plan)[number]['kind']) => {
       switch (kind) {
         case 'kill': {
-          const worker = pickWorker();
-          if (!worker) return;
+          // Never the last worker standing: a cold start takes seconds on a busy machine, and a run
+          // where no worker is up for long only shows that recoveries expire unsent.
+          const readyCount = [...workers.values()].filter((w) => w.isReady && !w.expectedExit).length;
+          const worker = pickWorker(true);
+          if (!worker || readyCount < 2) {
+            counters.killsSkipped += 1;
+            return;
+          }
           worker.expectedExit = true;
           worker.child.kill('SIGKILL');
           counters.killsRandom += 1;
@@ -522,6 +530,7 @@ async function main(): Promise<number> {
       ['payments_total', report.paymentsTotal],
       ['worker_starts', counters.workerStarts],
       ['worker_kills', counters.killsRandom],
+      ['worker_kills_skipped', counters.killsSkipped],
       ['fault_point_crashes', counters.faultPointCrashes],
       ['pg_connections_terminated', counters.pgTerminated],
       ['redis_flushes', counters.redisFlushes],
