@@ -41,6 +41,11 @@ const envSchema = z
     DATABASE_URL: optionalString,
     /** Redis URL; a database index in the path (redis://host:6379/3) is honoured. */
     REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
+    /**
+     * Redis Cluster seed nodes, comma separated (`10.0.0.1:6379,10.0.0.2:6379`). Set: REDIS_URL is
+     * ignored and QUEUE_PREFIX must be hash-tagged. Unset: a single Redis at REDIS_URL.
+     */
+    REDIS_CLUSTER_NODES: optionalString,
     /** Key prefix of every BullMQ key. Wrap it in braces ({recoup}) on Redis Cluster. Default `recoup`. */
     QUEUE_PREFIX: z
       .string()
@@ -168,6 +173,23 @@ const envSchema = z
           });
         }
       }
+      if (env.REDIS_CLUSTER_NODES !== undefined) {
+        if (parseClusterNodes(env.REDIS_CLUSTER_NODES) === undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['REDIS_CLUSTER_NODES'],
+            message: 'expected host:port pairs separated by commas, e.g. 10.0.0.1:6379,10.0.0.2:6379',
+          });
+        }
+        // BullMQ's scripts touch several keys of a queue at once: on a cluster they must share a slot.
+        if (typeof env.QUEUE_PREFIX === 'string' && !/^\{[^{}]+\}/.test(env.QUEUE_PREFIX)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['QUEUE_PREFIX'],
+            message: 'must start with a hash tag such as {recoup} when REDIS_CLUSTER_NODES is set',
+          });
+        }
+      }
       if (env.EMAIL_TRANSPORT === 'smtp' && !env.SMTP_URL) {
         ctx.addIssue({ code: 'custom', path: ['SMTP_URL'], message: 'required when EMAIL_TRANSPORT=smtp' });
       }
@@ -208,6 +230,23 @@ function smsTransportOf(env: {
 
 export type Env = z.output<typeof envSchema>;
 
+export interface RedisNode {
+  host: string;
+  port: number;
+}
+
+/** `host:port,host:port` (IPv6 as `[::1]:7000`); undefined when a part cannot be read. */
+export function parseClusterNodes(text: string): RedisNode[] | undefined {
+  const nodes: RedisNode[] = [];
+  for (const part of text.split(',').map((p) => p.trim())) {
+    const match = /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(part);
+    const port = Number(match?.[2]);
+    if (!match?.[1] || !Number.isInteger(port) || port < 1 || port > 65_535) return undefined;
+    nodes.push({ host: match[1].replace(/^\[|\]$/g, ''), port });
+  }
+  return nodes.length > 0 ? nodes : undefined;
+}
+
 // src/config.ts and dist/config.js both sit one level below the package root.
 const packageTemplatesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../templates');
 
@@ -217,6 +256,8 @@ export interface Config {
   publicUrl: string;
   databaseUrl: string | undefined;
   redisUrl: string;
+  /** Redis Cluster seed nodes (REDIS_CLUSTER_NODES); undefined for a single Redis at redisUrl. */
+  redisClusterNodes: RedisNode[] | undefined;
   queuePrefix: string;
   /** Bootstrap keys from RECOUP_API_KEYS; undefined means "generate one under dataDir". */
   apiKeys: string[] | undefined;
@@ -313,6 +354,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
     databaseUrl: env.DATABASE_URL,
     redisUrl: env.REDIS_URL,
+    redisClusterNodes: env.REDIS_CLUSTER_NODES === undefined ? undefined : parseClusterNodes(env.REDIS_CLUSTER_NODES),
     queuePrefix: env.QUEUE_PREFIX,
     apiKeys: apiKeys && apiKeys.length > 0 ? apiKeys : undefined,
     cadencesFile: env.CADENCES_FILE,
