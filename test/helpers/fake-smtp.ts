@@ -72,6 +72,8 @@ export async function startFakeSmtp(options: { seed?: number } = {}): Promise<Fa
       }, callback);
     },
   });
+  // A sender killed mid-conversation resets its connection: that is the senders' fault to bear, not ours.
+  server.on('error', () => undefined);
   server.server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
