@@ -94,6 +94,14 @@ const envSchema = z
     RECONCILE_GRACE: duration('30s'),
     /** Concurrent step jobs per worker process. Default 16. */
     WORKER_CONCURRENCY: whole(z.coerce.number().int().min(1).max(1000).default(16)),
+    /**
+     * Provider throughput across all workers together: at most this many step jobs (each sends at
+     * most one message, SMS or email) start per SEND_RATE_WINDOW. BullMQ's global rate limiter: a
+     * limited job waits in the queue, it does not fail. Unset: no limit.
+     */
+    SEND_RATE_LIMIT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).optional()),
+    /** The window of SEND_RATE_LIMIT. Default 1s. */
+    SEND_RATE_WINDOW: duration('1s').refine((ms) => ms >= 10, 'must be at least 10ms'),
     /** Attempts for a message whose provider answered with a transient error. Default 5. */
     SEND_MAX_ATTEMPTS: whole(z.coerce.number().int().min(1).max(20).default(5)),
     /** First retry delay after a transient provider error (429, 5xx); doubles per attempt. Default 15s. */
@@ -286,6 +294,8 @@ export interface Config {
   reconcileIntervalMs: number;
   reconcileGraceMs: number;
   workerConcurrency: number;
+  /** SEND_RATE_LIMIT per SEND_RATE_WINDOW, across all workers; undefined: unlimited. */
+  sendRateLimit: { max: number; durationMs: number } | undefined;
   sendMaxAttempts: number;
   sendRetryBaseMs: number;
   providerTimeoutMs: number;
@@ -386,6 +396,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     reconcileIntervalMs: env.RECONCILE_INTERVAL,
     reconcileGraceMs: env.RECONCILE_GRACE,
     workerConcurrency: env.WORKER_CONCURRENCY,
+    sendRateLimit:
+      env.SEND_RATE_LIMIT === undefined ? undefined : { max: env.SEND_RATE_LIMIT, durationMs: env.SEND_RATE_WINDOW },
     sendMaxAttempts: env.SEND_MAX_ATTEMPTS,
     sendRetryBaseMs: env.SEND_RETRY_BACKOFF,
     providerTimeoutMs: env.PROVIDER_TIMEOUT,

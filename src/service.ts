@@ -120,6 +120,7 @@ export async function startService(
         connection: workerRedis,
         prefix: config.queuePrefix,
         concurrency: config.workerConcurrency,
+        rateLimit: config.sendRateLimit,
         lockDurationMs: config.jobLockDurationMs,
         queue,
         logger,
