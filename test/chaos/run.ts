@@ -488,7 +488,8 @@ async function main(): Promise<number> {
         w.child.kill('SIGKILL');
       }
     }
-    const drainDeadlineMs = expireAfterMs + 90_000;
+    // A large run ends with a backlog: each expired recovery still needs its wake-up to run.
+    const drainDeadlineMs = expireAfterMs + 90_000 + options.orders * 10;
     const drained = await waitUntil(
       async () => {
         const { rows } = await db.query<{ active: number; sending: number }>(
