@@ -147,6 +147,8 @@ const envSchema = z
     STUCK_ORDER_AFTER: duration('2h'),
     /** Test harnesses only: crash the worker at chosen points (see src/fault-injection.ts). */
     FAULT_INJECTION: optionalString,
+    /** A request whose body has not fully arrived after this long is answered 408 (slow clients). Default 30s. */
+    REQUEST_TIMEOUT: duration('30s').refine((ms) => ms >= 100, 'must be at least 100ms'),
     /** Largest accepted request body in bytes. Default 262144. */
     BODY_LIMIT: whole(z.coerce.number().int().min(1024).default(262_144)),
     /** Gateway circuits: gateway_outage/network failures are counted over this sliding window. Default 5m. */
@@ -302,6 +304,7 @@ export interface Config {
   shutdownTimeoutMs: number;
   jobLockDurationMs: number;
   bodyLimit: number;
+  requestTimeoutMs: number;
   faultInjection: string | undefined;
   payments: {
     /** Gateway per payment method. */
@@ -404,6 +407,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT,
     jobLockDurationMs: env.JOB_LOCK_DURATION,
     bodyLimit: env.BODY_LIMIT,
+    requestTimeoutMs: env.REQUEST_TIMEOUT,
     faultInjection: env.FAULT_INJECTION,
     payments: {
       gatewayFor: {

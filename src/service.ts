@@ -240,6 +240,7 @@ export async function startService(
         abandonAfterMs: config.abandonAfterMs,
         clickWindowMs: config.payments.clickAttributionWindowMs,
         bodyLimit: config.bodyLimit,
+        requestTimeoutMs: config.requestTimeoutMs,
         twilioAuthToken: config.sms.transport === 'twilio' ? config.sms.authToken : undefined,
         compliance: {
           links: new UnsubscribeLinks({ publicUrl: config.publicUrl, secret, from: config.email.from }),
