@@ -228,6 +228,11 @@ async function main(): Promise<number> {
     cleanups.push(() => {
       for (const child of processes) child.kill('SIGKILL');
     });
+    // Even if the harness itself crashes, it leaves no recoup or redis-server process behind.
+    process.once('exit', () => {
+      for (const child of processes) child.kill('SIGKILL');
+      redisServer.kill();
+    });
     const spawnRecoup = (role: 'server' | 'worker', name: string, extra: Record<string, string> = {}) => {
       const log = fs.openSync(path.join(logDir, `${name}.log`), 'a');
       const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', role], {
@@ -760,6 +765,11 @@ class RedisServer {
       10_000,
       'redis-server',
     );
+  }
+
+  /** Synchronous, for process exit. */
+  kill(): void {
+    this.#child?.kill('SIGKILL');
   }
 
   async stop(): Promise<void> {
