@@ -44,6 +44,11 @@ const envSchema = z
     DATABASE_URL: optionalString,
     /** Redis URL; a database index in the path (redis://host:6379/3) is honoured. */
     REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
+    /**
+     * Redis Cluster seed nodes, comma separated (`10.0.0.1:6379,10.0.0.2:6379`). Set: REDIS_URL is
+     * ignored and QUEUE_PREFIX must be hash-tagged. Unset: a single Redis at REDIS_URL.
+     */
+    REDIS_CLUSTER_NODES: optionalString,
     /** Key prefix of every BullMQ key. Wrap it in braces ({recoup}) on Redis Cluster. Default `recoup`. */
     QUEUE_PREFIX: z
       .string()
@@ -97,6 +102,14 @@ const envSchema = z
      * running step job has one while the reconciler, circuits and HTTP requests get theirs.
      */
     DATABASE_POOL_SIZE: whole(z.coerce.number().int().min(1).max(1000).optional()),
+    /**
+     * Provider throughput across all workers together: at most this many step jobs (each sends at
+     * most one message, SMS or email) start per SEND_RATE_WINDOW. BullMQ's global rate limiter: a
+     * limited job waits in the queue, it does not fail. Unset: no limit.
+     */
+    SEND_RATE_LIMIT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).optional()),
+    /** The window of SEND_RATE_LIMIT. Default 1s. */
+    SEND_RATE_WINDOW: duration('1s').refine((ms) => ms >= 10, 'must be at least 10ms'),
     /** Attempts for a message whose provider answered with a transient error. Default 5. */
     SEND_MAX_ATTEMPTS: whole(z.coerce.number().int().min(1).max(20).default(5)),
     /** First retry delay after a transient provider error (429, 5xx); doubles per attempt. Default 15s. */
@@ -173,6 +186,8 @@ const envSchema = z
     STUCK_ORDER_AFTER: duration('2h'),
     /** Test harnesses only: crash the worker at chosen points (see src/fault-injection.ts). */
     FAULT_INJECTION: optionalString,
+    /** A request whose body has not fully arrived after this long is answered 408 (slow clients). Default 30s. */
+    REQUEST_TIMEOUT: duration('30s').refine((ms) => ms >= 100, 'must be at least 100ms'),
     /** Largest accepted request body in bytes. Default 262144. */
     BODY_LIMIT: whole(z.coerce.number().int().min(1024).default(262_144)),
     /**
@@ -215,6 +230,23 @@ const envSchema = z
             code: 'custom',
             path: ['TWILIO_FROM'],
             message: `set TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM ${because}`,
+          });
+        }
+      }
+      if (env.REDIS_CLUSTER_NODES !== undefined) {
+        if (parseClusterNodes(env.REDIS_CLUSTER_NODES) === undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['REDIS_CLUSTER_NODES'],
+            message: 'expected host:port pairs separated by commas, e.g. 10.0.0.1:6379,10.0.0.2:6379',
+          });
+        }
+        // BullMQ's scripts touch several keys of a queue at once: on a cluster they must share a slot.
+        if (typeof env.QUEUE_PREFIX === 'string' && !/^\{[^{}]+\}/.test(env.QUEUE_PREFIX)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['QUEUE_PREFIX'],
+            message: 'must start with a hash tag such as {recoup} when REDIS_CLUSTER_NODES is set',
           });
         }
       }
@@ -339,6 +371,23 @@ function smsTransportOf(env: {
 
 export type Env = z.output<typeof envSchema>;
 
+export interface RedisNode {
+  host: string;
+  port: number;
+}
+
+/** `host:port,host:port` (IPv6 as `[::1]:7000`); undefined when a part cannot be read. */
+export function parseClusterNodes(text: string): RedisNode[] | undefined {
+  const nodes: RedisNode[] = [];
+  for (const part of text.split(',').map((p) => p.trim())) {
+    const match = /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(part);
+    const port = Number(match?.[2]);
+    if (!match?.[1] || !Number.isInteger(port) || port < 1 || port > 65_535) return undefined;
+    nodes.push({ host: match[1].replace(/^\[|\]$/g, ''), port });
+  }
+  return nodes.length > 0 ? nodes : undefined;
+}
+
 // src/config.ts and dist/config.js both sit one level below the package root.
 const packageTemplatesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../templates');
 
@@ -348,6 +397,8 @@ export interface Config {
   publicUrl: string;
   databaseUrl: string | undefined;
   redisUrl: string;
+  /** Redis Cluster seed nodes (REDIS_CLUSTER_NODES); undefined for a single Redis at redisUrl. */
+  redisClusterNodes: RedisNode[] | undefined;
   queuePrefix: string;
   /** Bootstrap keys from RECOUP_API_KEYS; undefined means "generate one under dataDir". */
   apiKeys: string[] | undefined;
@@ -377,12 +428,15 @@ export interface Config {
   reconcileGraceMs: number;
   workerConcurrency: number;
   databasePoolSize: number;
+  /** SEND_RATE_LIMIT per SEND_RATE_WINDOW, across all workers; undefined: unlimited. */
+  sendRateLimit: { max: number; durationMs: number } | undefined;
   sendMaxAttempts: number;
   sendRetryBaseMs: number;
   providerTimeoutMs: number;
   shutdownTimeoutMs: number;
   jobLockDurationMs: number;
   bodyLimit: number;
+  requestTimeoutMs: number;
   faultInjection: string | undefined;
   payments: {
     /** Gateway per payment method. */
@@ -481,6 +535,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
     databaseUrl: env.DATABASE_URL,
     redisUrl: env.REDIS_URL,
+    redisClusterNodes: env.REDIS_CLUSTER_NODES === undefined ? undefined : parseClusterNodes(env.REDIS_CLUSTER_NODES),
     queuePrefix: env.QUEUE_PREFIX,
     apiKeys: apiKeys && apiKeys.length > 0 ? apiKeys : undefined,
     cadencesFile: env.CADENCES_FILE,
@@ -513,12 +568,15 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     reconcileGraceMs: env.RECONCILE_GRACE,
     workerConcurrency: env.WORKER_CONCURRENCY,
     databasePoolSize: env.DATABASE_POOL_SIZE ?? Math.max(10, env.WORKER_CONCURRENCY + 4),
+    sendRateLimit:
+      env.SEND_RATE_LIMIT === undefined ? undefined : { max: env.SEND_RATE_LIMIT, durationMs: env.SEND_RATE_WINDOW },
     sendMaxAttempts: env.SEND_MAX_ATTEMPTS,
     sendRetryBaseMs: env.SEND_RETRY_BACKOFF,
     providerTimeoutMs: env.PROVIDER_TIMEOUT,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT,
     jobLockDurationMs: env.JOB_LOCK_DURATION,
     bodyLimit: env.BODY_LIMIT,
+    requestTimeoutMs: env.REQUEST_TIMEOUT,
     faultInjection: env.FAULT_INJECTION,
     payments: {
       gatewayFor: {

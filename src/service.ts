@@ -3,7 +3,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 import { parseCadenceDocument } from './cadences/parse-cadence.js';
 import { applyCadences, listCadenceVersions } from './cadences/cadence-store.js';
 import type { EmailSender } from './channels/email-sender.js';
@@ -33,7 +32,14 @@ import { UnsubscribeLinks } from './compliance/unsubscribe-links.js';
 import { UnsubscribePages } from './compliance/unsubscribe-pages.js';
 import { sendFreshLink } from './retry-links/fresh-link.js';
 import type { Logger } from './logger.js';
-import { producerConnection, StepQueue, workerConnection } from './queue/queues.js';
+import {
+  connectRedis,
+  producerConnection,
+  StepQueue,
+  workerConnection,
+  type RedisClient,
+  type RedisTarget,
+} from './queue/queues.js';
 import { startStepWorker } from './queue/step.worker.js';
 import type { DispatchDeps, DispatchResult } from './recoveries/dispatch-step.js';
 import { Reconciler } from './recoveries/reconciler.js';
@@ -88,15 +94,14 @@ export async function startService(
   };
 
   try {
-    await assertRedisReachable(config.redisUrl);
+    const redisTarget: RedisTarget = { url: config.redisUrl, clusterNodes: config.redisClusterNodes };
+    await assertRedisReachable(redisTarget);
     const core = await buildCoreDeps(config, logger);
     closers.push({ name: 'database', close: () => core.database.close() });
     await core.database.migrate();
     await applyStartupCadences(core);
 
-    const producer = producerConnection(config.redisUrl, (err) =>
-      logger.warn({ err: err.message }, 'redis (producer)'),
-    );
+    const producer = producerConnection(redisTarget, (err) => logger.warn({ err: err.message }, 'redis (producer)'));
     closers.push({ name: 'redis producer', close: () => producer.quit() });
     await whenReady(producer, 5_000);
     const queue = new StepQueue(producer, config.queuePrefix);
@@ -111,14 +116,13 @@ export async function startService(
       const email = new MeteredEmailSender(overrides.email ?? buildEmailSender(config), metrics);
       closers.push({ name: 'sms sender', close: () => sms.close() });
       closers.push({ name: 'email sender', close: () => email.close() });
-      const workerRedis = workerConnection(config.redisUrl, (err) =>
-        logger.warn({ err: err.message }, 'redis (worker)'),
-      );
+      const workerRedis = workerConnection(redisTarget, (err) => logger.warn({ err: err.message }, 'redis (worker)'));
       closers.push({ name: 'redis worker', close: async () => workerRedis.disconnect() });
       worker = startStepWorker({
         connection: workerRedis,
         prefix: config.queuePrefix,
         concurrency: config.workerConcurrency,
+        rateLimit: config.sendRateLimit,
         lockDurationMs: config.jobLockDurationMs,
         queue,
         logger,
@@ -239,6 +243,7 @@ export async function startService(
         abandonAfterMs: config.abandonAfterMs,
         clickWindowMs: config.payments.clickAttributionWindowMs,
         bodyLimit: config.bodyLimit,
+        requestTimeoutMs: config.requestTimeoutMs,
         twilioAuthToken: config.sms.transport === 'twilio' ? config.sms.authToken : undefined,
         compliance: {
           links: new UnsubscribeLinks({ publicUrl: config.publicUrl, secret, from: config.email.from }),
@@ -359,12 +364,18 @@ async function applyStartupCadences(core: CoreDeps): Promise<void> {
 }
 
 /** Fails fast with one line that says what to do when Redis is not there. */
-export async function assertRedisReachable(url: string): Promise<void> {
-  const { Redis } = await import('ioredis');
-  const probe: Redis = new Redis(url, {
+export async function assertRedisReachable(target: RedisTarget): Promise<void> {
+  const where =
+    typeof target === 'string'
+      ? redactUrl(target)
+      : target.clusterNodes
+        ? `the cluster nodes ${target.clusterNodes.map((n) => `${n.host}:${n.port}`).join(',')}`
+        : redactUrl(target.url);
+  const probe = connectRedis(target, {
     lazyConnect: true,
     maxRetriesPerRequest: 0,
-    enableOfflineQueue: false,
+    // A cluster needs its offline queue while it discovers the slots; a single Redis fails fast without it.
+    enableOfflineQueue: typeof target !== 'string' && target.clusterNodes !== undefined,
     connectTimeout: 3_000,
     retryStrategy: () => null,
   });
@@ -375,8 +386,8 @@ export async function assertRedisReachable(url: string): Promise<void> {
   } catch (err) {
     throw new RecoupError(
       'unavailable',
-      `cannot reach Redis at ${redactUrl(url)} (${(err as Error).message}). ` +
-        'Start one (e.g. `docker compose up -d redis`) or set REDIS_URL.',
+      `cannot reach Redis at ${where} (${(err as Error).message}). ` +
+        'Start one (e.g. `docker compose up -d redis`) or set REDIS_URL (or REDIS_CLUSTER_NODES).',
     );
   } finally {
     probe.disconnect();
@@ -426,7 +437,7 @@ async function withDeadline(work: Promise<unknown>, ms: number, onTimeout: () =>
 }
 
 /** Producers refuse commands until connected (no offline queue): wait for the first connection. */
-function whenReady(redis: Redis, timeoutMs: number): Promise<void> {
+function whenReady(redis: RedisClient, timeoutMs: number): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new RecoupError('unavailable', 'Redis did not become ready')), timeoutMs);

@@ -46,6 +46,10 @@ function openPostgres(url: string, poolSize: number, onError?: (err: Error) => v
   const pool = new pg.Pool({ connectionString: url, max: poolSize });
   // An idle client dying (server restart, pg_terminate_backend) must not crash the process.
   pool.on('error', (err) => onError?.(err));
+  // Nor one that is checked out but between queries (a transaction waiting on a provider call):
+  // pg emits 'error' on the client itself then, and the pool only listens while it is idle. The
+  // next query on it fails, the transaction rolls back, and the pool discards the client.
+  pool.on('connect', (client) => client.on('error', (err) => onError?.(err)));
   const db = drizzlePg(pool, { schema }) as unknown as Db;
   return {
     db,

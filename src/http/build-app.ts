@@ -44,6 +44,8 @@ export interface AppDeps {
   abandonAfterMs: number;
   clickWindowMs: number;
   bodyLimit: number;
+  /** A request not fully received after this long is answered 408. Default 30 s. */
+  requestTimeoutMs?: number | undefined;
   /** Trust X-Forwarded-* from this many proxies / these addresses (TRUST_PROXY). */
   trustProxy?: boolean | string;
   /** Retry links, payment gateways and their webhooks. */
@@ -66,8 +68,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: deps.bodyLimit,
     // Slow or stalled clients cannot hold a connection forever.
-    requestTimeout: 30_000,
-    connectionTimeout: 60_000,
+    requestTimeout: deps.requestTimeoutMs ?? 30_000,
+    // Node reads requestTimeout when the server is created (Fastify only sets it afterwards, which
+    // Node ignores), and looks for timed-out requests every connectionsCheckingInterval (30 s).
+    http: {
+      requestTimeout: deps.requestTimeoutMs ?? 30_000,
+      connectionsCheckingInterval: Math.min(30_000, Math.max(100, (deps.requestTimeoutMs ?? 30_000) / 2)),
+    },
+    connectionTimeout: Math.max(60_000, (deps.requestTimeoutMs ?? 30_000) * 2),
     genReqId: () => `req_${randomBytes(6).toString('hex')}`,
     // Behind a proxy the client IP (rate limits) and https (Secure cookies) come from X-Forwarded-*.
     trustProxy: deps.trustProxy ?? false,

@@ -39,7 +39,12 @@ export function toRecoupError(err: unknown): RecoupError {
   if (isRecoupError(err)) return err;
   const fastifyError = err as Partial<FastifyError> & { type?: string };
   const code = fastifyError.code ? fastifyCodes[fastifyError.code] : undefined;
-  if (code) return new RecoupError(code, fastifyError.message ?? titles[code], { cause: err });
+  if (code) {
+    const message = fastifyError.message ?? titles[code];
+    // Every 400 names what to fix: for Fastify's own body errors that is the body itself.
+    const issues = code === 'validation' ? [{ path: '(body)', message }] : [];
+    return new RecoupError(code, message, { cause: err, issues });
+  }
   // JSON.parse failures surface as SyntaxError with statusCode 400.
   if (err instanceof SyntaxError || fastifyError.statusCode === 400) {
     return new RecoupError('validation', 'Body is not valid JSON', {

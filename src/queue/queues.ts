@@ -1,5 +1,6 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { RedisNode } from '../config.js';
 
 /** The one BullMQ queue: each job wakes one recovery up for its next step (or expiry). */
 export const stepQueueName = 'steps';
@@ -35,19 +36,39 @@ export const stepJobDefaults: JobsOptions = {
   backoff: { type: 'exponential', delay: 1_000 },
 };
 
+/** A single Redis (URL) or a Redis Cluster (seed nodes). */
+export type RedisTarget = string | { url: string; clusterNodes?: RedisNode[] | undefined };
+
+/** What recoup holds: a connection to one Redis or to a cluster; both speak the commands it uses. */
+export type RedisClient = Redis | Cluster;
+
+/** Opens a connection to `target` with these options (for a cluster: per node, and for the cluster). */
+export function connectRedis(target: RedisTarget, options: RedisOptions): RedisClient {
+  if (typeof target === 'string' || !target.clusterNodes) {
+    return new Redis(typeof target === 'string' ? target : target.url, options);
+  }
+  const { enableOfflineQueue, maxRetriesPerRequest: _perNode, ...nodeOptions } = options;
+  const clusterOptions: ClusterOptions = {
+    redisOptions: { ...nodeOptions, maxRetriesPerRequest: options.maxRetriesPerRequest },
+    ...(enableOfflineQueue === undefined ? {} : { enableOfflineQueue }),
+    ...(options.lazyConnect === undefined ? {} : { lazyConnect: options.lazyConnect }),
+  };
+  return new Cluster(target.clusterNodes, clusterOptions);
+}
+
 /**
  * Connection for producers (HTTP server, reconciler): fails fast when Redis is down
  * instead of queueing commands in memory, so a request is never held hostage by Redis.
  */
-export function producerConnection(url: string, onError: (err: Error) => void): Redis {
-  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2_000 });
+export function producerConnection(target: RedisTarget, onError: (err: Error) => void): RedisClient {
+  const redis = connectRedis(target, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2_000 });
   redis.on('error', onError);
   return redis;
 }
 
 /** Connection for workers: BullMQ requires maxRetriesPerRequest null for blocking commands. */
-export function workerConnection(url: string, onError: (err: Error) => void): Redis {
-  const redis = new Redis(url, { maxRetriesPerRequest: null, connectTimeout: 5_000 });
+export function workerConnection(target: RedisTarget, onError: (err: Error) => void): RedisClient {
+  const redis = connectRedis(target, { maxRetriesPerRequest: null, connectTimeout: 5_000 });
   redis.on('error', onError);
   return redis;
 }

@@ -7,6 +7,11 @@ export interface StepWorkerOptions {
   connection: ConnectionOptions;
   prefix: string;
   concurrency: number;
+  /**
+   * At most `max` jobs start per `durationMs` across every worker of the queue (BullMQ's limiter
+   * keeps its window in Redis). A limited job stays waiting; it is not failed nor retried.
+   */
+  rateLimit?: { max: number; durationMs: number } | undefined;
   /** Job lock; a dead worker's jobs return to the queue after about this long. */
   lockDurationMs: number;
   queue: StepQueue;
@@ -39,6 +44,7 @@ export function startStepWorker(options: StepWorkerOptions): Worker<StepJobData>
       connection: options.connection,
       prefix: options.prefix,
       concurrency: options.concurrency,
+      ...(options.rateLimit ? { limiter: { max: options.rateLimit.max, duration: options.rateLimit.durationMs } } : {}),
       // A job runs at most one provider call (bounded by its timeout), well inside the lock.
       lockDuration: options.lockDurationMs,
       stalledInterval: options.lockDurationMs,

@@ -1,17 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
-import type { Redis } from 'ioredis';
 import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import type { Logger } from '../logger.js';
-import { stepJobId, stepQueueName, type StepQueue, type Wakeup } from '../queue/queues.js';
+import { stepJobId, stepQueueName, type RedisClient, type StepQueue, type Wakeup } from '../queue/queues.js';
 import { startRecovery } from './start-recovery.js';
 
 export interface ReconcilerDeps {
   db: Db;
-  redis: Redis;
+  redis: RedisClient;
   queue: StepQueue;
   queuePrefix: string;
   cadences: CadenceBook;

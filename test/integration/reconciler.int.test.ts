@@ -16,7 +16,7 @@ import { rows } from '../../src/db/rows.js';
 import { createLogger } from '../../src/logger.js';
 import { applyEvent, type ApplyEventDeps } from '../../src/orders/apply-event.js';
 import { parseEvent } from '../../src/orders/event-schema.js';
-import { producerConnection, StepQueue, stepJobId, stepQueueName } from '../../src/queue/queues.js';
+import { producerConnection, StepQueue, stepJobId, stepQueueName, type RedisClient } from '../../src/queue/queues.js';
 import { Reconciler } from '../../src/recoveries/reconciler.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { deletePrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.js';
@@ -250,7 +250,7 @@ describe('Reconciler.runOnce on a fixed clock', () => {
   const graceMs = 30_000;
   const claimStaleAfterMs = 60_000;
   let database: TestDatabase;
-  let redis: Redis;
+  let redis: RedisClient;
   let queue: StepQueue;
   let reconciler: Reconciler;
   let intake: ApplyEventDeps;

@@ -164,6 +164,19 @@ describe('loadConfig', () => {
     expect(loadConfig({ SMTP_URL: smtpUrl, EMAIL_TRANSPORT: 'outbox' }).email.transport).toBe('outbox');
   });
 
+  it('reads Redis Cluster seed nodes and insists on a hash-tagged queue prefix', () => {
+    const config = loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.1:7000, [::1]:7001', QUEUE_PREFIX: '{recoup}' });
+    expect(config.redisClusterNodes).toEqual([
+      { host: '10.0.0.1', port: 7000 },
+      { host: '::1', port: 7001 },
+    ]);
+    expect(loadConfig({}).redisClusterNodes).toBeUndefined();
+
+    const err = configError({ REDIS_CLUSTER_NODES: '10.0.0.1:7000,nohost', QUEUE_PREFIX: 'recoup' });
+    expect(err.issues.map((i) => i.path).sort()).toEqual(['QUEUE_PREFIX', 'REDIS_CLUSTER_NODES']);
+    expect(err.message).toContain('must start with a hash tag such as {recoup}');
+  });
+
   it('never echoes secret values in its error', () => {
     const secrets = {
       TWILIO_ACCOUNT_SID: 'AC-sid-4b1d9e',

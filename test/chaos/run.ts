@@ -1,0 +1,841 @@
+/**
+ * The fault harness (`npm run test:chaos`): a real multi-process recoup (one `recoup server`,
+ * several `recoup worker`s) on loopback, against a fresh Postgres database and a Redis server
+ * of its own, with fake Twilio and SMTP servers it controls. It feeds orders on a seconds-long
+ * cadence, pays some of them at random moments, and meanwhile kills workers (at random and at
+ * the two dangerous fault points), flushes and restarts Redis, terminates the workers' Postgres
+ * connections, makes the providers fail, and stops a worker gracefully under load. Then it
+ * checks the guarantees and prints a summary; the exit code is non-zero if one was broken.
+ *
+ * Everything random comes from one seed (CHAOS_SEED, printed): the fault plan, the orders, the
+ * payment moments, the providers' faults. Process scheduling is not reproducible, so a seed
+ * replays the same plan, not the same interleaving.
+ *
+ * Never touches the shared Redis on 6379: it starts `redis-server` on a free port.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { openDatabase } from '../../src/db/client.js';
+import { stepJobId, stepQueueName } from '../../src/queue/queues.js';
+import { startFakeSmtp, mulberry32, type FakeSmtp } from '../helpers/fake-smtp.js';
+import { startFakeTwilio, type FakeTwilio } from '../helpers/fake-twilio.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+function envNumber(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === '') return fallback;
+  const value = Number(text);
+  if (!Number.isFinite(value)) throw new Error(`${name}: expected a number, got "${text}"`);
+  return value;
+}
+
+/** Knobs, all from the environment; the defaults are the bounded CI run. */
+const options = {
+  orders: envNumber('CHAOS_ORDERS', 300),
+  seed: envNumber('CHAOS_SEED', 20261126),
+  workers: envNumber('CHAOS_WORKERS', 3),
+  /** Orders arrive evenly over this many seconds. Default: about 15 orders a second, at least 20 s. */
+  ingestSeconds: envNumber('CHAOS_INGEST_SECONDS', 0),
+  /** Share of orders paid at a random moment of their recovery. */
+  payRate: envNumber('CHAOS_PAY_RATE', 0.4),
+  /** Random SIGKILLs of workers during the run (besides the fault-point crashes). Default: 3 + orders/300, at most 40. */
+  kills: envNumber('CHAOS_KILLS', 0),
+  twilio500: envNumber('CHAOS_TWILIO_500_RATE', 0.03),
+  twilio429: envNumber('CHAOS_TWILIO_429_RATE', 0.03),
+  twilioTimeout: envNumber('CHAOS_TWILIO_TIMEOUT_RATE', 0.01),
+  twilioDrop: envNumber('CHAOS_TWILIO_DROP_RATE', 0.01),
+  smtp4xx: envNumber('CHAOS_SMTP_4XX_RATE', 0.03),
+  smtp5xx: envNumber('CHAOS_SMTP_5XX_RATE', 0.01),
+  /** Share of worker (re)starts during the run that crash themselves at a fault point. */
+  faultPointRate: envNumber('CHAOS_FAULT_POINT_RATE', 0.5),
+  /** HTTP requests in flight at once. */
+  concurrency: envNumber('CHAOS_CONCURRENCY', 12),
+  /** Keep the per-process logs (printed path) even when the run passes. */
+  keepLogs: process.env.CHAOS_KEEP_LOGS === '1',
+};
+if (options.ingestSeconds <= 0) options.ingestSeconds = Math.max(20, Math.ceil(options.orders / 15));
+if (options.kills <= 0) options.kills = Math.min(40, 3 + Math.floor(options.orders / 300));
+
+// Second-level cadence: three steps over 8 s, over after 30 s (slack for a busy machine).
+const cadenceYaml = `
+name: default
+description: fault harness cadence
+match: { failure_categories: [any], min_amount: 0, currencies: [any] }
+expire_after: 30s
+steps:
+  - { after: 1s, channel: sms,   template: nudge }
+  - { after: 4s, channel: email, template: alternative-methods }
+  - { after: 8s, channel: sms,   template: last-call }
+`;
+const cadenceSpanMs = 8_000;
+const expireAfterMs = 30_000;
+
+/**
+ * Settings every recoup process of the harness runs with. The reconciler bound: Redis losing
+ * everything (restart, FLUSHALL) is noticed by the next pass, at most RECONCILE_INTERVAL after
+ * Redis answers again, which re-queues every active recovery; a single lost wake-up is re-created
+ * at most RECONCILE_GRACE + RECONCILE_INTERVAL after it was due.
+ */
+const serviceEnv = {
+  RECONCILE_INTERVAL: '500ms',
+  RECONCILE_GRACE: '3s',
+  JOB_LOCK_DURATION: '3s',
+  PROVIDER_TIMEOUT: '1s',
+  SEND_RETRY_BACKOFF: '1s',
+  SEND_MAX_ATTEMPTS: '4',
+  SHUTDOWN_TIMEOUT: '5s',
+  WORKER_CONCURRENCY: '8',
+  LOG_LEVEL: 'warn',
+};
+const shutdownTimeoutMs = 5_000;
+const reconcileBound = 'full loss: <= RECONCILE_INTERVAL (500ms) after Redis is back; one lost wake-up: <= 3.5s late';
+
+interface OrderPlan {
+  index: number;
+  orderId: string;
+  customerId: string;
+  phone: string;
+  email: string;
+  amount: number;
+  /** Milliseconds after its payment.failed was accepted; undefined: never paid. */
+  payAfterMs: number | undefined;
+  /** The payment event is delivered twice (a shop retrying its webhook). */
+  payTwice: boolean;
+  failedAccepted: boolean;
+  /** When the harness saw the payment's 2xx: the payment had committed by then. */
+  paidAckAt: number | undefined;
+}
+
+interface Counters {
+  killsRandom: number;
+  killsSkipped: number;
+  faultPointCrashes: number;
+  workerStarts: number;
+  pgTerminated: number;
+  redisRestarts: number;
+  redisFlushes: number;
+  sigtermExitMs: number | undefined;
+  sigtermExitCode: number | null | undefined;
+  shutdownOverruns: number;
+  unexpectedExits: number;
+  postsFailed: number;
+  postRetries: number;
+}
+
+async function main(): Promise<number> {
+  const started = Date.now();
+  const random = mulberry32(options.seed);
+  const runId = randomBytes(4).toString('hex');
+  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'recoup-chaos-'));
+  const counters: Counters = {
+    killsRandom: 0,
+    killsSkipped: 0,
+    faultPointCrashes: 0,
+    workerStarts: 0,
+    pgTerminated: 0,
+    redisRestarts: 0,
+    redisFlushes: 0,
+    sigtermExitMs: undefined,
+    sigtermExitCode: undefined,
+    shutdownOverruns: 0,
+    unexpectedExits: 0,
+    postsFailed: 0,
+    postRetries: 0,
+  };
+  console.log(
+    `chaos: seed ${options.seed}, ${options.orders} orders over ${options.ingestSeconds}s, ${options.workers} workers, logs in ${logDir}`,
+  );
+
+  let chaosOn = true;
+  let finishing = false;
+  const harnessLog = fs.createWriteStream(path.join(logDir, 'harness.log'));
+  const trace = (line: string) => harnessLog.write(`${((Date.now() - started) / 1000).toFixed(1)}s ${line}\n`);
+  const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  const cleanup = async () => {
+    for (const fn of cleanups.reverse()) await Promise.resolve(fn()).catch(() => undefined);
+  };
+  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+
+  try {
+    // --- Postgres: a fresh database of our own.
+    const adminUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+    const dbName = `recoup_chaos_${runId}`;
+    const databaseUrl = withPath(adminUrl, dbName);
+    const admin = new pg.Client({ connectionString: adminUrl });
+    await admin.connect();
+    await admin.query(`create database ${dbName}`);
+    cleanups.push(async () => {
+      await admin.query(`drop database if exists ${dbName} with (force)`);
+      await admin.end();
+    });
+    const migrator = await openDatabase({ url: databaseUrl, dataDir: logDir, poolSize: 1 });
+    await migrator.migrate();
+    await migrator.close();
+    const db = new pg.Pool({ connectionString: databaseUrl, max: 4, application_name: 'recoup-chaos' });
+    db.on('error', () => undefined);
+    cleanups.push(() => db.end());
+
+    // --- Redis: our own server, nothing on disk, so a restart loses everything.
+    const redisPort = await freePort();
+    const redisServer = new RedisServer(redisPort, path.join(logDir, 'redis.log'));
+    await redisServer.start();
+    cleanups.push(() => redisServer.stop());
+    const redisUrl = `redis://127.0.0.1:${redisPort}`;
+    const redis = new Redis(redisUrl, { maxRetriesPerRequest: 3 });
+    redis.on('error', () => undefined);
+    cleanups.push(() => redis.disconnect());
+
+    // --- Fake providers.
+    const twilio = await startFakeTwilio({ seed: options.seed });
+    cleanups.push(() => twilio.close());
+    const smtp = await startFakeSmtp({ seed: options.seed + 1 });
+    cleanups.push(() => smtp.close());
+
+    const cadenceFile = path.join(logDir, 'cadences.yaml');
+    fs.writeFileSync(cadenceFile, cadenceYaml);
+    const apiKey = `chaos-${randomBytes(12).toString('hex')}`;
+    const httpPort = await freePort();
+    const serverUrl = `http://127.0.0.1:${httpPort}`;
+    const prefix = 'chaos';
+    const baseEnv: Record<string, string> = {
+      PATH: process.env.PATH ?? '',
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: redisUrl,
+      QUEUE_PREFIX: prefix,
+      PUBLIC_URL: serverUrl,
+      RECOUP_SECRET: randomBytes(24).toString('hex'),
+      RECOUP_API_KEYS: apiKey,
+      SMS_TRANSPORT: 'twilio',
+      TWILIO_ACCOUNT_SID: twilio.accountSid,
+      TWILIO_AUTH_TOKEN: twilio.authToken,
+      TWILIO_FROM: '+15005550006',
+      TWILIO_API_URL: twilio.url,
+      EMAIL_TRANSPORT: 'smtp',
+      SMTP_URL: smtp.url,
+      DATA_DIR: logDir,
+      ...serviceEnv,
+    };
+
+    const processes = new Set<ChildProcess>();
+    cleanups.push(() => {
+      for (const child of processes) child.kill('SIGKILL');
+    });
+    // Even if the harness itself crashes, it leaves no recoup or redis-server process behind.
+    process.once('exit', () => {
+      for (const child of processes) child.kill('SIGKILL');
+      redisServer.kill();
+    });
+    const spawnRecoup = (role: 'server' | 'worker', name: string, extra: Record<string, string> = {}) => {
+      const log = fs.openSync(path.join(logDir, `${name}.log`), 'a');
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', role], {
+        cwd: root,
+        // PGAPPNAME names the process's Postgres connections, so the harness can terminate the workers' ones.
+        env: { ...baseEnv, PGAPPNAME: `recoup-${name}`, ...extra },
+        stdio: ['ignore', 'pipe', log],
+      });
+      fs.closeSync(log);
+      const out = fs.createWriteStream(path.join(logDir, `${name}.log`), { flags: 'a' });
+      // The start banner says the signal handlers are installed: only then is SIGTERM a graceful stop.
+      const ready = new Promise<boolean>((resolve) => {
+        child.stdout?.on('data', (chunk: Buffer) => {
+          out.write(chunk);
+          if (chunk.toString('utf8').includes('is running')) resolve(true);
+        });
+        child.once('exit', () => resolve(false));
+      });
+      processes.add(child);
+      child.once('exit', () => {
+        processes.delete(child);
+        out.end();
+      });
+      return { child, ready };
+    };
+
+    // --- The server first (it applies migrations and the cadence), then the workers.
+    const server = spawnRecoup('server', 'server', { PORT: String(httpPort), CADENCES_FILE: cadenceFile });
+    server.child.once('exit', (code, signal) => {
+      if (finishing) return;
+      counters.unexpectedExits += 1;
+      console.log(`chaos: the server exited unexpectedly (code ${code}, signal ${signal}); see its log`);
+    });
+    await waitUntil(
+      async () => (await fetch(`${serverUrl}/healthz`).catch(() => undefined))?.ok === true,
+      60_000,
+      'the server',
+    );
+
+    const plans: OrderPlan[] = [];
+    for (let i = 0; i < options.orders; i += 1) {
+      const paid = random() < options.payRate;
+      plans.push({
+        index: i,
+        orderId: `ord_chaos_${runId}_${i}`,
+        customerId: `cus_chaos_${runId}_${i}`,
+        phone: `+1415${String(1_000_000 + i).padStart(7, '0')}`,
+        email: `c${i}@chaos.example`,
+        amount: 1_000 + Math.floor(random() * 49_000),
+        payAfterMs: paid ? Math.floor(random() * (cadenceSpanMs + 2_000)) : undefined,
+        payTwice: paid && random() < 0.2,
+        failedAccepted: false,
+        paidAckAt: undefined,
+      });
+    }
+    const byPhone = new Map(plans.map((p) => [p.phone, p]));
+    const byEmail = new Map(plans.map((p) => [p.email, p]));
+
+    // --- Workers, kept at `options.workers` by restarting whatever dies while the run lasts.
+    const ingestMs = options.ingestSeconds * 1_000;
+    const activeWindowMs = ingestMs + cadenceSpanMs + 2_000;
+    let workerSerial = 0;
+    const workers = new Map<
+      number,
+      {
+        child: ChildProcess;
+        ready: Promise<boolean>;
+        isReady: boolean;
+        faultSpec: string | undefined;
+        expectedExit: boolean;
+      }
+    >();
+    const startWorker = () => {
+      workerSerial += 1;
+      const id = workerSerial;
+      let faultSpec: string | undefined;
+      if (chaosOn && random() < options.faultPointRate) {
+        const point = random() < 0.5 ? 'after_claim' : 'after_provider_answer';
+        faultSpec = `${point}_nth=${2 + Math.floor(random() * 15)}`;
+      }
+      const { child, ready } = spawnRecoup('worker', `worker-${id}`, faultSpec ? { FAULT_INJECTION: faultSpec } : {});
+      counters.workerStarts += 1;
+      trace(`worker-${id} started${faultSpec ? ` with FAULT_INJECTION=${faultSpec}` : ''}`);
+      void ready.then((up) => {
+        entry.isReady = up;
+        if (up) trace(`worker-${id} ready`);
+      });
+      const entry = { child, ready, isReady: false, faultSpec, expectedExit: false };
+      workers.set(id, entry);
+      child.once('exit', (code, signal) => {
+        trace(`worker-${id} exited (code ${code}, signal ${signal})`);
+        workers.delete(id);
+        if (!entry.expectedExit && signal === 'SIGKILL' && faultSpec) counters.faultPointCrashes += 1;
+        if (!entry.expectedExit && !(signal === 'SIGKILL' && faultSpec) && !finishing) {
+          counters.unexpectedExits += 1;
+          console.log(`chaos: worker-${id} exited unexpectedly (code ${code}, signal ${signal}); see its log`);
+        }
+        if (!finishing) setTimeout(() => (finishing ? undefined : startWorker()), 300);
+      });
+    };
+    for (let i = 0; i < options.workers; i += 1) startWorker();
+    // On a busy machine a cold `tsx` start takes seconds: the run proper begins once all are up.
+    await Promise.all([...workers.values()].map((w) => w.ready));
+    trace('all workers ready');
+
+    // --- The fault plan, drawn up front from the seed.
+    const at = (from: number, to: number) => Math.floor(activeWindowMs * (from + random() * (to - from)));
+    const plan: Array<{ atMs: number; kind: 'kill' | 'pg_terminate' | 'flushall' | 'redis_restart' | 'sigterm' }> = [];
+    for (let i = 0; i < options.kills; i += 1) plan.push({ atMs: at(0.05, 0.95), kind: 'kill' });
+    for (let i = 0; i < 3; i += 1) plan.push({ atMs: at(0.1, 0.9), kind: 'pg_terminate' });
+    plan.push({ atMs: at(0.2, 0.35), kind: 'flushall' });
+    plan.push({ atMs: at(0.4, 0.5), kind: 'sigterm' });
+    plan.push({ atMs: at(0.55, 0.7), kind: 'redis_restart' });
+    plan.sort((a, b) => a.atMs - b.atMs);
+    // CHAOS_FAULTS=0: the same load with no process or Redis faults, as a baseline.
+    if (process.env.CHAOS_FAULTS === '0') plan.length = 0;
+    console.log(`chaos: plan ${plan.map((p) => `${p.kind}@${(p.atMs / 1000).toFixed(1)}s`).join(' ')}`);
+
+    twilio.setFaults(
+      {
+        error500Rate: options.twilio500,
+        error429Rate: options.twilio429,
+        timeoutRate: options.twilioTimeout,
+        dropRate: options.twilioDrop,
+      },
+      options.seed,
+    );
+    smtp.setFaults({ tempFailRate: options.smtp4xx, permFailRate: options.smtp5xx }, options.seed + 1);
+
+    const pickWorker = (readyOnly = false) => {
+      const live = [...workers.values()].filter((w) => !w.expectedExit && (w.isReady || !readyOnly));
+      return live[Math.floor(random() * live.length)];
+    };
+    const runFault = async (kind: (typeof plan)[number]['kind']) => {
+      switch (kind) {
+        case 'kill': {
+          // Never the last worker standing: a cold start takes seconds on a busy machine, and a run
+          // where no worker is up for long only shows that recoveries expire unsent.
+          const readyCount = [...workers.values()].filter((w) => w.isReady && !w.expectedExit).length;
+          const worker = pickWorker(true);
+          if (!worker || readyCount < 2) {
+            counters.killsSkipped += 1;
+            return;
+          }
+          worker.expectedExit = true;
+          worker.child.kill('SIGKILL');
+          counters.killsRandom += 1;
+          return;
+        }
+        case 'pg_terminate': {
+          const { rowCount } = await db.query(
+            `select pg_terminate_backend(pid) from pg_stat_activity
+             where datname = $1 and application_name like 'recoup-worker-%'`,
+            [dbName],
+          );
+          counters.pgTerminated += rowCount ?? 0;
+          return;
+        }
+        case 'flushall':
+          await redis.flushall();
+          counters.redisFlushes += 1;
+          return;
+        case 'redis_restart':
+          await redisServer.restart(1_000);
+          counters.redisRestarts += 1;
+          return;
+        case 'sigterm': {
+          // Under load: a worker that has started and has jobs in hand.
+          const worker = pickWorker(true);
+          if (!worker) return;
+          worker.expectedExit = true;
+          const sent = Date.now();
+          const exited = new Promise<number | null>((resolve) => worker.child.once('exit', (code) => resolve(code)));
+          worker.child.kill('SIGTERM');
+          const hardDeadline = setTimeout(() => {
+            counters.shutdownOverruns += 1;
+            worker.child.kill('SIGKILL');
+          }, shutdownTimeoutMs + 10_000);
+          void exited.then((code) => {
+            clearTimeout(hardDeadline);
+            counters.sigtermExitMs = Date.now() - sent;
+            counters.sigtermExitCode = code;
+          });
+          return;
+        }
+      }
+    };
+    const runStart = Date.now();
+    const faultsDone = (async () => {
+      for (const step of plan) {
+        const wait = runStart + step.atMs - Date.now();
+        if (wait > 0) await sleep(wait);
+        trace(`fault ${step.kind}`);
+        await runFault(step.kind).catch((err: unknown) => console.log(`chaos: ${step.kind} failed: ${String(err)}`));
+      }
+    })();
+
+    // --- Orders in, payments at random moments.
+    const limit = semaphore(options.concurrency);
+    const post = async (body: object): Promise<boolean> => {
+      for (let attempt = 0; attempt < 40; attempt += 1) {
+        const response = await limit(() =>
+          fetch(`${serverUrl}/v1/events`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+            body: JSON.stringify(body),
+            signal: AbortSignal.timeout(15_000),
+          })
+            .then(async (r) => ({ status: r.status, text: await r.text() }))
+            .catch((err: unknown) => ({ status: 0, text: String(err) })),
+        );
+        if (response.status === 200 || response.status === 202) return true;
+        if (response.status >= 400 && response.status < 500) {
+          console.log(`chaos: event refused ${response.status}: ${response.text.slice(0, 300)}`);
+          return false;
+        }
+        counters.postRetries += 1;
+        await sleep(250 * Math.min(8, attempt + 1));
+      }
+      counters.postsFailed += 1;
+      return false;
+    };
+    const event = (plan: OrderPlan, type: 'payment.failed' | 'payment.succeeded', id: string) => ({
+      id,
+      type,
+      occurred_at: new Date().toISOString(),
+      order: {
+        id: plan.orderId,
+        amount: plan.amount,
+        currency: 'USD',
+        description: `chaos order ${plan.index}`,
+        customer: { id: plan.customerId, name: `Customer ${plan.index}`, email: plan.email, phone: plan.phone },
+      },
+      payment:
+        type === 'payment.failed'
+          ? { gateway: 'stripe', method: 'card', failure_code: 'card_declined' }
+          : { gateway: 'stripe', method: 'card', amount: plan.amount },
+    });
+    const ingestion = plans.map(async (plan) => {
+      await sleep(Math.floor((plan.index * ingestMs) / options.orders));
+      plan.failedAccepted = await post(event(plan, 'payment.failed', `evt_fail_${runId}_${plan.index}`));
+      if (!plan.failedAccepted || plan.payAfterMs === undefined) return;
+      await sleep(plan.payAfterMs);
+      const payment = event(plan, 'payment.succeeded', `evt_pay_${runId}_${plan.index}`);
+      if (await post(payment)) plan.paidAckAt = Date.now();
+      if (plan.payTwice) await post(payment);
+    });
+    await Promise.all(ingestion);
+    await faultsDone;
+
+    // --- Drain: no more faults; restarted workers run clean.
+    chaosOn = false;
+    twilio.setFaults({});
+    smtp.setFaults({});
+    for (const w of [...workers.values()]) {
+      if (w.faultSpec && !w.expectedExit) {
+        w.expectedExit = true;
+        w.child.kill('SIGKILL');
+      }
+    }
+    // A large run ends with a backlog: each expired recovery still needs its wake-up to run.
+    const drainDeadlineMs = expireAfterMs + 90_000 + options.orders * 10;
+    const drained = await waitUntil(
+      async () => {
+        const { rows } = await db.query<{ active: number; sending: number }>(
+          `select (select count(*)::int from recoveries where state = 'active') as active,
+                  (select count(*)::int from messages where status = 'sending') as sending`,
+        );
+        return rows[0]?.active === 0 && rows[0]?.sending === 0;
+      },
+      drainDeadlineMs,
+      'every recovery to end',
+    ).then(
+      () => true,
+      () => false,
+    );
+    finishing = true;
+
+    // --- Checks.
+    const report = await check({ db, redis, prefix, plans, twilio, smtp, byPhone, byEmail });
+    const durationS = (Date.now() - started) / 1000;
+    const summary: Array<[string, string | number]> = [
+      ['orders', options.orders],
+      ['orders_accepted', plans.filter((p) => p.failedAccepted).length],
+      ['payments', plans.filter((p) => p.paidAckAt !== undefined).length],
+      ['steps_scheduled', report.stepsScheduled],
+      ['sent', report.sent],
+      ['skipped', report.skipped],
+      ['failed', report.failed],
+      ['unknown', report.unknown],
+      ['provider_accepted', twilio.messages.length + smtp.messages.length],
+      ['provider_refused', twilio.requests.filter((r) => (r.status ?? 0) >= 400).length + smtp.refused],
+      ['duplicates', report.duplicates],
+      ['sent_after_payment', report.sentAfterPayment],
+      ['sent_not_accepted', report.sentNotAccepted],
+      ['lost_recoveries', report.lostRecoveries],
+      ['still_active', report.stillActive],
+      ['stuck_sending', report.stuckSending],
+      ['ledger_mismatch', report.ledgerMismatch],
+      ['ledger_total', report.ledgerTotal],
+      ['payments_total', report.paymentsTotal],
+      ['worker_starts', counters.workerStarts],
+      ['worker_kills', counters.killsRandom],
+      ['worker_kills_skipped', counters.killsSkipped],
+      ['fault_point_crashes', counters.faultPointCrashes],
+      ['pg_connections_terminated', counters.pgTerminated],
+      ['redis_flushes', counters.redisFlushes],
+      ['redis_restarts', counters.redisRestarts],
+      ['sigterm_exit_ms', counters.sigtermExitMs ?? 'n/a'],
+      ['sigterm_exit_code', counters.sigtermExitCode ?? 'n/a'],
+      ['shutdown_overruns', counters.shutdownOverruns],
+      ['unexpected_exits', counters.unexpectedExits],
+      ['recoveries_ended', report.endings],
+      ['event_post_retries', counters.postRetries],
+      ['event_posts_failed', counters.postsFailed],
+      ['drained', drained ? 'yes' : 'no'],
+      ['reconcile_bound', reconcileBound],
+      ['duration_s', durationS.toFixed(1)],
+      ['seed', options.seed],
+    ];
+    console.log('--- chaos summary');
+    for (const [name, value] of summary) console.log(`${name}: ${value}`);
+    console.log('---');
+
+    const broken = [
+      report.duplicates,
+      report.sentAfterPayment,
+      report.lostRecoveries,
+      report.ledgerMismatch,
+      report.sentNotAccepted,
+      report.stillActive,
+      counters.shutdownOverruns,
+      counters.unexpectedExits,
+      counters.postsFailed,
+      counters.sigtermExitCode === undefined || counters.sigtermExitCode === 0 ? 0 : 1,
+    ].some((n) => n !== 0);
+    if (broken) {
+      console.log(`chaos: FAILED (seed ${options.seed}); process logs kept in ${logDir}`);
+      for (const line of report.examples) console.log(`  ${line}`);
+    } else if (!options.keepLogs) {
+      cleanups.unshift(() => fs.rmSync(logDir, { recursive: true, force: true }));
+    }
+    return broken ? 1 : 0;
+  } finally {
+    await cleanup();
+  }
+}
+
+interface CheckInput {
+  db: pg.Pool;
+  redis: Redis;
+  prefix: string;
+  plans: OrderPlan[];
+  twilio: FakeTwilio;
+  smtp: FakeSmtp;
+  byPhone: Map<string, OrderPlan>;
+  byEmail: Map<string, OrderPlan>;
+}
+
+async function check(input: CheckInput) {
+  const { db, redis, prefix, plans, twilio, smtp, byPhone, byEmail } = input;
+  const examples: string[] = [];
+  const note = (line: string) => {
+    if (examples.length < 20) examples.push(line);
+  };
+
+  const { rows: statusRows } = await db.query<{ status: string; n: number }>(
+    `select status, count(*)::int as n from messages group by status`,
+  );
+  const count = (...statuses: string[]) =>
+    statusRows.filter((r) => statuses.includes(r.status)).reduce((sum, r) => sum + r.n, 0);
+
+  // Duplicates: one step of one recovery accepted twice by a provider. Each order has its own
+  // phone and email; an SMS step is told apart by its text (the retry link changes per claim),
+  // an email by recoup's message id, which is the same for every claim of one step.
+  const seen = new Map<string, number>();
+  const accepted: Array<{ key: string; plan: OrderPlan | undefined; at: Date }> = [];
+  for (const m of twilio.messages) {
+    accepted.push({
+      key: `sms|${m.to}|${m.body.replace(/https?:\/\/\S+/g, '<link>')}`,
+      plan: byPhone.get(m.to),
+      at: m.acceptedAt,
+    });
+  }
+  for (const m of smtp.messages) {
+    const to = m.rcptTo[0] ?? '';
+    accepted.push({ key: `email|${m.recoupMessageId ?? to}`, plan: byEmail.get(to), at: m.acceptedAt });
+  }
+  let duplicates = 0;
+  let sentAfterPayment = 0;
+  for (const a of accepted) {
+    const n = (seen.get(a.key) ?? 0) + 1;
+    seen.set(a.key, n);
+    if (n > 1) {
+      duplicates += 1;
+      note(`duplicate: ${a.key.slice(0, 120)}`);
+    }
+    if (a.plan?.paidAckAt !== undefined && a.at.getTime() > a.plan.paidAckAt) {
+      sentAfterPayment += 1;
+      note(
+        `sent after payment: ${a.plan.orderId} accepted ${a.at.getTime() - a.plan.paidAckAt} ms after the payment's 2xx`,
+      );
+    }
+  }
+
+  // Every message recoup recorded as sent was accepted by the provider under that id.
+  const { rows: sentRows } = await db.query<{ id: string; channel: string; provider_id: string | null }>(
+    `select id, channel, provider_id from messages where status in ('sent', 'delivered')`,
+  );
+  const twilioSids = new Set(twilio.messages.map((m) => m.sid));
+  const smtpIds = new Set(smtp.messages.map((m) => m.recoupMessageId));
+  let sentNotAccepted = 0;
+  for (const m of sentRows) {
+    const ok = m.channel === 'sms' ? twilioSids.has(m.provider_id ?? '') : smtpIds.has(m.id);
+    if (!ok) {
+      sentNotAccepted += 1;
+      note(`recorded sent but not accepted: ${m.id} (${m.channel})`);
+    }
+  }
+
+  // Lost: an accepted payment.failed without a recovery, or an active recovery whose wake-up is gone.
+  const { rows: recoveryRows } = await db.query<{ order_id: string; id: string; state: string; wake_seq: number }>(
+    `select order_id, id, state, wake_seq from recoveries`,
+  );
+  const recoveryOf = new Map(recoveryRows.map((r) => [r.order_id, r]));
+  let lostRecoveries = 0;
+  let stillActive = 0;
+  for (const plan of plans) {
+    if (!plan.failedAccepted) continue;
+    const recovery = recoveryOf.get(plan.orderId);
+    if (!recovery) {
+      // Paid before its recovery started is fine only if the payment came first; here it never does.
+      lostRecoveries += 1;
+      note(`no recovery for ${plan.orderId}`);
+      continue;
+    }
+    if (recovery.state !== 'active') continue;
+    stillActive += 1;
+    const exists = await redis.exists(`${prefix}:${stepQueueName}:${stepJobId(recovery.id, recovery.wake_seq)}`);
+    if (exists === 0) {
+      lostRecoveries += 1;
+      note(`active recovery ${recovery.id} has no wake-up`);
+    }
+  }
+  const { rows: endings } = await db.query<{ reason: string; n: number }>(
+    `select coalesce(ended_reason, state) as reason, count(*)::int as n from recoveries group by 1 order by 2 desc`,
+  );
+  const { rows: stuck } = await db.query<{ n: number }>(
+    `select count(*)::int as n from messages where status = 'sending'`,
+  );
+
+  // The ledger holds exactly the payments the shop reported, once each.
+  const { rows: ledger } = await db.query<{ order_id: string; total: string; n: number }>(
+    `select order_id, sum(amount)::text as total, count(*)::int as n from payments group by order_id`,
+  );
+  const ledgerOf = new Map(ledger.map((l) => [l.order_id, l]));
+  let ledgerMismatch = 0;
+  let ledgerTotal = 0;
+  let paymentsTotal = 0;
+  for (const plan of plans) {
+    const row = ledgerOf.get(plan.orderId);
+    const expected = plan.paidAckAt !== undefined ? plan.amount : 0;
+    paymentsTotal += expected;
+    const actual = row ? Number(row.total) : 0;
+    ledgerTotal += actual;
+    // A payment whose POST never got an answer may still have committed: then it must be there once.
+    const uncertain = plan.payAfterMs !== undefined && plan.paidAckAt === undefined;
+    if (actual !== expected && !(uncertain && actual === plan.amount)) {
+      ledgerMismatch += 1;
+      note(`ledger: ${plan.orderId} holds ${actual}, expected ${expected}`);
+    }
+  }
+
+  return {
+    stepsScheduled: statusRows.reduce((sum, r) => sum + r.n, 0),
+    sent: count('sent', 'delivered'),
+    skipped: count('skipped', 'suppressed'),
+    failed: count('failed'),
+    unknown: count('unknown'),
+    duplicates,
+    sentAfterPayment,
+    sentNotAccepted,
+    lostRecoveries,
+    stillActive,
+    stuckSending: stuck[0]?.n ?? 0,
+    ledgerMismatch,
+    endings: endings.map((e) => `${e.reason}=${e.n}`).join(' '),
+    ledgerTotal,
+    paymentsTotal,
+    examples,
+  };
+}
+
+/** A redis-server child with nothing on disk: `restart` is a full loss of queue state. */
+class RedisServer {
+  #child: ChildProcess | undefined;
+  constructor(
+    readonly port: number,
+    readonly logFile: string,
+  ) {}
+
+  async start(): Promise<void> {
+    const child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--logfile',
+        this.logFile,
+      ],
+      { stdio: 'ignore' },
+    );
+    this.#child = child;
+    await waitUntil(
+      () =>
+        new Promise<boolean>((resolve) => {
+          const socket = net.connect(this.port, '127.0.0.1');
+          socket.once('connect', () => {
+            socket.destroy();
+            resolve(true);
+          });
+          socket.once('error', () => resolve(false));
+        }),
+      10_000,
+      'redis-server',
+    );
+  }
+
+  /** Synchronous, for process exit. */
+  kill(): void {
+    this.#child?.kill('SIGKILL');
+  }
+
+  async stop(): Promise<void> {
+    const child = this.#child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  async restart(downMs: number): Promise<void> {
+    await this.stop();
+    await sleep(downMs);
+    await this.start();
+  }
+}
+
+function withPath(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+function semaphore(max: number) {
+  let active = 0;
+  const waiting: Array<() => void> = [];
+  return async <T>(task: () => Promise<T>): Promise<T> => {
+    if (active >= max) await new Promise<void>((resolve) => waiting.push(resolve));
+    active += 1;
+    try {
+      return await task();
+    } finally {
+      active -= 1;
+      waiting.shift()?.();
+    }
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(2);
+  },
+);

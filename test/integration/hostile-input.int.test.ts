@@ -1,0 +1,270 @@
+import { sql } from 'drizzle-orm';
+import type { InjectOptions } from 'fastify';
+import fc from 'fast-check';
+import twilio from 'twilio';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rows } from '../../src/db/rows.js';
+import { makeEvent, startTestService, testApiKey, type TestService } from '../helpers/service.js';
+
+/**
+ * Generated hostile input against the public HTTP surface, in process (Fastify inject) over the
+ * real Postgres: whatever arrives, the answer is never a 5xx; a refusal is problem+json naming
+ * the offending field; and a refused request writes nothing.
+ */
+const runs = Number(process.env.PROPERTY_RUNS ?? 1_000);
+const authToken = 'hostile-auth-token-0123456789';
+const publicUrl = 'https://pay.example-shop.com';
+
+/** Strings attackers and broken clients send: injection, markup, control and odd Unicode. */
+const nasty = fc.oneof(
+  fc.string(),
+  fc.string({ unit: 'grapheme' }),
+  fc.string({ unit: 'binary', maxLength: 40 }),
+  fc.constantFrom(
+    "'; drop table orders; --",
+    '" or 1=1 --',
+    '<script>alert(1)</script>',
+    '<img src=x onerror=alert(1)>',
+    '{{constructor.constructor("return process")()}}',
+    '__proto__',
+    '\u0000',
+    '\ud800',
+    '../../etc/passwd',
+    'x'.repeat(5_000),
+  ),
+);
+const anyValue = fc.oneof(
+  nasty,
+  fc.integer(),
+  fc.double(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.jsonValue({ maxDepth: 3 }),
+  fc.constant({ __proto__: { polluted: true } }),
+);
+
+/** Paths into a valid event that a mutation may set or delete. */
+const eventPaths = [
+  ['id'],
+  ['type'],
+  ['occurred_at'],
+  ['order'],
+  ['order', 'id'],
+  ['order', 'amount'],
+  ['order', 'currency'],
+  ['order', 'description'],
+  ['order', 'coupon_code'],
+  ['order', 'coupon'],
+  ['order', 'cadence'],
+  ['order', 'customer'],
+  ['order', 'customer', 'id'],
+  ['order', 'customer', 'name'],
+  ['order', 'customer', 'email'],
+  ['order', 'customer', 'phone'],
+  ['order', 'customer', 'locale'],
+  ['order', 'customer', 'timezone'],
+  ['customer'],
+  ['payment'],
+  ['payment', 'gateway'],
+  ['payment', 'method'],
+  ['payment', 'failure_code'],
+  ['payment', 'amount'],
+];
+
+/** Every byte percent-encoded: any string, lone surrogates included, becomes a valid path segment. */
+function percentEncode(text: string): string {
+  return [...Buffer.from(text, 'utf8')].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('');
+}
+
+function mutate(target: Record<string, unknown>, path: string[], value: unknown, remove: boolean): void {
+  let node: Record<string, unknown> = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null) return;
+    node = next as Record<string, unknown>;
+  }
+  const last = path[path.length - 1] ?? '';
+  if (remove) delete node[last];
+  else node[last] = value;
+}
+
+describe('hostile input on the public HTTP surface', () => {
+  let svc: TestService;
+  const inject = (options: InjectOptions) => {
+    const app = svc.service.app;
+    if (!app) throw new Error('no HTTP role');
+    return app.inject(options);
+  };
+  const writes = async () => {
+    const [counts] = await rows<{ n: string }>(
+      svc.database.db,
+      sql`select concat_ws(',', (select count(*) from events), (select count(*) from orders),
+                 (select count(*) from customers), (select count(*) from recoveries),
+                 (select count(*) from payments), (select count(*) from suppressions),
+                 (select count(*) from messages where status <> 'sending')) as n`,
+    );
+    return counts?.n;
+  };
+
+  beforeAll(async () => {
+    svc = await startTestService({
+      roles: { http: true, worker: false },
+      env: {
+        SMS_TRANSPORT: 'twilio',
+        TWILIO_ACCOUNT_SID: 'AC0123456789abcdef0123456789abcdef',
+        TWILIO_AUTH_TOKEN: authToken,
+        TWILIO_FROM: '+15005550006',
+        RETRY_PAGE_RATE_LIMIT: '1000000',
+      },
+    });
+  });
+  afterAll(async () => {
+    await svc?.close();
+  });
+
+  it('POST /v1/events: never a 5xx; a refusal is problem+json naming the field, and writes nothing', async () => {
+    let serial = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.constantFrom(...eventPaths), anyValue, fc.boolean()), { minLength: 1, maxLength: 3 }),
+        fc.option(fc.oneof(fc.string(), fc.jsonValue()), { freq: 8 }),
+        async (mutations, wholeBody) => {
+          serial += 1;
+          const event = makeEvent({ id: `evt_hostile_${serial}` }, { id: `ord_hostile_${serial}` });
+          for (const [path, value, remove] of mutations) mutate(event, path, value, remove);
+          const payload = wholeBody ?? event;
+          const before = await writes();
+          const response = await inject({
+            method: 'POST',
+            url: '/v1/events',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${testApiKey}` },
+            payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+          });
+          expect(response.statusCode).toBeLessThan(500);
+          if (response.statusCode >= 400) {
+            expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+            const problem = response.json<{ status: number; errors?: Array<{ path: string; message: string }> }>();
+            expect(problem.status).toBe(response.statusCode);
+            if (response.statusCode === 400) {
+              expect(problem.errors?.length).toBeGreaterThan(0);
+              for (const e of problem.errors ?? []) expect(typeof e.path).toBe('string');
+              if (wholeBody === null && mutations.length === 1) {
+                // One mutated field: the refusal names it, or the object around it.
+                const mutated = mutations[0]?.[0].join('.') ?? '';
+                const named = (problem.errors ?? []).map((e) => e.path);
+                expect(
+                  named.some((p) => mutated.startsWith(p.split('.')[0] ?? p) || p.startsWith(mutated)),
+                  `${mutated} vs ${named.join(', ')}`,
+                ).toBe(true);
+              }
+            }
+            expect(await writes()).toBe(before);
+          }
+        },
+      ),
+      { numRuns: runs },
+    );
+  }, 600_000);
+
+  it('/r/:token pages and forms: never a 5xx, and an unknown token writes nothing', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        nasty,
+        fc.constantFrom('GET', 'POST'),
+        fc.constantFrom('', '/fresh-link', '/status/att_x', '/pay/att_x', '/card/att_x'),
+        fc.dictionary(fc.string({ maxLength: 20 }), nasty, { maxKeys: 5 }),
+        async (token, method, suffix, form) => {
+          const before = await writes();
+          const response = await inject({
+            method,
+            url: `/r/${percentEncode(token)}${suffix}`,
+            ...(method === 'POST'
+              ? {
+                  headers: { 'content-type': 'application/x-www-form-urlencoded' },
+                  payload: new URLSearchParams(form).toString(),
+                }
+              : {}),
+          });
+          expect(response.statusCode).toBeLessThan(500);
+          // Markup in the token never comes back unescaped.
+          if (token.includes('<script>')) expect(response.body).not.toContain('<script>alert(1)</script>');
+          expect(await writes()).toBe(before);
+        },
+      ),
+      { numRuns: runs },
+    );
+  }, 600_000);
+
+  it('Twilio webhooks, correctly signed but hostile: never a 5xx; forged: 403 and nothing written', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('/webhooks/twilio/status', '/webhooks/twilio/inbound'),
+        fc.record(
+          {
+            MessageSid: nasty,
+            MessageStatus: fc.oneof(nasty, fc.constantFrom('delivered', 'failed', 'undelivered', 'sent')),
+            ErrorCode: fc.oneof(nasty, fc.integer().map(String)),
+            Price: nasty,
+            PriceUnit: nasty,
+            From: fc.oneof(nasty, fc.constant('+14155551234')),
+            Body: fc.oneof(nasty, fc.constantFrom('STOP', 'START', 'HELP')),
+            OptOutType: nasty,
+          },
+          { requiredKeys: [] },
+        ),
+        fc.boolean(),
+        async (path, params, forge) => {
+          const clean = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, v.split('\u0000').join('')]));
+          const signature = twilio.getExpectedTwilioSignature(
+            forge ? 'not-the-auth-token' : authToken,
+            `${publicUrl}${path}`,
+            clean,
+          );
+          const before = await writes();
+          const response = await inject({
+            method: 'POST',
+            url: path,
+            headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature },
+            payload: new URLSearchParams(clean).toString(),
+          });
+          expect(response.statusCode).toBeLessThan(500);
+          if (forge) {
+            expect(response.statusCode).toBe(403);
+            expect(await writes()).toBe(before);
+          }
+        },
+      ),
+      { numRuns: runs },
+    );
+  }, 600_000);
+
+  it('payment webhooks with unsigned or forged bodies: never a 5xx, nothing written', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('sandbox', 'stripe', 'alipay', 'nope', '..%2f'),
+        fc.oneof(
+          nasty,
+          fc.jsonValue().map((v) => JSON.stringify(v)),
+        ),
+        fc.dictionary(fc.constantFrom('stripe-signature', 'x-recoup-signature', 'content-type'), nasty, {
+          maxKeys: 3,
+        }),
+        async (gateway, body, headers) => {
+          const before = await writes();
+          const safeHeaders = Object.fromEntries(
+            Object.entries(headers).map(([k, v]) => [k, [...v].filter((c) => c >= ' ' && c <= '~').join('')]),
+          );
+          const response = await inject({
+            method: 'POST',
+            url: `/webhooks/payments/${gateway}`,
+            headers: { 'content-type': 'application/json', ...safeHeaders },
+            payload: body,
+          });
+          expect(response.statusCode).toBeLessThan(500);
+          expect(await writes()).toBe(before);
+        },
+      ),
+      { numRuns: runs },
+    );
+  }, 600_000);
+});
