@@ -204,7 +204,7 @@ async function main(): Promise<void> {
         cpu: os.cpus()[0]?.model ?? 'unknown',
         cores: os.cpus().length,
         node: process.version,
-        postgres: (await client.query<{ v: string }>('show server_version')).rows[0]?.v,
+        postgres: (await client.query<{ v: string }>("select current_setting('server_version') as v")).rows[0]?.v,
       },
     };
     fs.writeFileSync(
