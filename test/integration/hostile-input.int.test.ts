@@ -40,7 +40,8 @@ const anyValue = fc.oneof(
   fc.boolean(),
   fc.constant(null),
   fc.jsonValue({ maxDepth: 3 }),
-  fc.constant({ __proto__: { polluted: true } }),
+  // An own "__proto__" key, as JSON.parse makes it: what a hostile JSON body can carry.
+  fc.constant(JSON.parse('{"__proto__": {"polluted": true}}') as unknown),
 );
 
 /** Paths into a valid event that a mutation may set or delete. */
@@ -85,7 +86,9 @@ function mutate(target: Record<string, unknown>, path: string[], value: unknown,
   }
   const last = path[path.length - 1] ?? '';
   if (remove) delete node[last];
-  else node[last] = value;
+  // A copy: fast-check reuses generated values (and constants) across runs and while shrinking, so
+  // writing into them would leak one run's mutations into the next (even into cycles).
+  else node[last] = typeof value === 'object' && value !== null ? JSON.parse(JSON.stringify(value)) : value;
 }
 
 describe('hostile input on the public HTTP surface', () => {
