@@ -14,7 +14,7 @@ import { makeEvent, startTestService, type TestService } from '../helpers/servic
 
 /**
  * Injection strings in every free-text field (customer name, order description, coupon code,
- * failure message, shop name) are data: stored in Postgres exactly as sent, and rendered inert
+ * failure code and message, shop name) are data: stored in Postgres exactly as sent, and rendered inert
  * in the retry page, the reminder emails and the console order page. "Inert" is checked
  * structurally: the page's tags and attributes are exactly those of the same page rendered with
  * plain text, so no value opened a tag or broke out of an attribute, and the value shows escaped.
@@ -166,6 +166,7 @@ describe('free text through the service: stored exactly, inert in the retry page
     description: string;
     coupon: string;
     failureMessage: string;
+    failureCode: string;
   }
 
   /** Sends an order with these texts, gives it a live retry link; answers its pages. */
@@ -173,6 +174,7 @@ describe('free text through the service: stored exactly, inert in the retry page
     const event = makeEvent({}, { description: texts.description, coupon_code: texts.coupon });
     event.order.customer.name = texts.name;
     event.payment.failure_message = texts.failureMessage;
+    event.payment.failure_code = texts.failureCode;
     const response = await svc.post(event);
     expect(response.status).toBe(202);
     const orderId = event.order.id;
@@ -180,12 +182,13 @@ describe('free text through the service: stored exactly, inert in the retry page
       description: string;
       coupon_code: string;
       last_failure_message: string;
+      last_failure_code: string;
       name: string;
       recovery_id: string;
       customer_id: string;
     }>(
       svc.database.db,
-      sql`select o.description, o.coupon_code, o.last_failure_message, c.name, r.id as recovery_id, c.id as customer_id
+      sql`select o.description, o.coupon_code, o.last_failure_message, o.last_failure_code, c.name, r.id as recovery_id, c.id as customer_id
           from orders o join customers c on c.id = o.customer_id join recoveries r on r.order_id = o.id
           where o.id = ${orderId}`,
     );
@@ -214,6 +217,7 @@ describe('free text through the service: stored exactly, inert in the retry page
       description: 'Plain description',
       coupon: 'PLAINCODE',
       failureMessage: 'Plain failure',
+      failureCode: 'plain_fail_code',
     };
     const plain = await orderWith(plainTexts);
     const consoleShown = (Object.keys(plainTexts) as Array<keyof Texts>).filter((k) =>
@@ -223,7 +227,7 @@ describe('free text through the service: stored exactly, inert in the retry page
     // The shop name, from SHOP_NAME, is on the retry page, escaped.
     expect(plain.page).toContain(Handlebars.escapeExpression(evilShop));
     expect(pageShown).toEqual(expect.arrayContaining(['description', 'coupon']));
-    expect(consoleShown).toEqual(expect.arrayContaining(['name', 'description', 'coupon']));
+    expect(consoleShown).toEqual(expect.arrayContaining(['name', 'description', 'coupon', 'failureCode']));
     // Order and customer ids differ from order to order: blank them out of the baselines.
     const unId = (html: string, orderId: string) =>
       html
@@ -238,6 +242,7 @@ describe('free text through the service: stored exactly, inert in the retry page
           description: freeText(500),
           coupon: freeText(100),
           failureMessage: freeText(1000),
+          failureCode: freeText(100),
         }),
         async (texts) => {
           const got = await orderWith(texts);
@@ -246,6 +251,7 @@ describe('free text through the service: stored exactly, inert in the retry page
             description: texts.description,
             coupon_code: texts.coupon,
             last_failure_message: texts.failureMessage,
+            last_failure_code: texts.failureCode,
           });
           expectInert(
             got.page,
