@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { PageCsrf } from './page-csrf.js';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
@@ -55,11 +55,9 @@ export interface RetryPageDeps {
 }
 
 /** The deps plus what registration derived from them. */
-type Ctx = RetryPageDeps & { cardCsp: string };
+type Ctx = RetryPageDeps & { cardCsp: string; csrf: PageCsrf };
 
-const csrfCookie = 'recoup_csrf';
 const csrfField = 'csrf';
-const noncePattern = /^[A-Za-z0-9_-]{22}$/;
 const tokenPattern = /^[A-Za-z0-9_-]{22}$/;
 const attemptIdPattern = /^att_[0-9a-f]{24}$/;
 const defaultRateLimit = { max: 60, timeWindowMs: 60_000 };
@@ -95,7 +93,17 @@ export async function retryPageRoutes(app: FastifyInstance, deps: RetryPageDeps)
   if (!deps.secret) throw new RecoupError('config', 'The retry pages need a secret for their CSRF tokens');
   const formAction = ["'self'", ...formActionOrigins(deps)];
   const limit = deps.rateLimit ?? defaultRateLimit;
-  const ctx: Ctx = { ...deps, cardCsp: stripeCsp(formAction) };
+  const ctx: Ctx = {
+    ...deps,
+    cardCsp: stripeCsp(formAction),
+    csrf: new PageCsrf({
+      secret: deps.secret,
+      publicUrl: deps.retry.publicUrl,
+      cookie: 'recoup_csrf',
+      path: '/r/',
+      purpose: '',
+    }),
+  };
 
   await app.register(async (scope) => {
     await scope.register(cookie);
@@ -170,7 +178,7 @@ function routes(r: FastifyInstance, deps: Ctx): void {
   r.post<TokenParams>('/:token', async (request, reply) => {
     const { token } = request.params;
     const form = formFields(request.body);
-    if (!csrfValid(deps, request, token, form[csrfField])) return forbiddenPage(deps, request, reply, token);
+    if (!deps.csrf.valid(request, token, form[csrfField])) return forbiddenPage(deps, request, reply, token);
     const state = await loadRetryLink(deps.retry, token);
     if (state.kind !== 'open') return statePage(deps, request, reply, token, state);
     const { view } = state;
@@ -252,7 +260,7 @@ function routes(r: FastifyInstance, deps: Ctx): void {
   r.post<TokenParams>('/:token/fresh-link', async (request, reply) => {
     const { token } = request.params;
     const form = formFields(request.body);
-    if (!csrfValid(deps, request, token, form[csrfField])) return forbiddenPage(deps, request, reply, token);
+    if (!deps.csrf.valid(request, token, form[csrfField])) return forbiddenPage(deps, request, reply, token);
     const state = await loadRetryLink(deps.retry, token);
     // The link works after all (e.g. a fresh link was opened meanwhile): just show the page.
     if (state.kind === 'open') return reply.redirect(`/r/${token}`, 303);
@@ -321,7 +329,7 @@ function retryPage(deps: Ctx, request: FastifyRequest, reply: FastifyReply, r: R
     total,
     failureReason: failure ? t.reasons[failure] : null,
     formAction: `/r/${view.token}`,
-    csrf: csrfFor(deps, request, reply, view.token),
+    csrf: deps.csrf.issue(request, reply, view.token),
     form: r.form ?? { email: view.contact.email ?? '', phone: view.contact.phone ?? '' },
     errors,
     hasErrors: Boolean(errors.email || errors.phone || errors.method),
@@ -384,7 +392,7 @@ function statePage(deps: Ctx, request: FastifyRequest, reply: FastifyReply, toke
       if (deps.freshLink) {
         data.action = {
           formAction: `/r/${token}/fresh-link`,
-          csrf: csrfFor(deps, request, reply, token),
+          csrf: deps.csrf.issue(request, reply, token),
           label: t.freshLinkButton,
           hint: t.freshLinkHint,
         };
@@ -647,44 +655,6 @@ function defaultCountry(view: RetryView): CountryCode | undefined {
 
 function paymentMethodOf(value: string | null): PaymentMethod | null {
   return paymentMethods.find((m) => m === value) ?? null;
-}
-
-function csrfToken(secret: string, token: string, nonce: string): string {
-  return createHmac('sha256', secret).update(`${token}.${nonce}`).digest('base64url');
-}
-
-/** The form token for `token`, setting the nonce cookie first if the browser has none. */
-function csrfFor(deps: Ctx, request: FastifyRequest, reply: FastifyReply, token: string): string {
-  let nonce = request.cookies[csrfCookie];
-  if (!nonce || !noncePattern.test(nonce)) {
-    nonce = randomBytes(16).toString('base64url');
-    reply.setCookie(csrfCookie, nonce, {
-      path: '/r/',
-      httpOnly: true,
-      sameSite: 'lax',
-      secure: isHttps(request, deps.retry.publicUrl),
-    });
-  }
-  return csrfToken(deps.secret, token, nonce);
-}
-
-function csrfValid(deps: Ctx, request: FastifyRequest, token: string, submitted: string | undefined): boolean {
-  const nonce = request.cookies[csrfCookie];
-  if (!nonce || !noncePattern.test(nonce) || !submitted) return false;
-  const expected = Buffer.from(csrfToken(deps.secret, token, nonce));
-  const given = Buffer.from(submitted);
-  return given.length === expected.length && timingSafeEqual(given, expected);
-}
-
-/** Secure cookies when the customer is on https: directly, or through PUBLIC_URL's host behind a TLS proxy. */
-function isHttps(request: FastifyRequest, publicUrl: string): boolean {
-  if (request.protocol === 'https') return true;
-  try {
-    const url = new URL(publicUrl);
-    return url.protocol === 'https:' && request.host === url.host;
-  } catch {
-    return false;
-  }
 }
 
 function nextActionUrl(token: string, attemptId: string, action: PaymentNextAction): string {

@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { PageCsrf } from './page-csrf.js';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
@@ -31,8 +31,6 @@ export interface UnsubscribeRouteDeps {
   rateLimit?: { max: number; timeWindowMs: number };
 }
 
-const csrfCookie = 'recoup_u_csrf';
-const noncePattern = /^[A-Za-z0-9_-]{22}$/;
 const bodyLimit = 8_192;
 
 /**
@@ -110,7 +108,7 @@ export async function unsubscribeRoutes(app: FastifyInstance, deps: UnsubscribeR
         }
         const target = messageId ? await loadUnsubscribeTarget(deps.db, messageId) : undefined;
         if (!messageId || !target) return invalidPage(deps, request, reply);
-        if (!csrfValid(deps, request, token, form.csrf)) {
+        if (!csrfOf(deps).valid(request, token, form.csrf)) {
           // Usually a browser that arrived without our cookie: ask again, with a fresh token.
           return confirmPage(deps, request, reply, target, 403);
         }
@@ -141,7 +139,7 @@ function confirmPage(
     tone: status === 403 ? 'warn' : 'info',
     paragraphs: [fillIn(t.confirmText, values), ...(status === 403 ? [t.retryText] : [])],
     formAction: `/u/${token}`,
-    csrf: csrfFor(deps, request, reply, token),
+    csrf: csrfOf(deps).issue(request, reply, token),
     button: t.confirmButton,
     hint: t.confirmHint,
   });
@@ -238,43 +236,13 @@ export function parseMultipart(body: string, contentType: string): FormFields {
   return fields;
 }
 
-function csrfToken(secret: string, token: string, nonce: string): string {
-  return createHmac('sha256', secret).update(`unsubscribe.${token}.${nonce}`).digest('base64url');
-}
-
-function csrfFor(deps: UnsubscribeRouteDeps, request: FastifyRequest, reply: FastifyReply, token: string): string {
-  let nonce = request.cookies[csrfCookie];
-  if (!nonce || !noncePattern.test(nonce)) {
-    nonce = randomBytes(16).toString('base64url');
-    reply.setCookie(csrfCookie, nonce, {
-      path: '/u/',
-      httpOnly: true,
-      sameSite: 'lax',
-      secure: isHttps(request, deps.publicUrl),
-    });
-  }
-  return csrfToken(deps.secret, token, nonce);
-}
-
-function csrfValid(
-  deps: UnsubscribeRouteDeps,
-  request: FastifyRequest,
-  token: string,
-  submitted: string | undefined,
-): boolean {
-  const nonce = request.cookies[csrfCookie];
-  if (!nonce || !noncePattern.test(nonce) || !submitted) return false;
-  const expected = Buffer.from(csrfToken(deps.secret, token, nonce));
-  const given = Buffer.from(submitted);
-  return given.length === expected.length && timingSafeEqual(given, expected);
-}
-
-function isHttps(request: FastifyRequest, publicUrl: string): boolean {
-  if (request.protocol === 'https') return true;
-  try {
-    const url = new URL(publicUrl);
-    return url.protocol === 'https:' && request.host === url.host;
-  } catch {
-    return false;
-  }
+/** The pages' CSRF: own cookie and path, and a purpose that makes retry-page values worthless here. */
+function csrfOf(deps: UnsubscribeRouteDeps): PageCsrf {
+  return new PageCsrf({
+    secret: deps.secret,
+    publicUrl: deps.publicUrl,
+    cookie: 'recoup_u_csrf',
+    path: '/u/',
+    purpose: 'unsubscribe.',
+  });
 }
