@@ -2,7 +2,13 @@ import { sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import { holdoutReport, type HoldoutRow } from './holdout-report.js';
-import { periodBounds, recoveryReport, type ReportQuery, type ReportRow } from './recovery-report.js';
+import {
+  periodBounds,
+  readRecoveryReport,
+  recoveryReport,
+  type ReportQuery,
+  type ReportRow,
+} from './recovery-report.js';
 
 export const dashboardLocales = ['en', 'zh-CN'] as const;
 export type DashboardLocale = (typeof dashboardLocales)[number];
@@ -28,7 +34,7 @@ export async function dashboardData(
   now: Date,
 ): Promise<DashboardData> {
   const { start, end } = periodBounds(query);
-  // The first report refreshes the rollup; the rest read it.
+  // One refresh, then every chart reads the same state of the rollup.
   const all = await recoveryReport(db, { ...query, currency: undefined, groupBy: 'month' }, now);
   const entered = new Map<string, number>();
   for (const row of all) entered.set(row.currency, (entered.get(row.currency) ?? 0) + row.orders_entered);
@@ -49,7 +55,7 @@ export async function dashboardData(
   }
 
   const scoped = { ...query, currency };
-  const report = (groupBy: ReportQuery['groupBy']) => recoveryReport(db, { ...scoped, groupBy }, now);
+  const report = (groupBy: ReportQuery['groupBy']) => readRecoveryReport(db, { ...scoped, groupBy });
   const days = await report('day');
   const byStep = await report('step');
   const byCategory = await report('failure_category');

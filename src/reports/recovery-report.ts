@@ -92,6 +92,11 @@ export function periodBounds(query: Pick<ReportQuery, 'from' | 'to' | 'timezone'
  */
 export async function recoveryReport(db: Db, query: ReportQuery, now: Date): Promise<ReportRow[]> {
   await refreshRollup(db, now);
+  return readRecoveryReport(db, query);
+}
+
+/** The report from the rollup as it stands: for callers that refreshed it just before (the dashboard). */
+export async function readRecoveryReport(db: Db, query: ReportQuery): Promise<ReportRow[]> {
   const { start, end } = periodBounds(query);
   const currencyFilter = query.currency ? sql`and currency = ${query.currency}` : sql``;
   const key =
