@@ -123,6 +123,8 @@ const envSchema = z
     JOB_LOCK_DURATION: duration('30s'),
     /** Graceful shutdown deadline. Default 10s. */
     SHUTDOWN_TIMEOUT: duration('10s'),
+    /** How long `start` and `worker` wait for Redis at startup (a restart, a failover) before giving up. Default 15s. */
+    REDIS_STARTUP_WAIT: duration('15s'),
     /**
      * Gateway for every method: `sandbox` (embedded, the default), `stripe`, or a direct wallet
      * (`alipay`, `wechat_pay`: each takes only its own method, in CNY).
@@ -433,6 +435,7 @@ export interface Config {
   sendMaxAttempts: number;
   sendRetryBaseMs: number;
   providerTimeoutMs: number;
+  redisStartupWaitMs: number;
   shutdownTimeoutMs: number;
   jobLockDurationMs: number;
   bodyLimit: number;
@@ -574,6 +577,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     sendRetryBaseMs: env.SEND_RETRY_BACKOFF,
     providerTimeoutMs: env.PROVIDER_TIMEOUT,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT,
+    redisStartupWaitMs: env.REDIS_STARTUP_WAIT,
     jobLockDurationMs: env.JOB_LOCK_DURATION,
     bodyLimit: env.BODY_LIMIT,
     requestTimeoutMs: env.REQUEST_TIMEOUT,

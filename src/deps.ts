@@ -20,6 +20,7 @@ import { WechatPayGateway } from './payments/gateways/wechat-pay/wechat-pay-gate
 import { PaymentGateways } from './payments/gateways.js';
 import type { PaymentGateway } from './payments/payment-gateway.js';
 import type { DispatchSettings } from './recoveries/dispatch-step.js';
+import { sendLeaseFor } from './recoveries/send-lease.js';
 
 /** The one place that chooses implementations from config. */
 export function buildSmsSender(config: Config): SmsSender {
@@ -53,6 +54,7 @@ export function dispatchSettings(config: Config): DispatchSettings {
     sendRetryBaseMs: config.sendRetryBaseMs,
     // Past the provider timeout and a job lock, nobody is still sending it.
     claimStaleAfterMs: config.providerTimeoutMs * 2 + config.jobLockDurationMs,
+    sendLease: sendLeaseFor(config.providerTimeoutMs, config.jobLockDurationMs),
   };
 }
 

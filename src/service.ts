@@ -43,6 +43,7 @@ import {
 import { startStepWorker } from './queue/step.worker.js';
 import type { DispatchDeps, DispatchResult } from './recoveries/dispatch-step.js';
 import { Reconciler } from './recoveries/reconciler.js';
+import { sendLeaseFor } from './recoveries/send-lease.js';
 import { MeteredEmailSender, MeteredSmsSender } from './ops/metered-senders.js';
 import { MessageCosts } from './reports/message-cost.js';
 import { OpsMetrics } from './ops/metrics.js';
@@ -95,7 +96,11 @@ export async function startService(
 
   try {
     const redisTarget: RedisTarget = { url: config.redisUrl, clusterNodes: config.redisClusterNodes };
-    await assertRedisReachable(redisTarget);
+    await assertRedisReachable(redisTarget, {
+      waitMs: config.redisStartupWaitMs,
+      onWaiting: (reason) =>
+        logger.warn({ reason, waitMs: config.redisStartupWaitMs }, 'Redis is not reachable yet; waiting for it'),
+    });
     const core = await buildCoreDeps(config, logger);
     closers.push({ name: 'database', close: () => core.database.close() });
     await core.database.migrate();
@@ -197,6 +202,7 @@ export async function startService(
       apiKeyFile = apiKeys.generatedFile;
       const secret = resolveSecret(config);
       const gateways = buildPaymentGateways(config, secret, logger);
+      const lease = sendLeaseFor(config.providerTimeoutMs, config.jobLockDurationMs);
       const retry: RetryDeps = {
         db: core.database.db,
         cadences: core.cadences,
@@ -208,6 +214,7 @@ export async function startService(
         defaultLocale: config.defaultLocale,
         clickWindowMs: config.payments.clickAttributionWindowMs,
         incentivePeriodMs: config.payments.incentivePeriodMs,
+        sendLeaseMs: lease.leaseMs,
       };
       payments = retry;
       // The server sends one kind of message itself: a fresh link the customer asked for.
@@ -242,6 +249,7 @@ export async function startService(
         publicUrl: config.publicUrl,
         abandonAfterMs: config.abandonAfterMs,
         clickWindowMs: config.payments.clickAttributionWindowMs,
+        sendLeaseMs: lease.leaseMs,
         bodyLimit: config.bodyLimit,
         requestTimeoutMs: config.requestTimeoutMs,
         twilioAuthToken: config.sms.transport === 'twilio' ? config.sms.authToken : undefined,
@@ -297,6 +305,7 @@ export async function startService(
                   retryLinkTtlMs: config.retryLinkTtlMs,
                   logger,
                   defaultLocale: config.defaultLocale,
+                  sendLease: lease,
                 },
                 messageId,
               ),
@@ -363,8 +372,27 @@ async function applyStartupCadences(core: CoreDeps): Promise<void> {
   core.cadences.invalidate();
 }
 
-/** Fails fast with one line that says what to do when Redis is not there. */
-export async function assertRedisReachable(target: RedisTarget): Promise<void> {
+/**
+ * Returns once Redis answers a PING. Retries for `waitMs` (a Redis restarting or failing over as
+ * the process starts), then fails with one line that says what to do.
+ */
+export async function assertRedisReachable(
+  target: RedisTarget,
+  options: { waitMs?: number; onWaiting?: (reason: string) => void } = {},
+): Promise<void> {
+  const giveUpAt = Date.now() + (options.waitMs ?? 0);
+  for (let attempt = 0; ; attempt += 1) {
+    const failure = await pingRedis(target);
+    if (failure === undefined) return;
+    if (Date.now() + redisRetryMs > giveUpAt) throw failure;
+    if (attempt === 0) options.onWaiting?.(failure.message);
+    await new Promise((resolve) => setTimeout(resolve, redisRetryMs));
+  }
+}
+
+const redisRetryMs = 500;
+
+async function pingRedis(target: RedisTarget): Promise<RecoupError | undefined> {
   const where =
     typeof target === 'string'
       ? redactUrl(target)
@@ -383,8 +411,9 @@ export async function assertRedisReachable(target: RedisTarget): Promise<void> {
   try {
     await probe.connect();
     await probe.ping();
+    return undefined;
   } catch (err) {
-    throw new RecoupError(
+    return new RecoupError(
       'unavailable',
       `cannot reach Redis at ${where} (${(err as Error).message}). ` +
         'Start one (e.g. `docker compose up -d redis`) or set REDIS_URL (or REDIS_CLUSTER_NODES).',

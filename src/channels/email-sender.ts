@@ -10,6 +10,11 @@ export interface EmailMessage {
   text: string;
   /** One-click unsubscribe target (RFC 8058) and mailto alternative, when known. */
   unsubscribe?: { url: string; mailto?: string };
+  /**
+   * The message must not be handed over after this moment (its send lease, src/recoveries/send-lease.ts).
+   * Adapters that may hold a message before it goes out (a pool's queue) check it when it would.
+   */
+  notAfter?: Date;
 }
 
 export interface EmailSender {

@@ -31,3 +31,8 @@ export class ProviderError extends Error {
     this.badAddress = options.badAddress;
   }
 }
+
+/** The message's send lease ran out before it was handed over (src/recoveries/send-lease.ts): nothing went out. */
+export function sendLeaseLapsed(): ProviderError {
+  return new ProviderError('retry', 'send_lease_lapsed', 'the send lease ran out before the message was handed over');
+}

@@ -1,11 +1,11 @@
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { NodemailerError, PluginFunction, SendMailOptions, Transporter } from 'nodemailer';
 import addressparser from 'nodemailer/lib/addressparser';
 import { systemClock, type Clock } from '../clock.js';
 import type { EmailMessage, EmailSender } from './email-sender.js';
 import { senderClosed } from './outbox-sms-sender.js';
-import { ProviderError, type BadAddressReason } from './provider-error.js';
+import { ProviderError, sendLeaseLapsed, type BadAddressReason } from './provider-error.js';
 import type { SendReceipt } from './sms-sender.js';
 
 export interface SmtpEmailSenderOptions {
@@ -57,7 +57,10 @@ export class SmtpEmailSender implements EmailSender {
 
   async send(message: EmailMessage): Promise<SendReceipt> {
     if (this.#closed) throw senderClosed();
-    const progress: SendProgress = { streams: [] };
+    const progress: SendProgress = {
+      streams: [],
+      mayHandOver: message.notAfter ? () => this.#clock.now() < (message.notAfter as Date) : () => true,
+    };
     const options = Object.assign(
       buildMailOptions(message, { from: this.#from, domain: this.#domain, date: this.#clock.now() }),
       { [progressKey]: progress },
@@ -68,6 +71,7 @@ export class SmtpEmailSender implements EmailSender {
       await sending;
       return { providerId: messageIdHeader(message.messageId, this.#domain), acceptedAt: this.#clock.now() };
     } catch (error) {
+      if (progress.leaseLapsed) throw sendLeaseLapsed();
       throw classifySmtpFailure(
         error,
         progress.streams.some((stream) => stream.readableDidRead),
@@ -177,21 +181,54 @@ const progressKey = 'recoupSendProgress';
 interface SendProgress {
   /** Every stream the transport made of this message (a requeued message gets a new one per connection). */
   streams: Readable[];
+  /** Asked when the server said 354 and the first byte would go out: false stops the message there. */
+  mayHandOver: () => boolean;
+  /** Set when mayHandOver said no: the server got DATA but no message, so it accepted nothing. */
+  leaseLapsed?: boolean;
 }
 
 /**
  * The stream nodemailer reads the message from is piped into the socket only after the server
  * answered DATA with 354; until then nothing reads it. `readableDidRead` is therefore the
  * "message bytes went out" signal; nodemailer's pool uses the same test to requeue safely.
+ * The same moment is the last chance to hold a message back whose send lease ran out while it
+ * waited for a pooled connection: the stream then fails before its first byte and the server,
+ * which never sees the end of DATA, accepts nothing.
  * Must stay the last processing step: a DKIM signer added after it would read the message early.
  */
 const trackMessageStream: PluginFunction = (mail, done) => {
   const progress = (mail.data as { [progressKey]?: SendProgress })[progressKey];
   if (progress) {
     mail.message.processFunc((stream) => {
-      progress.streams.push(stream);
-      return stream;
+      const gated = gateFirstRead(stream, () => {
+        if (progress.mayHandOver()) return true;
+        progress.leaseLapsed = true;
+        return false;
+      });
+      progress.streams.push(gated);
+      return gated;
     });
   }
   done();
 };
+
+/** `source` as read by the transport, except that its first read asks `allowed` and fails the stream on a no. */
+function gateFirstRead(source: Readable, allowed: () => boolean): Readable {
+  let started = false;
+  const gated = new PassThrough();
+  const read = gated._read.bind(gated);
+  gated._read = (size: number) => {
+    if (!started) {
+      started = true;
+      if (!allowed()) {
+        source.destroy();
+        gated.destroy(new Error('send lease lapsed before the message was handed over'));
+        return;
+      }
+      source.on('error', (err) => gated.destroy(err));
+      source.pipe(gated);
+    }
+    read(size);
+  };
+  return gated;
+}

@@ -43,6 +43,8 @@ export interface AppDeps {
   publicUrl: string;
   abandonAfterMs: number;
   clickWindowMs: number;
+  /** How long a lost sender's message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
+  sendLeaseMs?: number | undefined;
   bodyLimit: number;
   /** A request not fully received after this long is answered 408. Default 30 s. */
   requestTimeoutMs?: number | undefined;

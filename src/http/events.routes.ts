@@ -5,6 +5,7 @@ import type { Db } from '../db/client.js';
 import { applyEvent } from '../orders/apply-event.js';
 import { parseEvent } from '../orders/event-schema.js';
 import type { StepQueue } from '../queue/queues.js';
+import { defaultSendLease, settleInFlightSends } from '../recoveries/send-lease.js';
 import { requireScope, type KeyResolver } from './auth.js';
 import { requireJson } from './request.js';
 
@@ -16,7 +17,12 @@ export interface EventRouteDeps {
   keys: KeyResolver;
   abandonAfterMs: number;
   clickWindowMs: number;
+  /** How long a lost sender's message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
+  sendLeaseMs?: number;
 }
+
+/** Events after which no reminder may be accepted by a provider once they are answered. */
+const endsOrder = new Set(['payment.succeeded', 'order.cancelled']);
 
 /** POST /v1/events: the shop's order and payment events (scope `ingest`). */
 export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): Promise<void> {
@@ -24,6 +30,10 @@ export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): P
     requireJson(request);
     const event = parseEvent(request.body);
     const result = await applyEvent(deps, event, deps.clock.now());
+    if (event.order && endsOrder.has(event.type)) {
+      // A reminder that lost its sender's lock mid-send may still be on its way: answer after it.
+      await settleInFlightSends(deps.db, deps.clock, event.order.id, deps.sendLeaseMs ?? defaultSendLease.leaseMs);
+    }
     if (result.status === 'duplicate') return reply.status(200).send({ event_id: event.id, status: 'duplicate' });
     try {
       await deps.queue.add(result.wakeups, deps.clock.now());

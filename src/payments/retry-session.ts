@@ -16,6 +16,7 @@ import { eligibleIncentive, grantIncentive, type IncentiveContext } from './ince
 import type { PaymentGateways } from './gateways.js';
 import { isGatewayError, type PaymentNextAction } from './payment-gateway.js';
 import { recordPayment } from './record-payment.js';
+import { defaultSendLease, settleInFlightSends } from '../recoveries/send-lease.js';
 
 export interface RetryDeps {
   db: Db;
@@ -29,6 +30,8 @@ export interface RetryDeps {
   clickWindowMs: number;
   /** At most one incentive per customer within this period (INCENTIVE_PERIOD). Default 90 days. */
   incentivePeriodMs?: number;
+  /** How long a lost sender's message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
+  sendLeaseMs?: number;
 }
 
 /** Everything the retry page shows for a valid link. */
@@ -688,6 +691,8 @@ export async function settleSuccess(deps: RetryDeps, fact: SuccessFact): Promise
     );
     return { kind: 'duplicate', paymentId: recorded.paymentId, refundId };
   });
+  // A reminder that lost its sender's lock mid-send may still be on its way: answer after it.
+  await settleInFlightSends(deps.db, deps.clock, fact.orderId, deps.sendLeaseMs ?? defaultSendLease.leaseMs);
   if (result.kind === 'duplicate' && result.refundId) {
     await submitRefund(deps, result.refundId);
   }

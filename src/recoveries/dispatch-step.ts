@@ -6,7 +6,7 @@ import { decideHold, linkGateways, recordHold, restoredTemplate, type CircuitHol
 import type { EmailSender } from '../channels/email-sender.js';
 import { findSuppressions, normaliseAddress } from '../compliance/suppressions.js';
 import type { UnsubscribeLinks } from '../compliance/unsubscribe-links.js';
-import { ProviderError } from '../channels/provider-error.js';
+import { ProviderError, sendLeaseLapsed } from '../channels/provider-error.js';
 import type { SendReceipt, SmsSender } from '../channels/sms-sender.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
@@ -20,6 +20,7 @@ import type { TemplateRenderer } from '../messages/template-renderer.js';
 import type { StepJobData, Wakeup } from '../queue/queues.js';
 import { newRetryToken, retryUrl } from '../retry-links/retry-token.js';
 import type { MessageCosts } from '../reports/message-cost.js';
+import { callDeadline, defaultSendLease, handOverDeadline, type SendLease } from './send-lease.js';
 import { nextSendTime } from './send-window.js';
 
 export interface DispatchSettings {
@@ -34,6 +35,8 @@ export interface DispatchSettings {
   sendRetryBaseMs: number;
   /** A `sending` claim older than this belongs to a dead worker: its outcome is unknown. */
   claimStaleAfterMs: number;
+  /** How soon after its claim a message must be handed over (src/recoveries/send-lease.ts). Default defaultSendLease. */
+  sendLease?: SendLease;
 }
 
 export interface DispatchDeps {
@@ -137,6 +140,8 @@ interface Claim {
   recovery: RecoveryRow;
   cadence: Cadence;
   context: MessageContext;
+  /** The `claimed_at` written with the claim: the send lease runs from it (src/recoveries/send-lease.ts). */
+  claimedAt: Date;
 }
 
 type ClaimOutcome = { kind: 'done'; result: DispatchResult } | { kind: 'send'; claim: Claim };
@@ -359,6 +364,7 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
       locale,
       token,
       attempts: claimed?.attempts ?? 1,
+      claimedAt: now,
       recovery,
       cadence,
       step,
@@ -517,6 +523,7 @@ async function claimWithoutTransaction(
       locale,
       token,
       attempts: claimed.attempts,
+      claimedAt: now,
       recovery: snap,
       cadence,
       step,
@@ -596,6 +603,13 @@ async function sendClaimed(deps: DispatchDeps, claim: Claim): Promise<DispatchRe
       };
     }
 
+    // Too late to start: a payment may be acknowledged without waiting for this message.
+    const lease = deps.settings.sendLease ?? defaultSendLease;
+    const notAfter = handOverDeadline(claim.claimedAt, lease);
+    if (now() >= callDeadline(claim.claimedAt, lease)) {
+      return recordProviderFailure(tx, deps, claim, recovery, sendLeaseLapsed());
+    }
+
     let receipt: SendReceipt;
     try {
       receipt =
@@ -613,6 +627,7 @@ async function sendClaimed(deps: DispatchDeps, claim: Claim): Promise<DispatchRe
               html: rendered.html,
               text: rendered.text,
               unsubscribe: deps.unsubscribe?.forMessage(claim.messageId),
+              notAfter,
             });
     } catch (err) {
       await deps.faultPoint?.('after_provider_answer', claim.messageId);

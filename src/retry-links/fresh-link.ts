@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { EmailSender } from '../channels/email-sender.js';
-import { ProviderError } from '../channels/provider-error.js';
+import { ProviderError, sendLeaseLapsed } from '../channels/provider-error.js';
 import type { SendReceipt, SmsSender } from '../channels/sms-sender.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
@@ -12,6 +12,7 @@ import { newId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
+import { callDeadline, defaultSendLease, handOverDeadline, type SendLease } from '../recoveries/send-lease.js';
 import { newRetryToken, retryUrl } from './retry-token.js';
 
 export interface FreshLinkDeps {
@@ -27,6 +28,8 @@ export interface FreshLinkDeps {
   logger: Logger;
   /** Locale for customers without one. Default `en`. */
   defaultLocale?: string;
+  /** The send lease (src/recoveries/send-lease.ts). Default defaultSendLease. */
+  sendLease?: SendLease;
 }
 
 /**
@@ -75,6 +78,7 @@ interface Claim {
   to: string;
   locale: string;
   context: MessageContext;
+  claimedAt: Date;
 }
 
 /**
@@ -150,6 +154,7 @@ export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Pro
     );
     return {
       messageId: id,
+      claimedAt: now,
       orderId: row.order_id,
       customerId: row.customer_id,
       channel: contact.channel,
@@ -219,8 +224,11 @@ async function send(deps: FreshLinkDeps, claim: Claim): Promise<FreshLinkResult>
       return 'not_possible';
     }
 
+    const lease = deps.sendLease ?? defaultSendLease;
+    const notAfter = handOverDeadline(claim.claimedAt, lease);
     let receipt: SendReceipt;
     try {
+      if (now() >= callDeadline(claim.claimedAt, lease)) throw sendLeaseLapsed();
       receipt =
         'sms' in rendered
           ? await deps.sms.send({
@@ -229,7 +237,7 @@ async function send(deps: FreshLinkDeps, claim: Claim): Promise<FreshLinkResult>
               body: rendered.sms,
               statusCallbackUrl: `${deps.publicUrl}/webhooks/twilio/status`,
             })
-          : await deps.email.send({ messageId: claim.messageId, to: claim.to, ...rendered });
+          : await deps.email.send({ messageId: claim.messageId, to: claim.to, ...rendered, notAfter });
     } catch (err) {
       const error =
         err instanceof ProviderError

@@ -222,7 +222,12 @@ describe('recoup CLI', { timeout: 90_000 }, () => {
     for (const command of ['start', 'worker']) {
       it(`${command} exits non-zero with one line saying Redis is unreachable and what to do`, async () => {
         const port = await unusedPort();
-        const result = await runCli([command], { ...env, PORT: '0', REDIS_URL: `redis://127.0.0.1:${port}` });
+        const result = await runCli([command], {
+          ...env,
+          PORT: '0',
+          REDIS_URL: `redis://127.0.0.1:${port}`,
+          REDIS_STARTUP_WAIT: '1s',
+        });
         expect(result.code).not.toBe(0);
         expect(result.code).not.toBeNull();
         const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');
@@ -233,6 +238,30 @@ describe('recoup CLI', { timeout: 90_000 }, () => {
         expect(result.stderr).not.toMatch(stackTrace);
       });
     }
+
+    it('worker waits for a Redis that comes up within REDIS_STARTUP_WAIT, then runs', async () => {
+      const port = await unusedPort();
+      const prefix = uniquePrefix('cli');
+      const worker = startCli(['worker'], {
+        ...env,
+        LOG_LEVEL: 'info',
+        REDIS_URL: `redis://127.0.0.1:${port}`,
+        QUEUE_PREFIX: prefix,
+        REDIS_STARTUP_WAIT: '60s',
+      });
+      let redis: ChildProcess | undefined;
+      try {
+        await expect.poll(() => worker.stdout(), { timeout: 30_000 }).toContain('Redis is not reachable yet');
+        redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', ''], {
+          stdio: 'ignore',
+        });
+        await expect.poll(() => worker.stdout(), { timeout: 60_000 }).toContain('is running');
+        expect(worker.child.exitCode).toBeNull();
+      } finally {
+        worker.child.kill('SIGKILL');
+        redis?.kill('SIGKILL');
+      }
+    });
   });
 
   describe('graceful shutdown', () => {

@@ -267,6 +267,38 @@ describe('SmtpEmailSender', () => {
     });
   });
 
+  it('holds back a message whose hand-over deadline passed while it waited for a connection: nothing is accepted', async () => {
+    let release: (() => void) | undefined;
+    const { smtp, sender } = await setup(
+      {
+        onData: (raw, session, callback) => {
+          const accept = () => {
+            smtp.received.push({ mailFrom: '', rcptTo: [], raw, connection: session.id });
+            callback();
+          };
+          if (smtp.received.length > 0 || release) return accept();
+          release = accept;
+        },
+      },
+      { maxConnections: 1 },
+    );
+    const first = sender.send(email({ to: 'first@example.com' }));
+    await expect.poll(() => release).toBeDefined();
+    const late = sender.send(email({ to: 'late@example.com', notAfter: new Date(Date.now() + 200) }));
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    release?.();
+    await expect(first).resolves.toMatchObject({ providerId: expect.any(String) });
+    expect(await failure(late)).toMatchObject({ outcome: 'retry', providerCode: 'send_lease_lapsed' });
+
+    const onTime = email({ to: 'on-time@example.com', notAfter: new Date(Date.now() + 60_000) });
+    await expect(sender.send(onTime)).resolves.toMatchObject({ providerId: expect.any(String) });
+    const recipients = await Promise.all(smtp.received.map(async (mail) => (await simpleParser(mail.raw)).to));
+    expect(recipients.map((to) => (Array.isArray(to) ? to[0] : to)?.text)).toEqual([
+      'first@example.com',
+      'on-time@example.com',
+    ]);
+  });
+
   it('close() waits for a message on the wire, then refuses new ones', async () => {
     let release: (() => void) | undefined;
     const { smtp, sender } = await setup({

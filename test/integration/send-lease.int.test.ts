@@ -1,0 +1,108 @@
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { SmsMessage, SmsSender } from '../../src/channels/sms-sender.js';
+import { sendLeaseFor } from '../../src/recoveries/send-lease.js';
+import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
+
+const cadence = `
+name: default
+expire_after: 2h
+steps:
+  - { after: 1s, channel: sms, template: nudge }
+  - { after: 1h, channel: sms, template: last-call }
+`;
+// A 1.5 s window to start the provider call, a 3.5 s lease in all (src/recoveries/send-lease.ts).
+const env = { PROVIDER_TIMEOUT: '1s', JOB_LOCK_DURATION: '3s', SEND_RETRY_BACKOFF: '1s' };
+const lease = sendLeaseFor(1_000, 3_000);
+
+/** An SMS provider whose client takes `handOverMs` to get the message out (a slow connect, say). */
+class SlowHandOverSender implements SmsSender {
+  readonly transport = 'slow';
+  readonly accepted: Array<{ to: string; at: number }> = [];
+  onCall: ((message: SmsMessage) => void) | undefined;
+  constructor(private readonly handOverMs: number) {}
+  async send(message: SmsMessage) {
+    this.onCall?.(message);
+    await new Promise((resolve) => setTimeout(resolve, this.handOverMs));
+    const at = Date.now();
+    this.accepted.push({ to: message.to, at });
+    return { providerId: `SM${message.messageId}`, acceptedAt: new Date(at) };
+  }
+  async close() {}
+}
+
+describe('the send lease', () => {
+  let svc: TestService | undefined;
+  let admin: pg.Client | undefined;
+  afterEach(async () => {
+    await admin?.end();
+    await svc?.close();
+    admin = undefined;
+    svc = undefined;
+  });
+
+  it('answers a payment only after a reminder whose sender lost its lock mid-send reached the provider', async () => {
+    const sender = new SlowHandOverSender(300);
+    svc = await startTestService({ cadences: cadence, env, overrides: { sms: sender } });
+    admin = new pg.Client({ connectionString: svc.database.url });
+    await admin.connect();
+    const failed = makeEvent({}, { customer: { ...makeEvent().order.customer, phone: '+8613800138001' } });
+    let paidAckAt: number | undefined;
+    let payment: Promise<Response> | undefined;
+    sender.onCall = () => {
+      sender.onCall = undefined;
+      // The sender holds the order's share lock in an open transaction: cut its session, as a
+      // network blip or a database failover would, then pay while the message is still on its way.
+      payment = (async () => {
+        const { rows: killed } = await admin!.query<{ pid: number }>(
+          `select pg_terminate_backend(pid) as terminated, pid from pg_stat_activity
+           where datname = current_database() and pid <> pg_backend_pid() and state like 'idle in transaction%'`,
+        );
+        expect(killed.length).toBe(1);
+        const response = await svc!.post(
+          makeEvent({ type: 'payment.succeeded', occurred_at: new Date().toISOString() }, failed.order),
+        );
+        paidAckAt = Date.now();
+        return response;
+      })();
+    };
+
+    expect((await svc.post(failed)).status).toBe(202);
+    await waitFor(() => paidAckAt, { what: 'the payment to be answered' });
+    expect((await payment!).status).toBe(202);
+    const accepted = await waitFor(() => sender.accepted[0], { what: 'the reminder to reach the provider' });
+    expect(accepted.at).toBeLessThanOrEqual(paidAckAt!);
+    expect(sender.accepted).toHaveLength(1);
+  });
+
+  it('does not start a provider call once the window after the claim has passed: the step is retried', async () => {
+    const sender = new SlowHandOverSender(0);
+    let stalled = false;
+    svc = await startTestService({
+      cadences: cadence,
+      env,
+      overrides: {
+        sms: sender,
+        // A worker that stalls between its claim and the provider call for longer than the window.
+        faultPoint: async (point) => {
+          if (point !== 'after_claim' || stalled) return;
+          stalled = true;
+          await new Promise((resolve) => setTimeout(resolve, lease.startWithinMs + 200));
+        },
+      },
+    });
+    const failed = makeEvent();
+    expect((await svc.post(failed)).status).toBe(202);
+    const sent = await waitFor(
+      async () => {
+        const order = await svc!.getOrder(failed.order.id);
+        const message = order.messages.find((m) => m.step === 0 && m.status === 'sent');
+        return message;
+      },
+      { what: 'the step to be sent on its retry' },
+    );
+    expect(stalled).toBe(true);
+    expect(sent.attempts).toBe(2);
+    expect(sender.accepted).toHaveLength(1);
+  });
+});
