@@ -1,6 +1,7 @@
 import { Worker, type ConnectionOptions } from 'bullmq';
 import type { Logger } from '../logger.js';
-import { dispatchStep, type DispatchDeps, type DispatchResult } from '../recoveries/dispatch-step.js';
+import { dispatchSteps, type DispatchDeps, type DispatchResult } from '../recoveries/dispatch-step.js';
+import { Batcher } from './step-batcher.js';
 import { stepQueueName, type StepJobData, type StepQueue } from './queues.js';
 
 export interface StepWorkerOptions {
@@ -22,21 +23,33 @@ export interface StepWorkerOptions {
 }
 
 /**
- * Runs step wake-ups. The processor never trusts the job: dispatchStep re-checks
- * everything in Postgres. Wake-ups it produces are added after the state committed;
- * if Redis refuses them, the reconciler restores them from Postgres.
+ * Runs step wake-ups. The processor never trusts the job: dispatchSteps re-checks
+ * everything in Postgres. The jobs a worker holds at once are dispatched in batches (two at a
+ * time, each up to half the concurrency) so they share their statements. Wake-ups they produce
+ * are added after the state committed; if Redis refuses them, the reconciler restores them from
+ * Postgres.
  */
 export function startStepWorker(options: StepWorkerOptions): Worker<StepJobData> {
   const { logger, queue } = options;
+  const batcher = new Batcher<StepJobData, DispatchResult>(
+    async (jobs) => {
+      const results = await dispatchSteps(options.dispatch, jobs);
+      try {
+        await queue.add(
+          results.flatMap((result) => result.wakeups),
+          options.dispatch.clock.now(),
+        );
+      } catch (err) {
+        logger.warn({ err, jobs: jobs.length }, 'could not queue the next wake-ups; the reconciler will');
+      }
+      return results;
+    },
+    { maxBatch: Math.max(1, Math.ceil(options.concurrency / 2)), maxRunning: 2 },
+  );
   const worker = new Worker<StepJobData>(
     stepQueueName,
     async (job) => {
-      const result = await dispatchStep(options.dispatch, job.data);
-      try {
-        await queue.add(result.wakeups, options.dispatch.clock.now());
-      } catch (err) {
-        logger.warn({ err, recoveryId: job.data.recoveryId }, 'could not queue the next wake-up; the reconciler will');
-      }
+      const result = await batcher.submit(job.data);
       options.onResult?.(result);
       return result.action;
     },

@@ -153,16 +153,36 @@ type ClaimOutcome = { kind: 'done'; result: DispatchResult } | { kind: 'send'; c
  * acceptance. A message whose outcome is unknown is never re-sent.
  */
 export async function dispatchStep(deps: DispatchDeps, job: StepJobData): Promise<DispatchResult> {
+  const [result] = await dispatchSteps(deps, [job]);
+  if (!result) throw new Error('dispatchSteps returned no result');
+  return result;
+}
+
+/**
+ * Runs several wake-ups together, with the same rules as one: a worker hands over the jobs it
+ * holds at once so that their statements are shared (one snapshot, one claim statement, one send
+ * transaction for all of them) instead of a round trip each. Results are in the jobs' order.
+ * A job whose fast-path claim did not apply is decided alone under its own lock, as before.
+ */
+export async function dispatchSteps(deps: DispatchDeps, jobs: StepJobData[]): Promise<DispatchResult[]> {
   const now = deps.clock.now();
-  // The common case (send this step now) in two round trips; anything else, or anything that changed
-  // in between, is decided by the locked path.
-  const outcome =
-    (await claimWithoutTransaction(deps, job, now)) ??
-    (await deps.db.transaction((tx) => claimStep(tx, deps, job, now)));
-  if (outcome.kind === 'done') return outcome.result;
-  const { claim } = outcome;
-  await deps.faultPoint?.('after_claim', claim.messageId);
-  return sendClaimed(deps, claim);
+  // The common case (send this step now) in two statements for the whole batch; anything else, or
+  // anything that changed in between, is decided by the locked path, one job at a time.
+  const fast = await claimWithoutTransaction(deps, jobs, now);
+  const outcomes = await Promise.all(
+    jobs.map((job, i) => fast[i] ?? deps.db.transaction((tx) => claimStep(tx, deps, job, now))),
+  );
+  const results: Array<DispatchResult | undefined> = outcomes.map((o) => (o.kind === 'done' ? o.result : undefined));
+  const claims = outcomes.flatMap((o, i) => (o.kind === 'send' ? [{ index: i, claim: o.claim }] : []));
+  for (const { claim } of claims) await deps.faultPoint?.('after_claim', claim.messageId);
+  if (claims.length > 0) {
+    const sent = await sendClaimed(
+      deps,
+      claims.map((c) => c.claim),
+    );
+    claims.forEach((c, k) => (results[c.index] = sent[k]));
+  }
+  return results.map((r) => r ?? { action: 'nothing', wakeups: [] });
 }
 
 async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date): Promise<ClaimOutcome> {
@@ -430,23 +450,97 @@ interface StepSnapshot extends RecoveryRow {
 }
 
 /**
- * The send-now path in two statements and no transaction: one unlocked read of everything the
- * decision needs, then `recoup_claim_step` (migrations/0004_perf.sql), which takes the order's row
- * lock, re-checks that the recovery, its step message, the chosen address and the customer's sends
- * in the daily cap's window are as read, and records the message as `sending`.
- * Undefined: not a plain send-now (ended, stale, deferred, held, suppressed, retried after a lost
- * worker, …) or something changed meanwhile; claimStep then decides under the lock, as before.
+ * The send-now path in two statements for a whole batch and no transaction: one unlocked read of
+ * everything the decisions need, then `recoup_claim_step` (migrations/0004_perf.sql) per job in one
+ * statement, which takes each order's row lock, re-checks that the recovery, its step message, the
+ * chosen address and the customer's sends in the daily cap's window are as read, and records the
+ * message as `sending`. The claims run in order-id order, so two batches take their locks in the
+ * same order.
+ * Undefined for a job: not a plain send-now (ended, stale, deferred, held, suppressed, retried after
+ * a lost worker, …) or something changed meanwhile; claimStep then decides under the lock, as before.
  */
 async function claimWithoutTransaction(
   deps: DispatchDeps,
-  job: StepJobData,
+  jobs: StepJobData[],
   now: Date,
-): Promise<ClaimOutcome | undefined> {
+): Promise<Array<ClaimOutcome | undefined>> {
   const capSince = new Date(now.getTime() - 2 * 86_400_000);
-  const [snap] = await rows<StepSnapshot>(
+  const snaps = await rows<StepSnapshot & { i: number }>(
     deps.db,
-    sql`select * from recoup_step_snapshot(${job.recoveryId}::text, ${capSince}::timestamptz)`,
+    sql`select j.i, s.* from jsonb_to_recordset(${JSON.stringify(jobs.map((job, i) => ({ i, id: job.recoveryId })))}::jsonb)
+          as j(i integer, id text)
+        cross join lateral recoup_step_snapshot(j.id, ${capSince}::timestamptz) s`,
   );
+  const planned = await Promise.all(
+    jobs.map((job, i) => {
+      const snap = snaps.find((row) => row.i === i);
+      return snap ? planClaim(deps, job, snap, now, capSince) : undefined;
+    }),
+  );
+  const plans = planned
+    .flatMap((plan, i) => (plan ? [{ i, ...plan }] : []))
+    .sort((a, b) => (a.claim.orderId < b.claim.orderId ? -1 : a.claim.orderId > b.claim.orderId ? 1 : a.i - b.i));
+  const outcomes: Array<ClaimOutcome | undefined> = jobs.map(() => undefined);
+  if (plans.length === 0) return outcomes;
+  let claimed: Array<{ i: number; attempts: number | null }>;
+  try {
+    claimed = await rows<{ i: number; attempts: number | null }>(
+      deps.db,
+      sql`select j.i, recoup_claim_step(
+            p_recovery_id => j.recovery_id, p_wake_seq => j.wake_seq, p_step => j.step,
+            p_message_id => j.message_id, p_seen_message_updated_at => j.seen_message_updated_at,
+            p_channel => j.channel, p_to => j.to_address, p_template => j.template, p_locale => j.locale,
+            p_link_token => j.link_token, p_link_expires_at => j.link_expires_at, p_claim_id => j.claim_id,
+            p_now => j.now, p_cap_since => j.cap_since, p_cap_seen => j.cap_seen) as attempts
+          from jsonb_to_recordset(${JSON.stringify(plans.map((p) => ({ i: p.i, ...p.params })))}::jsonb)
+            as j(i integer, recovery_id text, wake_seq integer, step integer, message_id text,
+                 seen_message_updated_at timestamptz, channel text, to_address text, template text, locale text,
+                 link_token text, link_expires_at timestamptz, claim_id text, now timestamptz,
+                 cap_since timestamptz, cap_seen bigint[])`,
+    );
+  } catch (err) {
+    // Nothing was claimed (one statement): e.g. a deadlock with another batch over a customer's
+    // daily-cap lock. Each job is then decided alone under its own lock.
+    deps.logger.warn({ err, jobs: jobs.length }, 'batch claim failed; claiming one by one');
+    return outcomes;
+  }
+  for (const plan of plans) {
+    const attempts = claimed.find((row) => row.i === plan.i)?.attempts;
+    if (attempts) outcomes[plan.i] = { kind: 'send', claim: { ...plan.claim, attempts } };
+  }
+  return outcomes;
+}
+
+interface PlannedClaim {
+  /** recoup_claim_step's arguments. */
+  params: {
+    recovery_id: string;
+    wake_seq: number;
+    step: number;
+    message_id: string;
+    seen_message_updated_at: Date | null;
+    channel: Channel;
+    to_address: string;
+    template: string;
+    locale: string;
+    link_token: string;
+    link_expires_at: Date;
+    claim_id: string;
+    now: Date;
+    cap_since: Date | null;
+    cap_seen: number[];
+  };
+  claim: Omit<Claim, 'attempts'>;
+}
+
+/** The fast path's decision for one job from its snapshot: what to claim, or undefined for the locked path. */
+async function planClaim(
+  deps: DispatchDeps,
+  job: StepJobData,
+  snap: StepSnapshot,
+  now: Date,
+  capSince: Date,
+): Promise<PlannedClaim | undefined> {
   if (!snap || snap.state !== 'active' || snap.wake_seq !== job.wakeSeq || snap.order_status !== 'pending') return;
   if (now >= snap.expires_at) return;
   if (snap.next_run_at && now.getTime() < snap.next_run_at.getTime() - 1_000) return;
@@ -498,164 +592,249 @@ async function claimWithoutTransaction(
   const token = newRetryToken();
   const claimId = randomBytes(8).toString('hex');
   const messageId = snap.message_id ?? newId('msg');
-  const [claimed] = await rows<{ attempts: number | null }>(
-    deps.db,
-    sql`select recoup_claim_step(
-          p_recovery_id => ${snap.id}::text, p_wake_seq => ${snap.wake_seq}::integer,
-          p_step => ${snap.step_index}::integer, p_message_id => ${messageId}::text,
-          p_seen_message_updated_at => ${snap.message_updated_at}::timestamptz,
-          p_channel => ${channel}::text, p_to => ${to}::text, p_template => ${template}::text,
-          p_locale => ${locale}::text, p_link_token => ${token}::text,
-          p_link_expires_at => ${new Date(now.getTime() + deps.settings.retryLinkTtlMs)}::timestamptz,
-          p_claim_id => ${claimId}::text, p_now => ${now}::timestamptz,
-          p_cap_since => ${cadence.maxMessagesPerDay !== undefined ? capSince : null}::timestamptz,
-          p_cap_seen => ${`{${recentSends.join(',')}}`}::bigint[]) as attempts`,
-  );
-  if (!claimed?.attempts) return;
+  const { attempts: _attempts, ...claim } = claimFor(deps, {
+    messageId,
+    claimId,
+    channel,
+    to,
+    template,
+    locale,
+    token,
+    attempts: 0,
+    claimedAt: now,
+    recovery: snap,
+    cadence,
+    step,
+    order: {
+      id: snap.order_id,
+      customer_id: snap.customer_id,
+      status: snap.order_status,
+      amount: snap.amount,
+      currency: snap.currency,
+      description: snap.description,
+      coupon_code: snap.coupon_code,
+    },
+    customerName: snap.customer_name,
+  });
   return {
-    kind: 'send',
-    claim: claimFor(deps, {
-      messageId,
-      claimId,
+    params: {
+      recovery_id: snap.id,
+      wake_seq: snap.wake_seq,
+      step: snap.step_index,
+      message_id: messageId,
+      seen_message_updated_at: snap.message_updated_at,
       channel,
-      to,
+      to_address: to,
       template,
       locale,
-      token,
-      attempts: claimed.attempts,
-      claimedAt: now,
-      recovery: snap,
-      cadence,
-      step,
-      order: {
-        id: snap.order_id,
-        customer_id: snap.customer_id,
-        status: snap.order_status,
-        amount: snap.amount,
-        currency: snap.currency,
-        description: snap.description,
-        coupon_code: snap.coupon_code,
-      },
-      customerName: snap.customer_name,
-    }),
+      link_token: token,
+      link_expires_at: new Date(now.getTime() + deps.settings.retryLinkTtlMs),
+      claim_id: claimId,
+      now,
+      cap_since: cadence.maxMessagesPerDay !== undefined ? capSince : null,
+      cap_seen: recentSends,
+    },
+    claim,
   };
 }
 
-async function sendClaimed(deps: DispatchDeps, claim: Claim): Promise<DispatchResult> {
-  let rendered: { sms: string; segments: number } | { subject: string; html: string; text: string } | undefined;
-  let renderError: unknown;
-  try {
-    if (claim.channel === 'sms') {
-      const sms = deps.renderer.renderSms(claim.template, claim.locale, claim.context);
-      rendered = { sms: sms.body, segments: sms.segments.segments };
-    } else {
-      rendered = deps.renderer.renderEmail(claim.template, claim.locale, claim.context);
-    }
-  } catch (err) {
-    renderError = err;
-  }
+type Rendered = { sms: string; segments: number } | { subject: string; html: string; text: string };
+
+interface LockedForSend {
+  i: number;
+  o_order_status: OrderStatus | null;
+  o_message_status: string | null;
+  o_claim_id: string | null;
+  o_recovery_state: string | null;
+  o_step_index: number;
+  o_wake_seq: number;
+  o_started_at: Date;
+  o_expires_at: Date;
+}
+
+/**
+ * Sends claimed messages in one transaction: the locks of all of them first (each order's share
+ * lock, then its message and recovery, orders in id order), the last checks, the provider calls
+ * side by side, then every result and next step in one statement. Results are in the claims' order.
+ */
+async function sendClaimed(deps: DispatchDeps, claims: Claim[]): Promise<DispatchResult[]> {
+  const rendered = claims.map((claim) => renderClaim(deps, claim));
+  const lease = deps.settings.sendLease ?? defaultSendLease;
+  const byOrder = claims
+    .map((claim, i) => ({ i, claim }))
+    .sort((a, b) => (a.claim.orderId < b.claim.orderId ? -1 : a.claim.orderId > b.claim.orderId ? 1 : a.i - b.i));
 
   return deps.db.transaction(async (tx) => {
     const now = () => deps.clock.now();
-    // A share lock on the order: the payment path's update waits until this send is recorded,
-    // so no message is accepted by a provider after the order's payment committed.
-    // One round trip for the three locks, taken in this order (recoup_lock_for_send, migrations/0004_perf.sql).
-    const [locked] = await rows<{
-      o_order_status: OrderStatus | null;
-      o_message_status: string | null;
-      o_claim_id: string | null;
-      o_recovery_state: string | null;
-      o_step_index: number;
-      o_wake_seq: number;
-      o_started_at: Date;
-      o_expires_at: Date;
-    }>(
+    // A share lock on each order: the payment path's update waits until its send is recorded, so
+    // no message is accepted by a provider after the order's payment committed.
+    // The three locks per message in one round trip for all (recoup_lock_for_send, migrations/0004_perf.sql).
+    const lockedRows = await rows<LockedForSend>(
       tx,
-      sql`select * from recoup_lock_for_send(${claim.orderId}::text, ${claim.messageId}::text, ${claim.recovery.id}::text)`,
+      sql`select j.i, l.* from jsonb_to_recordset(${JSON.stringify(
+        byOrder.map(({ i, claim }) => ({ i, o: claim.orderId, m: claim.messageId, r: claim.recovery.id })),
+      )}::jsonb) as j(i integer, o text, m text, r text)
+          cross join lateral recoup_lock_for_send(j.o, j.m, j.r) l`,
     );
-    if (!locked || locked.o_message_status !== 'sending' || locked.o_claim_id !== claim.claimId) {
-      return { action: 'stale', wakeups: [], messageId: claim.messageId };
+    const results: Array<DispatchResult | undefined> = claims.map(() => undefined);
+    const calls: Array<{ i: number; claim: Claim; recovery: RecoveryRow; rendered: Rendered; notAfter: Date }> = [];
+    for (const { i, claim } of byOrder) {
+      const locked = lockedRows.find((row) => row.i === i);
+      const decided = await decideLocked(tx, deps, claim, locked, rendered[i], lease, now);
+      if ('result' in decided) results[i] = decided.result;
+      else calls.push({ i, claim, ...decided });
     }
-    if (locked.o_order_status !== 'pending') {
-      await setMessageStatus(tx, claim.messageId, 'skipped', `order_${locked.o_order_status ?? 'missing'}`, now());
-      return { action: 'skipped', wakeups: [], messageId: claim.messageId };
-    }
-    if (locked.o_recovery_state !== 'active') {
-      await setMessageStatus(tx, claim.messageId, 'skipped', `recovery_${locked.o_recovery_state ?? 'missing'}`, now());
-      return { action: 'skipped', wakeups: [], messageId: claim.messageId };
-    }
-    const recovery: RecoveryRow = {
-      ...claim.recovery,
-      state: locked.o_recovery_state,
-      step_index: locked.o_step_index,
-      wake_seq: locked.o_wake_seq,
-      started_at: locked.o_started_at,
-      expires_at: locked.o_expires_at,
-    };
 
-    if (!rendered) {
-      deps.logger.error({ err: renderError, messageId: claim.messageId }, 'template rendering failed');
-      await setMessageStatus(tx, claim.messageId, 'failed', 'template_error', now());
-      return {
+    const answers = await Promise.allSettled(
+      calls.map((call) => callProvider(deps, call.claim, call.rendered, call.notAfter)),
+    );
+    const sent: Array<{ call: (typeof calls)[number]; receipt: SendReceipt }> = [];
+    for (const [k, answer] of answers.entries()) {
+      const call = calls[k];
+      if (!call) continue;
+      await deps.faultPoint?.('after_provider_answer', call.claim.messageId);
+      if (answer.status === 'rejected') {
+        results[call.i] = await recordProviderFailure(tx, deps, call.claim, call.recovery, answer.reason);
+      } else {
+        sent.push({ call, receipt: answer.value });
+      }
+    }
+    if (sent.length > 0) {
+      for (const entry of await recordSent(tx, deps, sent, now())) results[entry.i] = entry.result;
+    }
+    return results.map((r) => r ?? { action: 'nothing', wakeups: [] });
+  });
+}
+
+function renderClaim(deps: DispatchDeps, claim: Claim): Rendered | undefined {
+  try {
+    if (claim.channel === 'sms') {
+      const sms = deps.renderer.renderSms(claim.template, claim.locale, claim.context);
+      return { sms: sms.body, segments: sms.segments.segments };
+    }
+    return deps.renderer.renderEmail(claim.template, claim.locale, claim.context);
+  } catch (err) {
+    deps.logger.error({ err, messageId: claim.messageId }, 'template rendering failed');
+    return undefined;
+  }
+}
+
+/** Under the locks: still this worker's claim, order unpaid, recovery active, rendered, within the lease? */
+async function decideLocked(
+  tx: Tx,
+  deps: DispatchDeps,
+  claim: Claim,
+  locked: LockedForSend | undefined,
+  rendered: Rendered | undefined,
+  lease: SendLease,
+  now: () => Date,
+): Promise<{ result: DispatchResult } | { recovery: RecoveryRow; rendered: Rendered; notAfter: Date }> {
+  if (!locked || locked.o_message_status !== 'sending' || locked.o_claim_id !== claim.claimId) {
+    return { result: { action: 'stale', wakeups: [], messageId: claim.messageId } };
+  }
+  if (locked.o_order_status !== 'pending') {
+    await setMessageStatus(tx, claim.messageId, 'skipped', `order_${locked.o_order_status ?? 'missing'}`, now());
+    return { result: { action: 'skipped', wakeups: [], messageId: claim.messageId } };
+  }
+  if (locked.o_recovery_state !== 'active') {
+    await setMessageStatus(tx, claim.messageId, 'skipped', `recovery_${locked.o_recovery_state ?? 'missing'}`, now());
+    return { result: { action: 'skipped', wakeups: [], messageId: claim.messageId } };
+  }
+  const recovery: RecoveryRow = {
+    ...claim.recovery,
+    state: locked.o_recovery_state,
+    step_index: locked.o_step_index,
+    wake_seq: locked.o_wake_seq,
+    started_at: locked.o_started_at,
+    expires_at: locked.o_expires_at,
+  };
+  if (!rendered) {
+    await setMessageStatus(tx, claim.messageId, 'failed', 'template_error', now());
+    return {
+      result: {
         action: 'failed',
         wakeups: [await advance(tx, recovery, claim.cadence, now())],
         messageId: claim.messageId,
-      };
-    }
+      },
+    };
+  }
+  // Too late to start: a payment may be acknowledged without waiting for this message.
+  if (now() >= callDeadline(claim.claimedAt, lease)) {
+    return { result: await recordProviderFailure(tx, deps, claim, recovery, sendLeaseLapsed()) };
+  }
+  return { recovery, rendered, notAfter: handOverDeadline(claim.claimedAt, lease) };
+}
 
-    // Too late to start: a payment may be acknowledged without waiting for this message.
-    const lease = deps.settings.sendLease ?? defaultSendLease;
-    const notAfter = handOverDeadline(claim.claimedAt, lease);
-    if (now() >= callDeadline(claim.claimedAt, lease)) {
-      return recordProviderFailure(tx, deps, claim, recovery, sendLeaseLapsed());
-    }
+function callProvider(deps: DispatchDeps, claim: Claim, rendered: Rendered, notAfter: Date): Promise<SendReceipt> {
+  return 'sms' in rendered
+    ? deps.sms.send({
+        messageId: claim.messageId,
+        to: claim.to,
+        body: rendered.sms,
+        statusCallbackUrl: `${deps.settings.publicUrl}/webhooks/twilio/status`,
+      })
+    : deps.email.send({
+        messageId: claim.messageId,
+        to: claim.to,
+        subject: rendered.subject,
+        html: rendered.html,
+        text: rendered.text,
+        unsubscribe: deps.unsubscribe?.forMessage(claim.messageId),
+        notAfter,
+      });
+}
 
-    let receipt: SendReceipt;
-    try {
-      receipt =
-        'sms' in rendered
-          ? await deps.sms.send({
-              messageId: claim.messageId,
-              to: claim.to,
-              body: rendered.sms,
-              statusCallbackUrl: `${deps.settings.publicUrl}/webhooks/twilio/status`,
-            })
-          : await deps.email.send({
-              messageId: claim.messageId,
-              to: claim.to,
-              subject: rendered.subject,
-              html: rendered.html,
-              text: rendered.text,
-              unsubscribe: deps.unsubscribe?.forMessage(claim.messageId),
-              notAfter,
-            });
-    } catch (err) {
-      await deps.faultPoint?.('after_provider_answer', claim.messageId);
-      return recordProviderFailure(tx, deps, claim, recovery, err);
-    }
-    await deps.faultPoint?.('after_provider_answer', claim.messageId);
-    const segments = 'segments' in rendered ? rendered.segments : null;
-    const cost = deps.messageCosts?.estimate(claim.channel, claim.to, segments ?? undefined);
-    // The message's result and the recovery's next step in one statement (migrations/0004_perf.sql).
-    const at = now();
-    const next = nextStepOf(recovery, claim.cadence, at);
-    const [sent] = await rows<{ o_planned_at: Date | null; o_wake_seq: number | null }>(
-      tx,
-      sql`select * from recoup_record_sent(
-            p_message_id => ${claim.messageId}::text, p_provider_id => ${receipt.providerId}::text,
-            p_sent_at => ${receipt.acceptedAt}::timestamptz, p_now => ${at}::timestamptz,
-            p_segments => ${segments}::integer, p_cost_micros => ${cost?.micros ?? null}::bigint,
-            p_cost_currency => ${cost?.currency ?? null}::text, p_cost_source => ${cost ? 'estimate' : null}::text,
-            p_recovery_id => ${recovery.id}::text, p_next_step => ${next.index}::integer,
-            p_next_run_at => ${next.runAt}::timestamptz)`,
-    );
+/** Every accepted message's result and its recovery's next step, in one statement (recoup_record_sent, migrations/0004_perf.sql). */
+async function recordSent(
+  tx: Tx,
+  deps: DispatchDeps,
+  sent: Array<{ call: { i: number; claim: Claim; recovery: RecoveryRow; rendered: Rendered }; receipt: SendReceipt }>,
+  at: Date,
+): Promise<Array<{ i: number; result: DispatchResult }>> {
+  const entries = sent.map(({ call, receipt }) => {
+    const segments = 'segments' in call.rendered ? call.rendered.segments : null;
+    const cost = deps.messageCosts?.estimate(call.claim.channel, call.claim.to, segments ?? undefined);
+    return { call, receipt, next: nextStepOf(call.recovery, call.claim.cadence, at), segments, cost };
+  });
+  const recorded = await rows<{ i: number; o_planned_at: Date | null; o_wake_seq: number | null }>(
+    tx,
+    sql`select j.i, r.* from jsonb_to_recordset(${JSON.stringify(
+      entries.map(({ call, receipt, next, segments, cost }) => ({
+        i: call.i,
+        message_id: call.claim.messageId,
+        provider_id: receipt.providerId,
+        sent_at: receipt.acceptedAt,
+        segments,
+        cost_micros: cost?.micros ?? null,
+        cost_currency: cost?.currency ?? null,
+        cost_source: cost ? 'estimate' : null,
+        recovery_id: call.recovery.id,
+        next_step: next.index,
+        next_run_at: next.runAt,
+      })),
+    )}::jsonb) as j(i integer, message_id text, provider_id text, sent_at timestamptz, segments integer,
+                   cost_micros bigint, cost_currency text, cost_source text, recovery_id text, next_step integer,
+                   next_run_at timestamptz)
+        cross join lateral recoup_record_sent(
+          p_message_id => j.message_id, p_provider_id => j.provider_id, p_sent_at => j.sent_at,
+          p_now => ${at}::timestamptz, p_segments => j.segments, p_cost_micros => j.cost_micros,
+          p_cost_currency => j.cost_currency, p_cost_source => j.cost_source, p_recovery_id => j.recovery_id,
+          p_next_step => j.next_step, p_next_run_at => j.next_run_at) r`,
+  );
+  return entries.map(({ call, receipt, next }) => {
+    const row = recorded.find((r) => r.i === call.i);
     return {
-      action: 'sent',
-      wakeups: [{ recoveryId: recovery.id, wakeSeq: sent?.o_wake_seq ?? recovery.wake_seq + 1, runAt: next.runAt }],
-      messageId: claim.messageId,
-      channel: claim.channel,
-      plannedAt: sent?.o_planned_at ?? undefined,
-      sentAt: receipt.acceptedAt,
+      i: call.i,
+      result: {
+        action: 'sent',
+        wakeups: [
+          { recoveryId: call.recovery.id, wakeSeq: row?.o_wake_seq ?? call.recovery.wake_seq + 1, runAt: next.runAt },
+        ],
+        messageId: call.claim.messageId,
+        channel: call.claim.channel,
+        plannedAt: row?.o_planned_at ?? undefined,
+        sentAt: receipt.acceptedAt,
+      },
     };
   });
 }

@@ -14,7 +14,12 @@ import { TemplateRenderer } from '../../src/messages/template-renderer.js';
 import { applyEvent, type ApplyEventDeps } from '../../src/orders/apply-event.js';
 import { parseEvent } from '../../src/orders/event-schema.js';
 import type { Wakeup } from '../../src/queue/queues.js';
-import { dispatchStep, type DispatchDeps, type DispatchResult } from '../../src/recoveries/dispatch-step.js';
+import {
+  dispatchStep,
+  dispatchSteps,
+  type DispatchDeps,
+  type DispatchResult,
+} from '../../src/recoveries/dispatch-step.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { makeEvent } from '../helpers/service.js';
 
@@ -274,6 +279,90 @@ describe('dispatchStep on a fixed clock', () => {
         expect(results.map((r) => r.action).sort()).toEqual(['deferred', 'sent']);
         expect(sms.calls.filter((m) => m.to === phone)).toHaveLength(1);
       }
+    });
+  });
+
+  describe('batches (dispatchSteps: the jobs a worker holds, dispatched together)', () => {
+    it('decides every job of a batch as it would alone: sent, stale, already paid, a duplicate wake-up, the daily cap', async () => {
+      clock.set('2026-11-25T02:00:00Z');
+      const plain = await startRecovery('plain', { phone: uniquePhone() });
+      const another = await startRecovery('plain', { phone: uniquePhone() });
+      const paid = await startRecovery('plain', { phone: uniquePhone() });
+      const phone = uniquePhone();
+      const capped = await startRecovery('capped', { phone });
+      const cappedToo = await startRecovery('capped', { id: capped.customer.id, phone });
+      const [paidOrder] = await rows<{ order_id: string }>(
+        database.db,
+        sql`select order_id from recoveries where id = ${paid.recoveryId}`,
+      );
+      const payment = parseEvent(
+        makeEvent(
+          { type: 'payment.succeeded', occurred_at: clock.now().toISOString() },
+          { id: paidOrder?.order_id, customer: paid.customer },
+        ),
+      );
+      expect(await applyEvent(intake, payment, clock.now())).toMatchObject({ status: 'accepted' });
+      clock.set(plain.wakeup.runAt);
+
+      const jobs = [
+        plain.wakeup,
+        { ...another.wakeup, wakeSeq: another.wakeup.wakeSeq + 5 },
+        paid.wakeup,
+        another.wakeup,
+        plain.wakeup,
+        capped.wakeup,
+        cappedToo.wakeup,
+      ].map((w) => ({ recoveryId: w.recoveryId, wakeSeq: w.wakeSeq }));
+      const results = await dispatchSteps(dispatch, jobs);
+
+      expect(results.map((r) => r.action)).toEqual([
+        'sent',
+        'stale',
+        'nothing',
+        'sent',
+        'rescheduled', // the same wake-up twice: the second finds the step claimed, and waits for it
+        'sent',
+        'deferred',
+      ]);
+      for (const recovery of [plain, another, capped]) {
+        const [message] = await messagesOf(recovery.recoveryId);
+        expect(message).toMatchObject({ step: 0, status: 'sent', attempts: 1 });
+        expect(sms.callsFor(message?.id)).toHaveLength(1);
+      }
+      expect(await messagesOf(paid.recoveryId)).toEqual([]);
+      expect(await messagesOf(cappedToo.recoveryId)).toEqual([
+        expect.objectContaining({ status: 'scheduled', reason: 'daily_cap' }),
+      ]);
+      expect(sms.calls.filter((m) => m.to === phone)).toHaveLength(1);
+    });
+
+    it('records each answer of a batch on its own message: one refused, one unknown, the rest sent', async () => {
+      clock.set('2026-11-25T02:00:00Z');
+      const started = [];
+      for (let i = 0; i < 4; i += 1) started.push(await startRecovery('plain', { phone: uniquePhone() }));
+      const [refused, unknown] = started.map((r) => r.customer.phone);
+      sms.answer = (message) =>
+        message.to === refused
+          ? new ProviderError('retry', '20429', 'Too Many Requests')
+          : message.to === unknown
+            ? new ProviderError('unknown', 'ETIMEDOUT', 'no answer')
+            : undefined;
+      clock.set(started[0]!.wakeup.runAt);
+      const results = await dispatchSteps(
+        dispatch,
+        started.map(({ wakeup }) => ({ recoveryId: wakeup.recoveryId, wakeSeq: wakeup.wakeSeq })),
+      );
+      expect(results.map((r) => r.action)).toEqual(['retry_scheduled', 'unknown', 'sent', 'sent']);
+      const statuses = await Promise.all(
+        started.map(async (r) => (await messagesOf(r.recoveryId)).map((m) => [m.status, m.reason])),
+      );
+      expect(statuses).toEqual([
+        [['scheduled', '20429']],
+        [['unknown', 'ETIMEDOUT']],
+        [['sent', null]],
+        [['sent', null]],
+      ]);
+      expect(results.map((r) => r.wakeups.length)).toEqual([1, 1, 1, 1]);
     });
   });
 
