@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
-import { applyEvent } from '../orders/apply-event.js';
+import { EventApplier } from '../orders/apply-event.js';
 import { parseEvent } from '../orders/event-schema.js';
 import type { StepQueue } from '../queue/queues.js';
 import { defaultSendLease, settleInFlightSends } from '../recoveries/send-lease.js';
@@ -26,10 +26,11 @@ const endsOrder = new Set(['payment.succeeded', 'order.cancelled']);
 
 /** POST /v1/events: the shop's order and payment events (scope `ingest`). */
 export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): Promise<void> {
+  const applier = new EventApplier(deps);
   app.post('/v1/events', { onRequest: requireScope(deps.keys, 'ingest') }, async (request, reply) => {
     requireJson(request);
     const event = parseEvent(request.body);
-    const result = await applyEvent(deps, event, deps.clock.now());
+    const result = await applier.apply(event, deps.clock.now());
     if (event.order && endsOrder.has(event.type)) {
       // A reminder that lost its sender's lock mid-send may still be on its way: answer after it.
       await settleInFlightSends(deps.db, deps.clock, event.order.id, deps.sendLeaseMs ?? defaultSendLease.leaseMs);

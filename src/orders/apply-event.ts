@@ -6,6 +6,7 @@ import type { Tx } from '../db/tx.js';
 import type { FailureCategory, OrderStatus } from '../domain.js';
 import { newId } from '../ids.js';
 import type { Wakeup } from '../queue/queues.js';
+import { Batcher } from '../batcher.js';
 import { classifyFailure } from '../recoveries/classify-failure.js';
 import { recordPayment } from '../payments/record-payment.js';
 import { planRecovery } from '../recoveries/start-recovery.js';
@@ -87,6 +88,62 @@ const oneStatementTypes = new Set<EventInput['type']>(['order.created', 'payment
  * (the function starts a recovery with it only if the order has none); the failure is classified here.
  */
 async function applyOrderEvent(deps: ApplyEventDeps, event: EventInput, now: Date): Promise<ApplyResult> {
+  const [result] = await applyOrderEvents(deps, [await prepareOrderEvent(deps, event, now)]);
+  if (!result) throw new Error('applyOrderEvents returned no result');
+  if (result.status === 'rejected') throw result.reason;
+  return result.value;
+}
+
+/** One event's arguments for recoup_apply_order_event, and the recovery it would start. */
+interface PreparedOrderEvent {
+  params: Record<(typeof orderEventColumns)[number][0], unknown>;
+  plan: { recoveryId: string; runAt: Date } | undefined;
+}
+
+/** recoup_apply_order_event's arguments (without the `p_` prefix) and their SQL types. */
+const orderEventColumns = [
+  ['event_id', 'text'],
+  ['type', 'text'],
+  ['occurred_at', 'timestamptz'],
+  ['now', 'timestamptz'],
+  ['payload', 'jsonb'],
+  ['customer_id', 'text'],
+  ['customer_name', 'text'],
+  ['customer_email', 'text'],
+  ['customer_phone', 'text'],
+  ['customer_locale', 'text'],
+  ['customer_timezone', 'text'],
+  ['order_id', 'text'],
+  ['amount', 'bigint'],
+  ['currency', 'text'],
+  ['description', 'text'],
+  ['coupon_code', 'text'],
+  ['coupon_discount_amount', 'bigint'],
+  ['coupon_expires_at', 'timestamptz'],
+  ['requested_cadence', 'text'],
+  ['attempt_id', 'text'],
+  ['gateway', 'text'],
+  ['method', 'text'],
+  ['failure_code', 'text'],
+  ['failure_category', 'text'],
+  ['failure_message', 'text'],
+  ['payment_amount', 'bigint'],
+  ['abandon_check_at', 'timestamptz'],
+  ['recovery_id', 'text'],
+  ['cadence_name', 'text'],
+  ['cadence_version', 'integer'],
+  ['holdout', 'boolean'],
+  ['step_index', 'integer'],
+  ['recovery_run_at', 'timestamptz'],
+  ['recovery_expires_at', 'timestamptz'],
+] as const;
+
+const orderEventRecord = sql.raw(
+  `j(i integer, ${orderEventColumns.map(([name, type]) => `${name} ${type}`).join(', ')})`,
+);
+const orderEventArguments = sql.raw(orderEventColumns.map(([name]) => `p_${name} => j.${name}`).join(', '));
+
+async function prepareOrderEvent(deps: ApplyEventDeps, event: EventInput, now: Date): Promise<PreparedOrderEvent> {
   const occurredAt = new Date(event.occurred_at);
   const customer = event.order?.customer ?? event.customer;
   const input = event.order;
@@ -110,40 +167,128 @@ async function applyOrderEvent(deps: ApplyEventDeps, event: EventInput, now: Dat
       )
     : undefined;
   const orderEvent = event.type !== 'customer.updated' && input !== undefined;
-  const [row] = await rows<{ o_outcome: EventOutcome | 'duplicate'; o_recovery_id: string | null }>(
-    deps.db,
-    sql`select o_outcome, o_recovery_id from recoup_apply_order_event(
-          p_event_id => ${event.id}::text, p_type => ${event.type}::text,
-          p_occurred_at => ${occurredAt}::timestamptz, p_now => ${now}::timestamptz,
-          p_payload => ${JSON.stringify(event)}::jsonb,
-          p_customer_id => ${customer?.id ?? null}::text, p_customer_name => ${customer?.name ?? null}::text,
-          p_customer_email => ${customer?.email ?? null}::text, p_customer_phone => ${customer?.phone ?? null}::text,
-          p_customer_locale => ${customer?.locale ?? null}::text,
-          p_customer_timezone => ${customer?.timezone ?? null}::text,
-          p_order_id => ${input?.id ?? null}::text, p_amount => ${input?.amount ?? null}::bigint,
-          p_currency => ${input?.currency ?? null}::text, p_description => ${input?.description ?? null}::text,
-          p_coupon_code => ${input ? couponCode(input) : null}::text,
-          p_coupon_discount_amount => ${input?.coupon?.discount_amount ?? null}::bigint,
-          p_coupon_expires_at => ${input?.coupon?.expires_at ? new Date(input.coupon.expires_at) : null}::timestamptz,
-          p_requested_cadence => ${input?.cadence ?? null}::text,
-          p_attempt_id => ${failed ? newId('att') : null}::text, p_gateway => ${payment?.gateway ?? null}::text,
-          p_method => ${payment?.method ?? null}::text, p_failure_code => ${payment?.failure_code ?? null}::text,
-          p_failure_category => ${category ?? null}::text,
-          p_failure_message => ${payment?.failure_message ?? null}::text,
-          p_payment_amount => ${payment?.amount ?? null}::bigint,
-          p_abandon_check_at => ${orderEvent ? new Date(occurredAt.getTime() + deps.abandonAfterMs) : null}::timestamptz,
-          p_recovery_id => ${plan?.recoveryId ?? null}::text, p_cadence_name => ${plan?.chosen.name ?? null}::text,
-          p_cadence_version => ${plan?.chosen.version ?? null}::integer,
-          p_holdout => ${plan?.holdout ?? null}::boolean, p_step_index => ${plan?.stepIndex ?? null}::integer,
-          p_recovery_run_at => ${plan?.runAt ?? null}::timestamptz,
-          p_recovery_expires_at => ${plan?.expiresAt ?? null}::timestamptz)`,
-  );
-  if (!row || row.o_outcome === 'duplicate') return { status: 'duplicate' };
-  const wakeups: Wakeup[] =
-    row.o_outcome === 'recovery_started' && plan && row.o_recovery_id === plan.recoveryId
-      ? [{ recoveryId: plan.recoveryId, wakeSeq: 0, runAt: plan.runAt }]
-      : [];
-  return { status: 'accepted', outcome: row.o_outcome, wakeups, ended: [] };
+  return {
+    params: {
+      event_id: event.id,
+      type: event.type,
+      occurred_at: occurredAt,
+      now,
+      payload: event,
+      customer_id: customer?.id ?? null,
+      customer_name: customer?.name ?? null,
+      customer_email: customer?.email ?? null,
+      customer_phone: customer?.phone ?? null,
+      customer_locale: customer?.locale ?? null,
+      customer_timezone: customer?.timezone ?? null,
+      order_id: input?.id ?? null,
+      amount: input?.amount ?? null,
+      currency: input?.currency ?? null,
+      description: input?.description ?? null,
+      coupon_code: input ? couponCode(input) : null,
+      coupon_discount_amount: input?.coupon?.discount_amount ?? null,
+      coupon_expires_at: input?.coupon?.expires_at ? new Date(input.coupon.expires_at) : null,
+      requested_cadence: input?.cadence ?? null,
+      attempt_id: failed ? newId('att') : null,
+      gateway: payment?.gateway ?? null,
+      method: payment?.method ?? null,
+      failure_code: payment?.failure_code ?? null,
+      failure_category: category ?? null,
+      failure_message: payment?.failure_message ?? null,
+      payment_amount: payment?.amount ?? null,
+      abandon_check_at: orderEvent ? new Date(occurredAt.getTime() + deps.abandonAfterMs) : null,
+      recovery_id: plan?.recoveryId ?? null,
+      cadence_name: plan?.chosen.name ?? null,
+      cadence_version: plan?.chosen.version ?? null,
+      holdout: plan?.holdout ?? null,
+      step_index: plan?.stepIndex ?? null,
+      recovery_run_at: plan?.runAt ?? null,
+      recovery_expires_at: plan?.expiresAt ?? null,
+    },
+    plan: plan ? { recoveryId: plan.recoveryId, runAt: plan.runAt } : undefined,
+  };
+}
+
+/**
+ * Several prepared events in one statement, so in one transaction: the events a server receives at
+ * the same moment share a round trip and a commit. They are applied customer by customer (the
+ * function locks the customer before the order, so every batch takes its locks in one order), a
+ * customer's events in the order they came. Results in the input's order. If the statement fails,
+ * nothing of it was written: each event is then applied alone, so one event cannot fail another.
+ */
+async function applyOrderEvents(
+  deps: ApplyEventDeps,
+  events: PreparedOrderEvent[],
+): Promise<Array<PromiseSettledResult<ApplyResult>>> {
+  const key = (e: PreparedOrderEvent) => String(e.params.customer_id ?? '');
+  const ordered = events
+    .map((event, i) => ({ i, event }))
+    .sort((a, b) => {
+      const ka = key(a.event);
+      const kb = key(b.event);
+      return ka < kb ? -1 : ka > kb ? 1 : a.i - b.i;
+    });
+  const run = (batch: typeof ordered) =>
+    rows<{ i: number; o_outcome: EventOutcome | 'duplicate'; o_recovery_id: string | null }>(
+      deps.db,
+      sql`select j.i, r.o_outcome, r.o_recovery_id
+          from jsonb_to_recordset(${JSON.stringify(batch.map(({ i, event }) => ({ i, ...event.params })))}::jsonb)
+            as ${orderEventRecord}
+          cross join lateral recoup_apply_order_event(${orderEventArguments}) r`,
+    );
+  type Row = Awaited<ReturnType<typeof run>>[number];
+  const applied = new Map<number, PromiseSettledResult<Row | undefined>>();
+  try {
+    for (const row of await run(ordered)) applied.set(row.i, { status: 'fulfilled', value: row });
+  } catch (err) {
+    if (ordered.length === 1) {
+      applied.set(0, { status: 'rejected', reason: err });
+    } else {
+      // Alone, one after the other, in the batch's order.
+      for (const entry of ordered) {
+        try {
+          const [row] = await run([entry]);
+          applied.set(entry.i, { status: 'fulfilled', value: row });
+        } catch (failure) {
+          applied.set(entry.i, { status: 'rejected', reason: failure });
+        }
+      }
+    }
+  }
+  return events.map((event, i): PromiseSettledResult<ApplyResult> => {
+    const settled = applied.get(i);
+    if (settled?.status === 'rejected') return settled;
+    const row = settled?.value;
+    if (!row || row.o_outcome === 'duplicate') return { status: 'fulfilled', value: { status: 'duplicate' } };
+    const wakeups: Wakeup[] =
+      row.o_outcome === 'recovery_started' && event.plan && row.o_recovery_id === event.plan.recoveryId
+        ? [{ recoveryId: event.plan.recoveryId, wakeSeq: 0, runAt: event.plan.runAt }]
+        : [];
+    return { status: 'fulfilled', value: { status: 'accepted', outcome: row.o_outcome, wakeups, ended: [] } };
+  });
+}
+
+/**
+ * Applies events as applyEvent does, gathering the one-statement kinds that arrive together
+ * (a flash sale's bursts) into one statement: see applyOrderEvents.
+ */
+export class EventApplier {
+  readonly #deps: ApplyEventDeps;
+  readonly #batcher: Batcher<PreparedOrderEvent, PromiseSettledResult<ApplyResult>>;
+
+  constructor(
+    deps: ApplyEventDeps,
+    options: { maxBatch: number; maxRunning: number } = { maxBatch: 32, maxRunning: 4 },
+  ) {
+    this.#deps = deps;
+    this.#batcher = new Batcher((events) => applyOrderEvents(deps, events), options);
+  }
+
+  async apply(event: EventInput, now: Date): Promise<ApplyResult> {
+    if (!oneStatementTypes.has(event.type)) return applyEvent(this.#deps, event, now);
+    const settled = await this.#batcher.submit(await prepareOrderEvent(this.#deps, event, now));
+    if (settled.status === 'rejected') throw settled.reason;
+    return settled.value;
+  }
 }
 
 async function applyClaimedEvent(

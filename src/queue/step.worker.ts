@@ -1,7 +1,7 @@
 import { Worker, type ConnectionOptions } from 'bullmq';
 import type { Logger } from '../logger.js';
 import { dispatchSteps, type DispatchDeps, type DispatchResult } from '../recoveries/dispatch-step.js';
-import { Batcher } from './step-batcher.js';
+import { Batcher } from '../batcher.js';
 import { stepQueueName, type StepJobData, type StepQueue } from './queues.js';
 
 export interface StepWorkerOptions {

@@ -1,6 +1,7 @@
 /**
- * Gathers the jobs a worker holds at the same moment into batches, so that their Postgres work is
- * shared (src/recoveries/dispatch-step.ts dispatchSteps). Like a group commit: a batch starts as
+ * Gathers work items that arrive at the same moment into batches, so that their Postgres work is
+ * shared: the step jobs a worker holds (src/recoveries/dispatch-step.ts dispatchSteps), the events
+ * a server receives (src/orders/apply-event.ts EventApplier). Like a group commit: a batch starts as
  * soon as one of `maxRunning` slots is free, with whatever arrived meanwhile (up to `maxBatch`);
  * under light load every batch is a single job and nothing waits.
  */
