@@ -24,7 +24,7 @@ export interface StepWorkerOptions {
 
 /**
  * Runs step wake-ups. The processor never trusts the job: dispatchSteps re-checks
- * everything in Postgres. The jobs a worker holds at once are dispatched in batches (two at a
+ * everything in Postgres. The jobs a worker holds at once are dispatched in batches (four at a
  * time, each up to half the concurrency) so they share their statements. Wake-ups they produce
  * are added after the state committed; if Redis refuses them, the reconciler restores them from
  * Postgres.
@@ -44,7 +44,7 @@ export function startStepWorker(options: StepWorkerOptions): Worker<StepJobData>
       }
       return results;
     },
-    { maxBatch: Math.max(1, Math.ceil(options.concurrency / 2)), maxRunning: 2 },
+    { maxBatch: Math.max(1, Math.ceil(options.concurrency / 2)), maxRunning: 4 },
   );
   const worker = new Worker<StepJobData>(
     stepQueueName,
