@@ -1,4 +1,5 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -15,6 +16,28 @@ export interface ChildMessage {
 }
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
+/** The V8 flags docker-compose.yml gives `recoup worker` (NODE_OPTIONS): the hosts run with the same. */
+export const workerNodeOptions = ['--max-old-space-size=128'];
+const repoDir = path.dirname(benchDir);
+/** tsconfig.bench.json's outDir: src/ and bench/ compiled, as `npm run build` compiles src/ for production. */
+const buildDir = path.join(benchDir, '.build');
+
+/**
+ * Compiles src/ and bench/ to JavaScript (tsc, incremental), so that the worker and the HTTP server
+ * run as production runs them (`node dist/cli.js`, see the Dockerfile) and not under the tsx loader,
+ * whose compiler and source caches would count in their CPU and RSS. The assets src/ finds next to
+ * itself (templates, migrations, bundled cadences) are linked into the build.
+ */
+export function compileHosts(): void {
+  execFileSync(process.execPath, [path.join(repoDir, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.bench.json'], {
+    cwd: repoDir,
+    stdio: ['ignore', 2, 2],
+  });
+  for (const asset of ['templates', 'migrations', 'cadences']) {
+    const link = path.join(buildDir, asset);
+    if (!fs.existsSync(link)) fs.symlinkSync(path.join('..', '..', asset), link);
+  }
+}
 
 export class BenchChild {
   readonly #child: ChildProcess;
@@ -52,17 +75,19 @@ export class BenchChild {
   }
 
   /**
-   * Forks `bench/<script>` with the same loader flags as this process (tsx), stdout folded into
+   * Forks `bench/<script>` as compiled by compileHosts (plain `node`, no loader), stdout folded into
    * our stderr so that stdout keeps only the results table. Resolves on the child's `ready`.
    */
   static async start(
     script: string,
     args: Record<string, unknown>,
-    options: { name: string; cpuProfileDir?: string | undefined; timeoutMs?: number },
+    options: { name: string; cpuProfileDir?: string | undefined; timeoutMs?: number; nodeOptions?: string[] },
   ): Promise<{ child: BenchChild; ready: ChildMessage }> {
-    const execArgv = [...process.execArgv];
+    const execArgv = [...(options.nodeOptions ?? [])];
     if (options.cpuProfileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`);
-    const forked = fork(path.join(benchDir, script), [JSON.stringify(args)], {
+    const compiled = path.join(buildDir, 'bench', script.replace(/\.ts$/, '.js'));
+    if (!fs.existsSync(compiled)) throw new Error(`${compiled} is missing: call compileHosts() first`);
+    const forked = fork(compiled, [JSON.stringify(args)], {
       execArgv,
       stdio: ['ignore', 2, 2, 'ipc'],
     });

@@ -169,7 +169,7 @@ export function renderTable(f: Figures, outcomes: TargetOutcome[], machine: Mach
     {
       label: 'worker peak RSS (MB)',
       value: fmt(f.worker_peak_rss_mb),
-      note: `${met('worker_peak_rss_mb')}; ${fmt(Number(f.worker_rss_after_start_mb))} MB idle after start (tsx)`,
+      note: `${met('worker_peak_rss_mb')}; ${fmt(Number(f.worker_rss_after_start_mb))} MB idle after start (compiled JavaScript, no tsx)`,
     },
   ];
   const width = Math.max(...rows.map((r) => r.label.length));

@@ -15,6 +15,7 @@ import { loadConfig } from '../src/config.js';
 import { openDatabase } from '../src/db/client.js';
 import { TemplateRenderer } from '../src/messages/template-renderer.js';
 import { bundledCadencesDir } from '../src/service.js';
+import { compileHosts } from './child-process.js';
 import { afternoonZone, progress, round, withAppName, workerAppName, type BenchContext } from './context.js';
 import { measureDispatch } from './dispatch.js';
 import {
@@ -113,6 +114,8 @@ async function main(): Promise<void> {
     `${mode} run: N ${options.n}, concurrency ${options.concurrency}, ${options.connections} HTTP connections, ` +
       `steady load ${options.latenessSeconds} s, scale ${options.scaleSmall} vs ${options.scaleLarge} pending`,
   );
+  progress('compiling src/ and bench/ for the worker and server processes (tsc, incremental)');
+  compileHosts();
   await redis.connect();
   database = await createBenchDatabase(options.adminDatabaseUrl);
   progress(`database ${database.name}, Redis prefix ${prefix}`);

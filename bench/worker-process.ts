@@ -1,4 +1,4 @@
-import { BenchChild } from './child-process.js';
+import { BenchChild, workerNodeOptions } from './child-process.js';
 import type { WorkerCounters, WorkerHostArgs, WorkerMode } from './worker-host.js';
 
 /** The parent's handle on the worker-host.ts child. */
@@ -19,7 +19,11 @@ export class WorkerProcess {
   }
 
   static async start(args: WorkerHostArgs, cpuProfileDir?: string): Promise<WorkerProcess> {
-    const { child } = await BenchChild.start('worker-host.ts', { ...args }, { name: 'worker process', cpuProfileDir });
+    const { child } = await BenchChild.start(
+      'worker-host.ts',
+      { ...args },
+      { name: 'worker process', cpuProfileDir, nodeOptions: workerNodeOptions },
+    );
     return new WorkerProcess(child);
   }
 
