@@ -20,7 +20,7 @@ import { WechatPayGateway } from './payments/gateways/wechat-pay/wechat-pay-gate
 import { PaymentGateways } from './payments/gateways.js';
 import type { PaymentGateway } from './payments/payment-gateway.js';
 import type { DispatchSettings } from './recoveries/dispatch-step.js';
-import { sendLeaseFor } from './recoveries/send-lease.js';
+import { sendLeaseFor, type SendLease } from './recoveries/send-lease.js';
 
 /** The one place that chooses implementations from config. */
 export function buildSmsSender(config: Config): SmsSender {
@@ -42,7 +42,8 @@ export function buildEmailSender(config: Config): EmailSender {
   return new SmtpEmailSender({ smtpUrl: email.smtpUrl, from: email.from, timeoutMs: config.providerTimeoutMs });
 }
 
-export function dispatchSettings(config: Config): DispatchSettings {
+export function dispatchSettings(config: Config): DispatchSettings & { sendLease: SendLease } {
+  const sendLease = sendLeaseFor(config.providerTimeoutMs, config.jobLockDurationMs);
   return {
     publicUrl: config.publicUrl,
     shopName: config.shopName,
@@ -52,9 +53,10 @@ export function dispatchSettings(config: Config): DispatchSettings {
     quietHoursSpreadMs: config.quietHoursSpreadMs,
     sendMaxAttempts: config.sendMaxAttempts,
     sendRetryBaseMs: config.sendRetryBaseMs,
-    // Past the provider timeout and a job lock, nobody is still sending it.
-    claimStaleAfterMs: config.providerTimeoutMs * 2 + config.jobLockDurationMs,
-    sendLease: sendLeaseFor(config.providerTimeoutMs, config.jobLockDurationMs),
+    // Past the provider timeout and a job lock, nobody is still sending it; and never before its send
+    // lease ended, since taking a claim over ends the wait of a payment on it (send-lease.ts).
+    claimStaleAfterMs: Math.max(config.providerTimeoutMs * 2 + config.jobLockDurationMs, sendLease.leaseMs + 1_000),
+    sendLease,
   };
 }
 

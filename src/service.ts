@@ -43,7 +43,6 @@ import {
 import { startStepWorker } from './queue/step.worker.js';
 import type { DispatchDeps, DispatchResult } from './recoveries/dispatch-step.js';
 import { Reconciler } from './recoveries/reconciler.js';
-import { sendLeaseFor } from './recoveries/send-lease.js';
 import { MeteredEmailSender, MeteredSmsSender } from './ops/metered-senders.js';
 import { MessageCosts } from './reports/message-cost.js';
 import { OpsMetrics } from './ops/metrics.js';
@@ -202,7 +201,7 @@ export async function startService(
       apiKeyFile = apiKeys.generatedFile;
       const secret = resolveSecret(config);
       const gateways = buildPaymentGateways(config, secret, logger);
-      const lease = sendLeaseFor(config.providerTimeoutMs, config.jobLockDurationMs);
+      const lease = dispatchSettings(config).sendLease;
       const retry: RetryDeps = {
         db: core.database.db,
         cadences: core.cadences,

@@ -5,7 +5,7 @@ import type { Db } from '../db/client.js';
 import { EventApplier } from '../orders/apply-event.js';
 import { parseEvent } from '../orders/event-schema.js';
 import type { StepQueue } from '../queue/queues.js';
-import { defaultSendLease, settleInFlightSends } from '../recoveries/send-lease.js';
+import { settleInFlightSends } from '../recoveries/send-lease.js';
 import { requireScope, type KeyResolver } from './auth.js';
 import { requireJson } from './request.js';
 
@@ -33,7 +33,7 @@ export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): P
     const result = await applier.apply(event, deps.clock.now());
     if (event.order && endsOrder.has(event.type)) {
       // A reminder that lost its sender's lock mid-send may still be on its way: answer after it.
-      await settleInFlightSends(deps.db, deps.clock, event.order.id, deps.sendLeaseMs ?? defaultSendLease.leaseMs);
+      await settleInFlightSends(deps.db, deps.clock, event.order.id, deps.sendLeaseMs);
     }
     if (result.status === 'duplicate') return reply.status(200).send({ event_id: event.id, status: 'duplicate' });
     try {

@@ -375,33 +375,35 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
 
   return {
     kind: 'send',
-    claim: claimFor(deps, {
-      messageId,
-      claimId,
-      channel,
-      to,
-      template,
-      locale,
-      token,
+    claim: {
+      ...claimFor(deps, {
+        messageId,
+        claimId,
+        channel,
+        to,
+        template,
+        locale,
+        token,
+        claimedAt: now,
+        recovery,
+        cadence,
+        step,
+        order,
+        customerName: customer?.name,
+      }),
       attempts: claimed?.attempts ?? 1,
-      claimedAt: now,
-      recovery,
-      cadence,
-      step,
-      order,
-      customerName: customer?.name,
-    }),
+    },
   };
 }
 
 function claimFor(
   deps: DispatchDeps,
-  c: Omit<Claim, 'context' | 'orderId'> & {
+  c: Omit<Claim, 'context' | 'orderId' | 'attempts'> & {
     step: CadenceStep;
     order: OrderRow;
     customerName: string | null | undefined;
   },
-): Claim {
+): Omit<Claim, 'attempts'> {
   const { step, order, customerName, ...claim } = c;
   const context: MessageContext = {
     shop: { name: deps.settings.shopName },
@@ -592,7 +594,7 @@ async function planClaim(
   const token = newRetryToken();
   const claimId = randomBytes(8).toString('hex');
   const messageId = snap.message_id ?? newId('msg');
-  const { attempts: _attempts, ...claim } = claimFor(deps, {
+  const claim = claimFor(deps, {
     messageId,
     claimId,
     channel,
@@ -600,7 +602,6 @@ async function planClaim(
     template,
     locale,
     token,
-    attempts: 0,
     claimedAt: now,
     recovery: snap,
     cadence,

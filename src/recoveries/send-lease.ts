@@ -21,8 +21,8 @@ import { rows } from '../db/rows.js';
  *
  * A sender that kept its session finishes under the lock long before; the wait only lasts when a
  * sender was lost mid-send, and then at most the lease. Stale claims are taken over only after
- * the lease (claimStaleAfterMs = 2 × provider timeout + job lock > leaseMs), so that takeover
- * cannot end a wait early.
+ * the lease (src/deps.ts keeps claimStaleAfterMs past leaseMs), so that takeover cannot end a
+ * wait early.
  */
 export interface SendLease {
   /** A provider call starts within this long after the claim, or not at all. */
@@ -59,7 +59,12 @@ const pollMs = 20;
  * those claims are older than the lease. Bounded in real time by the lease as well, so a clock
  * that stands still (tests) cannot hold a caller forever.
  */
-export async function settleInFlightSends(db: Db, clock: Clock, orderId: string, leaseMs: number): Promise<void> {
+export async function settleInFlightSends(
+  db: Db,
+  clock: Clock,
+  orderId: string,
+  leaseMs: number = defaultSendLease.leaseMs,
+): Promise<void> {
   const giveUpAt = Date.now() + leaseMs + pollMs;
   for (;;) {
     const since = new Date(clock.now().getTime() - leaseMs);
