@@ -110,5 +110,27 @@ export function parseEvent(body: unknown): EventInput {
   }
   const parsed = eventSchema.safeParse(body);
   if (!parsed.success) throw validationError(zodIssues(parsed.error));
+  // A lone UTF-16 surrogate (e.g. "\ud800") is valid JSON text but no Unicode string: Postgres
+  // refuses it in jsonb and text alike, so it is refused here, by field, like any other bad value.
+  const malformed = illFormedStrings(parsed.data);
+  if (malformed.length > 0) {
+    throw validationError(malformed.map((p) => ({ path: formatPath(p), message: 'must be valid Unicode text' })));
+  }
   return parsed.data;
+}
+
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const wellFormed = (text: string) => !loneSurrogate.test(text);
+
+/** Paths of the strings in `value` that hold lone surrogates. */
+function illFormedStrings(value: unknown, path: Array<string | number> = []): Array<Array<string | number>> {
+  if (typeof value === 'string') return wellFormed(value) ? [] : [path];
+  if (Array.isArray(value)) return value.flatMap((item, i) => illFormedStrings(item, [...path, i]));
+  if (typeof value === 'object' && value !== null) {
+    return Object.entries(value).flatMap(([key, item]) =>
+      wellFormed(key) ? illFormedStrings(item, [...path, key]) : [[...path, key]],
+    );
+  }
+  return [];
 }

@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { RecoupError } from '../../src/errors.js';
+import { parseEvent } from '../../src/orders/event-schema.js';
+import { makeEvent } from '../helpers/service.js';
+
+function refusal(body: unknown): RecoupError {
+  try {
+    parseEvent(body);
+  } catch (err) {
+    if (err instanceof RecoupError) return err;
+    throw err;
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('parseEvent and text that is not Unicode', () => {
+  it('refuses a lone surrogate by field (Postgres would refuse it as text and as jsonb)', () => {
+    const base = makeEvent();
+    const error = refusal({
+      ...base,
+      id: '\ud800',
+      order: { ...base.order, customer: { ...base.order.customer, name: 'Li \udc00Lei' } },
+    });
+    expect(error.code).toBe('validation');
+    expect(error.issues.map((i) => i.path).sort()).toEqual(['id', 'order.customer.name']);
+  });
+
+  it('takes surrogate pairs (emoji, supplementary CJK) as they are', () => {
+    const base = makeEvent();
+    const event = parseEvent({
+      ...base,
+      order: { ...base.order, description: '🎁 礼物 𠀀', customer: { ...base.order.customer, name: '李雷 😀' } },
+    });
+    expect(event.order?.description).toBe('🎁 礼物 𠀀');
+    expect(event.order?.customer.name).toBe('李雷 😀');
+  });
+});
