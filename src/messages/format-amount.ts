@@ -7,6 +7,8 @@ import { RecoupError } from '../errors.js';
  */
 
 const formats = new Map<string, Intl.NumberFormat>();
+/** resolvedOptions() builds a fresh object each call; the answer per currency never changes. */
+const minorDigits = new Map<string, number>();
 
 export interface FormatAmountOptions {
   /** `symbol` (default): `₹1,234.00`; `code`: `INR 1,234.00`, plain ASCII apart from the locale's spaces. */
@@ -49,7 +51,12 @@ function checkCurrency(currency: string): string {
  */
 export function minorUnitDigits(currency: string): number {
   const code = checkCurrency(currency);
-  return numberFormat(code, 'en').resolvedOptions().maximumFractionDigits ?? 2;
+  let digits = minorDigits.get(code);
+  if (digits === undefined) {
+    digits = numberFormat(code, 'en').resolvedOptions().maximumFractionDigits ?? 2;
+    minorDigits.set(code, digits);
+  }
+  return digits;
 }
 
 /** `formatAmount(12900, 'CNY', 'zh-CN')` → `¥129.00`; `formatAmount(4999, 'USD', 'en')` → `$49.99`. */

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Cadence, CadenceStep } from '../cadences/cadence.js';
 import type { CadenceBook } from '../cadences/cadence-book.js';
@@ -14,6 +13,7 @@ import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
 import type { Channel, FailureCategory, OrderStatus } from '../domain.js';
 import { newId } from '../ids.js';
+import { randomHex } from '../random.js';
 import type { Logger } from '../logger.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
@@ -353,7 +353,7 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
 
   const locale = deps.renderer.resolveLocale(template, customer?.locale, deps.settings.defaultLocale);
   const token = newRetryToken();
-  const claimId = randomBytes(8).toString('hex');
+  const claimId = randomHex(8);
   const messageId = existing?.id ?? newId('msg');
   const [claimed] = await rows<{ attempts: number }>(
     tx,
@@ -592,7 +592,7 @@ async function planClaim(
   const template = step.template;
   const locale = deps.renderer.resolveLocale(template, snap.locale, deps.settings.defaultLocale);
   const token = newRetryToken();
-  const claimId = randomBytes(8).toString('hex');
+  const claimId = randomHex(8);
   const messageId = snap.message_id ?? newId('msg');
   const claim = claimFor(deps, {
     messageId,

@@ -46,25 +46,47 @@ interface Window {
   end: number;
 }
 
-class Zone {
-  readonly #zone: IANAZone;
-  readonly #offsets = new Map<number, number>();
+/** Entries a per-zone cache keeps before it starts over (a few years of days; bounded memory). */
+const zoneCacheLimit = 4_096;
 
-  constructor(name: string) {
+/** A Map that forgets everything once it holds `limit` entries: cheap, bounded, and hits stay hits. */
+function remember<K, V>(cache: Map<K, V>, key: K, compute: () => V): V {
+  let value = cache.get(key);
+  if (value === undefined) {
+    value = compute();
+    if (cache.size >= zoneCacheLimit) cache.clear();
+    cache.set(key, value);
+  }
+  return value;
+}
+
+class Zone {
+  static readonly #byName = new Map<string, Zone>();
+
+  /**
+   * One Zone per IANA name for the whole process. What it caches (resolved wall times, quiet windows) is
+   * a pure function of the zone's rules, so every decision shares it: luxon asks Intl for each offset,
+   * which otherwise costs tens of calls per message.
+   */
+  static named(name: string): Zone {
+    return remember(Zone.#byName, name, () => new Zone(name));
+  }
+
+  readonly #zone: IANAZone;
+  readonly #resolved = new Map<string, number>();
+  /** Quiet windows by `start-end-day` (minutes, minutes, local day). */
+  readonly windows = new Map<string, Window>();
+
+  private constructor(name: string) {
     // IANAZone.create caches per name, validity included.
     const zone = typeof name === 'string' && name !== '' ? IANAZone.create(name) : undefined;
     if (!zone?.isValid) throw new Error(`send window: unknown IANA timezone "${String(name)}"`);
     this.#zone = zone;
   }
 
-  /** Offset from UTC in ms at an instant. Cached: luxon asks Intl each time, and one decision asks often. */
+  /** Offset from UTC in ms at an instant. */
   offsetMs(ts: number): number {
-    let offset = this.#offsets.get(ts);
-    if (offset === undefined) {
-      offset = this.#zone.offset(ts) * MINUTE_MS;
-      this.#offsets.set(ts, offset);
-    }
-    return offset;
+    return this.#zone.offset(ts) * MINUTE_MS;
   }
 
   localDay(ts: number): LocalDay {
@@ -77,6 +99,10 @@ class Zone {
    * times inside a spring-forward gap resolve to the first instant after the gap.
    */
   resolve(day: LocalDay, minutes: number, occurrence: 'first' | 'last'): number {
+    return remember(this.#resolved, `${day}/${minutes}/${occurrence}`, () => this.#resolve(day, minutes, occurrence));
+  }
+
+  #resolve(day: LocalDay, minutes: number, occurrence: 'first' | 'last'): number {
     const wall = day * DAY_MS + minutes * MINUTE_MS;
     // Offsets in use around this wall time; an instant is a match when the zone uses that offset there.
     const offsets = new Set([wall - DAY_MS, wall, wall + DAY_MS].map((ts) => this.offsetMs(ts)));
@@ -106,8 +132,6 @@ class Zone {
 interface ParsedQuiet {
   start: number;
   end: number;
-  /** Windows already resolved during one call, by the local day they start on. */
-  windows: Map<LocalDay, Window>;
 }
 
 function parseClock(text: string, field: string): number {
@@ -121,18 +145,16 @@ function parseQuiet(quietHours: QuietHours | undefined): ParsedQuiet | undefined
   if (!quietHours) return undefined;
   const start = parseClock(quietHours.start, 'start');
   const end = parseClock(quietHours.end, 'end');
-  return start === end ? undefined : { start, end, windows: new Map() };
+  return start === end ? undefined : { start, end };
 }
 
 /** The quiet window that starts on local `day` (an overnight one ends the next day). May be empty on DST days. */
 function windowStartingOn(zone: Zone, quiet: ParsedQuiet, day: LocalDay): Window {
-  const cached = quiet.windows.get(day);
-  if (cached) return cached;
-  const start = zone.resolve(day, quiet.start, 'first');
-  const end = zone.resolve(quiet.end > quiet.start ? day : day + 1, quiet.end, 'last');
-  const window = { start, end: Math.max(start, end) };
-  quiet.windows.set(day, window);
-  return window;
+  return remember(zone.windows, `${quiet.start}-${quiet.end}-${day}`, () => {
+    const start = zone.resolve(day, quiet.start, 'first');
+    const end = zone.resolve(quiet.end > quiet.start ? day : day + 1, quiet.end, 'last');
+    return { start, end: Math.max(start, end) };
+  });
 }
 
 function quietWindowAt(zone: Zone, quiet: ParsedQuiet, ts: number): Window | undefined {
@@ -157,7 +179,7 @@ function nextQuietStart(zone: Zone, quiet: ParsedQuiet | undefined, ts: number):
 
 /** Whether `at` falls inside quiet hours in `timezone` (same DST rules as {@link nextSendTime}). */
 export function isQuietTime(quietHours: QuietHours, timezone: string, at: Date): boolean {
-  const zone = new Zone(timezone);
+  const zone = Zone.named(timezone);
   const quiet = parseQuiet(quietHours);
   return quiet !== undefined && quietWindowAt(zone, quiet, at.getTime()) !== undefined;
 }
@@ -179,7 +201,7 @@ export function jitterMs(key: string, spreadMs: number): number {
  * Throws an Error for an unknown timezone, malformed quiet hours, or a cap that leaves no day to send on.
  */
 export function nextSendTime(rules: SendWindowRules, input: SendWindowInput): SendDecision {
-  const zone = new Zone(rules.timezone);
+  const zone = Zone.named(rules.timezone);
   const quiet = parseQuiet(rules.quietHours);
   const cap = rules.maxPerDay;
   const planned = input.planned.getTime();

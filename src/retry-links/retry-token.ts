@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBase64url } from '../random.js';
 import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
 import type { DbOrTx } from '../db/tx.js';
@@ -9,7 +9,7 @@ import type { DbOrTx } from '../db/tx.js';
  * personal data; the row names the recovery and message, and holds expiry and revocation.
  */
 export function newRetryToken(): string {
-  return randomBytes(16).toString('base64url');
+  return randomBase64url(16);
 }
 
 const tokenPattern = /^[A-Za-z0-9_-]{22}$/;
