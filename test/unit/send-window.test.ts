@@ -423,3 +423,24 @@ describe('nextSendTime: properties', () => {
     }
   });
 });
+
+describe('nextSendTime: shared per-zone caches', () => {
+  it('gives the same answers after its caches have filled and started over', () => {
+    // 23:00 local in New York on 6,000 consecutive days (> the 4,096 entries a zone cache keeps, and
+    // across 16 DST changes): each is released at that zone's next local 09:00, whatever was cached before.
+    const rules = { timezone: 'America/New_York', quietHours: overnight, spreadMs: 0 };
+    const start = DateTime.fromISO('2020-01-01T23:00', { zone: 'America/New_York' });
+    const releases = (): number[] =>
+      Array.from({ length: 6_000 }, (_, day) => {
+        const planned = start.plus({ days: day });
+        const decision = nextSendTime(rules, { planned: planned.toJSDate(), recentSends: [], jitterKey: 'k' });
+        return decision.at.getTime();
+      });
+    const first = releases();
+    first.forEach((release, day) => {
+      const expected = start.plus({ days: day + 1 }).set({ hour: 9, minute: 0 });
+      expect(release).toBe(expected.toMillis());
+    });
+    expect(releases()).toEqual(first);
+  });
+});
