@@ -110,20 +110,23 @@ export function parseEvent(body: unknown): EventInput {
   }
   const parsed = eventSchema.safeParse(body);
   if (!parsed.success) throw validationError(zodIssues(parsed.error));
-  // A lone UTF-16 surrogate (e.g. "\ud800") is valid JSON text but no Unicode string: Postgres
-  // refuses it in jsonb and text alike, so it is refused here, by field, like any other bad value.
+  // A lone UTF-16 surrogate (e.g. "\ud800") is valid JSON text but no Unicode string, and "\u0000" is
+  // valid JSON but no Postgres text: Postgres refuses both in jsonb and text alike, so they are refused
+  // here, by field, like any other bad value.
   const malformed = illFormedStrings(parsed.data);
   if (malformed.length > 0) {
-    throw validationError(malformed.map((p) => ({ path: formatPath(p), message: 'must be valid Unicode text' })));
+    throw validationError(
+      malformed.map((p) => ({ path: formatPath(p), message: 'must be valid Unicode text without NUL characters' })),
+    );
   }
   return parsed.data;
 }
 
-/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+/** A high surrogate not followed by a low one, a low one not preceded by a high one, or NUL. */
 const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-const wellFormed = (text: string) => !loneSurrogate.test(text);
+const wellFormed = (text: string) => !text.includes('\u0000') && !loneSurrogate.test(text);
 
-/** Paths of the strings in `value` that hold lone surrogates. */
+/** Paths of the strings in `value` (keys included) that Postgres cannot store as text. */
 function illFormedStrings(value: unknown, path: Array<string | number> = []): Array<Array<string | number>> {
   if (typeof value === 'string') return wellFormed(value) ? [] : [path];
   if (Array.isArray(value)) return value.flatMap((item, i) => illFormedStrings(item, [...path, i]));

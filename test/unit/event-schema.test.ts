@@ -25,6 +25,18 @@ describe('parseEvent and text that is not Unicode', () => {
     expect(error.issues.map((i) => i.path).sort()).toEqual(['id', 'order.customer.name']);
   });
 
+  it('refuses a NUL character by field (Postgres text cannot hold U+0000)', () => {
+    const base = makeEvent();
+    const error = refusal({
+      ...base,
+      id: '\u0000',
+      order: { ...base.order, description: 'gift\u0000', customer: { ...base.order.customer, name: 'Li Lei' } },
+    });
+    expect(error.code).toBe('validation');
+    expect(error.issues.map((i) => i.path).sort()).toEqual(['id', 'order.description']);
+    expect(error.issues[0]?.message).toBe('must be valid Unicode text without NUL characters');
+  });
+
   it('takes surrogate pairs (emoji, supplementary CJK) as they are', () => {
     const base = makeEvent();
     const event = parseEvent({
