@@ -36,6 +36,8 @@ export class RecoupError extends Error {
   readonly code: ErrorCode;
   readonly retryable: boolean;
   readonly issues: Issue[];
+  /** The HTTP status, for error handlers that know only `statusCode` (Fastify's plugins, e.g. bull-board's). */
+  readonly statusCode: number;
 
   constructor(code: ErrorCode, message: string, options: { issues?: Issue[]; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -43,6 +45,7 @@ export class RecoupError extends Error {
     this.code = code;
     this.retryable = errorCodes[code].retryable;
     this.issues = options.issues ?? [];
+    this.statusCode = errorCodes[code].status;
   }
 }
 

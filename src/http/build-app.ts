@@ -3,7 +3,9 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
-import { RecoupError } from '../errors.js';
+import { RecoupError, validationError } from '../errors.js';
+import { formatPath } from '../orders/event-schema.js';
+import { unstorableTextMessage, unstorableTextPaths } from '../storable-text.js';
 import type { Logger } from '../logger.js';
 import type { StepQueue } from '../queue/queues.js';
 import { EnvKeyResolver, type KeyResolver } from './auth.js';
@@ -96,6 +98,21 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setNotFoundHandler((request, reply) =>
     sendProblem(request, reply, new RecoupError('not_found', `No route ${request.method} ${request.url}`)),
   );
+
+  // Every route, before its handler reads anything: a NUL or a lone surrogate in the path, query
+  // or body is a 400 naming where it is, not a Postgres error mid-statement (a 500, or a partial write).
+  app.addHook('preValidation', async (request) => {
+    const paths = [
+      ...unstorableTextPaths(request.params),
+      ...unstorableTextPaths(request.query),
+      ...(typeof request.body === 'string'
+        ? unstorableTextPaths(request.body).map(() => ['(body)'])
+        : unstorableTextPaths(request.body)),
+    ];
+    if (paths.length > 0) {
+      throw validationError(paths.map((p) => ({ path: formatPath(p), message: unstorableTextMessage })));
+    }
+  });
 
   // Before any route: the OpenAPI hook documents routes as they are added.
   await registerOpenApi(app, { publicUrl: deps.publicUrl });

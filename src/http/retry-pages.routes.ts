@@ -33,7 +33,7 @@ import {
   type PageLocale,
   type PageStrings,
 } from './pages/page-strings.js';
-import { sendProblem } from './problem.js';
+import { httpStatusOf, sendProblem } from './problem.js';
 
 export interface RetryPageDeps {
   /** The retry session's domain logic: loadRetryLink, recordClick, initiatePayment, refreshAttempt. */
@@ -548,7 +548,7 @@ function message(shopName: string, title: string, paragraphs: string[], tone: No
 }
 
 function sendErrorPage(deps: Ctx, request: FastifyRequest, reply: FastifyReply, error: unknown) {
-  const status = statusOf(error);
+  const status = httpStatusOf(error);
   if (request.routeOptions.url?.endsWith('/status/:attemptId')) {
     return sendProblem(
       request,
@@ -571,11 +571,6 @@ function sendErrorPage(deps: Ctx, request: FastifyRequest, reply: FastifyReply, 
     request.log.error({ err }, 'error page failed to render');
     return reply.status(code).type('text/plain; charset=utf-8').send(text);
   }
-}
-
-function statusOf(error: unknown): number {
-  const status = (error as { statusCode?: unknown } | null)?.statusCode;
-  return typeof status === 'number' && status >= 400 && status < 600 ? status : 500;
 }
 
 // ---------------------------------------------------------------------------------------------

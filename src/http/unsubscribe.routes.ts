@@ -1,4 +1,5 @@
 import { PageCsrf } from './page-csrf.js';
+import { httpStatusOf } from './problem.js';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
@@ -174,8 +175,7 @@ function invalidPage(deps: UnsubscribeRouteDeps, request: FastifyRequest, reply:
 }
 
 function errorPage(deps: UnsubscribeRouteDeps, request: FastifyRequest, reply: FastifyReply, error: unknown) {
-  const raw = (error as { statusCode?: unknown } | null)?.statusCode;
-  const status = typeof raw === 'number' && raw >= 400 && raw < 600 ? raw : 500;
+  const status = httpStatusOf(error);
   if (status >= 500) request.log.error({ err: error }, 'unsubscribe page failed');
   const locale = localeFromAcceptLanguage(request.headers['accept-language']);
   const t = unsubscribeStrings[locale];

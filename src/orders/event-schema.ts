@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { isValidTimezone } from '../config.js';
 import { eventTypes } from '../domain.js';
 import { validationError, type Issue } from '../errors.js';
+import { unstorableTextMessage, unstorableTextPaths } from '../storable-text.js';
 
 const id = z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
 const optionalText = (max: number) => z.string().max(max, `must be at most ${max} characters`).optional().nullable();
@@ -110,30 +111,10 @@ export function parseEvent(body: unknown): EventInput {
   }
   const parsed = eventSchema.safeParse(body);
   if (!parsed.success) throw validationError(zodIssues(parsed.error));
-  // A lone UTF-16 surrogate (e.g. "\ud800") is valid JSON text but no Unicode string, and "\u0000" is
-  // valid JSON but no Postgres text: Postgres refuses both in jsonb and text alike, so they are refused
-  // here, by field, like any other bad value.
-  const malformed = illFormedStrings(parsed.data);
+  // Text Postgres would refuse mid-statement (src/storable-text.ts) is refused here, by field.
+  const malformed = unstorableTextPaths(parsed.data);
   if (malformed.length > 0) {
-    throw validationError(
-      malformed.map((p) => ({ path: formatPath(p), message: 'must be valid Unicode text without NUL characters' })),
-    );
+    throw validationError(malformed.map((p) => ({ path: formatPath(p), message: unstorableTextMessage })));
   }
   return parsed.data;
-}
-
-/** A high surrogate not followed by a low one, a low one not preceded by a high one, or NUL. */
-const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-const wellFormed = (text: string) => !text.includes('\u0000') && !loneSurrogate.test(text);
-
-/** Paths of the strings in `value` (keys included) that Postgres cannot store as text. */
-function illFormedStrings(value: unknown, path: Array<string | number> = []): Array<Array<string | number>> {
-  if (typeof value === 'string') return wellFormed(value) ? [] : [path];
-  if (Array.isArray(value)) return value.flatMap((item, i) => illFormedStrings(item, [...path, i]));
-  if (typeof value === 'object' && value !== null) {
-    return Object.entries(value).flatMap(([key, item]) =>
-      wellFormed(key) ? illFormedStrings(item, [...path, key]) : [[...path, key]],
-    );
-  }
-  return [];
 }

@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createApiKey } from '../../src/access/api-keys.js';
 import { loadConfig, type Config } from '../../src/config.js';
+import type { Scope } from '../../src/http/auth.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type RunningService, type ServiceOverrides, type ServiceRoles } from '../../src/service.js';
 import { createTestDatabase, type TestDatabase } from './postgres.js';
@@ -100,6 +102,26 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A fresh API key with these scopes, and a console session signed in with it (its cookie). */
+export async function signIn(svc: TestService, scopes: Scope[]): Promise<{ key: string; cookie: string }> {
+  const app = svc.service.app;
+  if (!app) throw new Error('no HTTP role');
+  const { key } = await createApiKey(
+    svc.database.db,
+    { name: `${scopes.join('+')} person`, scopes },
+    { actor: 'test', at: new Date() },
+  );
+  const login = await app.inject({
+    method: 'POST',
+    url: '/console/login',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: new URLSearchParams({ key }).toString(),
+  });
+  const cookie = /^recoup_session=[^;]+/.exec(String(login.headers['set-cookie']))?.[0];
+  if (!cookie) throw new Error(`console login failed: ${login.statusCode} ${login.body}`);
+  return { key, cookie };
 }
 
 /** Polls until `check` returns a value that is not undefined, or fails after `timeoutMs`. */

@@ -7,7 +7,7 @@ import { suppress } from '../../src/compliance/suppressions.js';
 import { rows } from '../../src/db/rows.js';
 import type { Scope } from '../../src/http/auth.js';
 import { StepQueue, stepJobId } from '../../src/queue/queues.js';
-import { makeEvent, startTestService, type TestService } from '../helpers/service.js';
+import { makeEvent, signIn, startTestService, type TestService } from '../helpers/service.js';
 import { testRedisUrl } from '../helpers/redis.js';
 
 // The console pages against a real service (Postgres, Redis, the bundled templates), through
@@ -51,19 +51,7 @@ async function loginAs(scopes: Scope[]): Promise<string> {
   const label = scopes.join('+');
   const known = sessions.get(label);
   if (known) return known;
-  const { key } = await createApiKey(
-    svc.database.db,
-    { name: `${label} person`, scopes },
-    { actor: 'test', at: new Date() },
-  );
-  const response = await app.inject({
-    method: 'POST',
-    url: '/console/login',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    payload: new URLSearchParams({ key }).toString(),
-  });
-  const cookie = /^recoup_session=[^;]+/.exec(String(response.headers['set-cookie']))?.[0];
-  if (!cookie) throw new Error(`login failed: ${response.statusCode} ${response.body}`);
+  const { cookie } = await signIn(svc, scopes);
   sessions.set(label, cookie);
   return cookie;
 }

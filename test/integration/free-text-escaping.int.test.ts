@@ -4,13 +4,12 @@ import fc from 'fast-check';
 import Handlebars from 'handlebars';
 import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApiKey } from '../../src/access/api-keys.js';
 import { rows } from '../../src/db/rows.js';
 import { newId } from '../../src/ids.js';
 import type { MessageContext } from '../../src/messages/message-context.js';
 import { TemplateRenderer } from '../../src/messages/template-renderer.js';
 import { newRetryToken } from '../../src/retry-links/retry-token.js';
-import { makeEvent, startTestService, type TestService } from '../helpers/service.js';
+import { makeEvent, signIn, startTestService, type TestService } from '../helpers/service.js';
 
 /**
  * Injection strings in every free-text field (customer name, order description, coupon code,
@@ -143,19 +142,7 @@ describe('free text through the service: stored exactly, inert in the retry page
       roles: { http: true, worker: false },
       env: { SHOP_NAME: evilShop, RETRY_PAGE_RATE_LIMIT: '1000000' },
     });
-    const { key } = await createApiKey(
-      svc.database.db,
-      { name: 'reader', scopes: ['ops'] },
-      { actor: 'test', at: new Date() },
-    );
-    const login = await inject({
-      method: 'POST',
-      url: '/console/login',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      payload: new URLSearchParams({ key }).toString(),
-    });
-    session = /^recoup_session=[^;]+/.exec(String(login.headers['set-cookie']))?.[0] ?? '';
-    expect(session).not.toBe('');
+    session = (await signIn(svc, ['ops'])).cookie;
   }, 60_000);
   afterAll(async () => {
     await svc?.close();

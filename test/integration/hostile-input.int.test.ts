@@ -3,8 +3,10 @@ import type { InjectOptions } from 'fastify';
 import fc from 'fast-check';
 import twilio from 'twilio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scopes } from '../../src/http/auth.js';
 import { rows } from '../../src/db/rows.js';
-import { makeEvent, startTestService, testApiKey, type TestService } from '../helpers/service.js';
+import { listRoutes } from '../helpers/routes.js';
+import { makeEvent, signIn, startTestService, testApiKey, type TestService } from '../helpers/service.js';
 
 /**
  * Generated hostile input against the public HTTP surface, in process (Fastify inject) over the
@@ -173,6 +175,59 @@ describe('hostile input on the public HTTP surface', () => {
       { numRuns: runs },
     );
   }, 600_000);
+
+  it('every route: NUL or a lone surrogate in a path parameter, the query or the body is a 400 naming it', async () => {
+    const app = svc.service.app;
+    if (!app) throw new Error('no HTTP role');
+    // Signed in with every scope, by key and by console session, so each request reaches its route.
+    const { key, cookie } = await signIn(svc, [...scopes]);
+    const auth = { authorization: `Bearer ${key}`, cookie };
+
+    const routes = listRoutes(app).filter((r) => r.method !== 'HEAD' && !r.url.includes('*'));
+    expect(routes.length).toBeGreaterThan(60);
+    const cases: Array<{ what: string; options: InjectOptions; names: string }> = [];
+    for (const { method, url } of routes) {
+      const params = [...url.matchAll(/:(\w+)/g)].map((m) => m[1] ?? '');
+      const fill = (bad?: string) => url.replace(/:(\w+)/g, (_, name: string) => (name === bad ? 'x%00y' : 'x1'));
+      const base = { method: method as InjectOptions['method'], headers: auth };
+      for (const name of params)
+        cases.push({ what: `${method} ${url} :${name}`, options: { ...base, url: fill(name) }, names: name });
+      cases.push({ what: `${method} ${url} ?note`, options: { ...base, url: `${fill()}?note=x%00y` }, names: 'note' });
+      // A raw body (a payment webhook's bytes) is its signer's: checked by signature, not here.
+      if (method === 'GET' || url.startsWith('/webhooks/payments')) continue;
+      for (const [body, names] of [
+        [{ note: 'x\u0000y' }, 'note'],
+        [{ deep: { list: ['ok', '\ud800'] } }, 'deep.list[1]'],
+        [{ ['key\u0000']: 'value' }, 'key\u0000'],
+      ] as const) {
+        cases.push({
+          what: `${method} ${url} body ${names}`,
+          options: {
+            ...base,
+            url: fill(),
+            headers: { ...auth, 'content-type': 'application/json' },
+            payload: JSON.stringify(body),
+          },
+          names,
+        });
+      }
+    }
+
+    const before = await writes();
+    const wrong: string[] = [];
+    for (const { what, options, names } of cases) {
+      const response = await inject(options);
+      const type = String(response.headers['content-type']);
+      // The customer-facing pages (/r, /u) answer with a page; everything else with a problem naming the field.
+      const named =
+        !type.startsWith('application/problem+json') ||
+        (response.json<{ errors?: Array<{ path: string }> }>().errors ?? []).some((e) => e.path === names);
+      if (response.statusCode !== 400 || !named)
+        wrong.push(`${what}: ${response.statusCode} ${response.body.slice(0, 200)}`);
+    }
+    expect(wrong).toEqual([]);
+    expect(await writes()).toBe(before);
+  }, 120_000);
 
   it('/r/:token pages and forms: never a 5xx, and an unknown token writes nothing', async () => {
     await fc.assert(
