@@ -1,8 +1,9 @@
 /**
- * Gathers work items that arrive at the same moment into batches, so that their Postgres work is
- * shared: the step jobs a worker holds (src/recoveries/dispatch-step.ts dispatchSteps), the events
- * a server receives (src/orders/apply-event.ts EventApplier). Like a group commit: a batch starts as
- * soon as one of `maxRunning` slots is free, with whatever arrived meanwhile (up to `maxBatch`);
+ * Gathers work items that arrive at the same moment into batches, so that they share their round
+ * trips to Postgres or Redis: the step jobs a worker holds (src/recoveries/dispatch-step.ts
+ * dispatchSteps), the events a server receives (src/orders/apply-event.ts EventApplier), the
+ * wake-ups added to the queue (src/queue/queues.ts StepQueue). Like a group commit: a batch starts
+ * as soon as one of `maxRunning` slots is free, with whatever arrived meanwhile (up to `maxBatch`);
  * under light load every batch is a single job and nothing waits.
  */
 export class Batcher<In, Out> {

@@ -5,6 +5,7 @@ import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { RecoupError, validationError } from '../errors.js';
 import { formatPath } from '../orders/event-schema.js';
+import { randomHex } from '../random.js';
 import { unstorableTextMessage, unstorableTextPaths } from '../storable-text.js';
 import type { Logger } from '../logger.js';
 import type { StepQueue } from '../queue/queues.js';
@@ -80,7 +81,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       connectionsCheckingInterval: Math.min(30_000, Math.max(100, (deps.requestTimeoutMs ?? 30_000) / 2)),
     },
     connectionTimeout: Math.max(60_000, (deps.requestTimeoutMs ?? 30_000) * 2),
-    genReqId: () => `req_${randomBytes(6).toString('hex')}`,
+    // From the pooled CSPRNG (src/random.ts): randomBytes per request was 7 µs of every event's 160.
+    genReqId: () => `req_${randomHex(6)}`,
     // Behind a proxy the client IP (rate limits) and https (Secure cookies) come from X-Forwarded-*.
     trustProxy: deps.trustProxy ?? false,
   });

@@ -1,5 +1,6 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { Batcher } from '../batcher.js';
 import type { RedisNode } from '../config.js';
 
 /** The one BullMQ queue: each job wakes one recovery up for its next step (or expiry). */
@@ -73,8 +74,15 @@ export function workerConnection(target: RedisTarget, onError: (err: Error) => v
   return redis;
 }
 
+type StepJob = { name: string; data: StepJobData; opts: JobsOptions };
+
 export class StepQueue {
   readonly queue: Queue<StepJobData>;
+  /**
+   * Wake-ups added at the same moment (the events of one intake batch, each answered by its own
+   * request) go to Redis together: one write and one MULTI/EXEC instead of a round trip each.
+   */
+  readonly #adds: Batcher<StepJob[], void>;
 
   constructor(connection: ConnectionOptions, prefix: string) {
     this.queue = new Queue<StepJobData>(stepQueueName, {
@@ -83,18 +91,30 @@ export class StepQueue {
       defaultJobOptions: stepJobDefaults,
       streams: { events: { maxLen: 1_000 } },
     });
+    this.#adds = new Batcher<StepJob[], void>(
+      async (lists) => {
+        await this.#addJobs(lists.flat());
+        return lists.map(() => undefined);
+      },
+      { maxBatch: 64, maxRunning: 4 },
+    );
   }
 
   /** Adds wake-ups. Throws when Redis is unreachable; callers log it and rely on the reconciler. */
   async add(wakeups: Wakeup[], now: Date = new Date()): Promise<void> {
     if (wakeups.length === 0) return;
-    const jobs = wakeups.map((w) => ({
-      name: stepJobName,
-      data: { recoveryId: w.recoveryId, wakeSeq: w.wakeSeq },
-      opts: { jobId: stepJobId(w.recoveryId, w.wakeSeq), delay: Math.max(0, w.runAt.getTime() - now.getTime()) },
-    }));
-    // The common case (one wake-up per event or step) skips addBulk's MULTI/EXEC pipeline: the same
-    // job, for half the client CPU (bench: 0.11 vs 0.23 ms per job).
+    await this.#adds.submit(
+      wakeups.map((w) => ({
+        name: stepJobName,
+        data: { recoveryId: w.recoveryId, wakeSeq: w.wakeSeq },
+        opts: { jobId: stepJobId(w.recoveryId, w.wakeSeq), delay: Math.max(0, w.runAt.getTime() - now.getTime()) },
+      })),
+    );
+  }
+
+  async #addJobs(jobs: StepJob[]): Promise<void> {
+    // A lone job skips addBulk's MULTI/EXEC pipeline: the same job, for half the client CPU
+    // (bench: 0.11 vs 0.23 ms per job).
     const [only] = jobs;
     if (only && jobs.length === 1) await this.queue.add(only.name, only.data, only.opts);
     else await this.queue.addBulk(jobs);
