@@ -7,6 +7,8 @@ import { RecoupError } from '../errors.js';
  */
 
 const formats = new Map<string, Intl.NumberFormat>();
+/** A shop uses a handful of locales and currencies: the bound only keeps odd input from growing the map. */
+const maxFormats = 1_024;
 /** resolvedOptions() builds a fresh object each call; the answer per currency never changes. */
 const minorDigits = new Map<string, number>();
 
@@ -31,6 +33,7 @@ function numberFormat(
         cause: err,
       });
     }
+    if (formats.size >= maxFormats) formats.clear();
     formats.set(key, format);
   }
   return format;

@@ -63,6 +63,23 @@ describe('formatAmount', () => {
     expect(formatAmount(123400, 'INR', 'en', { currencyDisplay: 'code' })).toBe(`INR${nbsp}1,234.00`);
   });
 
+  it('formats alike past the bound of its cache of formats (2,028 locale and currency pairs)', () => {
+    const letters = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+    const locales = [...letters].flatMap((a) => [...letters].map((b) => `en-${a}${b}`));
+    for (const pass of [1, 2]) {
+      for (const locale of locales) {
+        for (const [currency, minor, amount] of [
+          ['USD', 4999, 49.99],
+          ['JPY', 4999, 4999],
+          ['INR', 123456, 1234.56],
+        ] as const) {
+          const fresh = new Intl.NumberFormat(locale, { style: 'currency', currency }).format(amount);
+          expect(formatAmount(minor, currency, locale), `pass ${pass}, ${currency} in ${locale}`).toBe(fresh);
+        }
+      }
+    }
+  });
+
   it('rejects amounts that are not integer minor units', () => {
     for (const bad of [12.5, Number.NaN, Number.POSITIVE_INFINITY, Number.MAX_SAFE_INTEGER + 1]) {
       let caught: unknown;
