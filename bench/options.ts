@@ -28,6 +28,11 @@ export interface BenchOptions {
    * dispatch at the measured capacity so that the default run stays under 10 minutes on a slow machine. */
   scaleDue: number;
   /**
+   * BENCH_SCALE_SAMPLES: rate measurements at each backlog size; the median counts. One burst lasts
+   * a few seconds, so a single sample moves by ±20 % with the machine. Default 3 (quick 1).
+   */
+  scaleSamples: number;
+  /**
    * BENCH_BURST: recoveries due at the same instant in the burst. Default N, at most 60 s of dispatch
    * at the measured capacity (the drain time is compared with size / capacity at any size).
    */
@@ -64,6 +69,7 @@ export function readOptions(env: NodeJS.ProcessEnv = process.env): BenchOptions 
     scaleSmall: quick ? 1_000 : 10_000,
     scaleLarge: quick ? 3_000 : 200_000,
     scaleDue: quick ? 150 : 5_000,
+    scaleSamples: Math.max(1, int(env.BENCH_SCALE_SAMPLES, quick ? 1 : 3)),
     burst: env.BENCH_BURST ? int(env.BENCH_BURST, n) : undefined,
     providerLatencyMs: int(env.BENCH_PROVIDER_LATENCY_MS, 0),
     keep: env.BENCH_KEEP === '1',

@@ -145,7 +145,7 @@ export function renderTable(f: Figures, outcomes: TargetOutcome[], machine: Mach
     },
     {
       section: '5. Scale',
-      label: `${fmt(Number(f.scale_due))} due: messages/s at ${fmt(Number(f.scale_small_pending))} / ${fmt(Number(f.scale_large_pending))} pending`,
+      label: `${fmt(Number(f.scale_due))} due: messages/s at ${fmt(Number(f.scale_small_pending))} / ${fmt(Number(f.scale_large_pending))} pending${Number(f.scale_samples) > 1 ? ` (median of ${f.scale_samples})` : ''}`,
       value: `${fmt(Number(f.scale_small_per_s))} / ${fmt(Number(f.scale_large_per_s))}`,
     },
     { label: 'ratio', value: fmt(f.scale_ratio, 2), note: met('scale_ratio') },

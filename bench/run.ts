@@ -195,6 +195,7 @@ async function main(): Promise<void> {
     scale_due: scale.due,
     scale_small_per_s: round(scale.smallPerS, 1),
     scale_large_per_s: round(scale.largePerS, 1),
+    scale_samples: scale.smallSamplesPerS.length,
     pg_bytes_per_pending_recovery: round(scale.pgBytesPerPendingRecovery),
     pg_bytes_per_recovery_intake: round(intake.pgBytesPerRecovery),
     pg_bytes_per_message: round(dispatch.pgBytesPerMessage),
@@ -228,6 +229,8 @@ async function main(): Promise<void> {
     finished_at: new Date().toISOString(),
     duration_s: round((Date.now() - started) / 1000, 1),
     machine,
+    // Every sample behind the medians scale_small_per_s and scale_large_per_s.
+    scale_samples_per_s: { small: scale.smallSamplesPerS, large: scale.largeSamplesPerS },
     settings: {
       n: options.n,
       worker_processes: 1,

@@ -11,8 +11,11 @@ export interface ScaleResult {
   largePending: number;
   /** Recoveries due at once in each of the two rate measurements. */
   due: number;
+  /** Medians of the samples at each size. */
   smallPerS: number;
   largePerS: number;
+  smallSamplesPerS: number[];
+  largeSamplesPerS: number[];
   ratio: number;
   redisBytesPerPendingRecovery: number;
   /** Customer + order + recovery rows (with indexes) of a recovery waiting for its first step. */
@@ -49,6 +52,21 @@ async function dueRate(ctx: BenchContext, queue: StepQueue, tag: string, pending
   return { rate, due: n };
 }
 
+/** `scaleSamples` rates at one backlog size (each burst adds its recoveries to the backlog), and their median. */
+async function medianRate(ctx: BenchContext, queue: StepQueue, tag: string, pending: number) {
+  const rates: number[] = [];
+  let due = 0;
+  for (let k = 1; k <= ctx.options.scaleSamples; k++) {
+    const sample = await dueRate(ctx, queue, `${tag}${k}`, pending);
+    rates.push(sample.rate);
+    due = sample.due;
+  }
+  const sorted = [...rates].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  const median = sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+  return { rate: median, rates, due };
+}
+
 /**
  * The dispatch rate with a small and a large backlog of recoveries pending (due tomorrow, with their
  * delayed jobs in Redis and rows in Postgres), and what each pending recovery costs in memory and on disk.
@@ -60,7 +78,7 @@ export async function measureScale(ctx: BenchContext): Promise<ScaleResult> {
   try {
     progress(`scale: ${scaleSmall} recoveries pending`);
     await addPending(ctx, queue, 's0', scaleSmall);
-    const small = await dueRate(ctx, queue, 's1', scaleSmall);
+    const small = await medianRate(ctx, queue, 'p', scaleSmall);
 
     const more = scaleLarge - scaleSmall;
     progress(`scale: adding ${more} more pending recoveries`);
@@ -71,7 +89,7 @@ export async function measureScale(ctx: BenchContext): Promise<ScaleResult> {
     const memoryAfter = await redisUsedMemory(ctx.redis);
     const bytesAfter = await allTableBytes(ctx.pool, [baselineTable]);
     progress(`scale: ${more} pending added in ${round((Date.now() - started) / 1000, 1)} s`);
-    const large = await dueRate(ctx, queue, 's3', scaleLarge);
+    const large = await medianRate(ctx, queue, 'q', scaleLarge);
 
     return {
       smallPending: scaleSmall,
@@ -79,6 +97,8 @@ export async function measureScale(ctx: BenchContext): Promise<ScaleResult> {
       due: small.due,
       smallPerS: small.rate,
       largePerS: large.rate,
+      smallSamplesPerS: small.rates.map((r) => round(r, 1)),
+      largeSamplesPerS: large.rates.map((r) => round(r, 1)),
       ratio: large.rate / small.rate,
       redisBytesPerPendingRecovery: (memoryAfter - memoryBefore) / more,
       pgBytesPerPendingRecovery: (bytesAfter - bytesBefore) / more,
