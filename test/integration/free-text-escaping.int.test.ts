@@ -158,7 +158,12 @@ describe('free text through the service: stored exactly, inert in the retry page
 
   /** Sends an order with these texts, gives it a live retry link; answers its pages. */
   async function orderWith(texts: Texts) {
-    const event = makeEvent({}, { description: texts.description, coupon_code: texts.coupon });
+    // A second in the past: the timeline orders its entries by time, and a payment attempt in the same
+    // millisecond as the recovery's start would swap places with it and change the page's layout.
+    const event = makeEvent(
+      { occurred_at: new Date(Date.now() - 1_000).toISOString() },
+      { description: texts.description, coupon_code: texts.coupon },
+    );
     event.order.customer.name = texts.name;
     event.payment.failure_message = texts.failureMessage;
     event.payment.failure_code = texts.failureCode;
