@@ -85,7 +85,8 @@ interface AuditRow {
   after: unknown;
 }
 
-// Entries at the same instant: cause before effect.
+// Entries at the same instant: cause before effect. A shop's own payment attempt comes with its
+// event, before the recovery that event starts; recoup's attempts follow the click that made them.
 const kindOrder: Record<TimelineKind, number> = {
   event: 0,
   recovery: 1,
@@ -97,6 +98,7 @@ const kindOrder: Record<TimelineKind, number> = {
   payment: 7,
   refund: 8,
 };
+const shopAttemptOrder = 0.5;
 
 export async function loadOrderTimeline(
   db: Db,
@@ -250,8 +252,9 @@ export async function loadOrderTimeline(
     });
   }
 
+  const shopAttempts = new Set<TimelineEntry>();
   for (const a of view.attempts) {
-    entries.push({
+    const entry: TimelineEntry = {
       at: new Date(a.occurred_at),
       kind: 'attempt',
       title: `Payment attempt (${a.source === 'retry_link' ? 'retry link' : 'shop'}) · ${a.status}`,
@@ -263,7 +266,9 @@ export async function loadOrderTimeline(
         ['amount', money(a.amount, a.currency)],
         ['failure', a.failure_code ? `${a.failure_code} (${a.failure_category ?? 'unclassified'})` : null],
       ]),
-    });
+    };
+    entries.push(entry);
+    if (a.source !== 'retry_link') shopAttempts.add(entry);
   }
 
   for (const p of view.payments) {
@@ -314,7 +319,8 @@ export async function loadOrderTimeline(
     });
   }
 
-  entries.sort((a, b) => a.at.getTime() - b.at.getTime() || kindOrder[a.kind] - kindOrder[b.kind]);
+  const rank = (e: TimelineEntry) => (shopAttempts.has(e) ? shopAttemptOrder : kindOrder[e.kind]);
+  entries.sort((a, b) => a.at.getTime() - b.at.getTime() || rank(a) - rank(b));
 
   return {
     view,

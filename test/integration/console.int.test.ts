@@ -354,6 +354,23 @@ describe('orders', () => {
     expect((await get('/console/orders/ord_missing', ops)).statusCode).toBe(404);
   });
 
+  it('lists the shop’s failed attempt before the recovery it starts, also within one millisecond', async () => {
+    const ops = await loginAs(['ops']);
+    const { orderId } = await newOrder();
+    // The event, its attempt and the recovery it started, all at the same instant.
+    await svc.database.db.execute(
+      sql`update events set occurred_at = r.started_at from recoveries r
+          where r.order_id = ${orderId} and events.order_id = ${orderId}`,
+    );
+    await svc.database.db.execute(
+      sql`update payment_attempts set occurred_at = r.started_at from recoveries r
+          where r.order_id = ${orderId} and payment_attempts.order_id = ${orderId}`,
+    );
+    const { body } = await get(`/console/orders/${orderId}`, ops);
+    const kinds = [...body.matchAll(/data-kind="([a-z]+)"/g)].map((m) => m[1]);
+    expect(kinds.slice(0, 3)).toEqual(['event', 'attempt', 'recovery']);
+  });
+
   it('stops and restarts a recovery, revoking links, queueing a fresh wake-up and auditing both', async () => {
     const ops = await loginAs(['ops']);
     const { orderId } = await newOrder();
