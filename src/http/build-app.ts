@@ -6,7 +6,7 @@ import type { Db } from '../db/client.js';
 import { RecoupError, validationError } from '../errors.js';
 import { formatPath } from '../orders/event-schema.js';
 import { randomHex } from '../random.js';
-import { unstorableTextMessage, unstorableTextPaths } from '../storable-text.js';
+import { isStorableText, unstorableTextMessage, unstorableTextPaths } from '../storable-text.js';
 import type { Logger } from '../logger.js';
 import type { StepQueue } from '../queue/queues.js';
 import { EnvKeyResolver, type KeyResolver } from './auth.js';
@@ -108,7 +108,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       ...unstorableTextPaths(request.params),
       ...unstorableTextPaths(request.query),
       ...(typeof request.body === 'string'
-        ? unstorableTextPaths(request.body).map(() => ['(body)'])
+        ? isStorableText(request.body)
+          ? []
+          : [['(body)']]
         : unstorableTextPaths(request.body)),
     ];
     if (paths.length > 0) {

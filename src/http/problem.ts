@@ -58,11 +58,10 @@ export function toRecoupError(err: unknown): RecoupError {
 
 /**
  * The status an error answers with, for handlers that answer with a page rather than a problem:
- * a RecoupError's code's status, else the error's own `statusCode` (Fastify and its plugins, e.g. a
- * rate limit's 429), else 500.
+ * its `statusCode` (a RecoupError's code's, or Fastify's and its plugins', e.g. a rate limit's 429),
+ * else 500.
  */
 export function httpStatusOf(err: unknown): number {
-  if (isRecoupError(err)) return errorCodes[err.code].status;
   const status = (err as { statusCode?: unknown } | null)?.statusCode;
   return typeof status === 'number' && status >= 400 && status < 600 ? status : 500;
 }
