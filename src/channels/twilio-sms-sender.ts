@@ -91,12 +91,16 @@ export class TwilioSmsSender implements SmsSender {
  */
 class RecoupRequestClient extends twilio.RequestClient {
   readonly #apiUrl: URL | undefined;
-  readonly #httpAgent = new http.Agent({ keepAlive: true });
+  readonly #httpAgent: http.Agent;
 
   constructor(options: { timeout: number; apiUrl: string | undefined }) {
     super({ timeout: options.timeout, keepAlive: true });
     this.#apiUrl = options.apiUrl ? new URL(options.apiUrl) : undefined;
-    // The SDK configures only an https agent; a plain-http base URL (a local fake) gets one we can destroy.
+    // The SDK configures only an https agent; a plain-http base URL (a local fake) gets one we can
+    // destroy, with the SDK's timeout too: an agent without one ignores the server's announced
+    // `Keep-Alive: timeout` and reuses idle connections until the server closes them, when a
+    // request written as the server closes is reset after it left (an unknown outcome).
+    this.#httpAgent = new http.Agent({ keepAlive: true, timeout: options.timeout });
     this.axios.defaults.httpAgent = this.#httpAgent;
   }
 

@@ -29,6 +29,8 @@ export interface FakeTwilio {
   readonly messages: readonly FakeTwilioMessage[];
   /** Every request that reached the server, answered or not. */
   readonly requests: readonly FakeTwilioRequest[];
+  /** Connections that have ended, oldest first, and which side closed each: the client's FIN came first, or not. */
+  readonly closedConnections: ReadonlyArray<{ closedBy: 'client' | 'server' }>;
   /** Recipients (E.164) answered with 400 / 21211. */
   readonly invalidNumbers: Set<string>;
   /** The next `count` message requests get `fault` instead of the normal handling (after the auth check). */
@@ -130,6 +132,8 @@ export interface FakeTwilioOptions {
   authToken?: string;
   /** Seed of the fault RNG. Default 1. */
   seed?: number;
+  /** How long an idle keep-alive connection is kept (announced as `Keep-Alive: timeout=…`). Default Node's 5 s. */
+  keepAliveTimeoutMs?: number;
 }
 
 const messagesPath = /^\/2010-04-01\/Accounts\/([^/]+)\/Messages\.json$/;
@@ -145,15 +149,22 @@ export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<
   let rates: Required<FakeTwilioFaultRates> = { error500Rate: 0, error429Rate: 0, timeoutRate: 0, dropRate: 0 };
   let random = mulberry32(options.seed ?? 1);
   const sockets = new Set<Socket>();
+  const closedConnections: Array<{ closedBy: 'client' | 'server' }> = [];
 
   const server = http.createServer((req, res) => {
     void handle(req, res).catch((error: unknown) => {
       if (!res.headersSent) sendJson(res, 500, { code: 20500, message: String(error), status: 500 });
     });
   });
+  if (options.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = options.keepAliveTimeoutMs;
   server.on('connection', (socket) => {
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    let clientEnded = false;
+    socket.once('end', () => (clientEnded = true));
+    socket.once('close', () => {
+      sockets.delete(socket);
+      closedConnections.push({ closedBy: clientEnded ? 'client' : 'server' });
+    });
   });
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -233,6 +244,7 @@ export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<
     authToken,
     messages,
     requests,
+    closedConnections,
     invalidNumbers,
     failNext(count, fault) {
       for (let i = 0; i < count; i++) programmed.push(fault);

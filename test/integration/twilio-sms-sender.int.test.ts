@@ -103,6 +103,32 @@ describe('TwilioSmsSender', () => {
     });
   });
 
+  describe('connections', () => {
+    // A request written on an idle keep-alive connection just as the server closes it is reset
+    // after it left: its outcome is unknown and the reminder is never re-sent. The client must
+    // let go of idle connections before the server does (Node's agent does so a second before
+    // the server's announced `Keep-Alive: timeout`, but only when the agent has a timeout).
+    it('closes an idle connection itself, before the server announced it would', async () => {
+      const server = await startFakeTwilio({ keepAliveTimeoutMs: 2_000 });
+      try {
+        const client = sender({ apiUrl: server.url, accountSid: server.accountSid, authToken: server.authToken });
+        await client.send(sms());
+        const closed = await new Promise<{ closedBy: string }>((resolve) => {
+          const poll = setInterval(() => {
+            const first = server.closedConnections[0];
+            if (first) {
+              clearInterval(poll);
+              resolve(first);
+            }
+          }, 20);
+        });
+        expect(closed).toEqual({ closedBy: 'client' });
+      } finally {
+        await server.close();
+      }
+    });
+  });
+
   describe('classifies Twilio answers', () => {
     it('21211 for an invalid number: failed, invalid_address', async () => {
       fake.invalidNumbers.add('+15005550001');
