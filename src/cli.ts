@@ -132,7 +132,11 @@ function printBanner(
 
 async function migrate(): Promise<number> {
   const config = loadConfig();
-  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+  const database = await openDatabase({
+    url: config.databaseUrl,
+    dataDir: config.dataDir,
+    limits: config.databaseLimits,
+  });
   try {
     await database.migrate();
     console.log('recoup: migrations applied');
@@ -153,7 +157,11 @@ async function cadences(args: string[]): Promise<number> {
     const text = readTextFile(file);
     const renderer = TemplateRenderer.load(config.templatesDir);
     const parsed = parseCadenceDocument(text, { templates: renderer, requiredLocales: ['en', 'zh-CN'] });
-    const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+    const database = await openDatabase({
+      url: config.databaseUrl,
+      dataDir: config.dataDir,
+      limits: config.databaseLimits,
+    });
     try {
       await database.migrate();
       for (const a of await applyCadences(database.db, parsed, text)) {
@@ -165,7 +173,11 @@ async function cadences(args: string[]): Promise<number> {
     }
   }
   if (sub === 'list') {
-    const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+    const database = await openDatabase({
+      url: config.databaseUrl,
+      dataDir: config.dataDir,
+      limits: config.databaseLimits,
+    });
     try {
       await database.migrate();
       const active = await activeCadences(database.db);
@@ -190,7 +202,11 @@ async function customers(args: string[]): Promise<number> {
     return 2;
   }
   const config = loadConfig();
-  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+  const database = await openDatabase({
+    url: config.databaseUrl,
+    dataDir: config.dataDir,
+    limits: config.databaseLimits,
+  });
   try {
     await database.migrate();
     const result = await forgetCustomer({ db: database.db, clock: systemClock }, id, `cli:${osUser()}`);

@@ -3,23 +3,23 @@ import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import type { ConnectionLimits } from './db/client.js';
 import type { PaymentMethod } from './domain.js';
-import { parseDuration } from './duration.js';
+import { formatDuration, parseDuration } from './duration.js';
 import { RecoupError } from './errors.js';
+import { sendLeaseFor } from './recoveries/send-lease.js';
 import { parseCountryCosts, parseUnitCost, type MessageCostRates, type UnitCost } from './reports/message-cost.js';
 
-const duration = (fallback: string) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((text, ctx) => {
-      const ms = parseDuration(text);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: `expected a duration like 30s, 15m, 2h or 3d, got "${text}"` });
-        return z.NEVER;
-      }
-      return ms;
-    });
+function toMs(text: string, ctx: z.RefinementCtx): number {
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration like 30s, 15m, 2h or 3d, got "${text}"` });
+    return z.NEVER;
+  }
+  return ms;
+}
+
+const duration = (fallback: string) => z.string().default(fallback).transform(toMs);
 
 export const gatewayNames = ['sandbox', 'stripe', 'alipay', 'wechat_pay'] as const;
 export type GatewayName = (typeof gatewayNames)[number];
@@ -31,6 +31,8 @@ const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
  * so `PORT=` would otherwise silently mean "any free port" instead of the default 3000.
  */
 const whole = <T extends z.ZodType>(schema: T) => z.preprocess(emptyToUndefined, schema);
+/** A duration whose default depends on other variables: undefined when unset or empty. */
+const optionalDuration = z.preprocess(emptyToUndefined, z.string().transform(toMs).optional());
 
 const envSchema = z
   .object({
@@ -102,6 +104,26 @@ const envSchema = z
      * running step job has one while the reconciler, circuits and HTTP requests get theirs.
      */
     DATABASE_POOL_SIZE: whole(z.coerce.number().int().min(1).max(1000).optional()),
+    /**
+     * Postgres ends a session that sits this long inside a transaction without a statement, and
+     * with it the transaction's locks: a frozen or cut-off worker's share locks on the orders it
+     * was sending for, which hold those orders' payments. A sender waits on its provider inside
+     * its transaction, so this must exceed the send lease (start window + PROVIDER_TIMEOUT + 1 s,
+     * src/recoveries/send-lease.ts). Default: the send lease + 4 s (20s with the default settings).
+     */
+    DATABASE_IDLE_IN_TRANSACTION_TIMEOUT: optionalDuration,
+    /**
+     * A statement waiting this long for a lock fails; payment transactions retry it a few times
+     * (src/db/tx.ts), other requests answer 503. Must be shorter than DATABASE_STATEMENT_TIMEOUT.
+     * Default 5s.
+     */
+    DATABASE_LOCK_TIMEOUT: duration('5s').refine((ms) => ms >= 100, 'must be at least 100ms'),
+    /** A statement running this long is cancelled (report rollups and migrations lift it). Default 30s. */
+    DATABASE_STATEMENT_TIMEOUT: duration('30s').refine((ms) => ms >= 100, 'must be at least 100ms'),
+    /** Waiting this long for a free pool connection (or a new one to open) fails with 503. Default 5s. */
+    DATABASE_CONNECT_TIMEOUT: duration('5s').refine((ms) => ms >= 100, 'must be at least 100ms'),
+    /** TCP keepalive probes on Postgres connections start after this long without traffic. Default 10s. */
+    DATABASE_KEEPALIVE_DELAY: duration('10s').refine((ms) => ms >= 1_000, 'must be at least 1s'),
     /**
      * Provider throughput across all workers together: at most this many step jobs (each sends at
      * most one message, SMS or email) start per SEND_RATE_WINDOW. BullMQ's global rate limiter: a
@@ -348,6 +370,33 @@ const envSchema = z
           });
         }
       }
+      const idle = env.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT;
+      // The durations read here may have failed their own checks (reported already): skip then.
+      if (
+        typeof idle === 'number' &&
+        typeof env.PROVIDER_TIMEOUT === 'number' &&
+        typeof env.JOB_LOCK_DURATION === 'number'
+      ) {
+        const lease = sendLeaseOf(env);
+        if (idle <= lease) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['DATABASE_IDLE_IN_TRANSACTION_TIMEOUT'],
+            message: `must be longer than the send lease (${formatDuration(lease)} with this PROVIDER_TIMEOUT and JOB_LOCK_DURATION): a sender waits on its provider inside its transaction`,
+          });
+        }
+      }
+      if (
+        typeof env.DATABASE_LOCK_TIMEOUT === 'number' &&
+        typeof env.DATABASE_STATEMENT_TIMEOUT === 'number' &&
+        env.DATABASE_LOCK_TIMEOUT >= env.DATABASE_STATEMENT_TIMEOUT
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['DATABASE_LOCK_TIMEOUT'],
+          message: 'must be shorter than DATABASE_STATEMENT_TIMEOUT (a lock wait is cut by whichever comes first)',
+        });
+      }
       if (!isValidTimezone(env.DEFAULT_TIMEZONE)) {
         ctx.addIssue({
           code: 'custom',
@@ -372,6 +421,14 @@ function smsTransportOf(env: {
 }
 
 export type Env = z.output<typeof envSchema>;
+
+/** How long a lost sender's message may still reach a provider after its claim (src/recoveries/send-lease.ts). */
+function sendLeaseOf(env: { PROVIDER_TIMEOUT: number; JOB_LOCK_DURATION: number }): number {
+  return sendLeaseFor(env.PROVIDER_TIMEOUT, env.JOB_LOCK_DURATION).leaseMs;
+}
+
+/** Kept between the send lease and the idle-in-transaction timeout: a busy event loop's delay before the next statement. */
+const idleBeyondLeaseMs = 4_000;
 
 export interface RedisNode {
   host: string;
@@ -430,6 +487,8 @@ export interface Config {
   reconcileGraceMs: number;
   workerConcurrency: number;
   databasePoolSize: number;
+  /** Bounds on the waits of every Postgres connection (DATABASE_*_TIMEOUT, DATABASE_KEEPALIVE_DELAY). */
+  databaseLimits: ConnectionLimits;
   /** SEND_RATE_LIMIT per SEND_RATE_WINDOW, across all workers; undefined: unlimited. */
   sendRateLimit: { max: number; durationMs: number } | undefined;
   sendMaxAttempts: number;
@@ -571,6 +630,13 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     reconcileGraceMs: env.RECONCILE_GRACE,
     workerConcurrency: env.WORKER_CONCURRENCY,
     databasePoolSize: env.DATABASE_POOL_SIZE ?? Math.max(10, env.WORKER_CONCURRENCY + 4),
+    databaseLimits: {
+      idleInTransactionTimeoutMs: env.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT ?? sendLeaseOf(env) + idleBeyondLeaseMs,
+      lockTimeoutMs: env.DATABASE_LOCK_TIMEOUT,
+      statementTimeoutMs: env.DATABASE_STATEMENT_TIMEOUT,
+      connectTimeoutMs: env.DATABASE_CONNECT_TIMEOUT,
+      keepAliveDelayMs: env.DATABASE_KEEPALIVE_DELAY,
+    },
     sendRateLimit:
       env.SEND_RATE_LIMIT === undefined ? undefined : { max: env.SEND_RATE_LIMIT, durationMs: env.SEND_RATE_WINDOW },
     sendMaxAttempts: env.SEND_MAX_ATTEMPTS,

@@ -75,7 +75,9 @@ export async function buildCoreDeps(config: Config, logger: Logger, clock: Clock
     url: config.databaseUrl,
     dataDir: config.dataDir,
     poolSize: config.databasePoolSize,
-    onError: (err) => logger.warn({ err }, 'idle Postgres connection failed'),
+    limits: config.databaseLimits,
+    // An idle connection, or one checked out between two statements (src/db/client.ts).
+    onError: (err) => logger.warn({ err }, 'Postgres connection failed'),
   });
   return {
     config,

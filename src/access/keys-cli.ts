@@ -91,7 +91,12 @@ function usage<T>(parse: () => T): T | undefined {
 
 async function withDatabase(config: Config, work: (database: Database) => Promise<number>): Promise<number> {
   if (!config.databaseUrl) assertEmbeddedDatabaseFree(config.dataDir);
-  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: 1 });
+  const database = await openDatabase({
+    url: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolSize: 1,
+    limits: config.databaseLimits,
+  });
   try {
     await database.migrate();
     return await work(database);

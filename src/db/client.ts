@@ -28,27 +28,69 @@ export const migrationsFolder = path.resolve(path.dirname(fileURLToPath(import.m
 // Any constant works; it only has to be the same in every recoup process.
 const migrationLockId = 7_302_114;
 
+/**
+ * Bounds on the waits of every Postgres connection, so that one frozen or partitioned process
+ * cannot stall the others. Sent as startup parameters: no extra round trip per connection.
+ * src/config.ts documents each and its default.
+ */
+export interface ConnectionLimits {
+  /**
+   * The server ends a session that sits inside a transaction this long without a statement, and
+   * with it the transaction's locks (a frozen worker's share locks on the orders it was sending for).
+   */
+  idleInTransactionTimeoutMs: number;
+  /** A statement waiting this long for a lock fails with SQLSTATE 55P03. */
+  lockTimeoutMs: number;
+  /** A statement running this long is cancelled; long jobs raise it with `set local`. */
+  statementTimeoutMs: number;
+  /** Waiting this long for a free pool connection, or for a new one to open, fails. */
+  connectTimeoutMs: number;
+  /** TCP keepalive probes start once a connection has been quiet this long. */
+  keepAliveDelayMs: number;
+}
+
 export interface OpenDatabaseOptions {
   /** Postgres URL; undefined opens an embedded PGlite database under `dataDir`. */
   url: string | undefined;
   dataDir: string;
   /** Pool size for Postgres. Default 10. */
   poolSize?: number;
+  /** Postgres only (PGlite has one in-process session). Unset: no bounds beyond the server's own settings. */
+  limits?: ConnectionLimits;
   onError?: (err: Error) => void;
 }
 
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
-  if (options.url) return openPostgres(options.url, options.poolSize ?? 10, options.onError);
+  if (options.url) return openPostgres(options.url, options.poolSize ?? 10, options.limits, options.onError);
   return openPglite(path.join(options.dataDir, 'pglite'));
 }
 
-function openPostgres(url: string, poolSize: number, onError?: (err: Error) => void): Database {
-  const pool = new pg.Pool({ connectionString: url, max: poolSize });
+function openPostgres(
+  url: string,
+  poolSize: number,
+  limits: ConnectionLimits | undefined,
+  onError?: (err: Error) => void,
+): Database {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    ...(limits
+      ? {
+          idle_in_transaction_session_timeout: limits.idleInTransactionTimeoutMs,
+          lock_timeout: limits.lockTimeoutMs,
+          statement_timeout: limits.statementTimeoutMs,
+          connectionTimeoutMillis: limits.connectTimeoutMs,
+          keepAlive: true,
+          keepAliveInitialDelayMillis: limits.keepAliveDelayMs,
+        }
+      : {}),
+  });
   // An idle client dying (server restart, pg_terminate_backend) must not crash the process.
   pool.on('error', (err) => onError?.(err));
-  // Nor one that is checked out but between queries (a transaction waiting on a provider call):
-  // pg emits 'error' on the client itself then, and the pool only listens while it is idle. The
-  // next query on it fails, the transaction rolls back, and the pool discards the client.
+  // Nor one that is checked out but between queries (a transaction waiting on a provider call, ended
+  // by the server's idle-in-transaction timeout, say): pg emits 'error' on the client itself then,
+  // and the pool only listens while it is idle. The next query on it fails, the transaction rolls
+  // back, and the pool discards the client.
   pool.on('connect', (client) => client.on('error', (err) => onError?.(err)));
   const db = drizzlePg(pool, { schema }) as unknown as Db;
   return {
@@ -57,11 +99,15 @@ function openPostgres(url: string, poolSize: number, onError?: (err: Error) => v
     async migrate() {
       const client = await pool.connect();
       try {
+        // A migration may rewrite a large table, and a process starting beside another one waits
+        // here until that one's migrations are done: neither is bounded by the request limits.
+        await client.query('set statement_timeout = 0; set lock_timeout = 0');
         await client.query('select pg_advisory_lock($1)', [migrationLockId]);
         await migratePg(drizzlePg(client, { schema }), { migrationsFolder });
       } finally {
         await client.query('select pg_advisory_unlock($1)', [migrationLockId]).catch(() => undefined);
-        client.release();
+        // Its session settings were changed: it does not go back into the pool.
+        client.release(true);
       }
     },
     isMigrated: () => isMigrated(db),

@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { busyDatabaseError } from '../db/tx.js';
 import { errorCodes, isRecoupError, RecoupError, type ErrorCode } from '../errors.js';
 
 /** RFC 9457 problem details, with every bad field listed under `errors`. */
@@ -53,17 +54,21 @@ export function toRecoupError(err: unknown): RecoupError {
   }
   if (fastifyError.statusCode === 413) return new RecoupError('payload_too_large', 'Body too large');
   if (fastifyError.statusCode === 415) return new RecoupError('unsupported_media_type', 'Use application/json');
+  // A lock wait past lock_timeout or a full pool on any route: busy, so worth retrying, not broken.
+  const busy = busyDatabaseError(err);
+  if (busy) return busy;
   return new RecoupError('internal', 'Internal error', { cause: err });
 }
 
 /**
  * The status an error answers with, for handlers that answer with a page rather than a problem:
  * its `statusCode` (a RecoupError's code's, or Fastify's and its plugins', e.g. a rate limit's 429),
- * else 500.
+ * 503 for a busy database, else 500.
  */
 export function httpStatusOf(err: unknown): number {
   const status = (err as { statusCode?: unknown } | null)?.statusCode;
-  return typeof status === 'number' && status >= 400 && status < 600 ? status : 500;
+  if (typeof status === 'number' && status >= 400 && status < 600) return status;
+  return busyDatabaseError(err)?.statusCode ?? 500;
 }
 
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {

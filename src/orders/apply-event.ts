@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
-import type { Tx } from '../db/tx.js';
+import { retryingTransaction, type Tx } from '../db/tx.js';
 import type { FailureCategory, OrderStatus } from '../domain.js';
 import { newId } from '../ids.js';
 import type { Wakeup } from '../queue/queues.js';
@@ -59,7 +59,8 @@ interface OrderRow {
  */
 export async function applyEvent(deps: ApplyEventDeps, event: EventInput, now: Date): Promise<ApplyResult> {
   if (oneStatementTypes.has(event.type)) return applyOrderEvent(deps, event, now);
-  return deps.db.transaction(async (tx) => {
+  // payment.succeeded and order.cancelled wait for the order's lock, which a sender may hold.
+  return retryingTransaction(deps.db, async (tx) => {
     const occurredAt = new Date(event.occurred_at);
     const customer = event.order?.customer ?? event.customer;
     const claimed = await rows<{ id: string }>(

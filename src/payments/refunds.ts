@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
+import { retryingTransaction } from '../db/tx.js';
 import { RecoupError } from '../errors.js';
 import { newId } from '../ids.js';
 import { submitRefund, type RetryDeps } from './retry-session.js';
@@ -23,7 +24,7 @@ export async function requestRefund(
   input: RefundRequestInput,
 ): Promise<{ refundId: string; status: string }> {
   const now = deps.clock.now();
-  const refundId = await deps.db.transaction(async (tx) => {
+  const refundId = await retryingTransaction(deps.db, async (tx) => {
     await tx.execute(sql`select id from orders where id = ${input.orderId} for update`);
     const key = input.idempotencyKey ? `ops-${input.orderId}-${input.idempotencyKey}` : `ops-${newId('ref')}`;
     const [existing] = await rows<{ id: string }>(tx, sql`select id from refunds where refund_key = ${key}`);

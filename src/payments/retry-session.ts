@@ -3,7 +3,7 @@ import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
-import type { Tx } from '../db/tx.js';
+import { retryingTransaction, type Tx } from '../db/tx.js';
 import type { FailureCategory, PaymentMethod } from '../domain.js';
 import { paymentMethods } from '../domain.js';
 import { newId } from '../ids.js';
@@ -263,7 +263,8 @@ export async function initiatePayment(deps: RetryDeps, input: InitiateInput): Pr
   const link = await lookupRetryToken(deps.db, input.token, now);
   if (!link.valid) return { kind: link.reason === 'expired' || link.reason === 'revoked' ? 'expired' : 'invalid' };
 
-  const result = await deps.db.transaction(async (tx): Promise<InitiateResult | ConflictResult> => {
+  // Its lock waits all come before any gateway call: a run that timed out told the gateway nothing.
+  const result = await retryingTransaction(deps.db, async (tx): Promise<InitiateResult | ConflictResult> => {
     const row = await loadLinkRow(tx, link.messageId, true);
     if (!row) return { kind: 'invalid' };
     if (row.order_status === 'paid') return { kind: 'completed' };
@@ -635,7 +636,7 @@ export type SettleResult =
  */
 export async function settleSuccess(deps: RetryDeps, fact: SuccessFact): Promise<SettleResult> {
   const now = deps.clock.now();
-  const result = await deps.db.transaction(async (tx): Promise<SettleResult> => {
+  const result = await retryingTransaction(deps.db, async (tx): Promise<SettleResult> => {
     await tx.execute(sql`select id from orders where id = ${fact.orderId} for update`);
     const attempt = fact.attemptId ? await loadAttempt(tx, fact.attemptId, fact.orderId) : undefined;
     const recorded = await recordPayment(

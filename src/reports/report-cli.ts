@@ -43,7 +43,11 @@ export async function reportCommand(args: string[], config: Config, now: Date): 
     { from: values.from, to: values.to, group_by: values['group-by'], currency: values.currency, tz: values.tz },
     now,
   );
-  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+  const database = await openDatabase({
+    url: config.databaseUrl,
+    dataDir: config.dataDir,
+    limits: config.databaseLimits,
+  });
   try {
     if (values.holdout) {
       console.log(JSON.stringify(await holdoutReport(database.db, query), null, 2));

@@ -50,6 +50,9 @@ export interface RefreshResult {
  */
 export async function refreshRollup(db: Db, now: Date): Promise<RefreshResult> {
   return db.transaction(async (tx) => {
+    // The first build after an import or an upgrade takes minutes (117 s for a million recoveries),
+    // and a refresh waits here for another one by design: neither is bounded like a request.
+    await tx.execute(sql`select set_config('statement_timeout', '0', true), set_config('lock_timeout', '0', true)`);
     await tx.execute(sql`select pg_advisory_xact_lock(hashtext('recoup:report_rollup'))`);
     const [state] = await rows<{ refreshed_at: Date | null }>(
       tx,

@@ -177,6 +177,65 @@ describe('loadConfig', () => {
     expect(err.message).toContain('must start with a hash tag such as {recoup}');
   });
 
+  it('bounds every Postgres wait, the idle-in-transaction timeout just past the send lease', () => {
+    expect(loadConfig({}).databaseLimits).toEqual({
+      // The 16 s send lease (5 s start window + 10 s PROVIDER_TIMEOUT + 1 s) and 4 s more.
+      idleInTransactionTimeoutMs: 20_000,
+      lockTimeoutMs: 5_000,
+      statementTimeoutMs: 30_000,
+      connectTimeoutMs: 5_000,
+      keepAliveDelayMs: 10_000,
+    });
+    // A longer provider call lengthens the lease, and the idle timeout follows it.
+    expect(loadConfig({ PROVIDER_TIMEOUT: '30s' }).databaseLimits.idleInTransactionTimeoutMs).toBe(40_000);
+    expect(loadConfig({ DATABASE_IDLE_IN_TRANSACTION_TIMEOUT: '' }).databaseLimits.idleInTransactionTimeoutMs).toBe(
+      20_000,
+    );
+    expect(
+      loadConfig({
+        DATABASE_IDLE_IN_TRANSACTION_TIMEOUT: '1m',
+        DATABASE_LOCK_TIMEOUT: '2s',
+        DATABASE_STATEMENT_TIMEOUT: '2m',
+        DATABASE_CONNECT_TIMEOUT: '1500ms',
+        DATABASE_KEEPALIVE_DELAY: '30s',
+      }).databaseLimits,
+    ).toEqual({
+      idleInTransactionTimeoutMs: 60_000,
+      lockTimeoutMs: 2_000,
+      statementTimeoutMs: 120_000,
+      connectTimeoutMs: 1_500,
+      keepAliveDelayMs: 30_000,
+    });
+  });
+
+  it('refuses Postgres bounds that would cut an honest send or wait, every one at once', () => {
+    const err = configError({
+      DATABASE_IDLE_IN_TRANSACTION_TIMEOUT: '16s',
+      DATABASE_LOCK_TIMEOUT: '30s',
+      DATABASE_CONNECT_TIMEOUT: 'soon',
+      DATABASE_KEEPALIVE_DELAY: '10ms',
+    });
+    expect(err.issues.map((i) => i.path).sort()).toEqual([
+      'DATABASE_CONNECT_TIMEOUT',
+      'DATABASE_IDLE_IN_TRANSACTION_TIMEOUT',
+      'DATABASE_KEEPALIVE_DELAY',
+      'DATABASE_LOCK_TIMEOUT',
+    ]);
+    expect(err.message).toMatch(/DATABASE_IDLE_IN_TRANSACTION_TIMEOUT: must be longer than the send lease \(16s/);
+    expect(err.message).toContain('DATABASE_LOCK_TIMEOUT: must be shorter than DATABASE_STATEMENT_TIMEOUT');
+    expect(err.message).toContain('DATABASE_CONNECT_TIMEOUT: expected a duration');
+    // The lease is judged with the PROVIDER_TIMEOUT and JOB_LOCK_DURATION given.
+    expect(
+      loadConfig({ DATABASE_IDLE_IN_TRANSACTION_TIMEOUT: '2s', PROVIDER_TIMEOUT: '300ms', JOB_LOCK_DURATION: '1s' })
+        .databaseLimits.idleInTransactionTimeoutMs,
+    ).toBe(2_000);
+    // Too short a statement timeout is reported, and the lock timeout no longer fits under it.
+    expect(configError({ DATABASE_STATEMENT_TIMEOUT: '10ms' }).issues.map((i) => i.path)).toEqual([
+      'DATABASE_STATEMENT_TIMEOUT',
+      'DATABASE_LOCK_TIMEOUT',
+    ]);
+  });
+
   it('never echoes secret values in its error', () => {
     const secrets = {
       TWILIO_ACCOUNT_SID: 'AC-sid-4b1d9e',
