@@ -93,6 +93,9 @@ export async function startService(
     }
   };
 
+  // One parse, so that the `_nth` counts of every crash point are kept in one place.
+  const faultPoint = parseFaultInjection(config.faultInjection);
+
   try {
     const redisTarget: RedisTarget = { url: config.redisUrl, clusterNodes: config.redisClusterNodes };
     await assertRedisReachable(redisTarget, {
@@ -149,7 +152,7 @@ export async function startService(
             secret: resolveSecret(config),
             from: config.email.from,
           }),
-          faultPoint: overrides.faultPoint ?? parseFaultInjection(config.faultInjection),
+          faultPoint: overrides.faultPoint ?? faultPoint,
           // Steps whose retry link only leads to gateways with open circuits are held.
           circuits: { gatewayFor: (method) => config.payments.gatewayFor[method], settings: config.circuits },
           messageCosts: new MessageCosts(config.finance.messageCosts),
@@ -214,6 +217,8 @@ export async function startService(
         clickWindowMs: config.payments.clickAttributionWindowMs,
         incentivePeriodMs: config.payments.incentivePeriodMs,
         sendLeaseMs: lease.leaseMs,
+        webhookStaleAfterMs: config.payments.webhookStaleAfterMs,
+        faultPoint,
       };
       payments = retry;
       // The server sends one kind of message itself: a fresh link the customer asked for.

@@ -32,6 +32,10 @@ export interface RetryDeps {
   incentivePeriodMs?: number;
   /** How long a lost sender's message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
   sendLeaseMs?: number;
+  /** A webhook event claimed this long ago and not applied is taken over (WEBHOOK_STALE_AFTER). Default 2 min. */
+  webhookStaleAfterMs?: number;
+  /** Test seam for the crash test: called once a webhook's event is claimed, before it is applied. */
+  faultPoint?: (point: 'after_webhook_claim', eventId: string) => Promise<void>;
 }
 
 /** Everything the retry page shows for a valid link. */

@@ -58,6 +58,13 @@ describe('loadConfig', () => {
     });
     // The templates shipped with recoup, wherever the process was started from.
     expect(config.templatesDir).toBe(path.resolve(import.meta.dirname, '../../templates'));
+    expect(config.payments).toMatchObject({ webhookStaleAfterMs: 120_000 });
+  });
+
+  it('reads the webhook claim threshold and refuses one under a second', () => {
+    expect(loadConfig({ WEBHOOK_STALE_AFTER: '90s' }).payments.webhookStaleAfterMs).toBe(90_000);
+    const error = configError({ WEBHOOK_STALE_AFTER: '500ms' });
+    expect(error.issues.map((i) => i.path)).toEqual(['WEBHOOK_STALE_AFTER']);
   });
 
   it('reads values, derives the public URL from the port and trims its trailing slash', () => {
