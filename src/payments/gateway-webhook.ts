@@ -95,7 +95,7 @@ async function claimEvent(deps: RetryDeps, gateway: string, event: GatewayEvent)
 
 const unsettled = ['processing', 'error'];
 
-/** Applies a claimed event and records its outcome; on failure hands the event back for a resend. */
+/** Applies a claimed event and records its outcome; on failure hands the event back for a resend or the sweeper. */
 async function applyClaimed(
   deps: RetryDeps,
   gateway: string,
@@ -121,6 +121,58 @@ async function applyClaimed(
       );
     throw err;
   }
+}
+
+export interface UnsettledEventResult {
+  gateway: string;
+  eventId: string;
+  /** What applying it did, or `error` when that failed again (it stays for a later pass). */
+  outcome: WebhookOutcome | 'error';
+}
+
+/**
+ * Applies events whose delivery died after claiming them (stale `processing`) or failed
+ * (`error`) once their last claim is stale: a gateway that got no answer, or gave up
+ * resending, still has its payment recorded. At most `limit` events, oldest claim first;
+ * each is taken over with the same conditional claim as a resend, so the two never both
+ * hold it. Events claimed before their body was kept (no stored event) wait for a resend.
+ */
+export async function applyUnsettledEvents(deps: RetryDeps, limit: number): Promise<UnsettledEventResult[]> {
+  const staleSeconds = (deps.webhookStaleAfterMs ?? defaultWebhookStaleAfterMs) / 1000;
+  const due = await rows<{ gateway: string; event_id: string; event: StoredEvent; claims: number }>(
+    deps.db,
+    sql`with due as (
+          select gateway, event_id from gateway_events
+          where outcome in ('processing', 'error') and event is not null
+            and claimed_at < now() - make_interval(secs => ${staleSeconds})
+          order by claimed_at limit ${limit}
+          for update skip locked)
+        update gateway_events g set outcome = 'processing', claimed_at = now(), claims = g.claims + 1
+        from due where g.gateway = due.gateway and g.event_id = due.event_id
+        returning g.gateway, g.event_id, g.event, g.claims`,
+  );
+  const results: UnsettledEventResult[] = [];
+  for (const row of due) {
+    let outcome: UnsettledEventResult['outcome'];
+    try {
+      outcome = await applyClaimed(deps, row.gateway, fromStored(row.event), row.claims);
+    } catch (err) {
+      deps.logger.warn(
+        { err, gateway: row.gateway, eventId: row.event_id },
+        'applying an unsettled webhook event failed',
+      );
+      outcome = 'error';
+    }
+    results.push({ gateway: row.gateway, eventId: row.event_id, outcome });
+  }
+  return results;
+}
+
+/** A GatewayEvent read back from jsonb: its instant comes back as a string. */
+type StoredEvent = Omit<GatewayEvent, 'occurredAt'> & { occurredAt: string };
+
+function fromStored(stored: StoredEvent): GatewayEvent {
+  return { ...stored, occurredAt: new Date(stored.occurredAt) };
 }
 
 async function applyEvent(deps: RetryDeps, gateway: string, event: GatewayEvent): Promise<WebhookOutcome> {

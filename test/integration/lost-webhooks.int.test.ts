@@ -7,9 +7,19 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../../src/db/rows.js';
 import { sandboxWebhookSecret } from '../../src/deps.js';
+import type { SandboxGateway } from '../../src/payments/gateways/sandbox/sandbox-gateway.js';
 import { signSandboxPayload } from '../../src/payments/gateways/sandbox/sandbox-signature.js';
+import { initiatePayment } from '../../src/payments/retry-session.js';
 import { testRedisUrl } from '../helpers/redis.js';
 import { freePort, makeEvent, startTestService, testApiKey, waitFor, type TestService } from '../helpers/service.js';
+
+const cadence = `
+name: default
+expire_after: 2h
+steps:
+  - { after: 1s, channel: sms, template: nudge, offer_methods: [alipay, wechat_pay, card] }
+  - { after: 1h, channel: email, template: last-call }
+`;
 
 // Shared with the server processes this file kills, so that all of them accept the same signed webhooks.
 const secret = 'lost-webhooks-test-secret-0123456789';
@@ -131,7 +141,8 @@ describe('a payment webhook whose delivery dies or fails is not lost', () => {
   beforeAll(async () => {
     svc = await startTestService({
       roles: { http: true, worker: false },
-      env: { RECOUP_SECRET: secret, WEBHOOK_STALE_AFTER: '1m' },
+      // The sweeper stays out of these tests (it runs once at start): here the resends do the work.
+      env: { RECOUP_SECRET: secret, WEBHOOK_STALE_AFTER: '1m', RECONCILE_INTERVAL: '1h' },
     });
   });
   afterAll(async () => {
@@ -209,5 +220,77 @@ describe('a payment webhook whose delivery dies or fails is not lost', () => {
     expect(resent.status).toBe(200);
     expect(await resent.json()).toEqual({ received: true, outcome: 'payment_recorded' });
     expect(await orderState(svc, orderId)).toEqual({ status: 'paid', recovery: 'recovered', payments: 1 });
+  });
+});
+
+describe('the payment sweeper', () => {
+  let svc: TestService;
+
+  beforeAll(async () => {
+    // Nothing listens at PUBLIC_URL: the sandbox's own webhooks never arrive.
+    const nowhere = await freePort();
+    svc = await startTestService({
+      cadences: cadence,
+      env: {
+        RECOUP_SECRET: secret,
+        PUBLIC_URL: `http://127.0.0.1:${nowhere}`,
+        WEBHOOK_STALE_AFTER: '1m',
+        PAYMENT_CHECK_AFTER: '1s',
+      },
+    });
+  });
+  afterAll(async () => {
+    await svc.close();
+  });
+
+  it('applies an event whose server was killed after claiming it, with no resend', async () => {
+    const orderId = await unpaidOrder(svc);
+    const event = gatewayEvent(orderId);
+    await deliverToServerKilledAfterClaim(svc, event);
+    expect(await orderState(svc, orderId)).toEqual({ status: 'pending', recovery: 'active', payments: 0 });
+
+    await ageClaim(svc, event.eventId, '2 minutes');
+    await waitFor(async () => ((await orderState(svc, orderId))?.status === 'paid' ? true : undefined), {
+      what: 'the sweeper to apply the event',
+    });
+    expect(await orderState(svc, orderId)).toEqual({ status: 'paid', recovery: 'recovered', payments: 1 });
+    expect(await storedEvent(svc, event.eventId)).toEqual({ outcome: 'payment_recorded', claims: 2 });
+  }, 60_000);
+
+  it('records a payment whose webhook never came from the gateway', async () => {
+    const event = makeEvent();
+    expect((await svc.post(event)).status).toBe(202);
+    const token = await waitFor(
+      async () => {
+        const [m] = await rows<{ link_token: string; status: string }>(
+          svc.database.db,
+          sql`select link_token, status from messages where order_id = ${event.order.id} and step = 0`,
+        );
+        return m?.status === 'sent' ? m.link_token : undefined;
+      },
+      { what: 'the first reminder' },
+    );
+    const retry = svc.service.payments!;
+    const started = await initiatePayment(retry, { token, method: 'alipay', email: null, phone: null });
+    if (started.kind !== 'next_action') throw new Error(`initiate: ${started.kind}`);
+    const [attempt] = await rows<{ gateway_payment_id: string }>(
+      svc.database.db,
+      sql`select gateway_payment_id from payment_attempts where id = ${started.attemptId}`,
+    );
+    // The customer pays; the gateway's webhook cannot reach recoup.
+    const sandbox = retry.gateways.byName('sandbox') as SandboxGateway;
+    await sandbox.complete(attempt!.gateway_payment_id, { type: 'succeed' });
+
+    await waitFor(async () => ((await orderState(svc, event.order.id))?.status === 'paid' ? true : undefined), {
+      what: 'the sweeper to find the payment',
+    });
+    expect(await orderState(svc, event.order.id)).toEqual({ status: 'paid', recovery: 'recovered', payments: 1 });
+    const [settled] = await rows<{ status: string; checked: boolean; events: number }>(
+      svc.database.db,
+      sql`select status, checked_at is not null as checked,
+                 (select count(*)::int from gateway_events where gateway_payment_id = ${attempt!.gateway_payment_id}) as events
+          from payment_attempts where id = ${started.attemptId}`,
+    );
+    expect(settled).toEqual({ status: 'succeeded', checked: true, events: 0 });
   });
 });
