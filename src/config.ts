@@ -93,7 +93,10 @@ const envSchema = z
     RETRY_LINK_TTL: duration('7d'),
     /** Messages released at the end of quiet hours are spread over this window. Default 20m. */
     QUIET_HOURS_SPREAD: duration('20m'),
-    /** How often the reconciler restores lost wake-ups and starts abandoned recoveries. Default 5s. */
+    /**
+     * How often the reconciler restores lost wake-ups and starts abandoned recoveries, and the
+     * payment sweeper (servers) looks for webhook events and payment attempts left unsettled. Default 5s.
+     */
     RECONCILE_INTERVAL: duration('5s'),
     /** A wake-up overdue by more than this is considered lost and re-created. Default 30s. */
     RECONCILE_GRACE: duration('30s'),
@@ -198,6 +201,21 @@ const envSchema = z
     CLICK_ATTRIBUTION_WINDOW: duration('24h'),
     /** At most one incentive per customer within this period. Default 90d. */
     INCENTIVE_PERIOD: duration('90d'),
+    /**
+     * A gateway event claimed this long ago and still not applied belongs to a delivery that died
+     * (a killed server): a resend of it, or the payment sweeper, takes it over. Younger, a resend is
+     * refused with 409 so that the gateway tries again later. It must outlast the slowest handling of
+     * one event: waiting for a reminder in flight on the order (PROVIDER_TIMEOUT, then the send lease)
+     * and a duplicate payment's refund call (Stripe: 30 s, retried once). Shorter is safe, as applying
+     * an event twice has one effect, but does the work twice. Default 2m.
+     */
+    WEBHOOK_STALE_AFTER: duration('2m').refine((ms) => ms >= 1_000, 'must be at least 1s'),
+    /**
+     * A payment attempt still open this long after it started (no webhook told its outcome) is
+     * looked up at the gateway by the payment sweeper, and again after twice its age each time
+     * while it stays open. Default 5m.
+     */
+    PAYMENT_CHECK_AFTER: duration('5m').refine((ms) => ms >= 1_000, 'must be at least 1s'),
     /** Trust X-Forwarded-For/-Proto: `true`, or the proxy addresses/CIDRs (comma separated). Default off. */
     TRUST_PROXY: optionalString,
     /** Requests per client IP per minute on the retry pages (/r/*). Default 60. */
@@ -208,7 +226,7 @@ const envSchema = z
     METRICS_PORT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(65535).optional()),
     /** A pending order this old with no recovery counts as stuck. Default 2h. */
     STUCK_ORDER_AFTER: duration('2h'),
-    /** Test harnesses only: crash the worker at chosen points (see src/fault-injection.ts). */
+    /** Test harnesses only: crash the worker or the server at chosen points (see src/fault-injection.ts). */
     FAULT_INJECTION: optionalString,
     /** A request whose body has not fully arrived after this long is answered 408 (slow clients). Default 30s. */
     REQUEST_TIMEOUT: duration('30s').refine((ms) => ms >= 100, 'must be at least 100ms'),
@@ -531,6 +549,10 @@ export interface Config {
       | undefined;
     clickAttributionWindowMs: number;
     incentivePeriodMs: number;
+    /** WEBHOOK_STALE_AFTER: a claimed event not applied after this long is taken over. */
+    webhookStaleAfterMs: number;
+    /** PAYMENT_CHECK_AFTER: an attempt open this long is looked up at its gateway. */
+    checkOpenAttemptAfterMs: number;
   };
   trustProxy: boolean | string;
   ops: { metricsToken: string | undefined; metricsPort: number | undefined; stuckOrderAfterMs: number };
@@ -693,6 +715,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
           : undefined,
       clickAttributionWindowMs: env.CLICK_ATTRIBUTION_WINDOW,
       incentivePeriodMs: env.INCENTIVE_PERIOD,
+      webhookStaleAfterMs: env.WEBHOOK_STALE_AFTER,
+      checkOpenAttemptAfterMs: env.PAYMENT_CHECK_AFTER,
     },
     secret: env.RECOUP_SECRET,
     ops: { metricsToken: env.METRICS_TOKEN, metricsPort: env.METRICS_PORT, stuckOrderAfterMs: env.STUCK_ORDER_AFTER },

@@ -14,6 +14,8 @@ export const errorCodes = {
   not_found: { status: 404, retryable: false },
   /** The request conflicts with the current state (e.g. an id reused with other data). */
   conflict: { status: 409, retryable: false },
+  /** The same request is being handled right now (a webhook's event in flight); send it again later. */
+  in_progress: { status: 409, retryable: true },
   payload_too_large: { status: 413, retryable: false },
   unsupported_media_type: { status: 415, retryable: false },
   rate_limited: { status: 429, retryable: true },

@@ -1,13 +1,16 @@
-import type { DispatchDeps } from './recoveries/dispatch-step.js';
+/** Called at a named moment where a crash does the most harm; `subject` is the message or event at hand. */
+export type FaultPoint = (point: string, subject: string) => Promise<void>;
 
 /**
- * Crash injection for the crash test and the fault harness (FAULT_INJECTION), never set
+ * Crash injection for the crash tests and the fault harness (FAULT_INJECTION), never set
  * in production. Format: `after_claim=0.05,after_provider_answer=0.05[,after_claim_nth=3]`.
  * At a listed point the process kills itself with SIGKILL: with the given probability,
- * or exactly at the nth time it reaches the point. A crash there is the worst moment:
- * the message is recorded as `sending` but the provider was (or was not yet) called.
+ * or exactly at the nth time it reaches the point. The points are the worst moments:
+ * `after_claim` and `after_provider_answer` in the step worker (the message is recorded as
+ * `sending` but the provider was, or was not yet, called), `after_webhook_claim` in the
+ * payment webhook (the event is claimed but not applied).
  */
-export function parseFaultInjection(spec: string | undefined): DispatchDeps['faultPoint'] {
+export function parseFaultInjection(spec: string | undefined): FaultPoint | undefined {
   if (!spec) return undefined;
   const rules = new Map<string, number>();
   for (const part of spec.split(',')) {

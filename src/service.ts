@@ -24,6 +24,7 @@ import { buildApp } from './http/build-app.js';
 import { ChainedKeyResolver, EnvKeyResolver } from './http/auth.js';
 import { DbKeyResolver } from './access/api-keys.js';
 import { parseFaultInjection } from './fault-injection.js';
+import { PaymentSweeper } from './payments/payment-sweeper.js';
 import { SandboxGateway } from './payments/gateways/sandbox/sandbox-gateway.js';
 import type { RetryDeps } from './payments/retry-session.js';
 import { PageRenderer } from './http/pages/page-renderer.js';
@@ -93,6 +94,9 @@ export async function startService(
     }
   };
 
+  // One parse, so that the `_nth` counts of every crash point are kept in one place.
+  const faultPoint = parseFaultInjection(config.faultInjection);
+
   try {
     const redisTarget: RedisTarget = { url: config.redisUrl, clusterNodes: config.redisClusterNodes };
     await assertRedisReachable(redisTarget, {
@@ -149,7 +153,7 @@ export async function startService(
             secret: resolveSecret(config),
             from: config.email.from,
           }),
-          faultPoint: overrides.faultPoint ?? parseFaultInjection(config.faultInjection),
+          faultPoint: overrides.faultPoint ?? faultPoint,
           // Steps whose retry link only leads to gateways with open circuits are held.
           circuits: { gatewayFor: (method) => config.payments.gatewayFor[method], settings: config.circuits },
           messageCosts: new MessageCosts(config.finance.messageCosts),
@@ -174,7 +178,7 @@ export async function startService(
         graceMs: config.reconcileGraceMs,
         claimStaleAfterMs: dispatchSettings(config).claimStaleAfterMs,
       });
-      const loop = startLoop(config.reconcileIntervalMs, () => reconciler.runOnce(), logger);
+      const loop = startLoop(config.reconcileIntervalMs, () => reconciler.runOnce(), logger, 'reconciler');
       closers.push({ name: 'reconciler', close: () => loop.stop() });
 
       // Every worker process evaluates the gateway circuits; one conditional write decides each transition.
@@ -188,6 +192,7 @@ export async function startService(
         config.circuits.evaluateIntervalMs,
         () => gatewayHealth.evaluate().catch((err: unknown) => logger.warn({ err }, 'circuit evaluation failed')),
         logger,
+        'circuit evaluation',
       );
       closers.push({ name: 'circuit evaluator', close: () => circuitLoop.stop() });
     }
@@ -214,6 +219,8 @@ export async function startService(
         clickWindowMs: config.payments.clickAttributionWindowMs,
         incentivePeriodMs: config.payments.incentivePeriodMs,
         sendLeaseMs: lease.leaseMs,
+        webhookStaleAfterMs: config.payments.webhookStaleAfterMs,
+        faultPoint,
       };
       payments = retry;
       // The server sends one kind of message itself: a fresh link the customer asked for.
@@ -224,6 +231,13 @@ export async function startService(
       for (const gateway of gateways.all()) {
         if (gateway instanceof SandboxGateway) closers.push({ name: 'sandbox', close: async () => gateway.close() });
       }
+      // Beside the webhooks it backs up, where the gateways are: the sandbox's payments live in
+      // this process's memory. Every server runs it; its passes claim their rows.
+      const sweeper = new PaymentSweeper(retry, {
+        checkOpenAttemptAfterMs: config.payments.checkOpenAttemptAfterMs,
+      });
+      const sweepLoop = startLoop(config.reconcileIntervalMs, () => sweeper.runOnce(), logger, 'payment sweep');
+      closers.push({ name: 'payment sweeper', close: () => sweepLoop.stop() });
       // Shared state (queue, Postgres) is reported by servers only, so workers do not duplicate it.
       registerStateMetrics(metrics.registry, {
         db: core.database.db,
@@ -432,14 +446,19 @@ export function redactUrl(url: string): string {
   }
 }
 
-function startLoop(intervalMs: number, task: () => Promise<unknown>, logger: Logger): { stop(): Promise<void> } {
+function startLoop(
+  intervalMs: number,
+  task: () => Promise<unknown>,
+  logger: Logger,
+  what: string,
+): { stop(): Promise<void> } {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   const tick = () => {
     running = task()
       .then(() => undefined)
-      .catch((err: unknown) => logger.warn({ err }, 'reconciler pass failed; retrying next interval'))
+      .catch((err: unknown) => logger.warn({ err }, `${what} failed; retrying next interval`))
       .finally(() => {
         if (!stopped) timer = setTimeout(tick, intervalMs);
       });

@@ -255,6 +255,8 @@ export const paymentAttempts = pgTable(
     idempotencyKey: text('idempotency_key'),
     /** The gateway's next action for the customer (redirect, QR payload, client secret). */
     nextAction: jsonb('next_action'),
+    /** When the payment sweeper last asked the gateway about this attempt while it was open (Postgres's clock). */
+    checkedAt: ts('checked_at'),
     occurredAt: ts('occurred_at').notNull(),
     createdAt: ts('created_at').notNull().defaultNow(),
     updatedAt: ts('updated_at').notNull().defaultNow(),
@@ -349,7 +351,11 @@ export const refunds = pgTable(
   ],
 );
 
-/** Webhooks received from gateways, de-duplicated by the gateway's event id. */
+/**
+ * Webhooks received from gateways, de-duplicated by the gateway's event id. A row is claimed
+ * before its event is applied; a claim that never finished (the process died) is taken over
+ * once it is stale (src/payments/gateway-webhook.ts).
+ */
 export const gatewayEvents = pgTable(
   'gateway_events',
   {
@@ -357,10 +363,26 @@ export const gatewayEvents = pgTable(
     eventId: text('event_id').notNull(),
     type: text('type').notNull(),
     gatewayPaymentId: text('gateway_payment_id'),
+    /**
+     * `processing` while a delivery applies it; `error` when applying it failed (a resend or the
+     * payment sweeper applies it again); otherwise what applying it did (`payment_recorded`, …).
+     */
     outcome: text('outcome').notNull(),
     receivedAt: ts('received_at').notNull().defaultNow(),
+    /** The verified event in recoup's words (a GatewayEvent), so that it can be applied again without its raw body. */
+    event: jsonb('event'),
+    /** When the latest claim was made, by Postgres's clock. */
+    claimedAt: ts('claimed_at').notNull().defaultNow(),
+    /** Claims so far: 1 for the first delivery, one more per takeover. A claim only releases the row it still holds. */
+    claims: integer('claims').notNull().default(1),
   },
-  (t) => [primaryKey({ columns: [t.gateway, t.eventId] })],
+  (t) => [
+    primaryKey({ columns: [t.gateway, t.eventId] }),
+    // The sweeper's search: events not applied yet are few among all those received.
+    index('gateway_events_unsettled_idx')
+      .on(t.claimedAt)
+      .where(sql`${t.outcome} in ('processing', 'error')`),
+  ],
 );
 
 /** Who changed what: contact details confirmed on a retry page, ops actions, admin changes. */

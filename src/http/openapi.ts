@@ -421,9 +421,10 @@ export function routeDocs(): Record<string, Doc> {
     'POST /webhooks/payments/:gateway': {
       summary: 'Payment gateway webhook',
       description:
-        "The gateway's signed payload, verified over the raw bytes; de-duplicated by event id. Gateways that " +
-        'prescribe their answer get it instead of the JSON below, failures included: `alipay` the plain text ' +
-        '`success` (or `fail`), `wechat_pay` 204 (or a 4xx/5xx `{"code":"FAIL","message":…}`).',
+        "The gateway's signed payload, verified over the raw bytes; de-duplicated by event id, and acknowledged " +
+        'only once applied: a resend while the same event is still being applied gets 409, so that the gateway ' +
+        'tries again. Gateways that prescribe their answer get it instead of the JSON below, failures included: ' +
+        '`alipay` the plain text `success` (or `fail`), `wechat_pay` 204 (or a 4xx/5xx `{"code":"FAIL","message":…}`).',
       tags: ['webhooks'],
       params: {
         type: 'object',
@@ -439,6 +440,7 @@ export function routeDocs(): Record<string, Doc> {
         400: problem('Unreadable payload'),
         403: problem('Invalid signature'),
         404: problem('No such gateway'),
+        409: problem('The same event is still being applied: send it again later'),
       },
     },
     'POST /u/:token': {

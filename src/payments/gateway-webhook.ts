@@ -15,10 +15,15 @@ export type WebhookOutcome =
   | 'refund_updated'
   | 'unknown_payment';
 
+/** WEBHOOK_STALE_AFTER's default: a claim this old belongs to a delivery that died. */
+export const defaultWebhookStaleAfterMs = 120_000;
+
 /**
  * A gateway's webhook: verified on the raw body, de-duplicated by the gateway's event id,
  * applied as forward-only state changes. Throws `forbidden` for a bad signature (nothing
- * is recorded) and `not_found` for an unknown gateway.
+ * is recorded), `not_found` for an unknown gateway, and `in_progress` while another
+ * delivery of the same event is being applied (the gateway must send it again: that
+ * delivery may still fail).
  */
 export async function handleGatewayWebhook(
   deps: RetryDeps,
@@ -39,28 +44,135 @@ export async function handleGatewayWebhook(
     throw err;
   }
   if (!event) return 'ignored';
-  const now = deps.clock.now();
 
   // First delivery wins; a replay (the gateway resending, or an attacker replaying a captured
-  // request within the signature tolerance) has no second effect.
-  const claimed = await rows<{ event_id: string }>(
+  // request within the signature tolerance) has no second effect. A delivery is acknowledged
+  // only once its event is applied: until then the gateway is told to send it again.
+  const claim = await claimEvent(deps, gateway.name, event);
+  if (claim.kind === 'settled') return 'duplicate_event';
+  if (claim.kind === 'in_flight') {
+    throw new RecoupError('in_progress', `Event ${event.id} is being processed; send it again later`);
+  }
+  await deps.faultPoint?.('after_webhook_claim', event.id);
+  return applyClaimed(deps, gateway.name, event, claim.claims);
+}
+
+type Claim =
+  /** This delivery holds the event: the `claims`-th claim on it. */
+  | { kind: 'claimed'; claims: number }
+  /** Another delivery is applying it right now. */
+  | { kind: 'in_flight' }
+  /** Applied already. */
+  | { kind: 'settled' };
+
+/**
+ * One conditional write: a new event is inserted as `processing`; a known one is taken over
+ * only if its last application failed or its claim is stale by Postgres's clock (the
+ * delivery died). Concurrent deliveries serialise on the row, so exactly one of them wins.
+ */
+async function claimEvent(deps: RetryDeps, gateway: string, event: GatewayEvent): Promise<Claim> {
+  const staleSeconds = (deps.webhookStaleAfterMs ?? defaultWebhookStaleAfterMs) / 1000;
+  const [claimed] = await rows<{ claims: number }>(
     deps.db,
-    sql`insert into gateway_events (gateway, event_id, type, gateway_payment_id, outcome, received_at)
-        values (${gateway.name}, ${event.id}, ${event.type}, ${event.gatewayPaymentId}, 'processing', ${now})
-        on conflict do nothing returning event_id`,
+    sql`insert into gateway_events as g (gateway, event_id, type, gateway_payment_id, outcome, received_at, event,
+                                         claimed_at, claims)
+        values (${gateway}, ${event.id}, ${event.type}, ${event.gatewayPaymentId}, 'processing', ${deps.clock.now()},
+                ${JSON.stringify(event)}::jsonb, now(), 1)
+        on conflict (gateway, event_id) do update
+          set outcome = 'processing', event = excluded.event, claimed_at = now(), claims = g.claims + 1
+          where g.outcome = 'error'
+             or (g.outcome = 'processing' and g.claimed_at < now() - make_interval(secs => ${staleSeconds}))
+        returning claims`,
   );
-  if (claimed.length === 0) return 'duplicate_event';
+  if (claimed) return { kind: 'claimed', claims: claimed.claims };
+  const [row] = await rows<{ outcome: string }>(
+    deps.db,
+    sql`select outcome from gateway_events where gateway = ${gateway} and event_id = ${event.id}`,
+  );
+  // Unsettled (the other delivery may have failed meanwhile): the gateway's next try takes it over.
+  return row && !unsettled.includes(row.outcome) ? { kind: 'settled' } : { kind: 'in_flight' };
+}
+
+const unsettled = ['processing', 'error'];
+
+/** Applies a claimed event and records its outcome; on failure hands the event back for a resend or the sweeper. */
+async function applyClaimed(
+  deps: RetryDeps,
+  gateway: string,
+  event: GatewayEvent,
+  claims: number,
+): Promise<WebhookOutcome> {
   try {
-    const outcome = await applyEvent(deps, gateway.name, event);
+    const outcome = await applyEvent(deps, gateway, event);
     await deps.db.execute(
-      sql`update gateway_events set outcome = ${outcome} where gateway = ${gateway.name} and event_id = ${event.id}`,
+      sql`update gateway_events set outcome = ${outcome} where gateway = ${gateway} and event_id = ${event.id}`,
     );
     return outcome;
   } catch (err) {
-    // Let the gateway resend: forget the claim so the retry is processed.
-    await deps.db.execute(sql`delete from gateway_events where gateway = ${gateway.name} and event_id = ${event.id}`);
+    // Only the claim still held: a takeover (or its outcome) is never undone by the delivery it replaced.
+    await deps.db
+      .execute(
+        sql`update gateway_events set outcome = 'error'
+            where gateway = ${gateway} and event_id = ${event.id} and claims = ${claims} and outcome = 'processing'`,
+      )
+      .catch((releaseErr: unknown) =>
+        // The claim then goes stale and is taken over all the same.
+        deps.logger.warn({ err: releaseErr, gateway, eventId: event.id }, 'could not release a webhook event claim'),
+      );
     throw err;
   }
+}
+
+export interface UnsettledEventResult {
+  gateway: string;
+  eventId: string;
+  /** What applying it did, or `error` when that failed again (it stays for a later pass). */
+  outcome: WebhookOutcome | 'error';
+}
+
+/**
+ * Applies events whose delivery died after claiming them (stale `processing`) or failed
+ * (`error`) once their last claim is stale: a gateway that got no answer, or gave up
+ * resending, still has its payment recorded. At most `limit` events, oldest claim first;
+ * each is taken over with the same conditional claim as a resend, so the two never both
+ * hold it. Events claimed before their body was kept (no stored event) wait for a resend.
+ */
+export async function applyUnsettledEvents(deps: RetryDeps, limit: number): Promise<UnsettledEventResult[]> {
+  const staleSeconds = (deps.webhookStaleAfterMs ?? defaultWebhookStaleAfterMs) / 1000;
+  const due = await rows<{ gateway: string; event_id: string; event: StoredEvent; claims: number }>(
+    deps.db,
+    sql`with due as (
+          select gateway, event_id from gateway_events
+          where outcome in ('processing', 'error') and event is not null
+            and claimed_at < now() - make_interval(secs => ${staleSeconds})
+          order by claimed_at limit ${limit}
+          for update skip locked)
+        update gateway_events g set outcome = 'processing', claimed_at = now(), claims = g.claims + 1
+        from due where g.gateway = due.gateway and g.event_id = due.event_id
+        returning g.gateway, g.event_id, g.event, g.claims`,
+  );
+  const results: UnsettledEventResult[] = [];
+  for (const row of due) {
+    let outcome: UnsettledEventResult['outcome'];
+    try {
+      outcome = await applyClaimed(deps, row.gateway, fromStored(row.event), row.claims);
+    } catch (err) {
+      deps.logger.warn(
+        { err, gateway: row.gateway, eventId: row.event_id },
+        'applying an unsettled webhook event failed',
+      );
+      outcome = 'error';
+    }
+    results.push({ gateway: row.gateway, eventId: row.event_id, outcome });
+  }
+  return results;
+}
+
+/** A GatewayEvent read back from jsonb: its instant comes back as a string. */
+type StoredEvent = Omit<GatewayEvent, 'occurredAt'> & { occurredAt: string };
+
+function fromStored(stored: StoredEvent): GatewayEvent {
+  return { ...stored, occurredAt: new Date(stored.occurredAt) };
 }
 
 async function applyEvent(deps: RetryDeps, gateway: string, event: GatewayEvent): Promise<WebhookOutcome> {

@@ -14,7 +14,7 @@ import type { Cadence } from '../cadences/cadence.js';
 import { computeCharge, type Charge } from './charge.js';
 import { eligibleIncentive, grantIncentive, type IncentiveContext } from './incentives.js';
 import type { PaymentGateways } from './gateways.js';
-import { isGatewayError, type PaymentNextAction } from './payment-gateway.js';
+import { isGatewayError, type PaymentNextAction, type PaymentStatus } from './payment-gateway.js';
 import { recordPayment } from './record-payment.js';
 import { settleInFlightSends } from '../recoveries/send-lease.js';
 
@@ -32,6 +32,10 @@ export interface RetryDeps {
   incentivePeriodMs?: number;
   /** How long a lost sender's message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
   sendLeaseMs?: number;
+  /** A webhook event claimed this long ago and not applied is taken over (WEBHOOK_STALE_AFTER). Default 2 min. */
+  webhookStaleAfterMs?: number;
+  /** Test seam for the crash test: called once a webhook's event is claimed, before it is applied. */
+  faultPoint?: (point: 'after_webhook_claim', eventId: string) => Promise<void>;
 }
 
 /** Everything the retry page shows for a valid link. */
@@ -532,12 +536,28 @@ export async function refreshAttempt(
     deps.logger.warn({ err, attemptId }, 'could not retrieve payment status');
     return toView(attempt);
   }
+  await followPaymentStatus(deps, { id: attempt.id, orderId: attempt.order_id, gateway: gateway.name }, status);
+  const refreshed = await loadAttempt(deps.db, attemptId, orderId);
+  return refreshed ? toView(refreshed) : undefined;
+}
+
+/**
+ * Records what a gateway says about an open attempt, exactly as its webhook would: a success
+ * settles the payment, a failure or cancellation closes the attempt, anything else changes
+ * nothing. Safe to repeat, and to race the webhook.
+ */
+export async function followPaymentStatus(
+  deps: RetryDeps,
+  attempt: { id: string; orderId: string; gateway: string },
+  status: PaymentStatus,
+): Promise<void> {
+  const now = deps.clock.now();
   if (status.status === 'succeeded') {
     await settleSuccess(deps, {
-      gateway: gateway.name,
+      gateway: attempt.gateway,
       gatewayPaymentId: status.gatewayPaymentId,
       attemptId: attempt.id,
-      orderId: attempt.order_id,
+      orderId: attempt.orderId,
       amount: status.amount,
       currency: status.currency,
       method: status.method ?? null,
@@ -553,8 +573,6 @@ export async function refreshAttempt(
       now,
     );
   }
-  const refreshed = await loadAttempt(deps.db, attemptId, orderId);
-  return refreshed ? toView(refreshed) : undefined;
 }
 
 async function orderOfMessage(db: Db, messageId: string): Promise<string | undefined> {

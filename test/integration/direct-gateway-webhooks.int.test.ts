@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../../src/db/rows.js';
 import { initiatePayment, type RetryDeps } from '../../src/payments/retry-session.js';
@@ -132,6 +133,56 @@ describe('direct Alipay and WeChat Pay through /webhooks/payments/:gateway', () 
     expect(resent.status).toBe(204);
     expect(await resent.text()).toBe('');
     expect(await paymentsOf(orderId)).toHaveLength(1);
+  });
+
+  it('answers a resend while the first delivery is still being applied with the failure reply, so it comes again', async () => {
+    for (const method of ['alipay', 'wechat_pay'] as const) {
+      const { orderId, action, attempt } = await openAttempt(method);
+      const notify =
+        method === 'alipay'
+          ? alipay.customerPays(attempt.gateway_payment_id, {
+              cashierUrl: action.type === 'redirect' ? action.url : undefined,
+            })
+          : wechat.customerPays(attempt.gateway_payment_id);
+      // Hold the order's row lock: the first delivery claims the event, then waits for it.
+      const holder = new pg.Client({ connectionString: svc.database.url });
+      await holder.connect();
+      let inFlight: Promise<Response> | undefined;
+      try {
+        await holder.query('begin');
+        await holder.query('select id from orders where id = $1 for update', [orderId]);
+        const first = post(method, notify);
+        inFlight = first;
+        await waitFor(
+          async () => {
+            const { rows: blocked } = await holder.query(
+              `select pid from pg_stat_activity
+               where datname = current_database() and pg_backend_pid() = any(pg_blocking_pids(pid))`,
+            );
+            return blocked.length > 0 ? true : undefined;
+          },
+          { what: 'the first delivery to wait for the order lock' },
+        );
+
+        const second = await post(method, notify);
+        expect(second.status).toBe(409);
+        if (method === 'alipay') expect(await second.text()).toBe('fail');
+        else expect(await second.json()).toMatchObject({ code: 'FAIL', message: expect.stringMatching(/\S/) });
+
+        await holder.query('commit');
+        const answered = await first;
+        expect(answered.status).toBe(method === 'alipay' ? 200 : 204);
+        if (method === 'alipay') expect(await answered.text()).toBe('success');
+      } finally {
+        await holder.end();
+        // Never leave it in flight (a failed assertion above): the service could not close under it.
+        await inFlight?.catch(() => undefined);
+      }
+      expect(await paymentsOf(orderId)).toEqual([{ amount: '12900', gateway: method }]);
+      const resent = await post(method, notify);
+      expect(resent.status).toBe(method === 'alipay' ? 200 : 204);
+      expect(await paymentsOf(orderId)).toHaveLength(1);
+    }
   });
 
   it('offers card through the sandbox beside the direct wallets', () => {

@@ -58,6 +58,14 @@ describe('loadConfig', () => {
     });
     // The templates shipped with recoup, wherever the process was started from.
     expect(config.templatesDir).toBe(path.resolve(import.meta.dirname, '../../templates'));
+    expect(config.payments).toMatchObject({ webhookStaleAfterMs: 120_000, checkOpenAttemptAfterMs: 300_000 });
+  });
+
+  it('reads the payment follow-up durations and refuses ones under a second', () => {
+    const config = loadConfig({ WEBHOOK_STALE_AFTER: '90s', PAYMENT_CHECK_AFTER: '10m' });
+    expect(config.payments).toMatchObject({ webhookStaleAfterMs: 90_000, checkOpenAttemptAfterMs: 600_000 });
+    const error = configError({ WEBHOOK_STALE_AFTER: '500ms', PAYMENT_CHECK_AFTER: 'soon' });
+    expect(error.issues.map((i) => i.path).sort()).toEqual(['PAYMENT_CHECK_AFTER', 'WEBHOOK_STALE_AFTER']);
   });
 
   it('reads values, derives the public URL from the port and trims its trailing slash', () => {
