@@ -172,9 +172,9 @@ export function classifyTwilioFailure(error: unknown): ProviderError {
     const badAddress = code === undefined ? undefined : twilioBadAddress(code);
     if (badAddress) return new ProviderError('failed', providerCode, message, { badAddress, cause: error });
     if (status === 429 || code === 20429) return new ProviderError('retry', providerCode, message, { cause: error });
-    // A gateway timeout is our own timeout one hop further: Twilio's backend may have created the message.
-    if (status === 504) return new ProviderError('unknown', providerCode, message, { cause: error });
-    if (status >= 500) return new ProviderError('retry', providerCode, message, { cause: error });
+    // A 5xx can come from an edge (502, 503, 504) after Twilio's backend created the message, or from a
+    // backend that failed after storing it: it proves nothing either way.
+    if (status >= 500) return new ProviderError('unknown', providerCode, message, { cause: error });
     return new ProviderError('failed', providerCode, message, { cause: error });
   }
 

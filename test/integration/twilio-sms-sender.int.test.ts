@@ -126,17 +126,27 @@ describe('TwilioSmsSender', () => {
     it.each<[string, FakeTwilioFault, string]>([
       ['429 / 20429', { status: 429, code: 20429, message: 'Too Many Requests' }, '20429'],
       ['429 without a Twilio code', { status: 429 }, '429'],
-      ['500', { status: 500, code: 20500 }, '20500'],
-      ['503', { status: 503 }, '503'],
     ])('%s: retry', async (_name, fault, providerCode) => {
       fake.failNext(1, fault);
       const error = await failure(sender().send(sms()));
       expect(error).toMatchObject({ outcome: 'retry', providerCode, badAddress: undefined });
     });
 
-    it('504: unknown, the gateway may have passed the request on', async () => {
-      fake.failNext(1, { status: 504 });
-      expect(await failure(sender().send(sms()))).toMatchObject({ outcome: 'unknown', providerCode: '504' });
+    it.each<[string, FakeTwilioFault, string]>([
+      ['500', { status: 500, code: 20500 }, '20500'],
+      ['502', { status: 502 }, '502'],
+      ['503', { status: 503 }, '503'],
+      ['504', { status: 504 }, '504'],
+    ])('%s: unknown, the message may exist behind the error', async (_name, fault, providerCode) => {
+      fake.failNext(1, fault);
+      const error = await failure(sender().send(sms()));
+      expect(error).toMatchObject({ outcome: 'unknown', providerCode, badAddress: undefined });
+    });
+
+    it('a 502 after Twilio created the message: unknown, and the message exists once', async () => {
+      fake.failNext(1, { status: 502, created: true });
+      expect(await failure(sender().send(sms()))).toMatchObject({ outcome: 'unknown', providerCode: '502' });
+      expect(fake.messages).toMatchObject([{ answered: false }]);
     });
 
     it('another 4xx: failed without blaming the address', async () => {
