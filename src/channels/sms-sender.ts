@@ -7,6 +7,11 @@ export interface SmsMessage {
   body: string;
   /** Where the provider should report delivery status, if it supports that. */
   statusCallbackUrl?: string;
+  /**
+   * The message must not be handed over after this moment (its send lease, src/recoveries/send-lease.ts).
+   * Adapters check it immediately before the request leaves, and refuse with `sendLeaseLapsed()` past it.
+   */
+  notAfter?: Date;
 }
 
 export interface SendReceipt {

@@ -1,10 +1,11 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import http from 'node:http';
 import twilio from 'twilio';
 import type RequestClient from 'twilio/lib/base/RequestClient.js';
 import type { MessageListInstanceCreateOptions } from 'twilio/lib/rest/api/v2010/account/message.js';
 import { systemClock, type Clock } from '../clock.js';
 import { senderClosed } from './outbox-sms-sender.js';
-import { ProviderError, type BadAddressReason } from './provider-error.js';
+import { ProviderError, sendLeaseLapsed, type BadAddressReason } from './provider-error.js';
 import type { SendReceipt, SmsMessage, SmsSender } from './sms-sender.js';
 
 export interface TwilioSmsSenderOptions {
@@ -25,7 +26,7 @@ export interface TwilioSmsSenderOptions {
   apiUrl?: string;
   /** The SDK's HTTP client to use as is (then `apiUrl` and `timeoutMs` are its business). */
   httpClient?: RequestClient;
-  /** Source of `acceptedAt`. Default: the system clock. */
+  /** Source of `acceptedAt`, and the time hand-over deadlines are judged by. Default: the system clock. */
   clock?: Clock;
 }
 
@@ -40,6 +41,8 @@ export class TwilioSmsSender implements SmsSender {
   readonly #sender: Pick<MessageListInstanceCreateOptions, 'messagingServiceSid' | 'from'>;
   readonly #statusCallbackBase: string | undefined;
   readonly #clock: Clock;
+  /** The hand-over deadline of the send whose request is being made, if it has one. */
+  readonly #handOver = new AsyncLocalStorage<{ notAfter: Date | undefined }>();
   #closed = false;
 
   constructor(options: TwilioSmsSenderOptions) {
@@ -51,8 +54,9 @@ export class TwilioSmsSender implements SmsSender {
     this.#ownHttpClient = options.httpClient
       ? undefined
       : new RecoupRequestClient({ timeout: options.timeoutMs, apiUrl: options.apiUrl });
+    const httpClient = options.httpClient ?? this.#ownHttpClient;
     this.#client = twilio(options.accountSid, options.authToken, {
-      httpClient: options.httpClient ?? this.#ownHttpClient,
+      httpClient: httpClient && gated(httpClient, () => this.#checkHandOver()),
       // Pinned so TWILIO_EDGE / TWILIO_REGION in the environment cannot re-route requests: config.ts
       // is the only reader of process.env.
       edge: '',
@@ -66,12 +70,14 @@ export class TwilioSmsSender implements SmsSender {
       message.statusCallbackUrl ??
       (this.#statusCallbackBase ? `${this.#statusCallbackBase}/${encodeURIComponent(message.messageId)}` : undefined);
     try {
-      const created = await this.#client.messages.create({
-        to: message.to,
-        body: message.body,
-        ...this.#sender,
-        ...(statusCallback ? { statusCallback } : {}),
-      });
+      const created = await this.#handOver.run({ notAfter: message.notAfter }, () =>
+        this.#client.messages.create({
+          to: message.to,
+          body: message.body,
+          ...this.#sender,
+          ...(statusCallback ? { statusCallback } : {}),
+        }),
+      );
       return { providerId: created.sid, acceptedAt: this.#clock.now() };
     } catch (error) {
       throw classifyTwilioFailure(error);
@@ -82,6 +88,25 @@ export class TwilioSmsSender implements SmsSender {
     this.#closed = true;
     this.#ownHttpClient?.destroy();
   }
+
+  /** Called as a request is handed to the HTTP client: refuses a send whose hand-over deadline has passed. */
+  #checkHandOver(): void {
+    const notAfter = this.#handOver.getStore()?.notAfter;
+    if (notAfter && this.#clock.now() >= notAfter) throw sendLeaseLapsed();
+  }
+}
+
+/**
+ * `client` with `check` run as each request is handed to it, with nothing asynchronous left between
+ * the check and axios writing the request. A throwing check stops the request before it exists.
+ */
+function gated(client: RequestClient, check: () => void): RequestClient {
+  const wrapper = Object.create(client) as RequestClient;
+  wrapper.request = <TData>(options: RequestClient.RequestOptions<TData>) => {
+    check();
+    return client.request(options);
+  };
+  return wrapper;
 }
 
 /**

@@ -773,6 +773,7 @@ function callProvider(deps: DispatchDeps, claim: Claim, rendered: Rendered, notA
         to: claim.to,
         body: rendered.sms,
         statusCallbackUrl: `${deps.settings.publicUrl}/webhooks/twilio/status`,
+        notAfter,
       })
     : deps.email.send({
         messageId: claim.messageId,

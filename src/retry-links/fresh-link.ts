@@ -236,6 +236,7 @@ async function send(deps: FreshLinkDeps, claim: Claim): Promise<FreshLinkResult>
               to: claim.to,
               body: rendered.sms,
               statusCallbackUrl: `${deps.publicUrl}/webhooks/twilio/status`,
+              notAfter,
             })
           : await deps.email.send({ messageId: claim.messageId, to: claim.to, ...rendered, notAfter });
     } catch (err) {

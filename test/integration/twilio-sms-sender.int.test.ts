@@ -4,6 +4,7 @@ import twilio from 'twilio';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ProviderError } from '../../src/channels/provider-error.js';
 import { TwilioSmsSender, type TwilioSmsSenderOptions } from '../../src/channels/twilio-sms-sender.js';
+import { FixedClock } from '../../src/clock.js';
 import { startFakeTwilio, type FakeTwilio, type FakeTwilioFault } from '../helpers/fake-twilio.js';
 import { sms, smsSenderContract } from '../helpers/sms-sender.contract.js';
 
@@ -158,6 +159,40 @@ describe('TwilioSmsSender', () => {
       const error = await failure(sender().send(sms()));
       expect(error).toMatchObject({ outcome: 'failed', providerCode: '21606', badAddress: undefined });
       expect(error.message).toContain('21606');
+    });
+  });
+
+  describe('hand-over deadline', () => {
+    const now = new Date('2030-05-01T10:00:00Z');
+
+    it('makes no request for a message whose notAfter has passed', async () => {
+      const late = sender({ clock: new FixedClock(now) }).send(sms({ notAfter: new Date(now.getTime() - 1) }));
+      expect(await failure(late)).toMatchObject({ outcome: 'retry', providerCode: 'send_lease_lapsed' });
+      expect(fake.requests).toHaveLength(0);
+      expect(fake.messages).toHaveLength(0);
+    });
+
+    it('sends a message whose notAfter is still ahead', async () => {
+      const receipt = await sender({ clock: new FixedClock(now) }).send(
+        sms({ notAfter: new Date(now.getTime() + 1_000) }),
+      );
+      expect(receipt.providerId).toBe(fake.messages[0]?.sid);
+    });
+
+    it('holds for an injected httpClient too', async () => {
+      const requests: string[] = [];
+      class RecordingClient extends twilio.RequestClient {
+        override request(options: { uri: string }): Promise<never> {
+          requests.push(options.uri);
+          return Promise.reject(Object.assign(new Error('refused'), { isAxiosError: true, code: 'ECONNREFUSED' }));
+        }
+      }
+      const injected = sender({ clock: new FixedClock(now), httpClient: new RecordingClient() });
+      const late = await failure(injected.send(sms({ notAfter: now })));
+      expect(late).toMatchObject({ outcome: 'retry', providerCode: 'send_lease_lapsed' });
+      expect(requests).toEqual([]);
+      await failure(injected.send(sms({ notAfter: new Date(now.getTime() + 1_000) })));
+      expect(requests).toHaveLength(1);
     });
   });
 
