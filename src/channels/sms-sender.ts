@@ -5,7 +5,7 @@ export interface SmsMessage {
   /** E.164 number. */
   to: string;
   body: string;
-  /** Where the provider should report delivery status, if it supports that. */
+  /** Where the provider should report delivery status, if it supports that. Default: the adapter's own. */
   statusCallbackUrl?: string;
   /**
    * The message must not be handed over after this moment (its send lease, src/recoveries/send-lease.ts).
@@ -18,6 +18,12 @@ export interface SendReceipt {
   /** Provider's id for the message (Twilio SID, SMTP Message-ID, outbox file name). */
   providerId: string;
   acceptedAt: Date;
+}
+
+/** What a provider charged for a message, exactly: millionths of `currency`'s major unit. */
+export interface ProviderPrice {
+  micros: number;
+  currency: string;
 }
 
 export interface SmsSender {

@@ -6,7 +6,7 @@ import type { MessageListInstanceCreateOptions } from 'twilio/lib/rest/api/v2010
 import { systemClock, type Clock } from '../clock.js';
 import { senderClosed } from './outbox-sms-sender.js';
 import { ProviderError, sendLeaseLapsed, type BadAddressReason } from './provider-error.js';
-import type { SendReceipt, SmsMessage, SmsSender } from './sms-sender.js';
+import type { ProviderPrice, SendReceipt, SmsMessage, SmsSender } from './sms-sender.js';
 
 export interface TwilioSmsSenderOptions {
   accountSid: string;
@@ -164,6 +164,16 @@ const badAddressCodes: ReadonlyMap<number, BadAddressReason> = new Map([
 /** Why a Twilio error code means the address should not be used again, if it does. */
 export function twilioBadAddress(code: number): BadAddressReason | undefined {
   return badAddressCodes.get(code);
+}
+
+/** Twilio reports what a message cost as a negative decimal (`-0.00750`, `USD`): kept exactly, in micros. */
+export function parseTwilioPrice(price: string | undefined, unit: string | undefined): ProviderPrice | undefined {
+  if (!price || !unit || !/^-?\d+(\.\d+)?$/.test(price) || !/^[A-Za-z]{3}$/.test(unit)) return undefined;
+  const [whole = '0', fraction = ''] = price.replace(/^-/, '').split('.');
+  return {
+    micros: Number(whole) * 1_000_000 + Number(fraction.slice(0, 6).padEnd(6, '0')),
+    currency: unit.toUpperCase(),
+  };
 }
 
 /** Connection failures that happen before a request exists on the wire. */
