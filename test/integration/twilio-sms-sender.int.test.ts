@@ -196,6 +196,80 @@ describe('TwilioSmsSender', () => {
     });
   });
 
+  describe('lookup', () => {
+    const to = '+14155550142';
+    const marker = 'Tok3nOfThisMessage_xyz';
+    const body = `Your order is waiting: https://pay.example/r/${marker} Reply STOP to opt out.`;
+
+    it('finds a message Twilio created behind an error answer, by recipient and body', async () => {
+      const claimedAt = new Date();
+      const twilioSender = sender();
+      await twilioSender.send(sms({ to, body: 'an earlier reminder to the same number' }));
+      fake.failNext(1, { status: 502, created: true });
+      const message = sms({ to, body });
+      await failure(twilioSender.send(message));
+      await twilioSender.send(sms({ to: '+14155550143', body }));
+      const created = fake.messages[1];
+      if (!created) throw new Error('the fake holds no second message');
+      Object.assign(created, { status: 'delivered', price: '-0.00790' });
+
+      const result = await twilioSender.lookup({ messageId: message.messageId, to, claimedAt, bodyMarker: marker });
+      expect(result).toEqual({
+        kind: 'found',
+        providerId: created.sid,
+        acceptedAt: new Date(Math.floor(created.acceptedAt.getTime() / 1000) * 1000),
+        providerStatus: 'delivered',
+        price: { micros: 7_900, currency: 'USD' },
+      });
+      const listing = fake.requests.at(-1);
+      expect(listing).toMatchObject({ method: 'GET', authorized: true, status: 200 });
+      expect(listing?.params).toMatchObject({ To: to, 'DateSent>': expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
+    });
+
+    it('reports the error code and bad address of a message that failed', async () => {
+      const twilioSender = sender();
+      await twilioSender.send(sms({ to, body }));
+      const created = fake.messages[0];
+      if (!created) throw new Error('the fake holds no message');
+      Object.assign(created, { status: 'undelivered', errorCode: 30003 });
+      const result = await twilioSender.lookup({ messageId: 'msg_x', to, claimedAt: new Date(), bodyMarker: marker });
+      expect(result).toMatchObject({
+        kind: 'found',
+        providerStatus: 'undelivered',
+        errorCode: '30003',
+        badAddress: 'unreachable',
+      });
+    });
+
+    it('proves nothing while the claim is younger than the longest Twilio may queue a message', async () => {
+      const claimedAt = new Date();
+      const result = await sender({ clock: new FixedClock(new Date(claimedAt.getTime() + 3_600_000)) }).lookup({
+        messageId: 'msg_x',
+        to,
+        claimedAt,
+        bodyMarker: marker,
+      });
+      expect(result).toEqual({ kind: 'not_found' });
+    });
+
+    it('proves a message never sent once that age has passed and nothing went to the number', async () => {
+      const claimedAt = new Date();
+      const later = new FixedClock(new Date(claimedAt.getTime() + 12 * 3_600_000));
+      const query = { messageId: 'msg_x', to, claimedAt, bodyMarker: marker };
+      expect(await sender({ clock: later }).lookup(query)).toEqual({ kind: 'not_sent' });
+      // A message to the number without the marker may be this one with its link rewritten: no proof.
+      await sender().send(sms({ to, body: 'Your order is waiting: https://twil.io/short' }));
+      expect(await sender({ clock: later }).lookup(query)).toEqual({ kind: 'not_found' });
+    });
+
+    it('fails with a ProviderError when Twilio does not answer the listing', async () => {
+      const error = await failure(
+        sender({ authToken: 'wrong' }).lookup({ messageId: 'msg_x', to, claimedAt: new Date(), bodyMarker: marker }),
+      );
+      expect(error).toMatchObject({ providerCode: '20003' });
+    });
+  });
+
   describe('classifies missing answers', () => {
     it('a server that never answers: unknown, within timeoutMs', async () => {
       fake.failNext(1, 'hang');

@@ -1,7 +1,10 @@
 import { sql } from 'drizzle-orm';
 import twilio from 'twilio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TwilioSmsSender } from '../../src/channels/twilio-sms-sender.js';
 import { rows } from '../../src/db/rows.js';
+import { createLogger } from '../../src/logger.js';
+import { UnknownSmsResolver } from '../../src/messages/unknown-sms.js';
 import { startFakeTwilio, type FakeTwilio } from '../helpers/fake-twilio.js';
 import { freePort, makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
 
@@ -130,6 +133,42 @@ describe('Twilio delivery callbacks', () => {
     expect(await statusOf(unknown.id)).toMatchObject({ status: 'delivered' });
     expect(await fake.sendStatusCallback(created.sid, 'queued')).toBe(204);
     expect(await statusOf(unknown.id)).toMatchObject({ status: 'delivered' });
+    expect(fake.messages.filter((m) => m.to === phone)).toHaveLength(1);
+  });
+
+  it('records a 502 after creation as unknown without sending again, then sent once a lookup finds it', async () => {
+    const { event, phone } = eventWithOwnPhone();
+    fake.failNext(1, { status: 502, created: true }, { to: phone });
+    await svc.post(event);
+    const unknown = await stepZero(event.order.id, 'unknown');
+    expect(unknown).toMatchObject({ reason: '502', provider_id: null });
+    const created = fake.messages.find((m) => m.to === phone);
+    if (!created) throw new Error('the fake created no message');
+    Object.assign(created, { status: 'sent', price: '-0.00750' });
+
+    const lookups = new TwilioSmsSender({
+      accountSid: fake.accountSid,
+      authToken: fake.authToken,
+      apiUrl: fake.url,
+      from: '+15005550006',
+      timeoutMs: 5_000,
+    });
+    try {
+      const resolver = new UnknownSmsResolver({
+        db: svc.database.db,
+        lookup: (query) => lookups.lookup(query),
+        clock: { now: () => new Date(Date.now() + 3 * 60_000) },
+        logger: createLogger('silent'),
+        afterMs: 2 * 60_000,
+        untilMs: 24 * 3_600_000,
+      });
+      expect(await resolver.runOnce()).toMatchObject({ found: 1 });
+    } finally {
+      await lookups.close();
+    }
+    const sent = await stepZero(event.order.id, 'sent');
+    expect(sent).toMatchObject({ provider_id: created.sid, cost_micros: '7500', cost_source: 'provider' });
+    expect(sent.sent_at?.getTime()).toBe(Math.floor(created.acceptedAt.getTime() / 1000) * 1000);
     expect(fake.messages.filter((m) => m.to === phone)).toHaveLength(1);
   });
 
