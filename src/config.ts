@@ -100,6 +100,16 @@ const envSchema = z
     RECONCILE_INTERVAL: duration('5s'),
     /** A wake-up overdue by more than this is considered lost and re-created. Default 30s. */
     RECONCILE_GRACE: duration('30s'),
+    /**
+     * An SMS whose sending outcome is unknown is looked up at the provider (Twilio) this long after
+     * its claim, and again each time its age has doubled; lookup passes run this often. Default 2m.
+     */
+    SMS_LOOKUP_AFTER: duration('2m').refine((ms) => ms >= 1_000, 'must be at least 1s'),
+    /**
+     * No more lookups once the claim is this old. Default 24h: past the 10 hours Twilio may keep a
+     * message queued, after which finding nothing proves a message was never sent.
+     */
+    SMS_LOOKUP_UNTIL: duration('24h'),
     /** Concurrent step jobs per worker process. Default 16. */
     WORKER_CONCURRENCY: whole(z.coerce.number().int().min(1).max(1000).default(16)),
     /**
@@ -503,6 +513,8 @@ export interface Config {
   quietHoursSpreadMs: number;
   reconcileIntervalMs: number;
   reconcileGraceMs: number;
+  /** Lookups of SMS whose outcome is unknown (SMS_LOOKUP_AFTER, SMS_LOOKUP_UNTIL). */
+  smsLookup: { afterMs: number; untilMs: number };
   workerConcurrency: number;
   databasePoolSize: number;
   /** Bounds on the waits of every Postgres connection (DATABASE_*_TIMEOUT, DATABASE_KEEPALIVE_DELAY). */
@@ -650,6 +662,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     quietHoursSpreadMs: env.QUIET_HOURS_SPREAD,
     reconcileIntervalMs: env.RECONCILE_INTERVAL,
     reconcileGraceMs: env.RECONCILE_GRACE,
+    smsLookup: { afterMs: env.SMS_LOOKUP_AFTER, untilMs: env.SMS_LOOKUP_UNTIL },
     workerConcurrency: env.WORKER_CONCURRENCY,
     databasePoolSize: env.DATABASE_POOL_SIZE ?? Math.max(10, env.WORKER_CONCURRENCY + 4),
     databaseLimits: {

@@ -11,6 +11,7 @@ import { TwilioSmsSender } from './channels/twilio-sms-sender.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/client.js';
+import { twilioStatusCallbackPath } from './http/twilio-webhooks.routes.js';
 import type { Logger } from './logger.js';
 import { TemplateRenderer } from './messages/template-renderer.js';
 import { AlipayGateway } from './payments/gateways/alipay/alipay-gateway.js';
@@ -31,6 +32,8 @@ export function buildSmsSender(config: Config): SmsSender {
     authToken: sms.authToken,
     messagingServiceSid: sms.messagingServiceSid,
     from: sms.from,
+    // Every message's callbacks name it, so they find it even when Twilio's answer to the send was lost.
+    statusCallbackBase: `${config.publicUrl}${twilioStatusCallbackPath}`,
     apiUrl: sms.apiUrl,
     timeoutMs: config.providerTimeoutMs,
   });

@@ -44,6 +44,7 @@ import {
 import { startStepWorker } from './queue/step.worker.js';
 import type { DispatchDeps, DispatchResult } from './recoveries/dispatch-step.js';
 import { Reconciler } from './recoveries/reconciler.js';
+import { UnknownSmsResolver } from './messages/unknown-sms.js';
 import { MeteredEmailSender, MeteredSmsSender } from './ops/metered-senders.js';
 import { MessageCosts } from './reports/message-cost.js';
 import { OpsMetrics } from './ops/metrics.js';
@@ -180,6 +181,20 @@ export async function startService(
       });
       const loop = startLoop(config.reconcileIntervalMs, () => reconciler.runOnce(), logger, 'reconciler');
       closers.push({ name: 'reconciler', close: () => loop.stop() });
+
+      // SMS whose sending outcome is unknown are looked up at the provider, where it can be asked.
+      if (sms.lookup) {
+        const resolver = new UnknownSmsResolver({
+          db: core.database.db,
+          lookup: sms.lookup,
+          clock: core.clock,
+          logger,
+          afterMs: config.smsLookup.afterMs,
+          untilMs: config.smsLookup.untilMs,
+        });
+        const lookupLoop = startLoop(config.smsLookup.afterMs, () => resolver.runOnce(), logger, 'unknown SMS lookup');
+        closers.push({ name: 'unknown SMS lookups', close: () => lookupLoop.stop() });
+      }
 
       // Every worker process evaluates the gateway circuits; one conditional write decides each transition.
       const gatewayHealth = new GatewayHealth({

@@ -1,9 +1,10 @@
 /**
  * What a provider's failure means for the message, decided by the adapter that
  * knows the provider:
- * - `retry`: the provider certainly did not accept it (connection refused, 429, 5xx answer, SMTP 4xx). Try again later.
+ * - `retry`: the provider certainly did not accept it (connection refused, 429, SMTP 4xx). Try again later.
  * - `failed`: permanent (invalid number, recipient unsubscribed, SMTP 5xx). Never retry this message.
- * - `unknown`: the request may have been accepted (timeout after sending, connection dropped mid-answer).
+ * - `unknown`: the request may have been accepted (timeout after sending, connection dropped mid-answer,
+ *   an HTTP 5xx that may have come after the provider stored the message).
  *   SMS has no idempotency key, so it is not re-sent blindly.
  */
 export type ProviderOutcome = 'retry' | 'failed' | 'unknown';

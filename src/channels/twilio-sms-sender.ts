@@ -1,11 +1,12 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import http from 'node:http';
 import twilio from 'twilio';
 import type RequestClient from 'twilio/lib/base/RequestClient.js';
-import type { MessageListInstanceCreateOptions } from 'twilio/lib/rest/api/v2010/account/message.js';
+import type { MessageInstance, MessageListInstanceCreateOptions } from 'twilio/lib/rest/api/v2010/account/message.js';
 import { systemClock, type Clock } from '../clock.js';
 import { senderClosed } from './outbox-sms-sender.js';
-import { ProviderError, type BadAddressReason } from './provider-error.js';
-import type { SendReceipt, SmsMessage, SmsSender } from './sms-sender.js';
+import { ProviderError, sendLeaseLapsed, type BadAddressReason } from './provider-error.js';
+import type { ProviderPrice, SendReceipt, SmsLookup, SmsLookupResult, SmsMessage, SmsSender } from './sms-sender.js';
 
 export interface TwilioSmsSenderOptions {
   accountSid: string;
@@ -25,13 +26,26 @@ export interface TwilioSmsSenderOptions {
   apiUrl?: string;
   /** The SDK's HTTP client to use as is (then `apiUrl` and `timeoutMs` are its business). */
   httpClient?: RequestClient;
-  /** Source of `acceptedAt`. Default: the system clock. */
+  /** Source of `acceptedAt`, and the time hand-over deadlines and lookups are judged by. Default: the system clock. */
   clock?: Clock;
 }
 
+/** Messages to one number listed per lookup; more than this since the claim makes a lookup inconclusive. */
+const lookupLimit = 100;
+/** Twilio's clock and ours may differ: a lookup reads messages sent from this long before the claim. */
+const clockSkewMs = 5 * 60_000;
+/**
+ * The longest a message can wait in Twilio's queue (the largest `ValidityPeriod`, 36,000 s, also its
+ * default) before Twilio sends it or gives it up, plus an hour's margin. A queued message has no
+ * `date_sent` and so no place in a list filtered by it: only past this age does finding nothing
+ * prove that nothing was sent.
+ */
+const queueLifetimeMs = 11 * 3_600_000;
+
 /**
  * Sends SMS with the official Twilio SDK. Twilio has no idempotency key, so the failure
- * classification below errs towards `unknown` whenever the request may have reached Twilio.
+ * classification below errs towards `unknown` whenever the request may have reached Twilio;
+ * `lookup` finds such messages afterwards in Twilio's message list.
  */
 export class TwilioSmsSender implements SmsSender {
   readonly transport = 'twilio';
@@ -40,6 +54,8 @@ export class TwilioSmsSender implements SmsSender {
   readonly #sender: Pick<MessageListInstanceCreateOptions, 'messagingServiceSid' | 'from'>;
   readonly #statusCallbackBase: string | undefined;
   readonly #clock: Clock;
+  /** The hand-over deadline of the send whose request is being made, if it has one. */
+  readonly #handOver = new AsyncLocalStorage<{ notAfter: Date | undefined }>();
   #closed = false;
 
   constructor(options: TwilioSmsSenderOptions) {
@@ -51,8 +67,9 @@ export class TwilioSmsSender implements SmsSender {
     this.#ownHttpClient = options.httpClient
       ? undefined
       : new RecoupRequestClient({ timeout: options.timeoutMs, apiUrl: options.apiUrl });
+    const httpClient = options.httpClient ?? this.#ownHttpClient;
     this.#client = twilio(options.accountSid, options.authToken, {
-      httpClient: options.httpClient ?? this.#ownHttpClient,
+      httpClient: httpClient && gated(httpClient, () => this.#checkHandOver()),
       // Pinned so TWILIO_EDGE / TWILIO_REGION in the environment cannot re-route requests: config.ts
       // is the only reader of process.env.
       edge: '',
@@ -66,22 +83,87 @@ export class TwilioSmsSender implements SmsSender {
       message.statusCallbackUrl ??
       (this.#statusCallbackBase ? `${this.#statusCallbackBase}/${encodeURIComponent(message.messageId)}` : undefined);
     try {
-      const created = await this.#client.messages.create({
-        to: message.to,
-        body: message.body,
-        ...this.#sender,
-        ...(statusCallback ? { statusCallback } : {}),
-      });
+      const created = await this.#handOver.run({ notAfter: message.notAfter }, () =>
+        this.#client.messages.create({
+          to: message.to,
+          body: message.body,
+          ...this.#sender,
+          ...(statusCallback ? { statusCallback } : {}),
+        }),
+      );
       return { providerId: created.sid, acceptedAt: this.#clock.now() };
     } catch (error) {
       throw classifyTwilioFailure(error);
     }
   }
 
+  /**
+   * Lists the messages sent to the number since shortly before the claim and picks the one whose
+   * body holds the marker. Finding none proves nothing sent only once the claim is older than
+   * Twilio's queue can hold a message, and only if no message to the number could be it (a Messaging
+   * Service that shortens links rewrites the body, so another message to the number may be this one).
+   * Failures are thrown as ProviderErrors.
+   */
+  async lookup(query: SmsLookup): Promise<SmsLookupResult> {
+    if (this.#closed) throw senderClosed();
+    const since = new Date(query.claimedAt.getTime() - clockSkewMs);
+    let listed: MessageInstance[];
+    try {
+      listed = await this.#client.messages.list({
+        to: query.to,
+        dateSentAfter: since,
+        pageSize: lookupLimit,
+        limit: lookupLimit,
+      });
+    } catch (error) {
+      throw classifyTwilioFailure(error);
+    }
+    const candidates = listed
+      .filter((m) => m.direction !== 'inbound' && m.dateCreated.getTime() >= since.getTime())
+      .sort((a, b) => a.dateCreated.getTime() - b.dateCreated.getTime());
+    const match = candidates.find((m) => typeof m.body === 'string' && m.body.includes(query.bodyMarker));
+    if (match) {
+      const code = match.errorCode ? match.errorCode : undefined;
+      const badAddress = code === undefined ? undefined : twilioBadAddress(code);
+      const price = parseTwilioPrice(match.price ?? undefined, match.priceUnit ?? undefined);
+      return {
+        kind: 'found',
+        providerId: match.sid,
+        acceptedAt: match.dateCreated,
+        providerStatus: match.status,
+        ...(code === undefined ? {} : { errorCode: String(code) }),
+        ...(badAddress ? { badAddress } : {}),
+        ...(price ? { price } : {}),
+      };
+    }
+    const complete = listed.length < lookupLimit;
+    const settled = this.#clock.now().getTime() - query.claimedAt.getTime() >= queueLifetimeMs;
+    return complete && settled && candidates.length === 0 ? { kind: 'not_sent' } : { kind: 'not_found' };
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     this.#ownHttpClient?.destroy();
   }
+
+  /** Called as a request is handed to the HTTP client: refuses a send whose hand-over deadline has passed. */
+  #checkHandOver(): void {
+    const notAfter = this.#handOver.getStore()?.notAfter;
+    if (notAfter && this.#clock.now() >= notAfter) throw sendLeaseLapsed();
+  }
+}
+
+/**
+ * `client` with `check` run as each request is handed to it, with nothing asynchronous left between
+ * the check and axios writing the request. A throwing check stops the request before it exists.
+ */
+function gated(client: RequestClient, check: () => void): RequestClient {
+  const wrapper = Object.create(client) as RequestClient;
+  wrapper.request = <TData>(options: RequestClient.RequestOptions<TData>) => {
+    check();
+    return client.request(options);
+  };
+  return wrapper;
 }
 
 /**
@@ -145,6 +227,16 @@ export function twilioBadAddress(code: number): BadAddressReason | undefined {
   return badAddressCodes.get(code);
 }
 
+/** Twilio reports what a message cost as a negative decimal (`-0.00750`, `USD`): kept exactly, in micros. */
+export function parseTwilioPrice(price: string | undefined, unit: string | undefined): ProviderPrice | undefined {
+  if (!price || !unit || !/^-?\d+(\.\d+)?$/.test(price) || !/^[A-Za-z]{3}$/.test(unit)) return undefined;
+  const [whole = '0', fraction = ''] = price.replace(/^-/, '').split('.');
+  return {
+    micros: Number(whole) * 1_000_000 + Number(fraction.slice(0, 6).padEnd(6, '0')),
+    currency: unit.toUpperCase(),
+  };
+}
+
 /** Connection failures that happen before a request exists on the wire. */
 const neverSentCodes = new Set([
   'ECONNREFUSED',
@@ -155,7 +247,7 @@ const neverSentCodes = new Set([
   'EADDRNOTAVAIL',
 ]);
 
-/** Decides what an error thrown by `client.messages.create` means for the message. */
+/** Decides what an error thrown by a call to Twilio (`messages.create`, `messages.list`) means for the message. */
 export function classifyTwilioFailure(error: unknown): ProviderError {
   if (error instanceof ProviderError) return error;
   const failure = (typeof error === 'object' && error !== null ? error : {}) as {
@@ -176,9 +268,9 @@ export function classifyTwilioFailure(error: unknown): ProviderError {
     const badAddress = code === undefined ? undefined : twilioBadAddress(code);
     if (badAddress) return new ProviderError('failed', providerCode, message, { badAddress, cause: error });
     if (status === 429 || code === 20429) return new ProviderError('retry', providerCode, message, { cause: error });
-    // A gateway timeout is our own timeout one hop further: Twilio's backend may have created the message.
-    if (status === 504) return new ProviderError('unknown', providerCode, message, { cause: error });
-    if (status >= 500) return new ProviderError('retry', providerCode, message, { cause: error });
+    // A 5xx can come from an edge (502, 503, 504) after Twilio's backend created the message, or from a
+    // backend that failed after storing it: it proves nothing either way. `lookup` settles it later.
+    if (status >= 500) return new ProviderError('unknown', providerCode, message, { cause: error });
     return new ProviderError('failed', providerCode, message, { cause: error });
   }
 

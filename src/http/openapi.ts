@@ -384,9 +384,35 @@ export function routeDocs(): Record<string, Doc> {
         415: problem('Not application/json'),
       },
     },
+    'POST /webhooks/twilio/status/:messageId': {
+      summary: 'Twilio delivery status callback of one message',
+      description:
+        'The status callback URL every SMS is sent with. Moves the message forward only (queued → sent → ' +
+        'delivered / undelivered / failed); a message whose sending outcome was unknown becomes sent.',
+      tags: ['webhooks'],
+      consumes: ['application/x-www-form-urlencoded'],
+      headers: twilioSigned,
+      params: {
+        type: 'object',
+        required: ['messageId'],
+        properties: { messageId: { type: 'string', description: "recoup's message id" } },
+      },
+      body: {
+        type: 'object',
+        required: ['MessageSid', 'MessageStatus'],
+        properties: { MessageSid: text, MessageStatus: text, ErrorCode: text, Price: text, PriceUnit: text },
+      },
+      response: {
+        204: { description: 'Recorded', type: 'null' },
+        400: problem('MessageSid or MessageStatus missing'),
+        403: problem('Invalid Twilio signature'),
+      },
+    },
     'POST /webhooks/twilio/status': {
-      summary: 'Twilio delivery status callback',
-      description: 'Moves a message forward only (queued → sent → delivered / undelivered / failed).',
+      summary: 'Twilio delivery status callback (by SID)',
+      description:
+        'For messages sent before callbacks named the message: moves it forward only (queued → sent → ' +
+        'delivered / undelivered / failed).',
       tags: ['webhooks'],
       consumes: ['application/x-www-form-urlencoded'],
       headers: twilioSigned,

@@ -1,14 +1,13 @@
 import formbody from '@fastify/formbody';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import twilio from 'twilio';
-import { twilioBadAddress } from '../channels/twilio-sms-sender.js';
+import { parseTwilioPrice, twilioBadAddress } from '../channels/twilio-sms-sender.js';
 import type { Clock } from '../clock.js';
 import { handleInboundSms } from '../compliance/inbound-sms.js';
 import { smsReplyText } from '../compliance/sms-keywords.js';
 import type { Db } from '../db/client.js';
 import { RecoupError } from '../errors.js';
 import { applyDeliveryUpdate } from '../messages/delivery-status.js';
-import { minorUnitDigits } from '../messages/format-amount.js';
 
 export interface TwilioWebhookDeps {
   db: Db;
@@ -23,6 +22,12 @@ export interface TwilioWebhookDeps {
 }
 
 /**
+ * Where Twilio reports the delivery status of messages, under PUBLIC_URL. The adapter is given this
+ * as its `statusCallbackBase` and appends each message's id (src/deps.ts).
+ */
+export const twilioStatusCallbackPath = '/webhooks/twilio/status';
+
+/**
  * Twilio webhooks: delivery callbacks and incoming messages. The signature is checked against the
  * exact public URL Twilio was given (PUBLIC_URL + path), so it holds behind proxies that rewrite
  * hosts; a request that fails it is answered 403 before anything is read or recorded.
@@ -30,8 +35,8 @@ export interface TwilioWebhookDeps {
 export async function twilioWebhookRoutes(app: FastifyInstance, deps: TwilioWebhookDeps): Promise<void> {
   await app.register(formbody);
 
-  app.post('/webhooks/twilio/status', async (request, reply) => {
-    const params = signedParams(deps, request, '/webhooks/twilio/status');
+  const deliveryCallback = async (request: FastifyRequest, path: string, messageId: string | undefined) => {
+    const params = signedParams(deps, request, path);
     const sid = params.MessageSid ?? params.SmsSid;
     const status = params.MessageStatus ?? params.SmsStatus;
     if (!sid || !status) {
@@ -43,6 +48,7 @@ export async function twilioWebhookRoutes(app: FastifyInstance, deps: TwilioWebh
     await applyDeliveryUpdate(
       deps.db,
       {
+        messageId,
         providerId: sid,
         providerStatus: status,
         errorCode: params.ErrorCode,
@@ -51,6 +57,21 @@ export async function twilioWebhookRoutes(app: FastifyInstance, deps: TwilioWebh
       },
       deps.clock.now(),
     );
+  };
+
+  /**
+   * Delivery callbacks of a message, named by recoup's message id: they find a message whose
+   * acceptance was never heard of (outcome `unknown`), which has no Twilio SID to be found by.
+   */
+  app.post<{ Params: { messageId: string } }>(`${twilioStatusCallbackPath}/:messageId`, async (request, reply) => {
+    const { messageId } = request.params;
+    await deliveryCallback(request, `${twilioStatusCallbackPath}/${encodeURIComponent(messageId)}`, messageId);
+    return reply.status(204).send();
+  });
+
+  /** Delivery callbacks by Twilio SID only: messages sent before callbacks named the message. */
+  app.post(twilioStatusCallbackPath, async (request, reply) => {
+    await deliveryCallback(request, twilioStatusCallbackPath, undefined);
     return reply.status(204).send();
   });
 
@@ -99,20 +120,4 @@ function signedParams(deps: TwilioWebhookDeps, request: FastifyRequest, path: st
 
 function escapeXml(text: string): string {
   return text.replace(/[<>&'"]/g, (c) => `&${{ '<': 'lt', '>': 'gt', '&': 'amp', "'": 'apos', '"': 'quot' }[c]};`);
-}
-
-/**
- * Twilio reports what a message cost as a negative decimal (`-0.00750`, `USD`): kept exactly
- * in micros for finance, and in minor units rounded up for display.
- */
-export function parseTwilioPrice(
-  price: string | undefined,
-  unit: string | undefined,
-): { amount: number; micros: number; currency: string } | undefined {
-  if (!price || !unit || !/^-?\d+(\.\d+)?$/.test(price) || !/^[A-Za-z]{3}$/.test(unit)) return undefined;
-  const currency = unit.toUpperCase();
-  const [whole = '0', fraction = ''] = price.replace(/^-/, '').split('.');
-  const micros = Number(whole) * 1_000_000 + Number(fraction.slice(0, 6).padEnd(6, '0'));
-  const digits = minorUnitDigits(currency);
-  return { amount: Math.ceil(micros / 10 ** (6 - digits)), micros, currency };
 }

@@ -3,6 +3,8 @@ import { sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import type { BadAddressReason } from '../channels/provider-error.js';
+import type { ProviderPrice } from '../channels/sms-sender.js';
+import { minorUnitDigits } from './format-amount.js';
 
 /** Twilio's message statuses, mapped onto recoup's. Earlier ones change nothing we record. */
 const twilioToRecoup: Record<string, 'sent' | 'delivered' | 'failed' | undefined> = {
@@ -20,18 +22,30 @@ const twilioToRecoup: Record<string, 'sent' | 'delivered' | 'failed' | undefined
 const rank: Record<string, number> = { sending: 0, unknown: 0, sent: 1, delivered: 2, failed: 2 };
 
 export interface DeliveryUpdate {
+  /** recoup's message id, when the report names it (a callback URL that carries it, a lookup). */
+  messageId?: string | undefined;
   providerId: string;
   providerStatus: string;
   errorCode?: string | undefined;
   /** Set when the error says the number itself is unusable. */
   badAddress?: BadAddressReason | undefined;
-  /** What the provider charged, when it says: minor units (rounded up) and exact micros. */
-  price?: { amount: number; micros: number; currency: string } | undefined;
+  /** What the provider charged, when it says. */
+  price?: ProviderPrice | undefined;
+  /**
+   * When the provider took the message, if the report says (a lookup does, a callback does not: then
+   * the time of the report). Used only for a message whose acceptance recoup never heard of.
+   */
+  acceptedAt?: Date | undefined;
 }
 
 /**
- * Applies a provider's delivery callback to the message it names. Returns what happened,
- * so the webhook can answer 200 either way (an unknown SID is not the provider's problem).
+ * Applies a provider's report on one of its messages (a delivery callback, a lookup) to the message
+ * it names: by recoup's message id when the report carries it, else by the provider's id. Returns
+ * what happened, so the webhook can answer 200 either way (an unknown SID is not the provider's problem).
+ *
+ * A report for a message still `unknown` (the provider's answer was lost) or `sending` (its worker
+ * died mid-send) is the proof that the provider took it: its provider id and sent time are recorded
+ * with the status.
  */
 export async function applyDeliveryUpdate(
   db: Db,
@@ -43,27 +57,46 @@ export async function applyDeliveryUpdate(
     const [message] = await rows<{
       id: string;
       status: string;
+      provider_id: string | null;
       to_address: string | null;
       customer_id: string;
       sent_at: Date | null;
     }>(
       tx,
-      sql`select id, status, to_address, customer_id, sent_at from messages
-          where provider_id = ${update.providerId} for update`,
+      sql`select id, status, provider_id, to_address, customer_id, sent_at from messages
+          where ${update.messageId === undefined ? sql`provider_id = ${update.providerId}` : sql`id = ${update.messageId}`}
+          for update`,
     );
     if (!message) return 'unknown_message';
+    // One message, one provider message: a report on another one under the same id is not about this one.
+    if (message.provider_id !== null && message.provider_id !== update.providerId) return 'unknown_message';
+
+    let sentAt = message.sent_at;
+    let result: 'updated' | 'unchanged' = 'unchanged';
+    if (message.provider_id === null && (message.status === 'unknown' || message.status === 'sending')) {
+      sentAt = sentAt ?? update.acceptedAt ?? now;
+      await tx.execute(
+        sql`update messages set provider_id = ${update.providerId}, sent_at = ${sentAt}, updated_at = ${now}
+            where id = ${message.id}`,
+      );
+      // Counted as sent from now on, in the bucket of its sending (src/reports/rollup.ts).
+      await markReportDirty(tx, sentAt);
+      result = 'updated';
+    }
     if (update.price) {
       // The price arrives on a late callback, whatever the status it carries. It replaces the
       // configured estimate, so the report bucket of the send must be rebuilt.
+      const { micros, currency } = update.price;
+      const amount = Math.ceil(micros / 10 ** (6 - minorUnitDigits(currency)));
       await tx.execute(
-        sql`update messages set price_amount = ${update.price.amount}, price_currency = ${update.price.currency},
-                                cost_micros = ${update.price.micros}, cost_currency = ${update.price.currency},
+        sql`update messages set price_amount = ${amount}, price_currency = ${currency},
+                                cost_micros = ${micros}, cost_currency = ${currency},
                                 cost_source = 'provider', updated_at = ${now}
             where id = ${message.id}`,
       );
-      if (message.sent_at) await markReportDirty(tx, message.sent_at);
+      if (sentAt) await markReportDirty(tx, sentAt);
     }
-    if (!next || (rank[next] ?? 0) <= (rank[message.status] ?? 3)) return 'unchanged';
+    if (!next || (rank[next] ?? 0) <= (rank[message.status] ?? 3)) return result;
     await tx.execute(
       sql`update messages set status = ${next}, reason = ${next === 'failed' ? (update.errorCode ?? 'undelivered') : null},
                               updated_at = ${now}

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { EmailMessage, EmailSender } from '../channels/email-sender.js';
 import { ProviderError } from '../channels/provider-error.js';
-import type { SendReceipt, SmsMessage, SmsSender } from '../channels/sms-sender.js';
+import type { SendReceipt, SmsLookup, SmsLookupResult, SmsMessage, SmsSender } from '../channels/sms-sender.js';
 import type { Channel } from '../domain.js';
 import type { OpsMetrics, ProviderCallOutcome } from './metrics.js';
 
@@ -14,11 +14,16 @@ export type Stopwatch = () => number;
  * Twilio, SMTP and the outbox.
  */
 export class MeteredSmsSender implements SmsSender {
+  /** The inner sender's lookup, untimed (it sends nothing); absent when the inner sender has none. */
+  readonly lookup: ((query: SmsLookup) => Promise<SmsLookupResult>) | undefined;
+
   constructor(
     private readonly inner: SmsSender,
     private readonly metrics: OpsMetrics,
     private readonly stopwatch: Stopwatch = () => performance.now(),
-  ) {}
+  ) {
+    this.lookup = inner.lookup?.bind(inner);
+  }
 
   get transport(): string {
     return this.inner.transport;

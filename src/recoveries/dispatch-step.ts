@@ -768,12 +768,7 @@ async function decideLocked(
 
 function callProvider(deps: DispatchDeps, claim: Claim, rendered: Rendered, notAfter: Date): Promise<SendReceipt> {
   return 'sms' in rendered
-    ? deps.sms.send({
-        messageId: claim.messageId,
-        to: claim.to,
-        body: rendered.sms,
-        statusCallbackUrl: `${deps.settings.publicUrl}/webhooks/twilio/status`,
-      })
+    ? deps.sms.send({ messageId: claim.messageId, to: claim.to, body: rendered.sms, notAfter })
     : deps.email.send({
         messageId: claim.messageId,
         to: claim.to,

@@ -14,8 +14,9 @@ import { rows } from '../db/rows.js';
  *
  * - a sender starts its provider call within `startWithinMs` of the claim or not at all, and the call
  *   is bounded by the provider timeout, so no byte of a message reaches a provider later than
- *   `leaseMs` − 1 s after its claim (the SMTP adapter checks again when DATA begins, since a
- *   pooled connection may keep a message waiting);
+ *   `leaseMs` − 1 s after its claim (adapters check that deadline again as the message leaves: the
+ *   SMTP adapter when DATA begins, since a pooled connection may keep a message waiting, the Twilio
+ *   adapter as its request is handed to the HTTP client);
  * - the payment and cancellation paths, once committed, wait until no message of the order is
  *   `sending` with a claim younger than `leaseMs` (`settleInFlightSends`) before they answer.
  *

@@ -219,6 +219,9 @@ async function send(deps: FreshLinkDeps, claim: Claim): Promise<FreshLinkResult>
       await setStatus('skipped', `order_${order?.status ?? 'missing'}`);
       return 'not_possible';
     }
+    // Held until the answer is recorded, as dispatch does: a delivery callback naming this message
+    // that arrives before Twilio's answer waits for it instead of being overwritten by it.
+    await tx.execute(sql`select 1 from messages where id = ${claim.messageId} for update`);
     if (!rendered) {
       await setStatus('failed', 'template_error');
       return 'not_possible';
@@ -231,12 +234,7 @@ async function send(deps: FreshLinkDeps, claim: Claim): Promise<FreshLinkResult>
       if (now() >= callDeadline(claim.claimedAt, lease)) throw sendLeaseLapsed();
       receipt =
         'sms' in rendered
-          ? await deps.sms.send({
-              messageId: claim.messageId,
-              to: claim.to,
-              body: rendered.sms,
-              statusCallbackUrl: `${deps.publicUrl}/webhooks/twilio/status`,
-            })
+          ? await deps.sms.send({ messageId: claim.messageId, to: claim.to, body: rendered.sms, notAfter })
           : await deps.email.send({ messageId: claim.messageId, to: claim.to, ...rendered, notAfter });
     } catch (err) {
       const error =

@@ -8,7 +8,8 @@ import twilio from 'twilio';
  *
  * Implements `POST /2010-04-01/Accounts/:sid/Messages.json` (form-encoded, Basic auth) with
  * Twilio-shaped JSON answers, records every message it accepts, and can be told to fail:
- * - `failNext(n, fault)`: the next n message requests get that fault (an error answer, or `hang` / `drop`);
+ * - `failNext(n, fault)`: the next n message requests get that fault (an error answer, `hang`,
+ *   `drop`, an error answer after creating the message, or a creation that comes late);
  * - `setFaults(rates, seed)`: random faults from a seeded RNG, so a failing run can be replayed;
  * - `invalidNumbers`: recipients answered with 400 / 21211.
  *
@@ -19,6 +20,9 @@ import twilio from 'twilio';
  * recorded (`answered: false`), but no answer arrives: the request is held until the client
  * gives up or `close()`, or the connection is destroyed. Tests of "no blind re-send" count
  * `messages` for a recipient.
+ *
+ * `GET` on the same path lists the accepted messages, newest first, filtered by `To`, `From`
+ * and `DateSent>` / `DateSent<` (inclusive, as Twilio reads them), paged by `PageSize` / `Page`.
  */
 export interface FakeTwilio {
   /** Base URL to give the sender as `apiUrl`, e.g. `http://127.0.0.1:43125`. */
@@ -33,8 +37,11 @@ export interface FakeTwilio {
   readonly closedConnections: ReadonlyArray<{ closedBy: 'client' | 'server' }>;
   /** Recipients (E.164) answered with 400 / 21211. */
   readonly invalidNumbers: Set<string>;
-  /** The next `count` message requests get `fault` instead of the normal handling (after the auth check). */
-  failNext(count: number, fault: FakeTwilioFault): void;
+  /**
+   * The next `count` message requests get `fault` instead of the normal handling (after the auth check);
+   * with `to`, only requests to that number do (other tests' sends in the same server go through).
+   */
+  failNext(count: number, fault: FakeTwilioFault, options?: { to?: string }): void;
   /** Random faults per request, drawn in this order; rates are 0..1 and their sum at most 1. `seed` restarts the RNG. */
   setFaults(rates: FakeTwilioFaultRates, seed?: number): void;
   /** The accepted message with this SID. */
@@ -72,8 +79,17 @@ export interface FakeTwilioMessage {
   from: string | undefined;
   messagingServiceSid: string | undefined;
   statusCallback: string | undefined;
+  /** Twilio's `date_created`. */
   acceptedAt: Date;
-  /** False when a `hang` or `drop` fault swallowed the answer. */
+  /** Twilio's `date_sent`: the fake hands every message to the carrier at once. */
+  dateSent: Date | undefined;
+  /** The last status reported (by a callback, or set by a test); `queued` or `accepted` at first. */
+  status: TwilioMessageStatus;
+  /** What Twilio charged, e.g. `-0.00750` (USD), once known. Tests may set it. */
+  price: string | undefined;
+  /** Why it failed (30003…), once it has. */
+  errorCode: number | undefined;
+  /** False when the client was not told of it: a fault swallowed or replaced the answer, or it came too late. */
   answered: boolean;
 }
 
@@ -108,9 +124,16 @@ export interface FakeTwilioError {
   status: number;
   code?: number;
   message?: string;
+  /** The message is created before the error is answered: an edge that fails after Twilio's backend accepted it. */
+  created?: boolean;
 }
 
-export type FakeTwilioFault = FakeTwilioError | 'hang' | 'drop';
+/** The request is held; the message is created this long after it arrived, then answered if the client still waits. */
+export interface FakeTwilioLateCreation {
+  createAfterMs: number;
+}
+
+export type FakeTwilioFault = FakeTwilioError | FakeTwilioLateCreation | 'hang' | 'drop';
 
 export interface FakeTwilioFaultRates {
   /** 500 / 20500, message not accepted. */
@@ -145,11 +168,20 @@ export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<
   const messages: FakeTwilioMessage[] = [];
   const requests: FakeTwilioRequest[] = [];
   const invalidNumbers = new Set<string>();
-  const programmed: FakeTwilioFault[] = [];
+  const programmed: Array<{ fault: FakeTwilioFault; to: string | undefined }> = [];
   let rates: Required<FakeTwilioFaultRates> = { error500Rate: 0, error429Rate: 0, timeoutRate: 0, dropRate: 0 };
   let random = mulberry32(options.seed ?? 1);
   const sockets = new Set<Socket>();
   const closedConnections: Array<{ closedBy: 'client' | 'server' }> = [];
+  const timers = new Set<NodeJS.Timeout>();
+  const later = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        resolve();
+      }, ms);
+      timers.add(timer);
+    });
 
   const server = http.createServer((req, res) => {
     void handle(req, res).catch((error: unknown) => {
@@ -169,10 +201,11 @@ export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const raw = await readBody(req);
-    const path = new URL(req.url ?? '/', 'http://fake').pathname;
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const path = url.pathname;
     const auth = Buffer.from(req.headers.authorization ?? '');
     const authorized = auth.length === expectedAuth.length && timingSafeEqual(auth, expectedAuth);
-    const params = Object.fromEntries(new URLSearchParams(raw));
+    const params = Object.fromEntries(req.method === 'GET' ? url.searchParams : new URLSearchParams(raw));
     const record: FakeTwilioRequest = { method: req.method ?? '', path, authorized, status: undefined, params };
     requests.push(record);
     const answer = (status: number, body: object) => {
@@ -183,21 +216,27 @@ export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<
       answer(status, { code, message, more_info: `https://www.twilio.com/docs/errors/${code}`, status });
 
     const route = messagesPath.exec(path);
-    if (!route || req.method !== 'POST') return error(404, 20404, 'The requested resource was not found');
+    if (!route || (req.method !== 'POST' && req.method !== 'GET')) {
+      return error(404, 20404, 'The requested resource was not found');
+    }
     if (!authorized) return error(401, 20003, 'Authenticate');
     if (route[1] !== accountSid) return error(404, 20404, `The requested resource ${path} was not found`);
+    if (req.method === 'GET') return answer(200, listPage(path, params));
     const { To: to, Body: body, From: from, MessagingServiceSid: messagingServiceSid } = params;
     if (!to) return error(400, 21604, "A 'To' phone number is required.");
     if (!body) return error(400, 21602, 'Message body is required.');
     if (!from && !messagingServiceSid)
       return error(400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required.");
 
-    const fault = programmed.shift() ?? randomFault();
-    if (fault && typeof fault === 'object') {
+    const next = programmed.findIndex((p) => p.to === undefined || p.to === to);
+    const fault = next >= 0 ? programmed.splice(next, 1)[0]?.fault : randomFault();
+    if (typeof fault === 'object' && 'status' in fault && !fault.created) {
       return error(fault.status, fault.code ?? fault.status, fault.message ?? `Programmed failure ${fault.status}`);
     }
     if (invalidNumbers.has(to)) return error(400, 21211, `The 'To' number ${to} is not a valid phone number.`);
 
+    if (typeof fault === 'object' && 'createAfterMs' in fault) await later(fault.createAfterMs);
+    const acceptedAt = new Date();
     const message: FakeTwilioMessage = {
       sid: `SM${randomBytes(16).toString('hex')}`,
       to,
@@ -205,8 +244,12 @@ export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<
       from,
       messagingServiceSid,
       statusCallback: params.StatusCallback,
-      acceptedAt: new Date(),
-      answered: fault === undefined,
+      acceptedAt,
+      dateSent: acceptedAt,
+      status: messagingServiceSid ? 'accepted' : 'queued',
+      price: undefined,
+      errorCode: undefined,
+      answered: fault === undefined || (typeof fault === 'object' && 'createAfterMs' in fault && !req.socket.destroyed),
     };
     messages.push(message);
     if (fault === 'hang') return; // held: the socket stays open with no answer
@@ -214,7 +257,41 @@ export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<
       req.socket.destroy();
       return;
     }
+    if (req.socket.destroyed) return; // a late creation whose client gave up
+    if (typeof fault === 'object' && 'status' in fault) {
+      return error(fault.status, fault.code ?? fault.status, fault.message ?? `Programmed failure ${fault.status}`);
+    }
     answer(201, messageResource(accountSid, message));
+  }
+
+  /** One page of the message list, newest first (Twilio sorts by DateSent). */
+  function listPage(path: string, params: Record<string, string>): object {
+    const from = params['DateSent>'] === undefined ? undefined : Date.parse(params['DateSent>']);
+    const until = params['DateSent<'] === undefined ? undefined : Date.parse(params['DateSent<']);
+    const matching = messages
+      .filter((m) => params.To === undefined || m.to === params.To)
+      .filter((m) => params.From === undefined || m.from === params.From)
+      .filter((m) => from === undefined || (m.dateSent !== undefined && m.dateSent.getTime() >= from))
+      .filter((m) => until === undefined || (m.dateSent !== undefined && m.dateSent.getTime() <= until))
+      .sort((a, b) => (b.dateSent?.getTime() ?? Infinity) - (a.dateSent?.getTime() ?? Infinity));
+    const pageSize = Math.min(1000, Math.max(1, Number(params.PageSize ?? 50) || 50));
+    const page = Math.max(0, Number(params.Page ?? 0) || 0);
+    const slice = matching.slice(page * pageSize, (page + 1) * pageSize);
+    const uriOf = (n: number) => {
+      const query = new URLSearchParams({ ...params, PageSize: String(pageSize), Page: String(n) });
+      return `${path}?${query.toString()}`;
+    };
+    return {
+      messages: slice.map((m) => messageResource(accountSid, m)),
+      page,
+      page_size: pageSize,
+      start: page * pageSize,
+      end: page * pageSize + Math.max(0, slice.length - 1),
+      uri: uriOf(page),
+      first_page_uri: uriOf(0),
+      previous_page_uri: page > 0 ? uriOf(page - 1) : null,
+      next_page_uri: (page + 1) * pageSize < matching.length ? uriOf(page + 1) : null,
+    };
   }
 
   // One draw per request, even with all rates at zero, so a seed replays the same sequence.
@@ -246,8 +323,8 @@ export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<
     requests,
     closedConnections,
     invalidNumbers,
-    failNext(count, fault) {
-      for (let i = 0; i < count; i++) programmed.push(fault);
+    failNext(count, fault, failOptions = {}) {
+      for (let i = 0; i < count; i++) programmed.push({ fault, to: failOptions.to });
     },
     setFaults(next, seed) {
       rates = { error500Rate: 0, error429Rate: 0, timeoutRate: 0, dropRate: 0, ...next };
@@ -263,6 +340,9 @@ export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<
     async sendStatusCallback(sid, status, callbackOptions = {}) {
       const message = fake.message(sid);
       if (!message?.statusCallback) throw new Error(`no accepted message ${sid} with a statusCallback`);
+      message.status = status;
+      if (callbackOptions.price !== undefined) message.price = callbackOptions.price;
+      if (callbackOptions.errorCode !== undefined) message.errorCode = callbackOptions.errorCode;
       const params: Record<string, string> = {
         AccountSid: accountSid,
         MessageSid: sid,
@@ -328,6 +408,8 @@ export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<
     },
     close() {
       closing ??= new Promise<void>((resolve, reject) => {
+        for (const timer of timers) clearTimeout(timer);
+        timers.clear();
         server.close((error) => (error ? reject(error) : resolve()));
         for (const socket of sockets) socket.destroy();
       });
@@ -337,9 +419,10 @@ export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<
   return fake;
 }
 
-/** The Message resource as Twilio's create call returns it (the fields the SDK maps). */
+/** The Message resource as Twilio's create and list calls return it (the fields the SDK maps). */
 function messageResource(accountSid: string, message: FakeTwilioMessage): object {
-  const created = message.acceptedAt.toUTCString().replace('GMT', '+0000');
+  const rfc2822 = (date: Date) => date.toUTCString().replace('GMT', '+0000');
+  const created = rfc2822(message.acceptedAt);
   return {
     sid: message.sid,
     account_sid: accountSid,
@@ -347,18 +430,18 @@ function messageResource(accountSid: string, message: FakeTwilioMessage): object
     from: message.from ?? null,
     to: message.to,
     body: message.body,
-    status: message.messagingServiceSid ? 'accepted' : 'queued',
+    status: message.status,
     direction: 'outbound-api',
     api_version: '2010-04-01',
     num_segments: '1',
     num_media: '0',
-    price: null,
+    price: message.price ?? null,
     price_unit: 'USD',
-    error_code: null,
+    error_code: message.errorCode ?? null,
     error_message: null,
     date_created: created,
     date_updated: created,
-    date_sent: null,
+    date_sent: message.dateSent ? rfc2822(message.dateSent) : null,
     uri: `/2010-04-01/Accounts/${accountSid}/Messages/${message.sid}.json`,
     subresource_uris: { media: `/2010-04-01/Accounts/${accountSid}/Messages/${message.sid}/Media.json` },
   };

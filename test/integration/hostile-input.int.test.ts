@@ -261,7 +261,12 @@ describe('hostile input on the public HTTP surface', () => {
   it('Twilio webhooks, correctly signed but hostile: never a 5xx; forged: 403 and nothing written', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom('/webhooks/twilio/status', '/webhooks/twilio/inbound'),
+        fc.constantFrom(
+          '/webhooks/twilio/status',
+          '/webhooks/twilio/status/msg_unknown',
+          `/webhooks/twilio/status/${encodeURIComponent("msg_'; drop table messages;--")}`,
+          '/webhooks/twilio/inbound',
+        ),
         fc.record(
           {
             MessageSid: nasty,

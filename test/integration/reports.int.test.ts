@@ -346,7 +346,7 @@ describe('recovery report over a hand-computed dataset', () => {
         {
           providerId: `SM${ids.B}0`,
           providerStatus: 'delivered',
-          price: { amount: 5, micros: 50_000, currency: 'USD' },
+          price: { micros: 50_000, currency: 'USD' },
         },
         new Date(),
       ),

@@ -1,7 +1,9 @@
+import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SmsMessage, SmsSender } from '../../src/channels/sms-sender.js';
-import { sendLeaseFor } from '../../src/recoveries/send-lease.js';
+import { rows } from '../../src/db/rows.js';
+import { handOverDeadline, sendLeaseFor } from '../../src/recoveries/send-lease.js';
 import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
 
 const cadence = `
@@ -19,9 +21,11 @@ const lease = sendLeaseFor(1_000, 3_000);
 class SlowHandOverSender implements SmsSender {
   readonly transport = 'slow';
   readonly accepted: Array<{ to: string; at: number }> = [];
+  readonly calls: SmsMessage[] = [];
   onCall: ((message: SmsMessage) => void) | undefined;
   constructor(private readonly handOverMs: number) {}
   async send(message: SmsMessage) {
+    this.calls.push(message);
     this.onCall?.(message);
     await new Promise((resolve) => setTimeout(resolve, this.handOverMs));
     const at = Date.now();
@@ -104,5 +108,11 @@ describe('the send lease', () => {
     expect(stalled).toBe(true);
     expect(sent.attempts).toBe(2);
     expect(sender.accepted).toHaveLength(1);
+    // The SMS went out with its hand-over deadline, for the adapter to check as the request leaves.
+    const [claim] = await rows<{ claimed_at: Date }>(
+      svc.database.db,
+      sql`select claimed_at from messages where order_id = ${failed.order.id} and step = 0`,
+    );
+    expect(sender.calls.map((m) => m.notAfter)).toEqual([handOverDeadline(claim!.claimed_at, lease)]);
   });
 });

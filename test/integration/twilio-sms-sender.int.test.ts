@@ -4,6 +4,7 @@ import twilio from 'twilio';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ProviderError } from '../../src/channels/provider-error.js';
 import { TwilioSmsSender, type TwilioSmsSenderOptions } from '../../src/channels/twilio-sms-sender.js';
+import { FixedClock } from '../../src/clock.js';
 import { startFakeTwilio, type FakeTwilio, type FakeTwilioFault } from '../helpers/fake-twilio.js';
 import { sms, smsSenderContract } from '../helpers/sms-sender.contract.js';
 
@@ -152,17 +153,27 @@ describe('TwilioSmsSender', () => {
     it.each<[string, FakeTwilioFault, string]>([
       ['429 / 20429', { status: 429, code: 20429, message: 'Too Many Requests' }, '20429'],
       ['429 without a Twilio code', { status: 429 }, '429'],
-      ['500', { status: 500, code: 20500 }, '20500'],
-      ['503', { status: 503 }, '503'],
     ])('%s: retry', async (_name, fault, providerCode) => {
       fake.failNext(1, fault);
       const error = await failure(sender().send(sms()));
       expect(error).toMatchObject({ outcome: 'retry', providerCode, badAddress: undefined });
     });
 
-    it('504: unknown, the gateway may have passed the request on', async () => {
-      fake.failNext(1, { status: 504 });
-      expect(await failure(sender().send(sms()))).toMatchObject({ outcome: 'unknown', providerCode: '504' });
+    it.each<[string, FakeTwilioFault, string]>([
+      ['500', { status: 500, code: 20500 }, '20500'],
+      ['502', { status: 502 }, '502'],
+      ['503', { status: 503 }, '503'],
+      ['504', { status: 504 }, '504'],
+    ])('%s: unknown, the message may exist behind the error', async (_name, fault, providerCode) => {
+      fake.failNext(1, fault);
+      const error = await failure(sender().send(sms()));
+      expect(error).toMatchObject({ outcome: 'unknown', providerCode, badAddress: undefined });
+    });
+
+    it('a 502 after Twilio created the message: unknown, and the message exists once', async () => {
+      fake.failNext(1, { status: 502, created: true });
+      expect(await failure(sender().send(sms()))).toMatchObject({ outcome: 'unknown', providerCode: '502' });
+      expect(fake.messages).toMatchObject([{ answered: false }]);
     });
 
     it('another 4xx: failed without blaming the address', async () => {
@@ -174,6 +185,114 @@ describe('TwilioSmsSender', () => {
       const error = await failure(sender().send(sms()));
       expect(error).toMatchObject({ outcome: 'failed', providerCode: '21606', badAddress: undefined });
       expect(error.message).toContain('21606');
+    });
+  });
+
+  describe('hand-over deadline', () => {
+    const now = new Date('2030-05-01T10:00:00Z');
+
+    it('makes no request for a message whose notAfter has passed', async () => {
+      const late = sender({ clock: new FixedClock(now) }).send(sms({ notAfter: new Date(now.getTime() - 1) }));
+      expect(await failure(late)).toMatchObject({ outcome: 'retry', providerCode: 'send_lease_lapsed' });
+      expect(fake.requests).toHaveLength(0);
+      expect(fake.messages).toHaveLength(0);
+    });
+
+    it('sends a message whose notAfter is still ahead', async () => {
+      const receipt = await sender({ clock: new FixedClock(now) }).send(
+        sms({ notAfter: new Date(now.getTime() + 1_000) }),
+      );
+      expect(receipt.providerId).toBe(fake.messages[0]?.sid);
+    });
+
+    it('holds for an injected httpClient too', async () => {
+      const requests: string[] = [];
+      class RecordingClient extends twilio.RequestClient {
+        override request(options: { uri: string }): Promise<never> {
+          requests.push(options.uri);
+          return Promise.reject(Object.assign(new Error('refused'), { isAxiosError: true, code: 'ECONNREFUSED' }));
+        }
+      }
+      const injected = sender({ clock: new FixedClock(now), httpClient: new RecordingClient() });
+      const late = await failure(injected.send(sms({ notAfter: now })));
+      expect(late).toMatchObject({ outcome: 'retry', providerCode: 'send_lease_lapsed' });
+      expect(requests).toEqual([]);
+      await failure(injected.send(sms({ notAfter: new Date(now.getTime() + 1_000) })));
+      expect(requests).toHaveLength(1);
+    });
+  });
+
+  describe('lookup', () => {
+    const to = '+14155550142';
+    const marker = 'Tok3nOfThisMessage_xyz';
+    const body = `Your order is waiting: https://pay.example/r/${marker} Reply STOP to opt out.`;
+
+    it('finds a message Twilio created behind an error answer, by recipient and body', async () => {
+      const claimedAt = new Date();
+      const twilioSender = sender();
+      await twilioSender.send(sms({ to, body: 'an earlier reminder to the same number' }));
+      fake.failNext(1, { status: 502, created: true });
+      const message = sms({ to, body });
+      await failure(twilioSender.send(message));
+      await twilioSender.send(sms({ to: '+14155550143', body }));
+      const created = fake.messages[1];
+      if (!created) throw new Error('the fake holds no second message');
+      Object.assign(created, { status: 'delivered', price: '-0.00790' });
+
+      const result = await twilioSender.lookup({ messageId: message.messageId, to, claimedAt, bodyMarker: marker });
+      expect(result).toEqual({
+        kind: 'found',
+        providerId: created.sid,
+        acceptedAt: new Date(Math.floor(created.acceptedAt.getTime() / 1000) * 1000),
+        providerStatus: 'delivered',
+        price: { micros: 7_900, currency: 'USD' },
+      });
+      const listing = fake.requests.at(-1);
+      expect(listing).toMatchObject({ method: 'GET', authorized: true, status: 200 });
+      expect(listing?.params).toMatchObject({ To: to, 'DateSent>': expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
+    });
+
+    it('reports the error code and bad address of a message that failed', async () => {
+      const twilioSender = sender();
+      await twilioSender.send(sms({ to, body }));
+      const created = fake.messages[0];
+      if (!created) throw new Error('the fake holds no message');
+      Object.assign(created, { status: 'undelivered', errorCode: 30003 });
+      const result = await twilioSender.lookup({ messageId: 'msg_x', to, claimedAt: new Date(), bodyMarker: marker });
+      expect(result).toMatchObject({
+        kind: 'found',
+        providerStatus: 'undelivered',
+        errorCode: '30003',
+        badAddress: 'unreachable',
+      });
+    });
+
+    it('proves nothing while the claim is younger than the longest Twilio may queue a message', async () => {
+      const claimedAt = new Date();
+      const result = await sender({ clock: new FixedClock(new Date(claimedAt.getTime() + 3_600_000)) }).lookup({
+        messageId: 'msg_x',
+        to,
+        claimedAt,
+        bodyMarker: marker,
+      });
+      expect(result).toEqual({ kind: 'not_found' });
+    });
+
+    it('proves a message never sent once that age has passed and nothing went to the number', async () => {
+      const claimedAt = new Date();
+      const later = new FixedClock(new Date(claimedAt.getTime() + 12 * 3_600_000));
+      const query = { messageId: 'msg_x', to, claimedAt, bodyMarker: marker };
+      expect(await sender({ clock: later }).lookup(query)).toEqual({ kind: 'not_sent' });
+      // A message to the number without the marker may be this one with its link rewritten: no proof.
+      await sender().send(sms({ to, body: 'Your order is waiting: https://twil.io/short' }));
+      expect(await sender({ clock: later }).lookup(query)).toEqual({ kind: 'not_found' });
+    });
+
+    it('fails with a ProviderError when Twilio does not answer the listing', async () => {
+      const error = await failure(
+        sender({ authToken: 'wrong' }).lookup({ messageId: 'msg_x', to, claimedAt: new Date(), bodyMarker: marker }),
+      );
+      expect(error).toMatchObject({ providerCode: '20003' });
     });
   });
 

@@ -104,6 +104,19 @@ describe('metered senders', () => {
     );
   });
 
+  it("passes the inner sender's lookup through, and has none when the inner sender has none", async () => {
+    const metrics = new OpsMetrics({ defaultMetrics: false });
+    const inner: SmsSender = { ...smsSender(async () => receipt), lookup: async () => ({ kind: 'not_found' }) };
+    const query = { messageId: 'msg_1', to: '+8613800138000', claimedAt: at('2024-05-10T06:00:00Z'), bodyMarker: 'x' };
+    expect(await new MeteredSmsSender(inner, metrics).lookup?.(query)).toEqual({ kind: 'not_found' });
+    expect(
+      new MeteredSmsSender(
+        smsSender(async () => receipt),
+        metrics,
+      ).lookup,
+    ).toBeUndefined();
+  });
+
   it('counts an adapter bug (not a ProviderError) as outcome unknown, code unexpected_error', async () => {
     const metrics = new OpsMetrics({ defaultMetrics: false });
     const inner: EmailSender = {
