@@ -41,7 +41,7 @@ describe('the send lease', () => {
     svc = undefined;
   });
 
-  it('answers a payment only after a reminder whose sender lost its lock mid-send reached the provider', async () => {
+  it('answers a payment only after a reminder in flight reached the provider, even with its sender cut off', async () => {
     const sender = new SlowHandOverSender(300);
     svc = await startTestService({ cadences: cadence, env, overrides: { sms: sender } });
     admin = new pg.Client({ connectionString: svc.database.url });
@@ -51,14 +51,13 @@ describe('the send lease', () => {
     let payment: Promise<Response> | undefined;
     sender.onCall = () => {
       sender.onCall = undefined;
-      // The sender holds the order's share lock in an open transaction: cut its session, as a
-      // network blip or a database failover would, then pay while the message is still on its way.
+      // Cut every session of the service, as a network blip or a database failover would, then
+      // pay while the message is still on its way: only the committed claim tells of it now.
       payment = (async () => {
-        const { rows: killed } = await admin!.query<{ pid: number }>(
-          `select pg_terminate_backend(pid) as terminated, pid from pg_stat_activity
-           where datname = current_database() and pid <> pg_backend_pid() and state like 'idle in transaction%'`,
+        await admin!.query(
+          `select pg_terminate_backend(pid) from pg_stat_activity
+           where datname = current_database() and pid <> pg_backend_pid()`,
         );
-        expect(killed.length).toBe(1);
         const response = await svc!.post(
           makeEvent({ type: 'payment.succeeded', occurred_at: new Date().toISOString() }, failed.order),
         );
@@ -73,6 +72,44 @@ describe('the send lease', () => {
     const accepted = await waitFor(() => sender.accepted[0], { what: 'the reminder to reach the provider' });
     expect(accepted.at).toBeLessThanOrEqual(paidAckAt!);
     expect(sender.accepted).toHaveLength(1);
+  });
+
+  it('answers a payment while its sender is frozen between claim and call, and the sender then sends nothing', async () => {
+    const sender = new SlowHandOverSender(0);
+    let paid: ((value: void) => void) | undefined;
+    const paymentAnswered = new Promise<void>((resolve) => (paid = resolve));
+    let frozen = false;
+    svc = await startTestService({
+      cadences: cadence,
+      env,
+      overrides: {
+        sms: sender,
+        // A worker stopped (SIGSTOP, a long GC pause) right after its claim, until the payment was answered.
+        faultPoint: async (point) => {
+          if (point !== 'after_claim' || frozen) return;
+          frozen = true;
+          await paymentAnswered;
+        },
+      },
+    });
+    const failed = makeEvent();
+    expect((await svc.post(failed)).status).toBe(202);
+    await waitFor(() => (frozen ? true : undefined), { what: 'the sender to claim the step' });
+    const answer = await svc.post(
+      makeEvent({ type: 'payment.succeeded', occurred_at: new Date().toISOString() }, failed.order),
+    );
+    expect(answer.status).toBe(202);
+    paid?.();
+    const message = await waitFor(
+      async () => {
+        const order = await svc!.getOrder(failed.order.id);
+        const step = order.messages.find((m) => m.step === 0);
+        return step && step.status !== 'sending' ? step : undefined;
+      },
+      { what: 'the frozen sender to record its step' },
+    );
+    expect(message).toMatchObject({ status: 'skipped' });
+    expect(sender.accepted).toEqual([]);
   });
 
   it('does not start a provider call once the window after the claim has passed: the step is retried', async () => {
