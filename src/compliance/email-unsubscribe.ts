@@ -4,6 +4,7 @@ import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import type { DbOrTx } from '../db/tx.js';
 import { findSuppressions, recordConsent, suppress } from './suppressions.js';
+import { settleInFlightSends } from '../messages/in-flight.js';
 
 /** The email an unsubscribe token names. */
 export interface UnsubscribeTarget {
@@ -40,6 +41,19 @@ export type UnsubscribeOutcome = 'unsubscribed' | 'already' | 'unknown_message';
  * (a mail client retrying the one-click POST) changes nothing more.
  */
 export async function unsubscribeEmail(
+  deps: { db: Db; clock: Clock; sendLeaseMs?: number | undefined },
+  messageId: string,
+  source: 'email_one_click' | 'email_page',
+): Promise<{ outcome: UnsubscribeOutcome; target: UnsubscribeTarget | undefined }> {
+  const result = await suppressForMessage(deps, messageId, source);
+  // An email to this address already on its way: answer once its provider answered, so that
+  // nothing is accepted for it after the customer was told they are unsubscribed.
+  const address = result.target?.address;
+  if (address) await settleInFlightSends(deps.db, { channel: 'email', address }, deps.sendLeaseMs);
+  return result;
+}
+
+async function suppressForMessage(
   deps: { db: Db; clock: Clock },
   messageId: string,
   source: 'email_one_click' | 'email_page',

@@ -8,6 +8,8 @@ export interface ForgetCustomerRouteDeps {
   db: Db;
   clock: Clock;
   keys: KeyResolver;
+  /** How long an in-flight message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
+  sendLeaseMs?: number | undefined;
 }
 
 /**

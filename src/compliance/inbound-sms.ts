@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
+import { settleInFlightSends } from '../messages/in-flight.js';
 import { parseSmsReply, replyLocale, type ReplyLocale, type SmsCommand } from './sms-keywords.js';
 import { normaliseAddress, recordConsent, suppress, unsuppress } from './suppressions.js';
 
@@ -30,12 +31,22 @@ export interface InboundSmsResult {
  * are recorded, so a webhook Twilio delivers twice leaves one ledger row.
  */
 export async function handleInboundSms(
-  deps: { db: Db; clock: Clock; defaultLocale: string },
+  deps: { db: Db; clock: Clock; defaultLocale: string; sendLeaseMs?: number | undefined },
   sms: InboundSms,
 ): Promise<InboundSmsResult> {
+  const result = await actOnReply(deps, sms);
+  // An SMS to this number already on its way: answer the STOP once its provider answered, so that
+  // nothing is accepted for the number after the customer was told they will get no more.
+  if (result.command === 'opt_out') {
+    await settleInFlightSends(deps.db, { channel: 'sms', address: sms.from }, deps.sendLeaseMs);
+  }
+  return result;
+}
+
+async function actOnReply(deps: { db: Db; clock: Clock; defaultLocale: string }, sms: InboundSms) {
   const parsed = parseSmsReply(sms.body, sms.optOutType);
   const from = normaliseAddress('sms', sms.from);
-  return deps.db.transaction(async (tx) => {
+  return deps.db.transaction(async (tx): Promise<InboundSmsResult> => {
     // The reminder the customer is answering: its language is the one they read.
     const [last] = await rows<{ id: string; customer_id: string; locale: string | null }>(
       tx,

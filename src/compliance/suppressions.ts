@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
 import type { DbOrTx } from '../db/tx.js';
@@ -22,27 +22,8 @@ export type ConsentAction = 'opt_out' | 'opt_in';
 /** How the customer told us (the `consent_events.source` values). */
 export type ConsentSource = 'sms_reply' | 'email_one_click' | 'email_page' | 'ops';
 
-export const hashPrefix = 'sha256:';
-
-/** The form an address is stored and compared in. */
-export function normaliseAddress(channel: Channel, address: string): string {
-  const trimmed = address.trim();
-  return channel === 'email' ? trimmed.toLowerCase() : trimmed.replace(/[\s().-]/g, '');
-}
-
-/** `sha256:<hex>` of the normalised address: what a forgotten customer's suppressions keep. */
-export function addressHash(channel: Channel, address: string): string {
-  return `${hashPrefix}${createHash('sha256').update(normaliseAddress(channel, address), 'utf8').digest('hex')}`;
-}
-
-export function isHashedAddress(address: string): boolean {
-  return address.startsWith(hashPrefix);
-}
-
-/** Every stored form that means this address: as given, normalised, hashed. */
-export function addressForms(channel: Channel, address: string): string[] {
-  return [...new Set([address, normaliseAddress(channel, address), addressHash(channel, address)])];
-}
+export { addressForms, addressHash, hashPrefix, isHashedAddress, normaliseAddress } from '../addresses.js';
+import { addressForms, normaliseAddress } from '../addresses.js';
 
 /**
  * The suppressed channels among a customer's current addresses, with the suppression's reason.

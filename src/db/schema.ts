@@ -204,6 +204,11 @@ export const messages = pgTable(
     claimId: text('claim_id'),
     plannedAt: ts('planned_at'),
     claimedAt: ts('claimed_at'),
+    /**
+     * Postgres's time when the `sending` claim was written: the send lease and the takeover of a
+     * lost sender's claim count from it, so every process measures them on one clock.
+     */
+    leaseStartedAt: ts('lease_started_at'),
     sentAt: ts('sent_at'),
     createdAt: ts('created_at').notNull().defaultNow(),
     updatedAt: ts('updated_at').notNull().defaultNow(),
@@ -214,9 +219,9 @@ export const messages = pgTable(
     index('messages_order_idx').on(t.orderId),
     index('messages_customer_sent_idx').on(t.customerId, t.sentAt),
     index('messages_sent_idx').on(t.sentAt),
-    // The reconciler looks for stale `sending` claims every pass: few rows, found without a scan.
+    // In-flight messages are looked for on every payment and every reconciler pass: few rows, no scan.
     index('messages_sending_idx')
-      .on(t.claimedAt)
+      .on(t.leaseStartedAt)
       .where(sql`${t.status} = 'sending'`),
   ],
 );

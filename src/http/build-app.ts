@@ -46,7 +46,7 @@ export interface AppDeps {
   publicUrl: string;
   abandonAfterMs: number;
   clickWindowMs: number;
-  /** How long a lost sender's message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
+  /** How long an in-flight message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
   sendLeaseMs?: number | undefined;
   bodyLimit: number;
   /** A request not fully received after this long is answered 408. Default 30 s. */
@@ -145,14 +145,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         publicUrl: deps.publicUrl,
         shopName: deps.compliance?.shopName,
         defaultLocale: deps.compliance?.defaultLocale,
+        sendLeaseMs: deps.sendLeaseMs,
       }),
     );
   }
   const compliance = deps.compliance;
   if (compliance) {
-    await app.register((scope) => unsubscribeRoutes(scope, { ...compliance, db: deps.db, clock: deps.clock }));
+    await app.register((scope) =>
+      unsubscribeRoutes(scope, { ...compliance, db: deps.db, clock: deps.clock, sendLeaseMs: deps.sendLeaseMs }),
+    );
   }
-  await app.register((scope) => forgetCustomerRoutes(scope, { db: deps.db, clock: deps.clock, keys }));
+  await app.register((scope) =>
+    forgetCustomerRoutes(scope, { db: deps.db, clock: deps.clock, sendLeaseMs: deps.sendLeaseMs, keys }),
+  );
 
   await app.register((scope) => eventRoutes(scope, { ...deps, keys }));
   await app.register((scope) => orderRoutes(scope, { db: deps.db, publicUrl: deps.publicUrl, payments, keys }));

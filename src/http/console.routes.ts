@@ -56,6 +56,8 @@ import { sendProblem, toRecoupError } from './problem.js';
 
 export interface ConsoleRouteDeps {
   db: Db;
+  /** How long an in-flight message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
+  sendLeaseMs?: number | undefined;
   cadences: CadenceBook;
   /** Restarted recoveries get their wake-up here. */
   queue: StepQueue;
@@ -505,7 +507,12 @@ export async function consoleRoutes(app: FastifyInstance, deps: ConsoleRouteDeps
   );
 
   app.post<{ Params: { id: string } }>('/console/orders/:id/stop', opsForm, async (request, reply) => {
-    const result = await stopRecovery(deps.db, request.params.id, { actor: actorOf(request), at: deps.clock.now() });
+    const result = await stopRecovery(
+      deps.db,
+      request.params.id,
+      { actor: actorOf(request), at: deps.clock.now() },
+      deps.sendLeaseMs,
+    );
     const pending = result.pendingWakeup;
     // Only tidies the queue: the wake-up would find the recovery stopped and do nothing.
     if (pending) deps.queue.remove(pending.recoveryId, pending.wakeSeq).catch(() => undefined);

@@ -5,7 +5,7 @@ import type { Db } from '../db/client.js';
 import { EventApplier } from '../orders/apply-event.js';
 import { parseEvent } from '../orders/event-schema.js';
 import type { StepQueue } from '../queue/queues.js';
-import { settleInFlightSends } from '../recoveries/send-lease.js';
+import { settleInFlightSends } from '../messages/in-flight.js';
 import { requireScope, type KeyResolver } from './auth.js';
 import { requireJson } from './request.js';
 
@@ -17,7 +17,7 @@ export interface EventRouteDeps {
   keys: KeyResolver;
   abandonAfterMs: number;
   clickWindowMs: number;
-  /** How long a lost sender's message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
+  /** How long an in-flight message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
   sendLeaseMs?: number;
 }
 
@@ -31,9 +31,13 @@ export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): P
     requireJson(request);
     const event = parseEvent(request.body);
     const result = await applier.apply(event, deps.clock.now());
+    // A reminder already on its way when this committed: answer once the provider answered it, so
+    // that nothing is accepted for a paid or cancelled order, or at an old address, after this answer.
     if (event.order && endsOrder.has(event.type)) {
-      // A reminder that lost its sender's lock mid-send may still be on its way: answer after it.
-      await settleInFlightSends(deps.db, deps.clock, event.order.id, deps.sendLeaseMs);
+      await settleInFlightSends(deps.db, { orderId: event.order.id }, deps.sendLeaseMs);
+    } else if (event.type === 'customer.updated') {
+      const customerId = (event.customer ?? event.order?.customer)?.id;
+      if (customerId) await settleInFlightSends(deps.db, { customerId }, deps.sendLeaseMs);
     }
     if (result.status === 'duplicate') return reply.status(200).send({ event_id: event.id, status: 'duplicate' });
     try {

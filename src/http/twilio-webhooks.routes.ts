@@ -19,6 +19,8 @@ export interface TwilioWebhookDeps {
   shopName?: string | undefined;
   /** Language of the replies when the customer's is unknown. Default en. */
   defaultLocale?: string | undefined;
+  /** How long an in-flight message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
+  sendLeaseMs?: number | undefined;
 }
 
 /**
@@ -88,7 +90,7 @@ export async function twilioWebhookRoutes(app: FastifyInstance, deps: TwilioWebh
       throw new RecoupError('validation', 'From is required', { issues: [{ path: 'From', message: 'required' }] });
     }
     const result = await handleInboundSms(
-      { db: deps.db, clock: deps.clock, defaultLocale: deps.defaultLocale ?? 'en' },
+      { db: deps.db, clock: deps.clock, defaultLocale: deps.defaultLocale ?? 'en', sendLeaseMs: deps.sendLeaseMs },
       { from, body: params.Body ?? '', optOutType: params.OptOutType },
     );
     request.log.info({ command: result.command, changed: result.changed }, 'inbound sms');

@@ -30,6 +30,8 @@ export interface UnsubscribeRouteDeps {
   publicUrl: string;
   /** Requests per link (token) across `/u/*`. Default 60 per minute. */
   rateLimit?: { max: number; timeWindowMs: number };
+  /** How long an in-flight message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
+  sendLeaseMs?: number | undefined;
 }
 
 const bodyLimit = 8_192;

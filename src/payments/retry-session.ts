@@ -16,7 +16,7 @@ import { eligibleIncentive, grantIncentive, type IncentiveContext } from './ince
 import type { PaymentGateways } from './gateways.js';
 import { isGatewayError, type PaymentNextAction, type PaymentStatus } from './payment-gateway.js';
 import { recordPayment } from './record-payment.js';
-import { settleInFlightSends } from '../recoveries/send-lease.js';
+import { settleInFlightSends } from '../messages/in-flight.js';
 
 export interface RetryDeps {
   db: Db;
@@ -710,8 +710,8 @@ export async function settleSuccess(deps: RetryDeps, fact: SuccessFact): Promise
     );
     return { kind: 'duplicate', paymentId: recorded.paymentId, refundId };
   });
-  // A reminder that lost its sender's lock mid-send may still be on its way: answer after it.
-  await settleInFlightSends(deps.db, deps.clock, fact.orderId, deps.sendLeaseMs);
+  // A reminder already on its way when the payment committed: answer once its provider answered.
+  await settleInFlightSends(deps.db, { orderId: fact.orderId }, deps.sendLeaseMs);
   if (result.kind === 'duplicate' && result.refundId) {
     await submitRefund(deps, result.refundId);
   }

@@ -5,7 +5,7 @@ import { decideHold, linkGateways, recordHold, restoredTemplate, type CircuitHol
 import type { EmailSender } from '../channels/email-sender.js';
 import { findSuppressions, normaliseAddress } from '../compliance/suppressions.js';
 import type { UnsubscribeLinks } from '../compliance/unsubscribe-links.js';
-import { ProviderError, sendLeaseLapsed } from '../channels/provider-error.js';
+import { ProviderError } from '../channels/provider-error.js';
 import type { SendReceipt, SmsSender } from '../channels/sms-sender.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
@@ -20,7 +20,9 @@ import type { TemplateRenderer } from '../messages/template-renderer.js';
 import type { StepJobData, Wakeup } from '../queue/queues.js';
 import { newRetryToken, retryUrl } from '../retry-links/retry-token.js';
 import type { MessageCosts } from '../reports/message-cost.js';
-import { callDeadline, defaultSendLease, handOverDeadline, type SendLease } from './send-lease.js';
+import { Batcher } from '../batcher.js';
+import { guardedSend, type GuardedClaim, type GuardedOutcome, type Rendered } from './guarded-send.js';
+import { claimStart, defaultSendLease, type ClaimStart, type SendLease } from './send-lease.js';
 import { nextSendTime } from './send-window.js';
 
 export interface DispatchSettings {
@@ -123,8 +125,9 @@ interface CustomerRow {
 interface MessageRow {
   id: string;
   status: string;
-  claimed_at: Date | null;
   attempts: number;
+  /** How long until a `sending` claim counts as a lost worker's; null without a claim. */
+  stale_in_ms: number | null;
 }
 
 interface Claim {
@@ -140,8 +143,8 @@ interface Claim {
   recovery: RecoveryRow;
   cadence: Cadence;
   context: MessageContext;
-  /** The `claimed_at` written with the claim: the send lease runs from it (src/recoveries/send-lease.ts). */
-  claimedAt: Date;
+  /** When the claim was taken, on this process's monotonic clock: the send lease runs from it (src/recoveries/send-lease.ts). */
+  claimedAt: ClaimStart;
 }
 
 type ClaimOutcome = { kind: 'done'; result: DispatchResult } | { kind: 'send'; claim: Claim };
@@ -166,11 +169,13 @@ export async function dispatchStep(deps: DispatchDeps, job: StepJobData): Promis
  */
 export async function dispatchSteps(deps: DispatchDeps, jobs: StepJobData[]): Promise<DispatchResult[]> {
   const now = deps.clock.now();
+  // Before any claim is sent: every send deadline counts from here (src/recoveries/send-lease.ts).
+  const started = claimStart();
   // The common case (send this step now) in two statements for the whole batch; anything else, or
   // anything that changed in between, is decided by the locked path, one job at a time.
-  const fast = await claimWithoutTransaction(deps, jobs, now);
+  const fast = await claimWithoutTransaction(deps, jobs, now, started);
   const outcomes = await Promise.all(
-    jobs.map((job, i) => fast[i] ?? deps.db.transaction((tx) => claimStep(tx, deps, job, now))),
+    jobs.map((job, i) => fast[i] ?? deps.db.transaction((tx) => claimStep(tx, deps, job, now, started))),
   );
   const results: Array<DispatchResult | undefined> = outcomes.map((o) => (o.kind === 'done' ? o.result : undefined));
   const claims = outcomes.flatMap((o, i) => (o.kind === 'send' ? [{ index: i, claim: o.claim }] : []));
@@ -185,7 +190,13 @@ export async function dispatchSteps(deps: DispatchDeps, jobs: StepJobData[]): Pr
   return results.map((r) => r ?? { action: 'nothing', wakeups: [] });
 }
 
-async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date): Promise<ClaimOutcome> {
+async function claimStep(
+  tx: Tx,
+  deps: DispatchDeps,
+  job: StepJobData,
+  now: Date,
+  started: ClaimStart,
+): Promise<ClaimOutcome> {
   const done = (action: DispatchAction, wakeups: Wakeup[] = [], messageId?: string): ClaimOutcome => ({
     kind: 'done',
     result: { action, wakeups, ...(messageId ? { messageId } : {}) },
@@ -233,9 +244,13 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
     return done('rescheduled', [await reschedule(tx, recovery, recovery.next_run_at)]);
   }
 
+  // A claim's age on Postgres's clock, the clock it was written with.
   const [existing] = await rows<MessageRow>(
     tx,
-    sql`select id, status, claimed_at, attempts from messages
+    sql`select id, status, attempts,
+               greatest(0, ${deps.settings.claimStaleAfterMs}
+                           - extract(epoch from clock_timestamp() - lease_started_at) * 1000)::float8 as stale_in_ms
+        from messages
         where recovery_id = ${recovery.id} and step = ${recovery.step_index} for update`,
   );
   if (existing && existing.status !== 'scheduled') {
@@ -243,11 +258,8 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
       // Already decided (a crash after recording it, before advancing): just move on.
       return done('rescheduled', [await advance(tx, recovery, cadence, now)], existing.id);
     }
-    const claimedAt = existing.claimed_at?.getTime() ?? 0;
-    if (claimedAt + deps.settings.claimStaleAfterMs > now.getTime()) {
-      return done('rescheduled', [
-        await reschedule(tx, recovery, new Date(claimedAt + deps.settings.claimStaleAfterMs)),
-      ]);
+    if (existing.stale_in_ms !== null && existing.stale_in_ms > 0) {
+      return done('rescheduled', [await reschedule(tx, recovery, new Date(now.getTime() + existing.stale_in_ms))]);
     }
     // The worker that claimed it died between recording and recording the answer.
     // The provider may have accepted it: never send it again.
@@ -359,17 +371,17 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
     tx,
     sql`insert into messages (id, recovery_id, order_id, customer_id, step, channel, template, locale, status,
                               to_address, link_token, link_expires_at, attempts, claim_id, planned_at, claimed_at,
-                              created_at, updated_at)
+                              lease_started_at, created_at, updated_at)
         values (${messageId}, ${recovery.id}, ${order.id}, ${order.customer_id}, ${recovery.step_index}, ${channel},
                 ${template}, ${locale}, 'sending', ${to}, ${token},
                 ${new Date(now.getTime() + deps.settings.retryLinkTtlMs)}, 1, ${claimId}, ${recovery.next_run_at ?? now},
-                ${now}, ${now}, ${now})
+                ${now}, clock_timestamp(), ${now}, ${now})
         on conflict (recovery_id, step) do update set
           channel = excluded.channel, template = excluded.template, locale = excluded.locale,
           status = 'sending', reason = null,
           to_address = excluded.to_address, link_token = excluded.link_token, link_expires_at = excluded.link_expires_at,
           attempts = messages.attempts + 1, claim_id = excluded.claim_id, claimed_at = excluded.claimed_at,
-          updated_at = excluded.updated_at
+          lease_started_at = excluded.lease_started_at, updated_at = excluded.updated_at
         returning attempts`,
   );
 
@@ -384,7 +396,7 @@ async function claimStep(tx: Tx, deps: DispatchDeps, job: StepJobData, now: Date
         template,
         locale,
         token,
-        claimedAt: now,
+        claimedAt: started,
         recovery,
         cadence,
         step,
@@ -465,6 +477,7 @@ async function claimWithoutTransaction(
   deps: DispatchDeps,
   jobs: StepJobData[],
   now: Date,
+  started: ClaimStart,
 ): Promise<Array<ClaimOutcome | undefined>> {
   const capSince = new Date(now.getTime() - 2 * 86_400_000);
   const snaps = await rows<StepSnapshot & { i: number }>(
@@ -476,7 +489,7 @@ async function claimWithoutTransaction(
   const planned = await Promise.all(
     jobs.map((job, i) => {
       const snap = snaps.find((row) => row.i === i);
-      return snap ? planClaim(deps, job, snap, now, capSince) : undefined;
+      return snap ? planClaim(deps, job, snap, now, capSince, started) : undefined;
     }),
   );
   const plans = planned
@@ -542,6 +555,7 @@ async function planClaim(
   snap: StepSnapshot,
   now: Date,
   capSince: Date,
+  started: ClaimStart,
 ): Promise<PlannedClaim | undefined> {
   if (!snap || snap.state !== 'active' || snap.wake_seq !== job.wakeSeq || snap.order_status !== 'pending') return;
   if (now >= snap.expires_at) return;
@@ -602,7 +616,7 @@ async function planClaim(
     template,
     locale,
     token,
-    claimedAt: now,
+    claimedAt: started,
     recovery: snap,
     cadence,
     step,
@@ -639,72 +653,61 @@ async function planClaim(
   };
 }
 
-type Rendered = { sms: string; segments: number } | { subject: string; html: string; text: string };
-
-interface LockedForSend {
-  i: number;
-  o_order_status: OrderStatus | null;
-  o_message_status: string | null;
-  o_claim_id: string | null;
-  o_recovery_state: string | null;
-  o_step_index: number;
-  o_wake_seq: number;
-  o_started_at: Date;
-  o_expires_at: Date;
-}
-
 /**
- * Sends claimed messages in one transaction: the locks of all of them first (each order's share
- * lock, then its message and recovery, orders in id order), the last checks, the provider calls
- * side by side, then every result and next step in one statement. Results are in the claims' order.
+ * Hands claimed messages to their providers through the guarded send (src/recoveries/guarded-send.ts)
+ * and records each answer as it arrives, so a slow provider call holds up nothing but its own
+ * message. Results are in the claims' order.
  */
 async function sendClaimed(deps: DispatchDeps, claims: Claim[]): Promise<DispatchResult[]> {
-  const rendered = claims.map((claim) => renderClaim(deps, claim));
-  const lease = deps.settings.sendLease ?? defaultSendLease;
-  const byOrder = claims
-    .map((claim, i) => ({ i, claim }))
-    .sort((a, b) => (a.claim.orderId < b.claim.orderId ? -1 : a.claim.orderId > b.claim.orderId ? 1 : a.i - b.i));
-
-  return deps.db.transaction(async (tx) => {
-    const now = () => deps.clock.now();
-    // A share lock on each order: the payment path's update waits until its send is recorded, so
-    // no message is accepted by a provider after the order's payment committed.
-    // The three locks per message in one round trip for all (recoup_lock_for_send, migrations/0004_perf.sql).
-    const lockedRows = await rows<LockedForSend>(
-      tx,
-      sql`select j.i, l.* from jsonb_to_recordset(${JSON.stringify(
-        byOrder.map(({ i, claim }) => ({ i, o: claim.orderId, m: claim.messageId, r: claim.recovery.id })),
-      )}::jsonb) as j(i integer, o text, m text, r text)
-          cross join lateral recoup_lock_for_send(j.o, j.m, j.r) l`,
-    );
-    const results: Array<DispatchResult | undefined> = claims.map(() => undefined);
-    const calls: Array<{ i: number; claim: Claim; recovery: RecoveryRow; rendered: Rendered; notAfter: Date }> = [];
-    for (const { i, claim } of byOrder) {
-      const locked = lockedRows.find((row) => row.i === i);
-      const decided = await decideLocked(tx, deps, claim, locked, rendered[i], lease, now);
-      if ('result' in decided) results[i] = decided.result;
-      else calls.push({ i, claim, ...decided });
-    }
-
-    const answers = await Promise.allSettled(
-      calls.map((call) => callProvider(deps, call.claim, call.rendered, call.notAfter)),
-    );
-    const sent: Array<{ call: (typeof calls)[number]; receipt: SendReceipt }> = [];
-    for (const [k, answer] of answers.entries()) {
-      const call = calls[k];
-      if (!call) continue;
-      await deps.faultPoint?.('after_provider_answer', call.claim.messageId);
-      if (answer.status === 'rejected') {
-        results[call.i] = await recordProviderFailure(tx, deps, call.claim, call.recovery, answer.reason);
-      } else {
-        sent.push({ call, receipt: answer.value });
-      }
-    }
-    if (sent.length > 0) {
-      for (const entry of await recordSent(tx, deps, sent, now())) results[entry.i] = entry.result;
-    }
-    return results.map((r) => r ?? { action: 'nothing', wakeups: [] });
+  const results: Array<DispatchResult | Promise<DispatchResult>> = [];
+  const sends: Array<{ k: number; claim: Claim; rendered: Rendered }> = [];
+  for (const [k, claim] of claims.entries()) {
+    const rendered = renderClaim(deps, claim);
+    if (rendered) sends.push({ k, claim, rendered });
+    else results[k] = recordFailure(deps, claim, new ProviderError('failed', 'template_error', 'template_error'));
+  }
+  const answers = await guardedSend(
+    {
+      db: deps.db,
+      sms: deps.sms,
+      email: deps.email,
+      logger: deps.logger,
+      lease: deps.settings.sendLease ?? defaultSendLease,
+      afterProviderAnswer: deps.faultPoint && ((messageId) => deps.faultPoint!('after_provider_answer', messageId)),
+    },
+    sends.map(({ claim, rendered }) => ({
+      claim: guardedClaim(claim),
+      rendered,
+      unsubscribe: claim.channel === 'email' ? deps.unsubscribe?.forMessage(claim.messageId) : undefined,
+    })),
+  );
+  sends.forEach(({ k, claim }, n) => {
+    results[k] = (answers[n] as Promise<GuardedOutcome>).then((outcome): DispatchResult | Promise<DispatchResult> => {
+      if (outcome.kind === 'sent')
+        return recorderFor(deps).submit({ claim, receipt: outcome.receipt, rendered: sends[n]!.rendered });
+      if (outcome.kind === 'refused') return recordFailure(deps, claim, outcome.error);
+      if (outcome.kind === 'stale') return { action: 'stale', wakeups: [], messageId: claim.messageId };
+      return {
+        action: outcome.status === 'suppressed' ? 'suppressed' : 'skipped',
+        wakeups: [],
+        messageId: claim.messageId,
+      };
+    });
   });
+  return Promise.all(results);
+}
+
+function guardedClaim(claim: Claim): GuardedClaim {
+  return {
+    messageId: claim.messageId,
+    claimId: claim.claimId,
+    orderId: claim.orderId,
+    recoveryId: claim.recovery.id,
+    step: claim.recovery.step_index,
+    channel: claim.channel,
+    to: claim.to,
+    claimedAt: claim.claimedAt,
+  };
 }
 
 function renderClaim(deps: DispatchDeps, claim: Claim): Rendered | undefined {
@@ -720,169 +723,153 @@ function renderClaim(deps: DispatchDeps, claim: Claim): Rendered | undefined {
   }
 }
 
-/** Under the locks: still this worker's claim, order unpaid, recovery active, rendered, within the lease? */
-async function decideLocked(
-  tx: Tx,
-  deps: DispatchDeps,
-  claim: Claim,
-  locked: LockedForSend | undefined,
-  rendered: Rendered | undefined,
-  lease: SendLease,
-  now: () => Date,
-): Promise<{ result: DispatchResult } | { recovery: RecoveryRow; rendered: Rendered; notAfter: Date }> {
-  if (!locked || locked.o_message_status !== 'sending' || locked.o_claim_id !== claim.claimId) {
-    return { result: { action: 'stale', wakeups: [], messageId: claim.messageId } };
-  }
-  if (locked.o_order_status !== 'pending') {
-    await setMessageStatus(tx, claim.messageId, 'skipped', `order_${locked.o_order_status ?? 'missing'}`, now());
-    return { result: { action: 'skipped', wakeups: [], messageId: claim.messageId } };
-  }
-  if (locked.o_recovery_state !== 'active') {
-    await setMessageStatus(tx, claim.messageId, 'skipped', `recovery_${locked.o_recovery_state ?? 'missing'}`, now());
-    return { result: { action: 'skipped', wakeups: [], messageId: claim.messageId } };
-  }
-  const recovery: RecoveryRow = {
-    ...claim.recovery,
-    state: locked.o_recovery_state,
-    step_index: locked.o_step_index,
-    wake_seq: locked.o_wake_seq,
-    started_at: locked.o_started_at,
-    expires_at: locked.o_expires_at,
-  };
-  if (!rendered) {
-    await setMessageStatus(tx, claim.messageId, 'failed', 'template_error', now());
-    return {
-      result: {
-        action: 'failed',
-        wakeups: [await advance(tx, recovery, claim.cadence, now())],
-        messageId: claim.messageId,
-      },
-    };
-  }
-  // Too late to start: a payment may be acknowledged without waiting for this message.
-  if (now() >= callDeadline(claim.claimedAt, lease)) {
-    return { result: await recordProviderFailure(tx, deps, claim, recovery, sendLeaseLapsed()) };
-  }
-  return { recovery, rendered, notAfter: handOverDeadline(claim.claimedAt, lease) };
+interface SentAnswer {
+  claim: Claim;
+  receipt: SendReceipt;
+  rendered: Rendered;
 }
 
-function callProvider(deps: DispatchDeps, claim: Claim, rendered: Rendered, notAfter: Date): Promise<SendReceipt> {
-  return 'sms' in rendered
-    ? deps.sms.send({ messageId: claim.messageId, to: claim.to, body: rendered.sms, notAfter })
-    : deps.email.send({
-        messageId: claim.messageId,
-        to: claim.to,
-        subject: rendered.subject,
-        html: rendered.html,
-        text: rendered.text,
-        unsubscribe: deps.unsubscribe?.forMessage(claim.messageId),
-        notAfter,
-      });
+/** Accepted messages whose answers arrive together are recorded in one statement (a group commit). */
+const recorders = new WeakMap<DispatchDeps, Batcher<SentAnswer, DispatchResult>>();
+
+function recorderFor(deps: DispatchDeps): Batcher<SentAnswer, DispatchResult> {
+  let recorder = recorders.get(deps);
+  if (!recorder) {
+    recorder = new Batcher((answers) => recordSent(deps, answers), { maxBatch: 32, maxRunning: 2 });
+    recorders.set(deps, recorder);
+  }
+  return recorder;
 }
 
-/** Every accepted message's result and its recovery's next step, in one statement (recoup_record_sent, migrations/0004_perf.sql). */
-async function recordSent(
-  tx: Tx,
-  deps: DispatchDeps,
-  sent: Array<{ call: { i: number; claim: Claim; recovery: RecoveryRow; rendered: Rendered }; receipt: SendReceipt }>,
-  at: Date,
-): Promise<Array<{ i: number; result: DispatchResult }>> {
-  const entries = sent.map(({ call, receipt }) => {
-    const segments = 'segments' in call.rendered ? call.rendered.segments : null;
-    const cost = deps.messageCosts?.estimate(call.claim.channel, call.claim.to, segments ?? undefined);
-    return { call, receipt, next: nextStepOf(call.recovery, call.claim.cadence, at), segments, cost };
+/**
+ * Every accepted message's result and its recovery's next step, in one statement. The message is
+ * recorded `sent` while the claim is still this sender's, or when it was given up as `unknown`
+ * meanwhile (the answer settles that); the recovery moves on only from where the claim found it,
+ * so a payment, an ops action or a cadence migration in between is not undone.
+ */
+async function recordSent(deps: DispatchDeps, answers: SentAnswer[]): Promise<DispatchResult[]> {
+  const at = deps.clock.now();
+  const entries = answers.map(({ claim, receipt, rendered }, i) => {
+    const segments = 'segments' in rendered ? rendered.segments : null;
+    const cost = deps.messageCosts?.estimate(claim.channel, claim.to, segments ?? undefined);
+    return { i, claim, receipt, next: nextStepOf(claim.recovery, claim.cadence, at), segments, cost };
   });
-  const recorded = await rows<{ i: number; o_planned_at: Date | null; o_wake_seq: number | null }>(
-    tx,
-    sql`select j.i, r.* from jsonb_to_recordset(${JSON.stringify(
-      entries.map(({ call, receipt, next, segments, cost }) => ({
-        i: call.i,
-        message_id: call.claim.messageId,
-        provider_id: receipt.providerId,
-        sent_at: receipt.acceptedAt,
-        segments,
-        cost_micros: cost?.micros ?? null,
-        cost_currency: cost?.currency ?? null,
-        cost_source: cost ? 'estimate' : null,
-        recovery_id: call.recovery.id,
-        next_step: next.index,
-        next_run_at: next.runAt,
-      })),
-    )}::jsonb) as j(i integer, message_id text, provider_id text, sent_at timestamptz, segments integer,
-                   cost_micros bigint, cost_currency text, cost_source text, recovery_id text, next_step integer,
-                   next_run_at timestamptz)
-        cross join lateral recoup_record_sent(
-          p_message_id => j.message_id, p_provider_id => j.provider_id, p_sent_at => j.sent_at,
-          p_now => ${at}::timestamptz, p_segments => j.segments, p_cost_micros => j.cost_micros,
-          p_cost_currency => j.cost_currency, p_cost_source => j.cost_source, p_recovery_id => j.recovery_id,
-          p_next_step => j.next_step, p_next_run_at => j.next_run_at) r`,
+  const recorded = await rows<{ i: number; planned_at: Date | null; wake_seq: number | null }>(
+    deps.db,
+    sql`with j as (
+          select * from jsonb_to_recordset(${JSON.stringify(
+            entries.map(({ i, claim, receipt, next, segments, cost }) => ({
+              i,
+              message_id: claim.messageId,
+              claim_id: claim.claimId,
+              provider_id: receipt.providerId,
+              sent_at: receipt.acceptedAt,
+              segments,
+              cost_micros: cost?.micros ?? null,
+              cost_currency: cost?.currency ?? null,
+              cost_source: cost ? 'estimate' : null,
+              recovery_id: claim.recovery.id,
+              step: claim.recovery.step_index,
+              next_step: next.index,
+              next_run_at: next.runAt,
+            })),
+          )}::jsonb) as j(i integer, message_id text, claim_id text, provider_id text, sent_at timestamptz,
+                         segments integer, cost_micros bigint, cost_currency text, cost_source text,
+                         recovery_id text, step integer, next_step integer, next_run_at timestamptz)
+        ), sent as (
+          update messages m set status = 'sent', provider_id = j.provider_id, sent_at = j.sent_at, reason = null,
+                                claim_id = null, updated_at = ${at}, segments = j.segments,
+                                cost_micros = j.cost_micros, cost_currency = j.cost_currency,
+                                cost_source = j.cost_source
+          from j where m.id = j.message_id
+            and ((m.status = 'sending' and m.claim_id = j.claim_id) or m.status = 'unknown')
+          returning j.i, m.planned_at
+        ), moved as (
+          update recoveries r set step_index = j.next_step, next_run_at = j.next_run_at, wake_seq = r.wake_seq + 1
+          from j where r.id = j.recovery_id and r.state = 'active' and r.step_index = j.step
+          returning j.i, r.wake_seq
+        )
+        select j.i, sent.planned_at, moved.wake_seq from j
+        left join sent on sent.i = j.i left join moved on moved.i = j.i`,
   );
-  return entries.map(({ call, receipt, next }) => {
-    const row = recorded.find((r) => r.i === call.i);
+  return entries.map(({ i, claim, receipt, next }) => {
+    const row = recorded.find((r) => r.i === i);
     return {
-      i: call.i,
-      result: {
-        action: 'sent',
-        wakeups: [
-          { recoveryId: call.recovery.id, wakeSeq: row?.o_wake_seq ?? call.recovery.wake_seq + 1, runAt: next.runAt },
-        ],
-        messageId: call.claim.messageId,
-        channel: call.claim.channel,
-        plannedAt: row?.o_planned_at ?? undefined,
-        sentAt: receipt.acceptedAt,
-      },
+      action: 'sent',
+      wakeups:
+        row?.wake_seq != null ? [{ recoveryId: claim.recovery.id, wakeSeq: row.wake_seq, runAt: next.runAt }] : [],
+      messageId: claim.messageId,
+      channel: claim.channel,
+      plannedAt: row?.planned_at ?? undefined,
+      sentAt: receipt.acceptedAt,
     };
   });
 }
 
-async function recordProviderFailure(
-  tx: Tx,
-  deps: DispatchDeps,
-  claim: Claim,
-  recovery: RecoveryRow,
-  err: unknown,
-): Promise<DispatchResult> {
+/**
+ * Records a provider's refusal (or a send that never started) while the claim is still this
+ * sender's, in one short transaction: retried later, given up as unknown, or failed for good.
+ * The recovery moves only from where the claim found it.
+ */
+async function recordFailure(deps: DispatchDeps, claim: Claim, providerError: ProviderError): Promise<DispatchResult> {
   const now = deps.clock.now();
-  const providerError =
-    err instanceof ProviderError
-      ? err
-      : new ProviderError('unknown', 'unexpected_error', err instanceof Error ? err.message : String(err));
   const log = { messageId: claim.messageId, channel: claim.channel, code: providerError.providerCode };
+  const retry = providerError.outcome === 'retry' && claim.attempts < deps.settings.sendMaxAttempts;
+  const status = retry ? 'scheduled' : providerError.outcome === 'unknown' ? 'unknown' : 'failed';
+  const retryAt = retry
+    ? new Date(now.getTime() + Math.min(deps.settings.sendRetryBaseMs * 2 ** (claim.attempts - 1), 3_600_000))
+    : undefined;
+  const next = retryAt
+    ? { index: claim.recovery.step_index, runAt: retryAt }
+    : nextStepOf(claim.recovery, claim.cadence, now);
 
-  if (providerError.outcome === 'retry' && claim.attempts < deps.settings.sendMaxAttempts) {
-    const delay = deps.settings.sendRetryBaseMs * 2 ** (claim.attempts - 1);
-    const at = new Date(now.getTime() + Math.min(delay, 3_600_000));
-    deps.logger.warn({ ...log, attempts: claim.attempts, retryAt: at }, 'provider refused for now; retry scheduled');
+  const moved = await deps.db.transaction(async (tx) => {
+    const [mine] = await rows<{ id: string }>(
+      tx,
+      sql`select id from messages where id = ${claim.messageId} and claim_id = ${claim.claimId} and status = 'sending'
+          for update`,
+    );
+    if (!mine) return undefined;
+    const [recovery] = await rows<{ wake_seq: number }>(
+      tx,
+      sql`update recoveries set step_index = ${next.index}, next_run_at = ${next.runAt}, wake_seq = wake_seq + 1
+          where id = ${claim.recovery.id} and state = 'active' and step_index = ${claim.recovery.step_index}
+          returning wake_seq`,
+    );
+    // A retry needs its recovery: one that ended or moved on meanwhile (paid, say) has none.
+    const [recorded, reason] =
+      status === 'scheduled' && !recovery ? ['skipped', 'recovery_moved_on'] : [status, providerError.providerCode];
     await tx.execute(
-      sql`update messages set status = 'scheduled', reason = ${providerError.providerCode}, claim_id = null,
-                              planned_at = ${at}, updated_at = ${now}
+      sql`update messages set status = ${recorded}, reason = ${reason}, claim_id = null,
+                              planned_at = coalesce(${retryAt ?? null}::timestamptz, planned_at), updated_at = ${now}
           where id = ${claim.messageId}`,
     );
-    return { action: 'retry_scheduled', wakeups: [await reschedule(tx, recovery, at)], messageId: claim.messageId };
-  }
-
-  if (providerError.outcome === 'unknown') {
-    deps.logger.warn({ ...log, err: providerError }, 'provider outcome unknown; not re-sending');
-    await setMessageStatus(tx, claim.messageId, 'unknown', providerError.providerCode, now);
+    if (recorded === 'failed' && providerError.badAddress) {
+      // Later steps switch to the other channel (where the cadence allows) because this address is now bad.
+      const column = claim.channel === 'sms' ? sql`phone_bad_reason` : sql`email_bad_reason`;
+      const addressColumn = claim.channel === 'sms' ? sql`phone` : sql`email`;
+      await tx.execute(
+        sql`update customers set ${column} = ${providerError.badAddress}
+            where id = (select customer_id from orders where id = ${claim.orderId}) and ${addressColumn} = ${claim.to}`,
+      );
+    }
     return {
-      action: 'unknown',
-      wakeups: [await advance(tx, recovery, claim.cadence, now)],
-      messageId: claim.messageId,
+      recorded,
+      wakeups: recovery ? [{ recoveryId: claim.recovery.id, wakeSeq: recovery.wake_seq, runAt: next.runAt }] : [],
     };
+  });
+  if (!moved) return { action: 'stale', wakeups: [], messageId: claim.messageId };
+  if (moved.recorded === 'skipped') return { action: 'skipped', wakeups: [], messageId: claim.messageId };
+  if (retry) {
+    deps.logger.warn({ ...log, attempts: claim.attempts, retryAt }, 'provider refused for now; retry scheduled');
+    return { action: 'retry_scheduled', wakeups: moved.wakeups, messageId: claim.messageId };
   }
-
+  if (status === 'unknown') {
+    deps.logger.warn({ ...log, err: providerError }, 'provider outcome unknown; not re-sending');
+    return { action: 'unknown', wakeups: moved.wakeups, messageId: claim.messageId };
+  }
   deps.logger.warn({ ...log, badAddress: providerError.badAddress }, 'message failed permanently');
-  await setMessageStatus(tx, claim.messageId, 'failed', providerError.providerCode, now);
-  if (providerError.badAddress) {
-    // Later steps switch to the other channel (where the cadence allows) because this address is now bad.
-    const column = claim.channel === 'sms' ? sql`phone_bad_reason` : sql`email_bad_reason`;
-    const addressColumn = claim.channel === 'sms' ? sql`phone` : sql`email`;
-    await tx.execute(
-      sql`update customers set ${column} = ${providerError.badAddress}
-          where id = (select customer_id from orders where id = ${claim.orderId}) and ${addressColumn} = ${claim.to}`,
-    );
-  }
-  return { action: 'failed', wakeups: [await advance(tx, recovery, claim.cadence, now)], messageId: claim.messageId };
+  return { action: 'failed', wakeups: moved.wakeups, messageId: claim.messageId };
 }
 
 type ContactChoice =

@@ -7,6 +7,7 @@ import type { Tx } from '../db/tx.js';
 import { RecoupError } from '../errors.js';
 import type { Wakeup } from '../queue/queues.js';
 import { revokeRetryLinks } from '../retry-links/retry-token.js';
+import { settleInFlightSends } from '../messages/in-flight.js';
 
 /**
  * What ops may do to one order's recovery by hand: stop it (nothing more goes out, its links stop
@@ -71,7 +72,19 @@ export function orderSubject(orderId: string): string {
  *
  * Throws `not_found` (no such order or no recovery) or `conflict` (the recovery is not active).
  */
-export async function stopRecovery(db: Db, orderId: string, change: OpsChange): Promise<StopResult> {
+export async function stopRecovery(
+  db: Db,
+  orderId: string,
+  change: OpsChange,
+  sendLeaseMs?: number,
+): Promise<StopResult> {
+  const result = await stop(db, orderId, change);
+  // A reminder of the order already on its way: answer once its provider answered it.
+  await settleInFlightSends(db, { orderId }, sendLeaseMs);
+  return result;
+}
+
+async function stop(db: Db, orderId: string, change: OpsChange): Promise<StopResult> {
   return db.transaction(async (tx) => {
     const recovery = await lockRecovery(tx, orderId);
     if (recovery.state !== 'active') {

@@ -197,7 +197,7 @@ export class Reconciler {
                                 updated_at = ${now}
           from recoveries r
           where m.recovery_id = r.id and r.state <> 'active' and m.status = 'sending'
-            and m.claimed_at < ${new Date(now.getTime() - this.#deps.claimStaleAfterMs)}
+            and m.lease_started_at < clock_timestamp() - ${this.#deps.claimStaleAfterMs} * interval '1 millisecond'
           returning m.id`,
     );
     return closed.length;

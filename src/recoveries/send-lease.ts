@@ -1,38 +1,37 @@
-import { sql } from 'drizzle-orm';
-import type { Clock } from '../clock.js';
-import type { Db } from '../db/client.js';
-import { rows } from '../db/rows.js';
+import { performance } from 'node:perf_hooks';
 
 /**
- * The send lease: why a payment's acknowledgement never precedes a reminder's acceptance.
+ * The send lease: why no reminder is accepted by a provider after recoup answered a payment, a
+ * STOP, an unsubscribe or a change of address.
  *
- * A sender holds a share lock on the order from its last check until the provider answered, so
- * the payment path's update waits for it. That lock lives in the sender's Postgres session: when
- * the session dies mid-send (connection terminated, network cut, database restart) or the worker is
- * killed with bytes already on the wire, the lock is gone while the message may still reach the
- * provider. The lease covers that gap with committed state instead of a session:
+ * A send is a committed in-flight marker, not a lock: the claim commits the message as `sending`
+ * (`lease_started_at`, from Postgres's clock), and only then does the sender read whether it may
+ * still go out (order unpaid, recovery current, address still the customer's, not suppressed) and
+ * call the provider. The other side does the mirror image: a payment (or STOP, …) commits first,
+ * then waits until no message it concerns is `sending` with a claim younger than the lease
+ * (`settleInFlightSends`, src/messages/in-flight.ts) before it answers. Whichever commits second sees the other: either the
+ * sender reads the payment and skips, or the payment sees the marker and waits for the answer.
  *
- * - a sender starts its provider call within `startWithinMs` of the claim or not at all, and the call
- *   is bounded by the provider timeout, so no byte of a message reaches a provider later than
- *   `leaseMs` − 1 s after its claim (adapters check that deadline again as the message leaves: the
- *   SMTP adapter when DATA begins, since a pooled connection may keep a message waiting, the Twilio
- *   adapter as its request is handed to the HTTP client);
- * - the payment and cancellation paths, once committed, wait until no message of the order is
- *   `sending` with a claim younger than `leaseMs` (`settleInFlightSends`) before they answer.
+ * The marker outlives a lost sender (killed, frozen, cut off from Postgres), so the wait is
+ * bounded by the lease: a sender starts its provider call within `startWithinMs` of its claim
+ * (measured on its own monotonic clock from before the claim was sent) or not at all; the call is
+ * bounded by the provider timeout; the SMTP and Twilio adapters refuse to hand a message over
+ * past `handOverDeadline`. So no byte of a message reaches a provider later than `leaseMs` − 1 s
+ * after its claim. Stale claims are taken over only after the lease (src/deps.ts keeps
+ * claimStaleAfterMs past leaseMs), so that takeover cannot end a wait early.
  *
- * A sender that kept its session finishes under the lock long before; the wait only lasts when a
- * sender was lost mid-send, and then at most the lease. Stale claims are taken over only after
- * the lease (src/deps.ts keeps claimStaleAfterMs past leaseMs), so that takeover cannot end a
- * wait early.
+ * What this assumes: the provider accepts a message within the provider timeout of the request
+ * (a request it accepts later, after recoup gave up on it, is the one case the lease cannot
+ * cover), and Postgres does not lose a committed claim (synchronous replication for failover).
  */
 export interface SendLease {
   /** A provider call starts within this long after the claim, or not at all. */
   startWithinMs: number;
-  /** Payments wait for a lost sender's message at most this long after its claim. */
+  /** Answers wait for an in-flight message at most this long after its claim. */
   leaseMs: number;
 }
 
-/** Kept back for the hand-over itself (event loop, socket write) and clock offset between hosts. */
+/** Kept back for the hand-over itself (event loop, socket write). */
 const handOverMarginMs = 1_000;
 
 export function sendLeaseFor(providerTimeoutMs: number, jobLockDurationMs: number): SendLease {
@@ -43,38 +42,31 @@ export function sendLeaseFor(providerTimeoutMs: number, jobLockDurationMs: numbe
 /** The lease under the default PROVIDER_TIMEOUT (10 s) and JOB_LOCK_DURATION (30 s): 5 s to start, 16 s in all. */
 export const defaultSendLease = sendLeaseFor(10_000, 30_000);
 
-/** The last moment a claimed message's provider call may start. */
-export function callDeadline(claimedAt: Date, lease: SendLease): Date {
-  return new Date(claimedAt.getTime() + lease.startWithinMs);
+/**
+ * When a sender took its claim, on its own monotonic clock: read before the claim statement is
+ * sent, so every deadline derived from it is earlier than the same deadline counted from the
+ * `lease_started_at` Postgres wrote. Wall clocks of hosts do not enter the lease.
+ */
+export type ClaimStart = number;
+
+export function claimStart(): ClaimStart {
+  return performance.now();
 }
 
-/** The last moment any byte of a claimed message may be handed to a provider. */
-export function handOverDeadline(claimedAt: Date, lease: SendLease): Date {
-  return new Date(claimedAt.getTime() + lease.leaseMs - handOverMarginMs);
+/** True while a provider call for a message claimed at `claimedAt` may still start. */
+export function mayStartCall(claimedAt: ClaimStart, lease: SendLease, now: number = performance.now()): boolean {
+  return now < claimedAt + lease.startWithinMs;
 }
-
-const pollMs = 20;
 
 /**
- * Returns once no message of the order is between its claim and its provider's answer, or once
- * those claims are older than the lease. Bounded in real time by the lease as well, so a clock
- * that stands still (tests) cannot hold a caller forever.
+ * The last moment any byte of a claimed message may be handed to a provider, as a Date on this
+ * process's wall clock (adapters compare it with their own `Date.now()`).
  */
-export async function settleInFlightSends(
-  db: Db,
-  clock: Clock,
-  orderId: string,
-  leaseMs: number = defaultSendLease.leaseMs,
-): Promise<void> {
-  const giveUpAt = Date.now() + leaseMs + pollMs;
-  for (;;) {
-    const since = new Date(clock.now().getTime() - leaseMs);
-    const [row] = await rows<{ in_flight: boolean }>(
-      db,
-      sql`select exists(select 1 from messages
-                        where order_id = ${orderId} and status = 'sending' and claimed_at > ${since}) as in_flight`,
-    );
-    if (!row?.in_flight || Date.now() >= giveUpAt) return;
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
-  }
+export function handOverDeadline(
+  claimedAt: ClaimStart,
+  lease: SendLease,
+  now: number = performance.now(),
+  wallNow: number = Date.now(),
+): Date {
+  return new Date(wallNow + claimedAt + lease.leaseMs - handOverMarginMs - now);
 }

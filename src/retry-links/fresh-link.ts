@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { EmailSender } from '../channels/email-sender.js';
-import { ProviderError, sendLeaseLapsed } from '../channels/provider-error.js';
-import type { SendReceipt, SmsSender } from '../channels/sms-sender.js';
+import type { SmsSender } from '../channels/sms-sender.js';
+import { findSuppressions } from '../compliance/suppressions.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
@@ -12,7 +12,8 @@ import { newId } from '../ids.js';
 import type { Logger } from '../logger.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
-import { callDeadline, defaultSendLease, handOverDeadline, type SendLease } from '../recoveries/send-lease.js';
+import { guardedSend, type Rendered } from '../recoveries/guarded-send.js';
+import { claimStart, defaultSendLease, type ClaimStart, type SendLease } from '../recoveries/send-lease.js';
 import { newRetryToken, retryUrl } from './retry-token.js';
 
 export interface FreshLinkDeps {
@@ -72,13 +73,15 @@ interface SourceRow {
 
 interface Claim {
   messageId: string;
+  claimId: string;
   orderId: string;
+  recoveryId: string;
   customerId: string;
   channel: Channel;
   to: string;
   locale: string;
   context: MessageContext;
-  claimedAt: Date;
+  claimedAt: ClaimStart;
 }
 
 /**
@@ -87,11 +90,12 @@ interface Claim {
  * message's channel (the other channel when that address is missing or known bad), as the
  * `nudge` template, recorded as a message outside the cadence (step NULL).
  *
- * Follows the dispatcher's rules: decided under the order's row lock (the lock the payment path
- * takes), recorded as `sending` before the provider call, and sent while holding a share lock
- * on the order, so that no link goes out after the order's payment committed.
+ * Follows the dispatcher's rules: decided under the order's row lock, recorded as `sending` before
+ * the provider call, and handed over through the same guarded send (src/recoveries/guarded-send.ts),
+ * so that no link goes out after the order's payment, a STOP or a change of address was answered.
  */
 export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Promise<FreshLinkResult> {
+  const claimedAt = claimStart();
   const decided = await deps.db.transaction(async (tx): Promise<FreshLinkResult | Claim> => {
     const now = deps.clock.now();
     // The order row lock first, as everywhere: it serialises two clicks of the button too.
@@ -130,11 +134,8 @@ export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Pro
 
     const contact = currentContact(row);
     if (!contact) return 'not_possible';
-    const [suppressed] = await rows<{ reason: string }>(
-      tx,
-      sql`select reason from suppressions where channel = ${contact.channel} and address = ${contact.to}`,
-    );
-    if (suppressed) return 'not_possible';
+    const suppressed = await findSuppressions(tx, { [contact.channel]: contact.to });
+    if (suppressed.has(contact.channel)) return 'not_possible';
     if (!deps.renderer.has(freshLinkTemplate)) {
       deps.logger.error({ template: freshLinkTemplate }, 'fresh link template missing');
       return 'not_possible';
@@ -143,19 +144,22 @@ export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Pro
     const locale = deps.renderer.resolveLocale(freshLinkTemplate, row.locale, deps.defaultLocale ?? 'en');
     const token = newRetryToken();
     const id = newId('msg');
+    const claimId = randomBytes(8).toString('hex');
     await tx.execute(
       sql`insert into messages (id, recovery_id, order_id, customer_id, step, channel, template, locale, status,
                                 to_address, link_token, link_expires_at, attempts, claim_id, planned_at, claimed_at,
-                                created_at, updated_at)
+                                lease_started_at, created_at, updated_at)
           values (${id}, ${row.recovery_id}, ${row.order_id}, ${row.customer_id}, null, ${contact.channel},
                   ${freshLinkTemplate}, ${locale}, 'sending', ${contact.to}, ${token},
-                  ${new Date(now.getTime() + deps.retryLinkTtlMs)}, 1, ${randomBytes(8).toString('hex')}, ${now},
-                  ${now}, ${now}, ${now})`,
+                  ${new Date(now.getTime() + deps.retryLinkTtlMs)}, 1, ${claimId}, ${now},
+                  ${now}, clock_timestamp(), ${now}, ${now})`,
     );
     return {
       messageId: id,
-      claimedAt: now,
+      claimId,
+      claimedAt,
       orderId: row.order_id,
+      recoveryId: row.recovery_id,
       customerId: row.customer_id,
       channel: contact.channel,
       to: contact.to,
@@ -193,63 +197,67 @@ function currentContact(row: SourceRow): { channel: Channel; to: string } | unde
 }
 
 async function send(deps: FreshLinkDeps, claim: Claim): Promise<FreshLinkResult> {
-  let rendered: { sms: string } | { subject: string; html: string; text: string } | undefined;
+  const setStatus = (status: string, reason: string | null) =>
+    deps.db.execute(
+      sql`update messages set status = ${status}, reason = ${reason}, claim_id = null, updated_at = ${deps.clock.now()}
+          where id = ${claim.messageId} and claim_id = ${claim.claimId} and status = 'sending'`,
+    );
+  let rendered: Rendered;
   try {
-    rendered =
-      claim.channel === 'sms'
-        ? { sms: deps.renderer.renderSms(freshLinkTemplate, claim.locale, claim.context).body }
-        : deps.renderer.renderEmail(freshLinkTemplate, claim.locale, claim.context);
+    if (claim.channel === 'sms') {
+      const sms = deps.renderer.renderSms(freshLinkTemplate, claim.locale, claim.context);
+      rendered = { sms: sms.body, segments: sms.segments.segments };
+    } else {
+      rendered = deps.renderer.renderEmail(freshLinkTemplate, claim.locale, claim.context);
+    }
   } catch (err) {
     deps.logger.error({ err, messageId: claim.messageId }, 'fresh link template failed to render');
+    await setStatus('failed', 'template_error');
+    return 'not_possible';
   }
 
-  return deps.db.transaction(async (tx): Promise<FreshLinkResult> => {
-    const now = () => deps.clock.now();
-    const setStatus = (status: string, reason: string | null) =>
-      tx.execute(
-        sql`update messages set status = ${status}, reason = ${reason}, claim_id = null, updated_at = ${now()}
-            where id = ${claim.messageId}`,
+  const [answer] = await guardedSend(
+    {
+      db: deps.db,
+      sms: deps.sms,
+      email: deps.email,
+      logger: deps.logger,
+      lease: deps.sendLease ?? defaultSendLease,
+    },
+    [
+      {
+        claim: {
+          messageId: claim.messageId,
+          claimId: claim.claimId,
+          orderId: claim.orderId,
+          recoveryId: claim.recoveryId,
+          step: null,
+          channel: claim.channel,
+          to: claim.to,
+          claimedAt: claim.claimedAt,
+        },
+        rendered,
+      },
+    ],
+  );
+  const outcome = await answer;
+  if (!outcome || outcome.kind === 'stale' || outcome.kind === 'blocked') return 'not_possible';
+  if (outcome.kind === 'refused') {
+    const error = outcome.error;
+    const log = { messageId: claim.messageId, channel: claim.channel, code: error.providerCode };
+    if (error.outcome === 'unknown') {
+      deps.logger.warn({ ...log, err: error }, 'fresh link outcome unknown; not re-sending');
+      await setStatus('unknown', error.providerCode);
+      return 'sent';
+    }
+    // `retry` too: a fresh link is not rescheduled; the customer can ask again at once.
+    deps.logger.warn({ ...log, outcome: error.outcome }, 'fresh link not sent');
+    await deps.db.transaction(async (tx) => {
+      await tx.execute(
+        sql`update messages set status = 'failed', reason = ${error.providerCode}, claim_id = null,
+                                updated_at = ${deps.clock.now()}
+            where id = ${claim.messageId} and claim_id = ${claim.claimId} and status = 'sending'`,
       );
-    // A share lock on the order: a payment cannot commit between this check and the provider's answer.
-    const [order] = await rows<{ status: string }>(
-      tx,
-      sql`select status from orders where id = ${claim.orderId} for share`,
-    );
-    if (!order || order.status !== 'pending') {
-      await setStatus('skipped', `order_${order?.status ?? 'missing'}`);
-      return 'not_possible';
-    }
-    // Held until the answer is recorded, as dispatch does: a delivery callback naming this message
-    // that arrives before Twilio's answer waits for it instead of being overwritten by it.
-    await tx.execute(sql`select 1 from messages where id = ${claim.messageId} for update`);
-    if (!rendered) {
-      await setStatus('failed', 'template_error');
-      return 'not_possible';
-    }
-
-    const lease = deps.sendLease ?? defaultSendLease;
-    const notAfter = handOverDeadline(claim.claimedAt, lease);
-    let receipt: SendReceipt;
-    try {
-      if (now() >= callDeadline(claim.claimedAt, lease)) throw sendLeaseLapsed();
-      receipt =
-        'sms' in rendered
-          ? await deps.sms.send({ messageId: claim.messageId, to: claim.to, body: rendered.sms, notAfter })
-          : await deps.email.send({ messageId: claim.messageId, to: claim.to, ...rendered, notAfter });
-    } catch (err) {
-      const error =
-        err instanceof ProviderError
-          ? err
-          : new ProviderError('unknown', 'unexpected_error', err instanceof Error ? err.message : String(err));
-      const log = { messageId: claim.messageId, channel: claim.channel, code: error.providerCode };
-      if (error.outcome === 'unknown') {
-        deps.logger.warn({ ...log, err: error }, 'fresh link outcome unknown; not re-sending');
-        await setStatus('unknown', error.providerCode);
-        return 'sent';
-      }
-      // `retry` too: a fresh link is not rescheduled; the customer can ask again at once.
-      deps.logger.warn({ ...log, outcome: error.outcome }, 'fresh link not sent');
-      await setStatus('failed', error.providerCode);
       if (error.badAddress) {
         const column = claim.channel === 'sms' ? sql`phone_bad_reason` : sql`email_bad_reason`;
         const address = claim.channel === 'sms' ? sql`phone` : sql`email`;
@@ -258,14 +266,15 @@ async function send(deps: FreshLinkDeps, claim: Claim): Promise<FreshLinkResult>
               where id = ${claim.customerId} and ${address} = ${claim.to}`,
         );
       }
-      return 'not_possible';
-    }
-    await tx.execute(
-      sql`update messages set status = 'sent', provider_id = ${receipt.providerId}, sent_at = ${receipt.acceptedAt},
-                              reason = null, claim_id = null, updated_at = ${now()}
-          where id = ${claim.messageId}`,
-    );
-    deps.logger.info({ messageId: claim.messageId, channel: claim.channel }, 'fresh retry link sent');
-    return 'sent';
-  });
+    });
+    return 'not_possible';
+  }
+  const { receipt } = outcome;
+  await deps.db.execute(
+    sql`update messages set status = 'sent', provider_id = ${receipt.providerId}, sent_at = ${receipt.acceptedAt},
+                            reason = null, claim_id = null, updated_at = ${deps.clock.now()}
+        where id = ${claim.messageId} and ((status = 'sending' and claim_id = ${claim.claimId}) or status = 'unknown')`,
+  );
+  deps.logger.info({ messageId: claim.messageId, channel: claim.channel }, 'fresh retry link sent');
+  return 'sent';
 }

@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CadenceBook } from '../../src/cadences/cadence-book.js';
@@ -15,6 +16,7 @@ import { parseEvent } from '../../src/orders/event-schema.js';
 import { PaymentGateways } from '../../src/payments/gateways.js';
 import { settleSuccess, type RetryDeps } from '../../src/payments/retry-session.js';
 import { dispatchStep, type DispatchDeps } from '../../src/recoveries/dispatch-step.js';
+import { settleInFlightSends } from '../../src/messages/in-flight.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { makeEvent } from '../helpers/service.js';
 
@@ -27,13 +29,13 @@ steps:
 `;
 
 /**
- * An SMS provider that, at the moment it accepts a message, reads the order's committed
- * status over its own connection: accepting a reminder for an order whose payment already
- * committed is exactly the bug this file hunts.
+ * An SMS provider that notes when it accepts each message and the order's committed status then,
+ * read over its own connection. A reminder accepted after the payment was answered is exactly the
+ * bug this file hunts.
  */
 class WatchingSmsSender implements SmsSender {
   readonly transport = 'watching';
-  accepted: Array<{ messageId: string; orderStatus: string }> = [];
+  accepted: Array<{ messageId: string; orderId: string; orderStatus: string; at: number }> = [];
   onCall: ((message: SmsMessage) => Promise<void>) | undefined;
   constructor(
     private readonly observer: pg.Pool,
@@ -41,14 +43,23 @@ class WatchingSmsSender implements SmsSender {
   ) {}
   async send(message: SmsMessage) {
     await this.onCall?.(message);
+    const orderId = this.orderOf(message.messageId);
     const { rows: found } = await this.observer.query<{ status: string }>('select status from orders where id = $1', [
-      this.orderOf(message.messageId),
+      orderId,
     ]);
-    this.accepted.push({ messageId: message.messageId, orderStatus: found[0]?.status ?? 'missing' });
+    this.accepted.push({
+      messageId: message.messageId,
+      orderId,
+      orderStatus: found[0]?.status ?? 'missing',
+      at: now(),
+    });
     return { providerId: `SM${message.messageId}`, acceptedAt: new Date() };
   }
   async close() {}
 }
+
+/** One clock for acceptances and answers, both in this process. */
+const now = () => performance.now();
 
 const unusedEmail: EmailSender = {
   transport: 'unused',
@@ -110,12 +121,20 @@ describe('payment arriving while a step is being sent', () => {
     return { order: failed.order!, wakeup: result.wakeups[0], recoveryId: row!.id };
   }
 
-  function pay(order: NonNullable<ReturnType<typeof parseEvent>['order']>) {
-    return applyEvent(
+  /** The shop's payment as POST /v1/events takes it: committed, then answered once no reminder is in flight. */
+  async function pay(order: NonNullable<ReturnType<typeof parseEvent>['order']>) {
+    const result = await applyEvent(
       intake,
       parseEvent(makeEvent({ type: 'payment.succeeded', occurred_at: clock.now().toISOString() }, order)),
       clock.now(),
     );
+    await settleInFlightSends(database.db, { orderId: order.id });
+    return { result, answeredAt: now() };
+  }
+
+  /** Every reminder of the order that a provider accepted after its payment was answered. */
+  function acceptedAfter(orderId: string, answeredAt: number) {
+    return sender.accepted.filter((a) => a.orderId === orderId && a.at > answeredAt);
   }
 
   async function messageOf(recoveryId: string) {
@@ -132,34 +151,33 @@ describe('payment arriving while a step is being sent', () => {
     };
   }
 
-  it('holds the payment until the message in flight is recorded (payment commits after acceptance)', async () => {
+  it('answers the payment only once the message in flight was accepted', async () => {
     const { order, wakeup, recoveryId } = await startRecovery();
     track(order.id);
     clock.advance(2_000);
-    let payment: Promise<unknown> | undefined;
+    let payment: Promise<{ answeredAt: number }> | undefined;
     sender.onCall = async () => {
-      // The payment starts while the provider call is in flight; it must wait for our lock.
+      // The payment arrives while the provider call is in flight: its answer must wait for it.
       payment = pay(order);
       await new Promise((resolve) => setTimeout(resolve, 150));
     };
     const result = await dispatchStep(dispatch, { recoveryId, wakeSeq: wakeup.wakeSeq });
-    await payment;
+    const { answeredAt } = await payment!;
     expect(result.action).toBe('sent');
-    expect(sender.accepted.at(-1)).toMatchObject({ orderStatus: 'pending' });
+    expect(sender.accepted.filter((a) => a.orderId === order.id)).toHaveLength(1);
+    expect(acceptedAfter(order.id, answeredAt)).toEqual([]);
     const [recovery] = await rows<{ state: string }>(
       database.db,
       sql`select state from recoveries where id = ${recoveryId}`,
     );
     expect(recovery?.state).toBe('recovered');
 
-    // The next step's wake-up now finds a recovered order and sends nothing.
-    clock.advance(5_000);
-    const next = await dispatchStep(dispatch, { recoveryId, wakeSeq: result.wakeups[0]!.wakeSeq });
-    expect(next.action).toBe('nothing');
+    // The recovery ended with the payment: the sent step schedules no next one.
+    expect(result.wakeups).toEqual([]);
     expect((await messageOf(recoveryId)).map((m) => m.status)).toEqual(['sent']);
   });
 
-  it('holds a gateway webhook payment the same way', async () => {
+  it('answers a gateway webhook payment the same way', async () => {
     const { order, wakeup, recoveryId } = await startRecovery();
     track(order.id);
     clock.advance(2_000);
@@ -174,7 +192,7 @@ describe('payment arriving while a step is being sent', () => {
       defaultLocale: 'en',
       clickWindowMs: 86_400_000,
     };
-    let settled: Promise<unknown> | undefined;
+    let settled: Promise<{ outcome: unknown; answeredAt: number }> | undefined;
     sender.onCall = async () => {
       settled = settleSuccess(retry, {
         gateway: 'sandbox',
@@ -185,13 +203,15 @@ describe('payment arriving while a step is being sent', () => {
         currency: order.currency,
         method: 'alipay',
         paidAt: clock.now(),
-      });
+      }).then((outcome) => ({ outcome, answeredAt: now() }));
       await new Promise((resolve) => setTimeout(resolve, 150));
     };
     const result = await dispatchStep(dispatch, { recoveryId, wakeSeq: wakeup.wakeSeq });
-    expect(await settled).toMatchObject({ kind: 'recorded' });
+    const { outcome, answeredAt } = await settled!;
+    expect(outcome).toMatchObject({ kind: 'recorded' });
     expect(result.action).toBe('sent');
-    expect(sender.accepted.at(-1)).toMatchObject({ orderStatus: 'pending' });
+    expect(sender.accepted.filter((a) => a.orderId === order.id)).toHaveLength(1);
+    expect(acceptedAfter(order.id, answeredAt)).toEqual([]);
     const [recovery] = await rows<{ state: string }>(
       database.db,
       sql`select state from recoveries where id = ${recoveryId}`,
@@ -221,7 +241,8 @@ describe('payment arriving while a step is being sent', () => {
     expect(await messageOf(recoveryId)).toEqual([]);
   });
 
-  it('never accepts a reminder after the payment committed, over many random interleavings', async () => {
+  it('never accepts a reminder after the payment was answered, over many random interleavings', async () => {
+    const late: unknown[] = [];
     for (let i = 0; i < 60; i += 1) {
       const { order, wakeup, recoveryId } = await startRecovery();
       track(order.id);
@@ -229,14 +250,15 @@ describe('payment arriving while a step is being sent', () => {
       const sendDelay = Math.floor(Math.random() * 15);
       const payDelay = Math.floor(Math.random() * 25);
       sender.onCall = () => new Promise((resolve) => setTimeout(resolve, sendDelay));
-      const [result] = await Promise.all([
+      const [result, payment] = await Promise.all([
         dispatchStep(dispatch, { recoveryId, wakeSeq: wakeup.wakeSeq }),
         new Promise((resolve) => setTimeout(resolve, payDelay)).then(() => pay(order)),
       ]);
       expect(['sent', 'skipped', 'nothing']).toContain(result.action);
       const messages = await messageOf(recoveryId);
       expect(messages.filter((m) => m.status === 'sent').length).toBeLessThanOrEqual(1);
+      late.push(...acceptedAfter(order.id, payment.answeredAt));
     }
-    expect(sender.accepted.filter((a) => a.orderStatus !== 'pending')).toEqual([]);
+    expect(late).toEqual([]);
   });
 });

@@ -389,13 +389,16 @@ describe('Reconciler.runOnce on a fixed clock', () => {
 
   it('closes stale `sending` claims of ended recoveries as unknown, and only those', async () => {
     clock.set('2026-11-25T04:00:00Z');
+    // The lease runs on Postgres's clock: a claim `claimedAt` on the test's clock is that much older there.
     const claim = async (recoveryId: string, orderId: string, claimedAt: Date) => {
       const id = `msg_${recoveryId}`;
+      const ageMs = clock.now().getTime() - claimedAt.getTime();
       await database.db.execute(
         sql`insert into messages (id, recovery_id, order_id, customer_id, step, channel, template, status, to_address,
-                                  attempts, claim_id, claimed_at, created_at, updated_at)
+                                  attempts, claim_id, claimed_at, lease_started_at, created_at, updated_at)
             select ${id}, r.id, r.order_id, r.customer_id, 0, 'sms', 'nudge', 'sending', '+8613800138000',
-                   1, 'deadbeef', ${claimedAt}, ${claimedAt}, ${claimedAt}
+                   1, 'deadbeef', ${claimedAt}, clock_timestamp() - ${ageMs} * interval '1 millisecond',
+                   ${claimedAt}, ${claimedAt}
             from recoveries r where r.id = ${recoveryId} and r.order_id = ${orderId}`,
       );
       return id;

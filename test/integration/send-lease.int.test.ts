@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SmsMessage, SmsSender } from '../../src/channels/sms-sender.js';
 import { rows } from '../../src/db/rows.js';
-import { handOverDeadline, sendLeaseFor } from '../../src/recoveries/send-lease.js';
+import { sendLeaseFor } from '../../src/recoveries/send-lease.js';
 import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
 
 const cadence = `
@@ -45,7 +45,7 @@ describe('the send lease', () => {
     svc = undefined;
   });
 
-  it('answers a payment only after a reminder whose sender lost its lock mid-send reached the provider', async () => {
+  it('answers a payment only after a reminder in flight reached the provider, even with its sender cut off', async () => {
     const sender = new SlowHandOverSender(300);
     svc = await startTestService({ cadences: cadence, env, overrides: { sms: sender } });
     admin = new pg.Client({ connectionString: svc.database.url });
@@ -55,14 +55,13 @@ describe('the send lease', () => {
     let payment: Promise<Response> | undefined;
     sender.onCall = () => {
       sender.onCall = undefined;
-      // The sender holds the order's share lock in an open transaction: cut its session, as a
-      // network blip or a database failover would, then pay while the message is still on its way.
+      // Cut every session of the service, as a network blip or a database failover would, then
+      // pay while the message is still on its way: only the committed claim tells of it now.
       payment = (async () => {
-        const { rows: killed } = await admin!.query<{ pid: number }>(
-          `select pg_terminate_backend(pid) as terminated, pid from pg_stat_activity
-           where datname = current_database() and pid <> pg_backend_pid() and state like 'idle in transaction%'`,
+        await admin!.query(
+          `select pg_terminate_backend(pid) from pg_stat_activity
+           where datname = current_database() and pid <> pg_backend_pid()`,
         );
-        expect(killed.length).toBe(1);
         const response = await svc!.post(
           makeEvent({ type: 'payment.succeeded', occurred_at: new Date().toISOString() }, failed.order),
         );
@@ -77,6 +76,44 @@ describe('the send lease', () => {
     const accepted = await waitFor(() => sender.accepted[0], { what: 'the reminder to reach the provider' });
     expect(accepted.at).toBeLessThanOrEqual(paidAckAt!);
     expect(sender.accepted).toHaveLength(1);
+  });
+
+  it('answers a payment while its sender is frozen between claim and call, and the sender then sends nothing', async () => {
+    const sender = new SlowHandOverSender(0);
+    let paid: ((value: void) => void) | undefined;
+    const paymentAnswered = new Promise<void>((resolve) => (paid = resolve));
+    let frozen = false;
+    svc = await startTestService({
+      cadences: cadence,
+      env,
+      overrides: {
+        sms: sender,
+        // A worker stopped (SIGSTOP, a long GC pause) right after its claim, until the payment was answered.
+        faultPoint: async (point) => {
+          if (point !== 'after_claim' || frozen) return;
+          frozen = true;
+          await paymentAnswered;
+        },
+      },
+    });
+    const failed = makeEvent();
+    expect((await svc.post(failed)).status).toBe(202);
+    await waitFor(() => (frozen ? true : undefined), { what: 'the sender to claim the step' });
+    const answer = await svc.post(
+      makeEvent({ type: 'payment.succeeded', occurred_at: new Date().toISOString() }, failed.order),
+    );
+    expect(answer.status).toBe(202);
+    paid?.();
+    const message = await waitFor(
+      async () => {
+        const order = await svc!.getOrder(failed.order.id);
+        const step = order.messages.find((m) => m.step === 0);
+        return step && step.status !== 'sending' ? step : undefined;
+      },
+      { what: 'the frozen sender to record its step' },
+    );
+    expect(message).toMatchObject({ status: 'skipped' });
+    expect(sender.accepted).toEqual([]);
   });
 
   it('does not start a provider call once the window after the claim has passed: the step is retried', async () => {
@@ -108,11 +145,14 @@ describe('the send lease', () => {
     expect(stalled).toBe(true);
     expect(sent.attempts).toBe(2);
     expect(sender.accepted).toHaveLength(1);
-    // The SMS went out with its hand-over deadline, for the adapter to check as the request leaves.
+    // The SMS went out with its hand-over deadline, for the adapter to check as the request leaves:
+    // the lease after the claim, less the hand-over margin (counted on the sender's monotonic clock).
     const [claim] = await rows<{ claimed_at: Date }>(
       svc.database.db,
       sql`select claimed_at from messages where order_id = ${failed.order.id} and step = 0`,
     );
-    expect(sender.calls.map((m) => m.notAfter)).toEqual([handOverDeadline(claim!.claimed_at, lease)]);
+    const expected = claim!.claimed_at.getTime() + lease.leaseMs - 1_000;
+    expect(sender.calls).toHaveLength(1);
+    expect(Math.abs((sender.calls[0]?.notAfter?.getTime() ?? 0) - expected)).toBeLessThan(50);
   });
 });

@@ -1,0 +1,55 @@
+import { performance } from 'node:perf_hooks';
+import { sql, type SQL } from 'drizzle-orm';
+import { addressForms } from '../addresses.js';
+import { rows } from '../db/rows.js';
+import type { DbOrTx } from '../db/tx.js';
+import type { Channel } from '../domain.js';
+
+/**
+ * The other half of the send lease (src/recoveries/send-lease.ts): whatever must stop reminders
+ * (a payment, a cancellation, STOP, an unsubscribe, a new address, ops stopping a recovery, a
+ * customer forgotten) commits first, then waits here for the messages it concerns that are
+ * already on their way, so that none of them is accepted by a provider after it is answered.
+ */
+
+/** The lease under the default PROVIDER_TIMEOUT (10 s) and JOB_LOCK_DURATION (30 s). */
+export const defaultLeaseMs = 16_000;
+
+/** Whose in-flight messages an answer waits for. */
+export type InFlightScope = { orderId: string } | { customerId: string } | { channel: Channel; address: string };
+
+function scopeCondition(scope: InFlightScope): SQL {
+  if ('orderId' in scope) return sql`order_id = ${scope.orderId}`;
+  if ('customerId' in scope) return sql`customer_id = ${scope.customerId}`;
+  const forms = addressForms(scope.channel, scope.address);
+  return sql`channel = ${scope.channel} and to_address in (${sql.join(
+    forms.map((form) => sql`${form}`),
+    sql`, `,
+  )})`;
+}
+
+const pollMs = 20;
+
+/**
+ * Returns once no message in `scope` is between its claim and its provider's answer, or once those
+ * claims are older than the lease (Postgres's clock on both sides). Call it after the change that
+ * must stop further sends has committed. Bounded in real time by the lease as well.
+ */
+export async function settleInFlightSends(
+  db: DbOrTx,
+  scope: InFlightScope,
+  leaseMs: number = defaultLeaseMs,
+): Promise<void> {
+  const giveUpAt = performance.now() + leaseMs + pollMs;
+  const where = scopeCondition(scope);
+  for (;;) {
+    const [row] = await rows<{ in_flight: boolean }>(
+      db,
+      sql`select exists(select 1 from messages
+                        where ${where} and status = 'sending'
+                          and lease_started_at > clock_timestamp() - ${leaseMs} * interval '1 millisecond') as in_flight`,
+    );
+    if (!row?.in_flight || performance.now() >= giveUpAt) return;
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}

@@ -1,0 +1,206 @@
+import { sql } from 'drizzle-orm';
+import type { EmailSender } from '../channels/email-sender.js';
+import { ProviderError, sendLeaseLapsed } from '../channels/provider-error.js';
+import type { SendReceipt, SmsSender } from '../channels/sms-sender.js';
+import { addressForms, normaliseAddress } from '../addresses.js';
+import type { Db } from '../db/client.js';
+import { rows } from '../db/rows.js';
+import type { Channel, OrderStatus } from '../domain.js';
+import type { Logger } from '../logger.js';
+import { handOverDeadline, mayStartCall, type ClaimStart, type SendLease } from './send-lease.js';
+
+/**
+ * The one way a reminder reaches a provider, for cadence steps and fresh links alike:
+ *
+ * 1. the caller has committed the message as `sending` with its claim (the in-flight marker of
+ *    src/recoveries/send-lease.ts);
+ * 2. then, in one statement for every claim at hand, this reads what may have changed since the
+ *    decision: the claim is still this sender's, the order unpaid and not cancelled, the recovery
+ *    active and where the claim left it, the address still the customer's current one, and no
+ *    suppression for that address on that channel;
+ * 3. a claim that may still go out is handed to its provider if its start window is still open;
+ *    one that may not is recorded as skipped or suppressed (only while the claim is still this
+ *    sender's).
+ *
+ * Payments, cancellations, STOP, unsubscribes and changes of address commit first and then wait
+ * for in-flight markers (settleInFlightSends), so either this read sees them or they wait for the
+ * provider's answer. What the provider answered is the caller's to record.
+ */
+export interface GuardedClaim {
+  messageId: string;
+  claimId: string;
+  orderId: string;
+  recoveryId: string;
+  /** The cadence step claimed; null for a message outside the cadence. */
+  step: number | null;
+  channel: Channel;
+  to: string;
+  /** When the claim was taken, on this process's monotonic clock. */
+  claimedAt: ClaimStart;
+}
+
+export type Rendered = { sms: string; segments: number } | { subject: string; html: string; text: string };
+
+export interface GuardedSendDeps {
+  db: Db;
+  sms: SmsSender;
+  email: EmailSender;
+  logger: Logger;
+  lease: SendLease;
+  /** Test seam for the fault harnesses: called once the provider answered, before the answer is recorded. */
+  afterProviderAnswer?: ((messageId: string) => Promise<void>) | undefined;
+}
+
+export interface GuardedSend {
+  claim: GuardedClaim;
+  rendered: Rendered;
+  /** The one-click unsubscribe target of an email. */
+  unsubscribe?: { url: string; mailto?: string } | undefined;
+}
+
+export type GuardedOutcome =
+  /** The provider accepted it; the caller records it. */
+  | { kind: 'sent'; receipt: SendReceipt }
+  /** It may not go out any more; recorded here as `status` with `reason`. */
+  | { kind: 'blocked'; status: 'skipped' | 'suppressed'; reason: string }
+  /** The claim is no longer this sender's (taken over, or the message moved on): nothing to record. */
+  | { kind: 'stale' }
+  /** Nothing certain reached the provider, or it refused: the caller records what the error means. */
+  | { kind: 'refused'; error: ProviderError };
+
+/** What the send-time read finds for one claim. */
+export interface SendTimeState {
+  message_status: string | null;
+  claim_id: string | null;
+  order_status: OrderStatus | null;
+  recovery_state: string | null;
+  step_index: number | null;
+  phone: string | null;
+  email: string | null;
+  phone_bad_reason: string | null;
+  email_bad_reason: string | null;
+  /** The reason of a suppression of the claim's address on its channel, in any stored form. */
+  suppression: string | null;
+}
+
+export type SendTimeVerdict =
+  { kind: 'go' } | { kind: 'stale' } | { kind: 'blocked'; status: 'skipped' | 'suppressed'; reason: string };
+
+/** Whether a claimed message may still be handed to its provider, given what Postgres holds now. */
+export function sendTimeVerdict(claim: GuardedClaim, state: SendTimeState | undefined): SendTimeVerdict {
+  if (!state || state.message_status !== 'sending' || state.claim_id !== claim.claimId) return { kind: 'stale' };
+  if (state.order_status !== 'pending') {
+    return { kind: 'blocked', status: 'skipped', reason: `order_${state.order_status ?? 'missing'}` };
+  }
+  if (claim.step !== null) {
+    if (state.recovery_state !== 'active') {
+      return { kind: 'blocked', status: 'skipped', reason: `recovery_${state.recovery_state ?? 'missing'}` };
+    }
+    // Moved on meanwhile (ops, a cadence change): this step is no longer the one to send.
+    if (state.step_index !== claim.step) return { kind: 'blocked', status: 'skipped', reason: 'recovery_changed' };
+  } else if (state.recovery_state !== 'active' && state.recovery_state !== 'exhausted') {
+    return { kind: 'blocked', status: 'skipped', reason: `recovery_${state.recovery_state ?? 'missing'}` };
+  }
+  const current = claim.channel === 'sms' ? state.phone : state.email;
+  const bad = claim.channel === 'sms' ? state.phone_bad_reason : state.email_bad_reason;
+  if (!current || normaliseAddress(claim.channel, current) !== normaliseAddress(claim.channel, claim.to)) {
+    return { kind: 'blocked', status: 'skipped', reason: 'address_changed' };
+  }
+  if (bad) return { kind: 'blocked', status: 'skipped', reason: `address_${bad}` };
+  if (state.suppression !== null) return { kind: 'blocked', status: 'suppressed', reason: state.suppression };
+  return { kind: 'go' };
+}
+
+/**
+ * Reads the send-time state of every claim in one statement, records the ones that may not go out,
+ * and starts the provider calls of the others. Returns one promise per send, in order, each
+ * settling with its provider's answer, so that callers record every answer as it arrives and a
+ * slow provider call holds up nothing but its own message.
+ */
+export async function guardedSend(
+  deps: GuardedSendDeps,
+  sends: GuardedSend[],
+): Promise<Array<Promise<GuardedOutcome>>> {
+  if (sends.length === 0) return [];
+  const states = await rows<SendTimeState & { i: number }>(
+    deps.db,
+    sql`select j.i, m.status as message_status, m.claim_id, o.status as order_status, r.state as recovery_state,
+               r.step_index, c.phone, c.email, c.phone_bad_reason, c.email_bad_reason,
+               (select s.reason from suppressions s where s.channel = j.channel and s.address = any(j.forms)
+                order by s.created_at limit 1) as suppression
+        from jsonb_to_recordset(${JSON.stringify(
+          sends.map(({ claim }, i) => ({
+            i,
+            m: claim.messageId,
+            o: claim.orderId,
+            r: claim.recoveryId,
+            channel: claim.channel,
+            forms: addressForms(claim.channel, claim.to),
+          })),
+        )}::jsonb) as j(i integer, m text, o text, r text, channel text, forms text[])
+        left join messages m on m.id = j.m
+        left join orders o on o.id = j.o
+        left join recoveries r on r.id = j.r
+        left join customers c on c.id = o.customer_id`,
+  );
+  const verdicts = sends.map(({ claim }, i) =>
+    sendTimeVerdict(
+      claim,
+      states.find((s) => s.i === i),
+    ),
+  );
+  const blocked = sends.flatMap(({ claim }, i) => {
+    const verdict = verdicts[i];
+    return verdict?.kind === 'blocked' ? [{ claim, status: verdict.status, reason: verdict.reason }] : [];
+  });
+  if (blocked.length > 0) {
+    await deps.db.execute(
+      sql`update messages m set status = j.status, reason = j.reason, claim_id = null, updated_at = clock_timestamp()
+          from jsonb_to_recordset(${JSON.stringify(
+            blocked.map(({ claim, status, reason }) => ({ m: claim.messageId, c: claim.claimId, status, reason })),
+          )}::jsonb) as j(m text, c text, status text, reason text)
+          where m.id = j.m and m.claim_id = j.c and m.status = 'sending'`,
+    );
+    for (const { claim, reason } of blocked) {
+      deps.logger.info({ messageId: claim.messageId, reason }, 'reminder not sent: changed since it was claimed');
+    }
+  }
+  return sends.map(async (send, i): Promise<GuardedOutcome> => {
+    const verdict = verdicts[i];
+    if (!verdict || verdict.kind === 'stale') return { kind: 'stale' };
+    if (verdict.kind === 'blocked') return verdict;
+    const outcome = await callProvider(deps, send);
+    await deps.afterProviderAnswer?.(send.claim.messageId);
+    return outcome;
+  });
+}
+
+async function callProvider(
+  deps: GuardedSendDeps,
+  { claim, rendered, unsubscribe }: GuardedSend,
+): Promise<GuardedOutcome> {
+  // Too late to start: an answer may already have been given without waiting for this message.
+  if (!mayStartCall(claim.claimedAt, deps.lease)) return { kind: 'refused', error: sendLeaseLapsed() };
+  const notAfter = handOverDeadline(claim.claimedAt, deps.lease);
+  try {
+    const receipt =
+      'sms' in rendered
+        ? await deps.sms.send({ messageId: claim.messageId, to: claim.to, body: rendered.sms, notAfter })
+        : await deps.email.send({
+            messageId: claim.messageId,
+            to: claim.to,
+            subject: rendered.subject,
+            html: rendered.html,
+            text: rendered.text,
+            unsubscribe,
+            notAfter,
+          });
+    return { kind: 'sent', receipt };
+  } catch (err) {
+    const error =
+      err instanceof ProviderError
+        ? err
+        : new ProviderError('unknown', 'unexpected_error', err instanceof Error ? err.message : String(err));
+    return { kind: 'refused', error };
+  }
+}
