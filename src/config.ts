@@ -119,10 +119,11 @@ const envSchema = z
     DATABASE_POOL_SIZE: whole(z.coerce.number().int().min(1).max(1000).optional()),
     /**
      * Postgres ends a session that sits this long inside a transaction without a statement, and
-     * with it the transaction's locks: a frozen or cut-off worker's share locks on the orders it
-     * was sending for, which hold those orders' payments. A sender waits on its provider inside
-     * its transaction, so this must exceed the send lease (start window + PROVIDER_TIMEOUT + 1 s,
-     * src/recoveries/send-lease.ts). Default: the send lease + 4 s (20s with the default settings).
+     * with it the transaction's locks: a frozen or cut-off process's locks on orders, which would
+     * hold those orders' payments. Sends hold no transaction across provider calls, but a payment
+     * attempt asks its gateway under the order's lock, so this must exceed the send lease (start
+     * window + PROVIDER_TIMEOUT + 1 s, src/recoveries/send-lease.ts). Default: the send lease + 4 s
+     * (20s with the default settings).
      */
     DATABASE_IDLE_IN_TRANSACTION_TIMEOUT: optionalDuration,
     /**
@@ -410,7 +411,7 @@ const envSchema = z
           ctx.addIssue({
             code: 'custom',
             path: ['DATABASE_IDLE_IN_TRANSACTION_TIMEOUT'],
-            message: `must be longer than the send lease (${formatDuration(lease)} with this PROVIDER_TIMEOUT and JOB_LOCK_DURATION): a sender waits on its provider inside its transaction`,
+            message: `must be longer than the send lease (${formatDuration(lease)} with this PROVIDER_TIMEOUT and JOB_LOCK_DURATION): a payment attempt waits on its gateway inside its transaction`,
           });
         }
       }
