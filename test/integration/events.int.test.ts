@@ -171,11 +171,14 @@ describe('POST /v1/events', () => {
   });
 
   it('does not move an order backwards when an older event arrives late', async () => {
-    const created = makeEvent({ type: 'order.created', occurred_at: '2026-11-25T10:00:00Z' });
+    // Ten minutes ago, so the order is not yet abandoned (ABANDON_AFTER 30m) and the reconciler
+    // starts no recovery for it between these posts.
+    const at = (minutes: number) => new Date(Date.now() - (10 - minutes) * 60_000).toISOString();
+    const created = makeEvent({ type: 'order.created', occurred_at: at(0) });
     const orderId = created.order.id;
-    const paid = { ...makeEvent({ type: 'payment.succeeded', occurred_at: '2026-11-25T10:05:00Z' }) };
+    const paid = { ...makeEvent({ type: 'payment.succeeded', occurred_at: at(5) }) };
     paid.order = { ...created.order };
-    const lateFailure = { ...makeEvent({ occurred_at: '2026-11-25T10:03:00Z' }) };
+    const lateFailure = { ...makeEvent({ occurred_at: at(3) }) };
     lateFailure.order = { ...created.order };
 
     expect((await svc.post(created)).status).toBe(202);
