@@ -1,6 +1,6 @@
 DROP INDEX "messages_sending_idx";--> statement-breakpoint
 ALTER TABLE "messages" ADD COLUMN "lease_started_at" timestamp with time zone;--> statement-breakpoint
-CREATE INDEX "messages_sending_idx" ON "messages" USING btree ("lease_started_at") WHERE "messages"."status" = 'sending';--> statement-breakpoint
+CREATE INDEX "messages_sending_idx" ON "messages" USING btree ("lease_started_at") WHERE "messages"."status" in ('sending', 'unknown');--> statement-breakpoint
 -- Messages in flight while this runs keep their lease, counted from their claim.
 UPDATE "messages" SET "lease_started_at" = "claimed_at" WHERE "status" = 'sending';--> statement-breakpoint
 -- The send lease is measured on one clock, Postgres's: a claim records the database's time in

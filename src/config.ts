@@ -153,6 +153,13 @@ const envSchema = z
     /** Provider call timeout. Default 10s. */
     PROVIDER_TIMEOUT: duration('10s'),
     /**
+     * How long after its timeout a provider may still accept a request it received: a message whose
+     * call timed out or was cut (`unknown`) holds the answers to payments, STOP and address changes
+     * this much longer than one in flight (src/messages/in-flight.ts). recoup's guarantee assumes
+     * providers accept within PROVIDER_TIMEOUT + this. Default 5s.
+     */
+    PROVIDER_ACCEPT_GRACE: duration('5s'),
+    /**
      * How long a worker's lock on a running job lasts; a killed worker's job is handed to
      * another worker after about this long. Default 30s.
      */
@@ -525,6 +532,8 @@ export interface Config {
   sendMaxAttempts: number;
   sendRetryBaseMs: number;
   providerTimeoutMs: number;
+  /** PROVIDER_ACCEPT_GRACE. */
+  providerAcceptGraceMs: number;
   redisStartupWaitMs: number;
   shutdownTimeoutMs: number;
   jobLockDurationMs: number;
@@ -678,6 +687,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     sendMaxAttempts: env.SEND_MAX_ATTEMPTS,
     sendRetryBaseMs: env.SEND_RETRY_BACKOFF,
     providerTimeoutMs: env.PROVIDER_TIMEOUT,
+    providerAcceptGraceMs: env.PROVIDER_ACCEPT_GRACE,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT,
     redisStartupWaitMs: env.REDIS_STARTUP_WAIT,
     jobLockDurationMs: env.JOB_LOCK_DURATION,

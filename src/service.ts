@@ -233,7 +233,7 @@ export async function startService(
         defaultLocale: config.defaultLocale,
         clickWindowMs: config.payments.clickAttributionWindowMs,
         incentivePeriodMs: config.payments.incentivePeriodMs,
-        sendLeaseMs: lease.leaseMs,
+        inFlightWait: { leaseMs: lease.leaseMs, acceptGraceMs: config.providerAcceptGraceMs },
         webhookStaleAfterMs: config.payments.webhookStaleAfterMs,
         faultPoint,
       };
@@ -277,7 +277,7 @@ export async function startService(
         publicUrl: config.publicUrl,
         abandonAfterMs: config.abandonAfterMs,
         clickWindowMs: config.payments.clickAttributionWindowMs,
-        sendLeaseMs: lease.leaseMs,
+        inFlightWait: { leaseMs: lease.leaseMs, acceptGraceMs: config.providerAcceptGraceMs },
         bodyLimit: config.bodyLimit,
         requestTimeoutMs: config.requestTimeoutMs,
         twilioAuthToken: config.sms.transport === 'twilio' ? config.sms.authToken : undefined,

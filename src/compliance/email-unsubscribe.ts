@@ -4,7 +4,7 @@ import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import type { DbOrTx } from '../db/tx.js';
 import { findSuppressions, recordConsent, suppress } from './suppressions.js';
-import { settleInFlightSends } from '../messages/in-flight.js';
+import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js';
 
 /** The email an unsubscribe token names. */
 export interface UnsubscribeTarget {
@@ -41,7 +41,7 @@ export type UnsubscribeOutcome = 'unsubscribed' | 'already' | 'unknown_message';
  * (a mail client retrying the one-click POST) changes nothing more.
  */
 export async function unsubscribeEmail(
-  deps: { db: Db; clock: Clock; sendLeaseMs?: number | undefined },
+  deps: { db: Db; clock: Clock; inFlightWait?: InFlightWait | undefined },
   messageId: string,
   source: 'email_one_click' | 'email_page',
 ): Promise<{ outcome: UnsubscribeOutcome; target: UnsubscribeTarget | undefined }> {
@@ -49,7 +49,7 @@ export async function unsubscribeEmail(
   // An email to this address already on its way: answer once its provider answered, so that
   // nothing is accepted for it after the customer was told they are unsubscribed.
   const address = result.target?.address;
-  if (address) await settleInFlightSends(deps.db, { channel: 'email', address }, deps.sendLeaseMs);
+  if (address) await settleInFlightSends(deps.db, { channel: 'email', address }, deps.inFlightWait);
   return result;
 }
 

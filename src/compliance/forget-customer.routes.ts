@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { InFlightWait } from '../messages/in-flight.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { requireScope, type KeyResolver } from '../http/auth.js';
@@ -8,8 +9,8 @@ export interface ForgetCustomerRouteDeps {
   db: Db;
   clock: Clock;
   keys: KeyResolver;
-  /** How long an in-flight message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
-  sendLeaseMs?: number | undefined;
+  /** How long answers wait for messages in flight (src/messages/in-flight.ts). Default: the default send lease and accept grace. */
+  inFlightWait?: InFlightWait | undefined;
 }
 
 /**

@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
-import { settleInFlightSends } from '../messages/in-flight.js';
+import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js';
 import type { Tx } from '../db/tx.js';
 import type { Channel } from '../domain.js';
 import { RecoupError } from '../errors.js';
@@ -48,13 +48,13 @@ export interface ForgetResult {
  * Locks the customer's orders first, as dispatch and the payment path do, then the customer.
  */
 export async function forgetCustomer(
-  deps: { db: Db; clock: Clock; sendLeaseMs?: number | undefined },
+  deps: { db: Db; clock: Clock; inFlightWait?: InFlightWait | undefined },
   customerId: string,
   actor: string,
 ): Promise<ForgetResult> {
   const result = await erase(deps, customerId, actor);
   // A reminder already on its way to the customer: answer once its provider answered it.
-  await settleInFlightSends(deps.db, { customerId }, deps.sendLeaseMs);
+  await settleInFlightSends(deps.db, { customerId }, deps.inFlightWait);
   return result;
 }
 

@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
-import { settleInFlightSends } from '../messages/in-flight.js';
+import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js';
 import { parseSmsReply, replyLocale, type ReplyLocale, type SmsCommand } from './sms-keywords.js';
 import { normaliseAddress, recordConsent, suppress, unsuppress } from './suppressions.js';
 
@@ -31,14 +31,14 @@ export interface InboundSmsResult {
  * are recorded, so a webhook Twilio delivers twice leaves one ledger row.
  */
 export async function handleInboundSms(
-  deps: { db: Db; clock: Clock; defaultLocale: string; sendLeaseMs?: number | undefined },
+  deps: { db: Db; clock: Clock; defaultLocale: string; inFlightWait?: InFlightWait | undefined },
   sms: InboundSms,
 ): Promise<InboundSmsResult> {
   const result = await actOnReply(deps, sms);
   // An SMS to this number already on its way: answer the STOP once its provider answered, so that
   // nothing is accepted for the number after the customer was told they will get no more.
   if (result.command === 'opt_out') {
-    await settleInFlightSends(deps.db, { channel: 'sms', address: sms.from }, deps.sendLeaseMs);
+    await settleInFlightSends(deps.db, { channel: 'sms', address: sms.from }, deps.inFlightWait);
   }
   return result;
 }

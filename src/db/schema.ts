@@ -219,10 +219,11 @@ export const messages = pgTable(
     index('messages_order_idx').on(t.orderId),
     index('messages_customer_sent_idx').on(t.customerId, t.sentAt),
     index('messages_sent_idx').on(t.sentAt),
-    // In-flight messages are looked for on every payment and every reconciler pass: few rows, no scan.
+    // Messages in flight (or unknown, for the accept grace) are looked for on every payment, STOP and
+    // reconciler pass: the recent ones are few, found without a scan.
     index('messages_sending_idx')
       .on(t.leaseStartedAt)
-      .where(sql`${t.status} = 'sending'`),
+      .where(sql`${t.status} in ('sending', 'unknown')`),
   ],
 );
 

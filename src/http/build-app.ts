@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { InFlightWait } from '../messages/in-flight.js';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Clock } from '../clock.js';
@@ -46,8 +47,8 @@ export interface AppDeps {
   publicUrl: string;
   abandonAfterMs: number;
   clickWindowMs: number;
-  /** How long an in-flight message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
-  sendLeaseMs?: number | undefined;
+  /** How long answers wait for messages in flight (src/messages/in-flight.ts). Default: the default send lease and accept grace. */
+  inFlightWait?: InFlightWait | undefined;
   bodyLimit: number;
   /** A request not fully received after this long is answered 408. Default 30 s. */
   requestTimeoutMs?: number | undefined;
@@ -145,18 +146,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         publicUrl: deps.publicUrl,
         shopName: deps.compliance?.shopName,
         defaultLocale: deps.compliance?.defaultLocale,
-        sendLeaseMs: deps.sendLeaseMs,
+        inFlightWait: deps.inFlightWait,
       }),
     );
   }
   const compliance = deps.compliance;
   if (compliance) {
     await app.register((scope) =>
-      unsubscribeRoutes(scope, { ...compliance, db: deps.db, clock: deps.clock, sendLeaseMs: deps.sendLeaseMs }),
+      unsubscribeRoutes(scope, { ...compliance, db: deps.db, clock: deps.clock, inFlightWait: deps.inFlightWait }),
     );
   }
   await app.register((scope) =>
-    forgetCustomerRoutes(scope, { db: deps.db, clock: deps.clock, sendLeaseMs: deps.sendLeaseMs, keys }),
+    forgetCustomerRoutes(scope, { db: deps.db, clock: deps.clock, inFlightWait: deps.inFlightWait, keys }),
   );
 
   await app.register((scope) => eventRoutes(scope, { ...deps, keys }));

@@ -1,4 +1,5 @@
 import formbody from '@fastify/formbody';
+import type { InFlightWait } from '../messages/in-flight.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { principalActor } from '../access/audit.js';
 import type { CadenceBook } from '../cadences/cadence-book.js';
@@ -56,8 +57,8 @@ import { sendProblem, toRecoupError } from './problem.js';
 
 export interface ConsoleRouteDeps {
   db: Db;
-  /** How long an in-flight message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
-  sendLeaseMs?: number | undefined;
+  /** How long answers wait for messages in flight (src/messages/in-flight.ts). Default: the default send lease and accept grace. */
+  inFlightWait?: InFlightWait | undefined;
   cadences: CadenceBook;
   /** Restarted recoveries get their wake-up here. */
   queue: StepQueue;
@@ -511,7 +512,7 @@ export async function consoleRoutes(app: FastifyInstance, deps: ConsoleRouteDeps
       deps.db,
       request.params.id,
       { actor: actorOf(request), at: deps.clock.now() },
-      deps.sendLeaseMs,
+      deps.inFlightWait,
     );
     const pending = result.pendingWakeup;
     // Only tidies the queue: the wake-up would find the recovery stopped and do nothing.

@@ -5,7 +5,7 @@ import type { Db } from '../db/client.js';
 import { EventApplier } from '../orders/apply-event.js';
 import { parseEvent } from '../orders/event-schema.js';
 import type { StepQueue } from '../queue/queues.js';
-import { settleInFlightSends } from '../messages/in-flight.js';
+import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js';
 import { requireScope, type KeyResolver } from './auth.js';
 import { requireJson } from './request.js';
 
@@ -17,8 +17,8 @@ export interface EventRouteDeps {
   keys: KeyResolver;
   abandonAfterMs: number;
   clickWindowMs: number;
-  /** How long an in-flight message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
-  sendLeaseMs?: number;
+  /** How long answers wait for messages in flight (src/messages/in-flight.ts). Default: the default send lease and accept grace. */
+  inFlightWait?: InFlightWait | undefined;
 }
 
 /** Events after which no reminder may be accepted by a provider once they are answered. */
@@ -34,10 +34,10 @@ export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): P
     // A reminder already on its way when this committed: answer once the provider answered it, so
     // that nothing is accepted for a paid or cancelled order, or at an old address, after this answer.
     if (event.order && endsOrder.has(event.type)) {
-      await settleInFlightSends(deps.db, { orderId: event.order.id }, deps.sendLeaseMs);
+      await settleInFlightSends(deps.db, { orderId: event.order.id }, deps.inFlightWait);
     } else if (event.type === 'customer.updated') {
       const customerId = (event.customer ?? event.order?.customer)?.id;
-      if (customerId) await settleInFlightSends(deps.db, { customerId }, deps.sendLeaseMs);
+      if (customerId) await settleInFlightSends(deps.db, { customerId }, deps.inFlightWait);
     }
     if (result.status === 'duplicate') return reply.status(200).send({ event_id: event.id, status: 'duplicate' });
     try {

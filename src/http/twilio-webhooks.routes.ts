@@ -1,4 +1,5 @@
 import formbody from '@fastify/formbody';
+import type { InFlightWait } from '../messages/in-flight.js';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import twilio from 'twilio';
 import { parseTwilioPrice, twilioBadAddress } from '../channels/twilio-sms-sender.js';
@@ -19,8 +20,8 @@ export interface TwilioWebhookDeps {
   shopName?: string | undefined;
   /** Language of the replies when the customer's is unknown. Default en. */
   defaultLocale?: string | undefined;
-  /** How long an in-flight message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
-  sendLeaseMs?: number | undefined;
+  /** How long answers wait for messages in flight (src/messages/in-flight.ts). Default: the default send lease and accept grace. */
+  inFlightWait?: InFlightWait | undefined;
 }
 
 /**
@@ -90,7 +91,7 @@ export async function twilioWebhookRoutes(app: FastifyInstance, deps: TwilioWebh
       throw new RecoupError('validation', 'From is required', { issues: [{ path: 'From', message: 'required' }] });
     }
     const result = await handleInboundSms(
-      { db: deps.db, clock: deps.clock, defaultLocale: deps.defaultLocale ?? 'en', sendLeaseMs: deps.sendLeaseMs },
+      { db: deps.db, clock: deps.clock, defaultLocale: deps.defaultLocale ?? 'en', inFlightWait: deps.inFlightWait },
       { from, body: params.Body ?? '', optOutType: params.OptOutType },
     );
     request.log.info({ command: result.command, changed: result.changed }, 'inbound sms');

@@ -1,4 +1,5 @@
 import { PageCsrf } from './page-csrf.js';
+import type { InFlightWait } from '../messages/in-flight.js';
 import { httpStatusOf } from './problem.js';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
@@ -30,8 +31,8 @@ export interface UnsubscribeRouteDeps {
   publicUrl: string;
   /** Requests per link (token) across `/u/*`. Default 60 per minute. */
   rateLimit?: { max: number; timeWindowMs: number };
-  /** How long an in-flight message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
-  sendLeaseMs?: number | undefined;
+  /** How long answers wait for messages in flight (src/messages/in-flight.ts). Default: the default send lease and accept grace. */
+  inFlightWait?: InFlightWait | undefined;
 }
 
 const bodyLimit = 8_192;

@@ -12,8 +12,18 @@ import type { Channel } from '../domain.js';
  * already on their way, so that none of them is accepted by a provider after it is answered.
  */
 
-/** The lease under the default PROVIDER_TIMEOUT (10 s) and JOB_LOCK_DURATION (30 s). */
-export const defaultLeaseMs = 16_000;
+/**
+ * How long answers wait for a message in flight: a `sending` message until the send lease after its
+ * claim; an `unknown` one (its provider call timed out or was cut) a grace longer, since the
+ * provider may still accept a request it received late (PROVIDER_ACCEPT_GRACE).
+ */
+export interface InFlightWait {
+  leaseMs: number;
+  acceptGraceMs: number;
+}
+
+/** Under the default PROVIDER_TIMEOUT (10 s), JOB_LOCK_DURATION (30 s) and PROVIDER_ACCEPT_GRACE (5 s). */
+export const defaultInFlightWait: InFlightWait = { leaseMs: 16_000, acceptGraceMs: 5_000 };
 
 /** Whose in-flight messages an answer waits for. */
 export type InFlightScope = { orderId: string } | { customerId: string } | { channel: Channel; address: string };
@@ -31,23 +41,28 @@ function scopeCondition(scope: InFlightScope): SQL {
 const pollMs = 20;
 
 /**
- * Returns once no message in `scope` is between its claim and its provider's answer, or once those
- * claims are older than the lease (Postgres's clock on both sides). Call it after the change that
- * must stop further sends has committed. Bounded in real time by the lease as well.
+ * Returns once no message in `scope` is between its claim and its provider's answer (or, for an
+ * unknown outcome, within the accept grace after that), or once those claims are too old to matter
+ * (Postgres's clock on both sides). Call it after the change that must stop further sends has
+ * committed. Bounded in real time as well.
  */
 export async function settleInFlightSends(
   db: DbOrTx,
   scope: InFlightScope,
-  leaseMs: number = defaultLeaseMs,
+  wait: InFlightWait = defaultInFlightWait,
 ): Promise<void> {
-  const giveUpAt = performance.now() + leaseMs + pollMs;
+  const longestMs = wait.leaseMs + wait.acceptGraceMs;
+  const giveUpAt = performance.now() + longestMs + pollMs;
   const where = scopeCondition(scope);
   for (;;) {
     const [row] = await rows<{ in_flight: boolean }>(
       db,
       sql`select exists(select 1 from messages
-                        where ${where} and status = 'sending'
-                          and lease_started_at > clock_timestamp() - ${leaseMs} * interval '1 millisecond') as in_flight`,
+                        where ${where} and status in ('sending', 'unknown')
+                          and lease_started_at > clock_timestamp() - case status
+                                when 'sending' then ${wait.leaseMs}::integer else ${longestMs}::integer end
+                                * interval '1 millisecond')
+             as in_flight`,
     );
     if (!row?.in_flight || performance.now() >= giveUpAt) return;
     await new Promise((resolve) => setTimeout(resolve, pollMs));

@@ -16,7 +16,7 @@ import { eligibleIncentive, grantIncentive, type IncentiveContext } from './ince
 import type { PaymentGateways } from './gateways.js';
 import { isGatewayError, type PaymentNextAction, type PaymentStatus } from './payment-gateway.js';
 import { recordPayment } from './record-payment.js';
-import { settleInFlightSends } from '../messages/in-flight.js';
+import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js';
 
 export interface RetryDeps {
   db: Db;
@@ -30,8 +30,8 @@ export interface RetryDeps {
   clickWindowMs: number;
   /** At most one incentive per customer within this period (INCENTIVE_PERIOD). Default 90 days. */
   incentivePeriodMs?: number;
-  /** How long a lost sender's message may still reach a provider (src/recoveries/send-lease.ts). Default 16 s. */
-  sendLeaseMs?: number;
+  /** How long answers wait for messages in flight (src/messages/in-flight.ts). Default: the default send lease and accept grace. */
+  inFlightWait?: InFlightWait | undefined;
   /** A webhook event claimed this long ago and not applied is taken over (WEBHOOK_STALE_AFTER). Default 2 min. */
   webhookStaleAfterMs?: number;
   /** Test seam for the crash test: called once a webhook's event is claimed, before it is applied. */
@@ -711,7 +711,7 @@ export async function settleSuccess(deps: RetryDeps, fact: SuccessFact): Promise
     return { kind: 'duplicate', paymentId: recorded.paymentId, refundId };
   });
   // A reminder already on its way when the payment committed: answer once its provider answered.
-  await settleInFlightSends(deps.db, { orderId: fact.orderId }, deps.sendLeaseMs);
+  await settleInFlightSends(deps.db, { orderId: fact.orderId }, deps.inFlightWait);
   if (result.kind === 'duplicate' && result.refundId) {
     await submitRefund(deps, result.refundId);
   }

@@ -7,7 +7,7 @@ import type { Tx } from '../db/tx.js';
 import { RecoupError } from '../errors.js';
 import type { Wakeup } from '../queue/queues.js';
 import { revokeRetryLinks } from '../retry-links/retry-token.js';
-import { settleInFlightSends } from '../messages/in-flight.js';
+import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js';
 
 /**
  * What ops may do to one order's recovery by hand: stop it (nothing more goes out, its links stop
@@ -76,11 +76,11 @@ export async function stopRecovery(
   db: Db,
   orderId: string,
   change: OpsChange,
-  sendLeaseMs?: number,
+  inFlightWait?: InFlightWait,
 ): Promise<StopResult> {
   const result = await stop(db, orderId, change);
   // A reminder of the order already on its way: answer once its provider answered it.
-  await settleInFlightSends(db, { orderId }, sendLeaseMs);
+  await settleInFlightSends(db, { orderId }, inFlightWait);
   return result;
 }
 

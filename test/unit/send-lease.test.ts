@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { dispatchSettings } from '../../src/deps.js';
-import { defaultLeaseMs } from '../../src/messages/in-flight.js';
+import { defaultInFlightWait } from '../../src/messages/in-flight.js';
 import { defaultSendLease, handOverDeadline, mayStartCall, sendLeaseFor } from '../../src/recoveries/send-lease.js';
 
 describe('the send lease', () => {
@@ -16,8 +16,11 @@ describe('the send lease', () => {
     expect(handOverDeadline(claimedAt, lease, claimedAt + 2_000, wall)).toEqual(new Date('2026-12-05T08:00:15Z'));
   });
 
-  it('is the default wait of answers for messages in flight', () => {
-    expect(defaultLeaseMs).toBe(defaultSendLease.leaseMs);
+  it('is the default wait of answers for messages in flight, with the default accept grace after it', () => {
+    expect(defaultInFlightWait).toEqual({
+      leaseMs: defaultSendLease.leaseMs,
+      acceptGraceMs: loadConfig({}).providerAcceptGraceMs,
+    });
   });
 
   it('is never outlived by the stale-claim takeover, whatever the timeouts', () => {
