@@ -120,13 +120,13 @@ describe('the send lease', () => {
   });
 
   it('answers a payment only after the accept grace of a reminder whose provider call timed out', async () => {
-    // A provider that gives no answer within PROVIDER_TIMEOUT (the message is recorded unknown) but
-    // accepts the request a second later, within PROVIDER_ACCEPT_GRACE.
+    // A provider that gives no answer within PROVIDER_TIMEOUT (the message is recorded unknown) and
+    // accepts the request 4 s after it came: past the 3.5 s lease, within PROVIDER_ACCEPT_GRACE.
     const lateAcceptances: number[] = [];
     const timingOut: SmsSender = {
       transport: 'late',
       async send() {
-        setTimeout(() => lateAcceptances.push(Date.now()), 2_000);
+        setTimeout(() => lateAcceptances.push(Date.now()), 4_000);
         await new Promise((resolve) => setTimeout(resolve, 1_000));
         throw new ProviderError('unknown', 'ETIMEDOUT', 'no answer in time');
       },
