@@ -575,6 +575,29 @@ steps:
       expect(await runToEnd(two)).toEqual(['nudge', 'alternative-methods', 'last-call', 'gateway-restored']);
       expect(await runToEnd(fresh)).toEqual(['last-call', 'gateway-restored', 'nudge']);
     });
+
+    it('moves a holdout recovery to the new expiry however many steps the new version has', async () => {
+      const shorter = {
+        name: 'control',
+        match: { by_name_only: true },
+        expire_after: '1h',
+        holdout_percent: 50,
+        steps: [{ after: '1m', channel: 'sms', template: 'nudge' }],
+      };
+      expect((await call('PUT', '/v1/cadences/control', shorter)).status).toBe(201);
+      let holdout: string | undefined;
+      for (let i = 0; i < 40 && !holdout; i += 1) {
+        const order = await startOrder('control');
+        if ((await recoveryOf(order)).step_index === 1) holdout = order;
+      }
+      if (!holdout) throw new Error('no order fell in the holdout group');
+      const longer = { ...shorter, steps: [...shorter.steps, { after: '2m', channel: 'sms', template: 'last-call' }] };
+      expect((await call('PUT', '/v1/cadences/control', longer)).json).toMatchObject({ version: 2 });
+
+      expect((await call('POST', '/v1/cadences/control/migrate', { from_version: 1, to_version: 2 })).status).toBe(200);
+      const after = await recoveryOf(holdout);
+      expect(after).toMatchObject({ cadence_version: 2, step_index: 2, next_run_at: after.expires_at });
+    });
   });
 
   describe('preview', () => {
