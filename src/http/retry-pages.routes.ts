@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parsePhoneNumberWithError, type CountryCode } from 'libphonenumber-js/max';
 import QRCode from 'qrcode';
 import { z } from 'zod';
+import { normaliseAddress } from '../addresses.js';
 import { rows } from '../db/rows.js';
 import { paymentMethods, type FailureCategory, type PaymentMethod } from '../domain.js';
 import { RecoupError } from '../errors.js';
@@ -593,13 +594,13 @@ type FormResult =
   | { ok: true; email: string | null; phone: string | null; method: PaymentMethod }
   | { ok: false; errors: Partial<Record<'email' | 'phone' | 'method', string>>; method: PaymentMethod | null };
 
-/** Empty email or phone means "keep what is on file"; a new phone is stored in E.164. */
+/** Empty email or phone means "keep what is on file"; a new email is stored normalised, a new phone in E.164. */
 function validateForm(form: FormFields, view: RetryView, t: PageStrings): FormResult {
   const errors: Partial<Record<'email' | 'phone' | 'method', string>> = {};
   const emailInput = (form.email ?? '').trim();
   let email: string | null = null;
   if (emailInput) {
-    if (emailSchema.safeParse(emailInput).success) email = emailInput;
+    if (emailSchema.safeParse(emailInput).success) email = normaliseAddress('email', emailInput);
     else errors.email = t.emailInvalid;
   }
   const phoneInput = (form.phone ?? '').trim();

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { normaliseAddress } from '../addresses.js';
 import { isValidTimezone } from '../config.js';
 import { eventTypes } from '../domain.js';
 import { validationError, type Issue } from '../errors.js';
@@ -10,7 +11,13 @@ const optionalText = (max: number) => z.string().max(max, `must be at most ${max
 const customerSchema = z.object({
   id,
   name: optionalText(200),
-  email: z.email('must be an email address').max(254).optional().nullable(),
+  // Stored trimmed and lower-cased, the form suppressions and send-time checks compare.
+  email: z
+    .string()
+    .overwrite((address) => normaliseAddress('email', address))
+    .check(z.email('must be an email address'), z.maxLength(254))
+    .optional()
+    .nullable(),
   phone: z
     .string()
     .regex(/^\+[1-9]\d{6,14}$/, 'must be an E.164 phone number such as +8613800138000')

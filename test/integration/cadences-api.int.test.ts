@@ -427,8 +427,8 @@ steps:
       };
     });
 
-    async function startOrder(): Promise<string> {
-      const event = makeEvent({}, { cadence: 'pin' });
+    async function startOrder(cadence = 'pin'): Promise<string> {
+      const event = makeEvent({}, { cadence });
       const response = await svc.post(event);
       expect(response.status).toBeLessThan(300);
       return event.order.id;
@@ -477,7 +477,7 @@ steps:
       expect((await recoveryOf(second)).cadence_version).toBe(1);
     });
 
-    it('moves active recoveries explicitly, at the same step index, to expiry when the step is gone', async () => {
+    it('moves active recoveries explicitly, past the templates they were sent', async () => {
       const [first, second] = await rows<{ order_id: string }>(
         svc.database.db,
         sql`select order_id from recoveries where cadence_name = 'pin' and cadence_version = 1 order by step_index desc`,
@@ -488,13 +488,15 @@ steps:
 
       const migrated = await call('POST', '/v1/cadences/pin/migrate', { from_version: 1, to_version: 2 });
       expect(migrated.status).toBe(200);
-      expect(migrated.json).toEqual({ cadence: 'pin', from_version: 1, to_version: 2, moved: 2, to_expiry: 1 });
+      expect(migrated.json).toEqual({ cadence: 'pin', from_version: 1, to_version: 2, moved: 2, to_expiry: 0 });
 
-      // Step 2 does not exist in v2: that recovery now waits for v2's expiry (start + 2h).
+      // Sent nudge twice: v2's one nudge is done, its last-call is not; the expiry is v2's (start + 2h).
       const aheadAfter = await recoveryOf(first?.order_id ?? '');
       const expiry = new Date(ahead.started_at.getTime() + 2 * 3_600_000);
-      expect(aheadAfter).toMatchObject({ cadence_version: 2, step_index: 2, expires_at: expiry, next_run_at: expiry });
+      expect(aheadAfter).toMatchObject({ cadence_version: 2, step_index: 1, expires_at: expiry });
       expect(aheadAfter.wake_seq).toBe(ahead.wake_seq + 1);
+      expect(await runStep(first?.order_id ?? '')).toBe('last-call');
+      expect(await recoveryOf(first?.order_id ?? '')).toMatchObject({ step_index: 2, next_run_at: expiry });
 
       // The other one continues on v2: its second step is v2's last-call.
       const behindAfter = await recoveryOf(second?.order_id ?? '');
@@ -507,7 +509,7 @@ steps:
       expect(audit[0]).toMatchObject({
         actor: 'key:env-0',
         before: { version: 1 },
-        after: { version: 2, moved: 2, to_expiry: 1, recovery_ids: expect.arrayContaining([ahead.id, behind.id]) },
+        after: { version: 2, moved: 2, to_expiry: 0, recovery_ids: expect.arrayContaining([ahead.id, behind.id]) },
       });
 
       // Nothing is left on v1; bad requests are refused.
@@ -517,6 +519,84 @@ steps:
       expect(paths(await call('POST', '/v1/cadences/pin/migrate', { from_version: 2, to_version: 2 }))).toEqual([
         'to_version',
       ]);
+    });
+
+    it('never sends a template again when steps are reordered, removed or added', async () => {
+      const before = {
+        name: 'reorder',
+        match: { by_name_only: true },
+        expire_after: '1h',
+        steps: [
+          { after: '1m', channel: 'sms', template: 'nudge' },
+          { after: '2m', channel: 'sms', template: 'alternative-methods' },
+          { after: '3m', channel: 'sms', template: 'last-call' },
+        ],
+      };
+      // alternative-methods is gone, gateway-restored is new, nudge moved from first to last.
+      const after = {
+        ...before,
+        steps: [
+          { after: '1m', channel: 'sms', template: 'last-call' },
+          { after: '2m', channel: 'sms', template: 'gateway-restored' },
+          { after: '3m', channel: 'sms', template: 'nudge' },
+        ],
+      };
+      expect((await call('PUT', '/v1/cadences/reorder', before)).status).toBe(201);
+      const one = await startOrder('reorder');
+      const two = await startOrder('reorder');
+      const fresh = await startOrder('reorder');
+      expect(await runStep(one)).toBe('nudge');
+      expect(await runStep(two)).toBe('nudge');
+      expect(await runStep(two)).toBe('alternative-methods');
+      expect((await call('PUT', '/v1/cadences/reorder', after)).json).toMatchObject({ version: 2 });
+
+      const migrated = await call('POST', '/v1/cadences/reorder/migrate', { from_version: 1, to_version: 2 });
+      expect(migrated.json).toMatchObject({ moved: 3, to_expiry: 0 });
+      for (const order of [one, two, fresh]) {
+        expect(await recoveryOf(order)).toMatchObject({ cadence_version: 2, step_index: 0 });
+      }
+
+      /** Runs every wake-up until the recovery waits for its expiry; returns the templates sent, in order. */
+      async function runToEnd(orderId: string): Promise<string[]> {
+        for (let i = 0; i < 10; i += 1) {
+          const recovery = await recoveryOf(orderId);
+          if (recovery.step_index >= after.steps.length) break;
+          if (recovery.next_run_at) clock.set(recovery.next_run_at);
+          await dispatchStep(dispatch, { recoveryId: recovery.id, wakeSeq: recovery.wake_seq });
+        }
+        const sent = await rows<{ template: string }>(
+          svc.database.db,
+          sql`select m.template from messages m join recoveries r on r.id = m.recovery_id
+              where r.order_id = ${orderId} and m.status = 'sent' order by m.sent_at, m.created_at`,
+        );
+        return sent.map((m) => m.template);
+      }
+      expect(await runToEnd(one)).toEqual(['nudge', 'last-call', 'gateway-restored']);
+      expect(await runToEnd(two)).toEqual(['nudge', 'alternative-methods', 'last-call', 'gateway-restored']);
+      expect(await runToEnd(fresh)).toEqual(['last-call', 'gateway-restored', 'nudge']);
+    });
+
+    it('moves a holdout recovery to the new expiry however many steps the new version has', async () => {
+      const shorter = {
+        name: 'control',
+        match: { by_name_only: true },
+        expire_after: '1h',
+        holdout_percent: 50,
+        steps: [{ after: '1m', channel: 'sms', template: 'nudge' }],
+      };
+      expect((await call('PUT', '/v1/cadences/control', shorter)).status).toBe(201);
+      let holdout: string | undefined;
+      for (let i = 0; i < 40 && !holdout; i += 1) {
+        const order = await startOrder('control');
+        if ((await recoveryOf(order)).step_index === 1) holdout = order;
+      }
+      if (!holdout) throw new Error('no order fell in the holdout group');
+      const longer = { ...shorter, steps: [...shorter.steps, { after: '2m', channel: 'sms', template: 'last-call' }] };
+      expect((await call('PUT', '/v1/cadences/control', longer)).json).toMatchObject({ version: 2 });
+
+      expect((await call('POST', '/v1/cadences/control/migrate', { from_version: 1, to_version: 2 })).status).toBe(200);
+      const after = await recoveryOf(holdout);
+      expect(after).toMatchObject({ cadence_version: 2, step_index: 2, next_run_at: after.expires_at });
     });
   });
 

@@ -185,6 +185,47 @@ describe('email unsubscribe (List-Unsubscribe, /u/:token)', () => {
     expect((await ledger(email)).consent).toHaveLength(1);
   });
 
+  it('stores an email trimmed and lower-cased, so an unsubscribe from one spelling holds for another', async () => {
+    const local = `u-${randomBytes(5).toString('hex')}`;
+    const email = `${local}@example.com`;
+    async function start(address: string) {
+      const base = makeEvent();
+      const event = {
+        ...base,
+        order: { ...base.order, cadence: 'mail-first', customer: { ...base.order.customer, email: address } },
+      };
+      expect((await svc.post(event)).status).toBeLessThan(300);
+      return event;
+    }
+    const first = await start(`${local.toUpperCase()}@Example.COM `);
+    const [customer] = await rows<{ email: string }>(
+      svc.database.db,
+      sql`select email from customers where id = ${first.order.customer.id}`,
+    );
+    expect(customer?.email).toBe(email);
+    const sent = await messageAt(first.order.id, 0);
+    expect(sent).toMatchObject({ status: 'sent' });
+    const [address] = await rows<{ to_address: string }>(
+      svc.database.db,
+      sql`select to_address from messages where id = ${sent.id}`,
+    );
+    expect(address?.to_address).toBe(email);
+
+    // Unsubscribed from the email sent to the first spelling; another customer record types it otherwise.
+    const parsed = await simpleParser(fs.readFileSync(path.join(svc.outboxDir, `${sent.id}.eml`)));
+    const url = /<(https:\/\/[^>]+)>/.exec(
+      parsed.headerLines.find((h) => h.key === 'list-unsubscribe')?.line ?? '',
+    )?.[1];
+    const oneClick = await fetch(`${svc.url}${new URL(url ?? '').pathname}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'List-Unsubscribe=One-Click',
+    });
+    expect(oneClick.status).toBe(200);
+    const second = await start(` ${local}@EXAMPLE.com`);
+    expect(await messageAt(second.order.id, 0)).toMatchObject({ status: 'suppressed', reason: 'email_unsubscribe' });
+  });
+
   it('refuses a forged or altered token', async () => {
     const { email, local, message } = await firstEmail();
     const altered = local.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A'));

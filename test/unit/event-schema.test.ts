@@ -47,3 +47,23 @@ describe('parseEvent and text that is not Unicode', () => {
     expect(event.order?.customer.name).toBe('李雷 😀');
   });
 });
+
+describe('parseEvent and customer addresses', () => {
+  it('takes an email trimmed and lower-cased, the form suppressions compare', () => {
+    const base = makeEvent();
+    const event = parseEvent({
+      ...base,
+      order: { ...base.order, customer: { ...base.order.customer, email: ' Li@Example.COM ' } },
+    });
+    expect(event.order?.customer?.email).toBe('li@example.com');
+  });
+
+  it('still refuses what is not an email address once trimmed', () => {
+    const base = makeEvent();
+    const error = refusal({
+      ...base,
+      order: { ...base.order, customer: { ...base.order.customer, email: 'Li @Example.COM' } },
+    });
+    expect(error.issues.map((i) => i.path)).toEqual(['order.customer.email']);
+  });
+});
