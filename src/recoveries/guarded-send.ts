@@ -16,14 +16,14 @@ import { handOverDeadline, mayStartCall, type ClaimStart, type SendLease } from 
  *    src/recoveries/send-lease.ts);
  * 2. then, in one statement for every claim at hand, this reads what may have changed since the
  *    decision: the claim is still this sender's, the order unpaid and not cancelled, the recovery
- *    active and where the claim left it, the address still the customer's current one, and no
+ *    active (or, for a fresh link, not ended with the order), the address still the customer's current one, and no
  *    suppression for that address on that channel;
  * 3. a claim that may still go out is handed to its provider if its start window is still open;
  *    one that may not is recorded as skipped or suppressed (only while the claim is still this
  *    sender's).
  *
  * Payments, cancellations, STOP, unsubscribes and changes of address commit first and then wait
- * for in-flight markers (settleInFlightSends), so either this read sees them or they wait for the
+ * for in-flight markers (settleInFlightSends, src/messages/in-flight.ts), so either this read sees them or they wait for the
  * provider's answer. What the provider answered is the caller's to record.
  */
 export interface GuardedClaim {
@@ -74,7 +74,6 @@ export interface SendTimeState {
   claim_id: string | null;
   order_status: OrderStatus | null;
   recovery_state: string | null;
-  step_index: number | null;
   phone: string | null;
   email: string | null;
   phone_bad_reason: string | null;
@@ -92,12 +91,13 @@ export function sendTimeVerdict(claim: GuardedClaim, state: SendTimeState | unde
   if (state.order_status !== 'pending') {
     return { kind: 'blocked', status: 'skipped', reason: `order_${state.order_status ?? 'missing'}` };
   }
+  // A cadence step goes out while its recovery is active. A cadence migration in between may have
+  // renumbered the step (src/cadences/migration-plan.ts counts a message in flight as received), so
+  // the recovery's position is not compared: the claim, still this sender's, is what makes it current.
   if (claim.step !== null) {
     if (state.recovery_state !== 'active') {
       return { kind: 'blocked', status: 'skipped', reason: `recovery_${state.recovery_state ?? 'missing'}` };
     }
-    // Moved on meanwhile (ops, a cadence change): this step is no longer the one to send.
-    if (state.step_index !== claim.step) return { kind: 'blocked', status: 'skipped', reason: 'recovery_changed' };
   } else if (state.recovery_state !== 'active' && state.recovery_state !== 'exhausted') {
     return { kind: 'blocked', status: 'skipped', reason: `recovery_${state.recovery_state ?? 'missing'}` };
   }
@@ -125,7 +125,7 @@ export async function guardedSend(
   const states = await rows<SendTimeState & { i: number }>(
     deps.db,
     sql`select j.i, m.status as message_status, m.claim_id, o.status as order_status, r.state as recovery_state,
-               r.step_index, c.phone, c.email, c.phone_bad_reason, c.email_bad_reason,
+               c.phone, c.email, c.phone_bad_reason, c.email_bad_reason,
                (select s.reason from suppressions s where s.channel = j.channel and s.address = any(j.forms)
                 order by s.created_at limit 1) as suppression
         from jsonb_to_recordset(${JSON.stringify(
