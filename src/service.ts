@@ -7,6 +7,7 @@ import { parseCadenceDocument } from './cadences/parse-cadence.js';
 import { applyCadences, listCadenceVersions } from './cadences/cadence-store.js';
 import type { EmailSender } from './channels/email-sender.js';
 import type { SmsSender } from './channels/sms-sender.js';
+import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import {
   buildCoreDeps,
@@ -75,6 +76,8 @@ export interface RunningService {
 }
 
 export interface ServiceOverrides {
+  /** The process's clock (tests: a host whose clock is off). Default: the system clock. */
+  clock?: Clock;
   sms?: SmsSender;
   email?: EmailSender;
   faultPoint?: DispatchDeps['faultPoint'];
@@ -105,7 +108,7 @@ export async function startService(
       onWaiting: (reason) =>
         logger.warn({ reason, waitMs: config.redisStartupWaitMs }, 'Redis is not reachable yet; waiting for it'),
     });
-    const core = await buildCoreDeps(config, logger);
+    const core = await buildCoreDeps(config, logger, overrides.clock);
     closers.push({ name: 'database', close: () => core.database.close() });
     await core.database.migrate();
     await applyStartupCadences(core);

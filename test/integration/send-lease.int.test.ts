@@ -38,11 +38,14 @@ class SlowHandOverSender implements SmsSender {
 
 describe('the send lease', () => {
   let svc: TestService | undefined;
+  let second: TestService | undefined;
   let admin: pg.Client | undefined;
   afterEach(async () => {
     await admin?.end();
+    await second?.close();
     await svc?.close();
     admin = undefined;
+    second = undefined;
     svc = undefined;
   });
 
@@ -80,6 +83,44 @@ describe('the send lease', () => {
     expect(accepted.at).toBeLessThanOrEqual(paidAckAt!);
     expect(sender.accepted).toHaveLength(1);
   });
+
+  it('answers a payment after the reminder in flight even when the sending host’s clock is 12 s behind', async () => {
+    // The lease is measured on Postgres's clock and the sender's monotonic one, never on a host's wall
+    // clock: a worker whose clock is 12 s slow does not make its claims look older to the server.
+    const sender = new SlowHandOverSender(6_000);
+    const skewedEnv = { PROVIDER_TIMEOUT: '10s', JOB_LOCK_DURATION: '30s' };
+    svc = await startTestService({ cadences: cadence, env: skewedEnv, roles: { http: true, worker: false } });
+    second = await startTestService({
+      env: skewedEnv,
+      database: svc.database,
+      prefix: svc.prefix,
+      roles: { http: false, worker: true },
+      overrides: { sms: sender, clock: { now: () => new Date(Date.now() - 12_000) } },
+    });
+    admin = new pg.Client({ connectionString: svc.database.url });
+    await admin.connect();
+    const failed = makeEvent();
+    let paidAckAt: number | undefined;
+    sender.onCall = () => {
+      sender.onCall = undefined;
+      void (async () => {
+        // Whatever sessions the sender had are cut: only the committed claim tells of the message.
+        await admin!.query(
+          `select pg_terminate_backend(pid) from pg_stat_activity
+           where datname = current_database() and pid <> pg_backend_pid() and state like 'idle in transaction%'`,
+        );
+        const paid = makeEvent({ type: 'payment.succeeded', occurred_at: new Date().toISOString() }, failed.order);
+        let response = await svc!.post(paid);
+        for (let tries = 1; response.status >= 500 && tries < 5; tries += 1) response = await svc!.post(paid);
+        expect(response.status).toBeLessThan(300);
+        paidAckAt = Date.now();
+      })();
+    };
+    expect((await svc.post(failed)).status).toBe(202);
+    await waitFor(() => paidAckAt, { what: 'the payment to be answered', timeoutMs: 30_000 });
+    expect(sender.accepted).toHaveLength(1);
+    expect(sender.accepted[0]!.at).toBeLessThanOrEqual(paidAckAt!);
+  }, 45_000);
 
   it('answers a payment while its sender is frozen between claim and call, and the sender then sends nothing', async () => {
     const sender = new SlowHandOverSender(0);
