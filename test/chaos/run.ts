@@ -26,6 +26,7 @@ import { openDatabase } from '../../src/db/client.js';
 import { sandboxWebhookSecret } from '../../src/deps.js';
 import { signSandboxPayload } from '../../src/payments/gateways/sandbox/sandbox-signature.js';
 import { stepJobId, stepQueueName } from '../../src/queue/queues.js';
+import { sendLeaseFor } from '../../src/recoveries/send-lease.js';
 import { startFakeSmtp, mulberry32, type FakeSmtp } from '../helpers/fake-smtp.js';
 import { startFakeTwilio, type FakeTwilio } from '../helpers/fake-twilio.js';
 
@@ -117,6 +118,8 @@ const serviceEnv = {
   LOG_LEVEL: 'warn',
 };
 const shutdownTimeoutMs = 5_000;
+/** A SIGSTOP lasts this long: past the send lease under the settings above, so claims go stale. */
+const pauseMs = sendLeaseFor(1_000, 3_000).leaseMs + 2_000;
 /** How long a planned fault waits for its target (a second ready worker, a worker connection). */
 const faultReadinessMs = 45_000;
 const reconcileBound = 'full loss: <= RECONCILE_INTERVAL (500ms) after Redis is back; one lost wake-up: <= 3.5s late';
@@ -168,6 +171,12 @@ interface Counters {
   gatewayRedeliveries: number;
   stopsAnswered: number;
   phoneChangesAnswered: number;
+  pauses: number;
+  /** The answer time of a payment the harness makes 1 s into a pause. */
+  pausedPaymentAnswerMs: number | undefined;
+  paymentsWhilePaused: number;
+  /** The slowest answer to a payment made while a worker was stopped (queueing in the harness included). */
+  paymentAnswerMsMaxWhilePaused: number;
 }
 
 async function main(): Promise<number> {
@@ -194,6 +203,10 @@ async function main(): Promise<number> {
     gatewayRedeliveries: 0,
     stopsAnswered: 0,
     phoneChangesAnswered: 0,
+    pauses: 0,
+    pausedPaymentAnswerMs: undefined,
+    paymentsWhilePaused: 0,
+    paymentAnswerMsMaxWhilePaused: 0,
   };
   console.log(
     `chaos: seed ${options.seed}, ${options.orders} orders over ${options.ingestSeconds}s, ${options.workers} workers, logs in ${logDir}`,
@@ -361,13 +374,15 @@ async function main(): Promise<number> {
         isReady: boolean;
         faultSpec: string | undefined;
         expectedExit: boolean;
+        /** Stopped with SIGSTOP: alive, holding whatever it had claimed, doing nothing. */
+        paused: boolean;
       }
     >();
     // When the number of ready workers changed: a step due while none was up may be late or missed.
     // A worker told to stop takes no new jobs, so it no longer counts.
     const readyTimeline: Array<{ at: number; ready: number }> = [];
     const noteReady = () => {
-      const ready = [...workers.values()].filter((w) => w.isReady && !w.expectedExit).length;
+      const ready = [...workers.values()].filter((w) => w.isReady && !w.expectedExit && !w.paused).length;
       if (readyTimeline.at(-1)?.ready !== ready) readyTimeline.push({ at: Date.now(), ready });
     };
     const startWorker = () => {
@@ -386,7 +401,7 @@ async function main(): Promise<number> {
         if (up) trace(`worker-${id} ready`);
         noteReady();
       });
-      const entry = { child, ready, isReady: false, faultSpec, expectedExit: false };
+      const entry = { child, ready, isReady: false, faultSpec, expectedExit: false, paused: false };
       workers.set(id, entry);
       child.once('exit', (code, signal) => {
         trace(`worker-${id} exited (code ${code}, signal ${signal})`);
@@ -409,13 +424,14 @@ async function main(): Promise<number> {
     const at = (from: number, to: number) => Math.floor(activeWindowMs * (from + random() * (to - from)));
     const plan: Array<{
       atMs: number;
-      kind: 'kill' | 'pg_terminate' | 'flushall' | 'redis_restart' | 'sigterm';
+      kind: 'kill' | 'pg_terminate' | 'flushall' | 'redis_restart' | 'sigterm' | 'sigstop';
     }> = [];
     for (let i = 0; i < options.kills; i += 1) plan.push({ atMs: at(0.05, 0.95), kind: 'kill' });
     for (let i = 0; i < 3; i += 1) plan.push({ atMs: at(0.1, 0.9), kind: 'pg_terminate' });
     plan.push({ atMs: at(0.2, 0.35), kind: 'flushall' });
     plan.push({ atMs: at(0.4, 0.5), kind: 'sigterm' });
     plan.push({ atMs: at(0.55, 0.7), kind: 'redis_restart' });
+    plan.push({ atMs: at(0.3, 0.8), kind: 'sigstop' });
     plan.sort((a, b) => a.atMs - b.atMs);
     // CHAOS_FAULTS=0: the same load with no process or Redis faults, as a baseline.
     if (process.env.CHAOS_FAULTS === '0') plan.length = 0;
@@ -433,10 +449,10 @@ async function main(): Promise<number> {
     smtp.setFaults({ tempFailRate: options.smtp4xx, permFailRate: options.smtp5xx }, options.seed + 1);
 
     const pickWorker = (readyOnly = false) => {
-      const live = [...workers.values()].filter((w) => !w.expectedExit && (w.isReady || !readyOnly));
+      const live = [...workers.values()].filter((w) => !w.expectedExit && !w.paused && (w.isReady || !readyOnly));
       return live[Math.floor(random() * live.length)];
     };
-    const readyCount = () => [...workers.values()].filter((w) => w.isReady && !w.expectedExit).length;
+    const readyCount = () => [...workers.values()].filter((w) => w.isReady && !w.expectedExit && !w.paused).length;
     /** Waits up to faultReadinessMs for the fault's target to exist; false: it never did. */
     const readyFor = (check: () => Promise<boolean> | boolean) =>
       waitUntil(async () => check(), faultReadinessMs, 'a fault target').then(
@@ -484,6 +500,39 @@ async function main(): Promise<number> {
           await redisServer.restart(1_000);
           counters.redisRestarts += 1;
           return true;
+        case 'sigstop': {
+          // A worker frozen (a GC pause, a stalled VM) for longer than the send lease, with
+          // claims in hand, then resumed: the answers that wait for its sends must stop waiting
+          // after the lease, and what it does on waking must not reach a customer wrongly.
+          const worker = (await readyFor(() => readyCount() >= 2)) ? pickWorker(true) : undefined;
+          if (!worker) return false;
+          worker.paused = true;
+          noteReady();
+          pausedWorkers += 1;
+          worker.child.kill('SIGSTOP');
+          counters.pauses += 1;
+          trace(`worker paused for ${pauseMs} ms`);
+          // A payment for an order the stopped worker is most likely not sending to: its answer
+          // should not wait for the stopped worker's claims (at worst the lease, for its own order).
+          setTimeout(() => {
+            const unrelated = plans.findLast((p) => p.failedAccepted && p.payAfterMs === undefined);
+            if (!unrelated) return;
+            unrelated.payAfterMs = 0;
+            const requestedAt = Date.now();
+            void post(event(unrelated, 'payment.succeeded', `evt_pay_${runId}_${unrelated.index}`)).then((at) => {
+              unrelated.paidAckAt = at;
+              if (at !== undefined) counters.pausedPaymentAnswerMs = at - requestedAt;
+            });
+          }, 1_000);
+          setTimeout(() => {
+            worker.child.kill('SIGCONT');
+            worker.paused = false;
+            pausedWorkers -= 1;
+            noteReady();
+            trace('worker resumed');
+          }, pauseMs);
+          return true;
+        }
         case 'sigterm': {
           // Under load: a worker that has started and has jobs in hand, never the last one standing.
           const worker = (await readyFor(() => readyCount() >= 2)) ? pickWorker(true) : undefined;
@@ -506,6 +555,7 @@ async function main(): Promise<number> {
         }
       }
     };
+    let pausedWorkers = 0;
     const runStart = Date.now();
     const faultsDone = (async () => {
       for (const step of plan) {
@@ -683,12 +733,24 @@ async function main(): Promise<number> {
       const payment = async () => {
         if (plan.payAfterMs === undefined) return;
         await sleep(plan.payAfterMs);
+        const requestedAt = Date.now();
+        const duringPause = pausedWorkers > 0;
+        const timed = () => {
+          if (!duringPause || plan.paidAckAt === undefined) return;
+          counters.paymentsWhilePaused += 1;
+          counters.paymentAnswerMsMaxWhilePaused = Math.max(
+            counters.paymentAnswerMsMaxWhilePaused,
+            plan.paidAckAt - requestedAt,
+          );
+        };
         if (plan.payViaGateway) {
           plan.paidAckAt = await payViaGateway(plan);
+          timed();
           return;
         }
         const succeeded = event(plan, 'payment.succeeded', `evt_pay_${runId}_${plan.index}`);
         plan.paidAckAt = await post(succeeded);
+        timed();
         if (plan.payTwice) await post(succeeded);
       };
       await Promise.all([customerSide(), payment()]);
@@ -769,6 +831,12 @@ async function main(): Promise<number> {
       ['pg_connections_terminated', counters.pgTerminated],
       ['redis_flushes', counters.redisFlushes],
       ['redis_restarts', counters.redisRestarts],
+      ['worker_pauses', counters.pauses],
+      ['worker_pause_ms', pauseMs],
+      ['send_lease_ms', sendLeaseFor(1_000, 3_000).leaseMs],
+      ['paused_payment_answer_ms', counters.pausedPaymentAnswerMs ?? 'n/a'],
+      ['payments_while_paused', counters.paymentsWhilePaused],
+      ['payment_answer_ms_max_while_paused', counters.paymentAnswerMsMaxWhilePaused],
       ['sigterm_exit_ms', counters.sigtermExitMs ?? 'n/a'],
       ['sigterm_exit_code', counters.sigtermExitCode ?? 'n/a'],
       ['shutdown_overruns', counters.shutdownOverruns],
