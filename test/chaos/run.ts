@@ -63,6 +63,8 @@ const options = {
   stopRate: envNumber('CHAOS_STOP_RATE', 0.08),
   /** Share of orders whose customer gets a new phone number (customer.updated) while reminders are due. */
   phoneChangeRate: envNumber('CHAOS_PHONE_CHANGE_RATE', 0.08),
+  /** Each worker's clock runs up to this many ms ahead of or behind the others' (0: no skew). */
+  clockSkewMs: envNumber('CHAOS_CLOCK_SKEW_MS', 1_500),
   /** Share of worker (re)starts during the run that crash themselves at a fault point. */
   faultPointRate: envNumber('CHAOS_FAULT_POINT_RATE', 0.5),
   /** HTTP requests in flight at once. */
@@ -172,6 +174,8 @@ interface Counters {
   stopsAnswered: number;
   phoneChangesAnswered: number;
   pauses: number;
+  /** The largest clock offset a worker ran with. */
+  clockOffsetMaxMs: number;
   /** The answer time of a payment the harness makes 1 s into a pause. */
   pausedPaymentAnswerMs: number | undefined;
   paymentsWhilePaused: number;
@@ -204,6 +208,7 @@ async function main(): Promise<number> {
     stopsAnswered: 0,
     phoneChangesAnswered: 0,
     pauses: 0,
+    clockOffsetMaxMs: 0,
     pausedPaymentAnswerMs: undefined,
     paymentsWhilePaused: 0,
     paymentAnswerMsMaxWhilePaused: 0,
@@ -385,6 +390,7 @@ async function main(): Promise<number> {
       const ready = [...workers.values()].filter((w) => w.isReady && !w.expectedExit && !w.paused).length;
       if (readyTimeline.at(-1)?.ready !== ready) readyTimeline.push({ at: Date.now(), ready });
     };
+    const clockRandom = mulberry32(options.seed + 3);
     const startWorker = () => {
       workerSerial += 1;
       const id = workerSerial;
@@ -393,9 +399,15 @@ async function main(): Promise<number> {
         const point = random() < 0.5 ? 'after_claim' : 'after_provider_answer';
         faultSpec = `${point}_nth=${2 + Math.floor(random() * 15)}`;
       }
-      const { child, ready } = spawnRecoup('worker', `worker-${id}`, faultSpec ? { FAULT_INJECTION: faultSpec } : {});
+      // A drifted host clock: the worker's own Clock only (Postgres and the send lease keep theirs).
+      const clockOffsetMs = Math.round((clockRandom() * 2 - 1) * options.clockSkewMs);
+      const injection = [faultSpec, clockOffsetMs !== 0 ? `clock_offset_ms=${clockOffsetMs}` : undefined]
+        .filter(Boolean)
+        .join(',');
+      const { child, ready } = spawnRecoup('worker', `worker-${id}`, injection ? { FAULT_INJECTION: injection } : {});
       counters.workerStarts += 1;
-      trace(`worker-${id} started${faultSpec ? ` with FAULT_INJECTION=${faultSpec}` : ''}`);
+      counters.clockOffsetMaxMs = Math.max(counters.clockOffsetMaxMs, Math.abs(clockOffsetMs));
+      trace(`worker-${id} started${injection ? ` with FAULT_INJECTION=${injection}` : ''}`);
       void ready.then((up) => {
         entry.isReady = up && workers.has(id);
         if (up) trace(`worker-${id} ready`);
@@ -831,6 +843,7 @@ async function main(): Promise<number> {
       ['pg_connections_terminated', counters.pgTerminated],
       ['redis_flushes', counters.redisFlushes],
       ['redis_restarts', counters.redisRestarts],
+      ['worker_clock_offset_max_ms', counters.clockOffsetMaxMs],
       ['worker_pauses', counters.pauses],
       ['worker_pause_ms', pauseMs],
       ['send_lease_ms', sendLeaseFor(1_000, 3_000).leaseMs],
