@@ -2,10 +2,14 @@
  * The fault harness (`npm run test:chaos`): a real multi-process recoup (one `recoup server`,
  * several `recoup worker`s) on loopback, against a fresh Postgres database and a Redis server
  * of its own, with fake Twilio and SMTP servers it controls. It feeds orders on a seconds-long
- * cadence, pays some of them at random moments, and meanwhile kills workers (at random and at
- * the two dangerous fault points), flushes and restarts Redis, terminates the workers' Postgres
- * connections, makes the providers fail, and stops a worker gracefully under load. Then it
+ * cadence, pays some of them at random moments (as the shop's events or as signed gateway
+ * webhooks delivered twice, abandoned and resent), has some customers reply STOP or change their
+ * number while reminders are due, and meanwhile kills workers (at random and at the two
+ * dangerous fault points), flushes and restarts Redis, terminates the workers' Postgres
+ * connections, makes the providers fail, stops a worker gracefully under load, freezes one
+ * (SIGSTOP) for longer than the send lease, and runs every worker on a skewed clock. Then it
  * checks the guarantees and prints a summary; the exit code is non-zero if one was broken.
+ * Every answer the guarantees are measured from is timed when the harness received it.
  *
  * Everything random comes from one seed (CHAOS_SEED, printed): the fault plan, the orders, the
  * payment moments, the providers' faults. Process scheduling is not reproducible, so a seed
@@ -822,6 +826,9 @@ async function main(): Promise<number> {
       ['accepted_after_payment', report.acceptedAfterPayment],
       ['sent_after_stop', report.sentAfterStop],
       ['sent_to_replaced_address', report.sentToReplacedAddress],
+      ['accepted_within_3s_before_payment_answer', report.acceptedShortlyBeforePayment],
+      ['sms_within_3s_before_stop_answer', report.smsShortlyBeforeStop],
+      ['sms_within_3s_before_change_answer', report.smsShortlyBeforeChange],
       ['payments_lost', report.paymentsLost],
       ['missed_steps', report.missedSteps],
       ['steps_due_without_worker', report.stepsDueWithoutWorker],
@@ -943,6 +950,10 @@ async function check(input: CheckInput) {
   let acceptedAfterPayment = 0;
   let sentAfterStop = 0;
   let sentToReplacedAddress = 0;
+  // Shows the races were run: SMS to those numbers in the seconds before the answer.
+  let smsShortlyBeforeStop = 0;
+  let smsShortlyBeforeChange = 0;
+  let acceptedShortlyBeforePayment = 0;
   for (const a of accepted) {
     const n = (seen.get(a.key) ?? 0) + 1;
     seen.set(a.key, n);
@@ -962,6 +973,11 @@ async function check(input: CheckInput) {
           ` (${plan.payViaGateway ? 'gateway webhook' : 'shop event'})`,
       );
     }
+    const shortlyBefore = (answeredAt: number | undefined) =>
+      answeredAt !== undefined && at <= answeredAt && at > answeredAt - 3_000;
+    if (shortlyBefore(plan.paidAckAt)) acceptedShortlyBeforePayment += 1;
+    if (a.sms === plan.phone && shortlyBefore(plan.stopAckAt)) smsShortlyBeforeStop += 1;
+    if (a.sms === plan.phone && shortlyBefore(plan.changeAckAt)) smsShortlyBeforeChange += 1;
     if (a.sms === plan.phone && plan.stopAckAt !== undefined && at > plan.stopAckAt) {
       sentAfterStop += 1;
       note(`sent after STOP: ${plan.phone} accepted ${at - plan.stopAckAt} ms after the STOP was answered`);
@@ -1124,6 +1140,9 @@ async function check(input: CheckInput) {
     acceptedAfterPayment,
     sentAfterStop,
     sentToReplacedAddress,
+    smsShortlyBeforeStop,
+    smsShortlyBeforeChange,
+    acceptedShortlyBeforePayment,
     paymentsLost,
     missedSteps,
     stepsDueWithoutWorker,
