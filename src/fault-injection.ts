@@ -1,3 +1,5 @@
+import { systemClock, type Clock } from './clock.js';
+
 /** Called at a named moment where a crash does the most harm; `subject` is the message or event at hand. */
 export type FaultPoint = (point: string, subject: string) => Promise<void>;
 
@@ -9,6 +11,7 @@ export type FaultPoint = (point: string, subject: string) => Promise<void>;
  * `after_claim` and `after_provider_answer` in the step worker (the message is recorded as
  * `sending` but the provider was, or was not yet, called), `after_webhook_claim` in the
  * payment webhook (the event is claimed but not applied).
+ * `clock_offset_ms=N` is no crash point: it skews this process's clock (see `faultClock`).
  */
 export function parseFaultInjection(spec: string | undefined): FaultPoint | undefined {
   if (!spec) return undefined;
@@ -32,4 +35,16 @@ export function parseFaultInjection(spec: string | undefined): FaultPoint | unde
       await new Promise(() => undefined);
     }
   };
+}
+
+/**
+ * The process's clock under FAULT_INJECTION: `clock_offset_ms=N` runs it N ms ahead (behind when
+ * negative), as a host whose clock drifted. Only the injected Clock moves; Postgres's clock and
+ * the monotonic clock the send lease is measured on do not.
+ */
+export function faultClock(spec: string | undefined): Clock {
+  const match = /(?:^|,)\s*clock_offset_ms\s*=\s*(-?\d+)\s*(?:,|$)/.exec(spec ?? '');
+  const offsetMs = match?.[1] === undefined ? 0 : Number(match[1]);
+  if (offsetMs === 0) return systemClock;
+  return { now: () => new Date(Date.now() + offsetMs) };
 }

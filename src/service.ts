@@ -24,7 +24,7 @@ import { RecoupError } from './errors.js';
 import { buildApp } from './http/build-app.js';
 import { ChainedKeyResolver, EnvKeyResolver } from './http/auth.js';
 import { DbKeyResolver } from './access/api-keys.js';
-import { parseFaultInjection } from './fault-injection.js';
+import { faultClock, parseFaultInjection } from './fault-injection.js';
 import { PaymentSweeper } from './payments/payment-sweeper.js';
 import { SandboxGateway } from './payments/gateways/sandbox/sandbox-gateway.js';
 import type { RetryDeps } from './payments/retry-session.js';
@@ -108,7 +108,7 @@ export async function startService(
       onWaiting: (reason) =>
         logger.warn({ reason, waitMs: config.redisStartupWaitMs }, 'Redis is not reachable yet; waiting for it'),
     });
-    const core = await buildCoreDeps(config, logger, overrides.clock);
+    const core = await buildCoreDeps(config, logger, overrides.clock ?? faultClock(config.faultInjection));
     closers.push({ name: 'database', close: () => core.database.close() });
     await core.database.migrate();
     await applyStartupCadences(core);
