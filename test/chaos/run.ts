@@ -464,9 +464,11 @@ async function main(): Promise<number> {
     );
     smtp.setFaults({ tempFailRate: options.smtp4xx, permFailRate: options.smtp5xx }, options.seed + 1);
 
-    const pickWorker = (readyOnly = false) => {
+    const pickWorker = (readyOnly = false, preferWithoutCrashPoint = false) => {
       const live = [...workers.values()].filter((w) => !w.expectedExit && !w.paused && (w.isReady || !readyOnly));
-      return live[Math.floor(random() * live.length)];
+      const plain = live.filter((w) => !w.faultSpec);
+      const from = preferWithoutCrashPoint && plain.length > 0 ? plain : live;
+      return from[Math.floor(random() * from.length)];
     };
     const readyCount = () => [...workers.values()].filter((w) => w.isReady && !w.expectedExit && !w.paused).length;
     /** Waits up to faultReadinessMs for the fault's target to exist; false: it never did. */
@@ -551,12 +553,18 @@ async function main(): Promise<number> {
         }
         case 'sigterm': {
           // Under load: a worker that has started and has jobs in hand, never the last one standing.
-          const worker = (await readyFor(() => readyCount() >= 2)) ? pickWorker(true) : undefined;
+          // A worker with a crash point armed may reach it while finishing its jobs: prefer one without.
+          const worker = (await readyFor(() => readyCount() >= 2)) ? pickWorker(true, true) : undefined;
           if (!worker) return false;
           worker.expectedExit = true;
           noteReady();
           const sent = Date.now();
-          const exited = new Promise<number | null>((resolve) => worker.child.once('exit', (code) => resolve(code)));
+          const exited = new Promise<number | null>((resolve) =>
+            worker.child.once('exit', (code, signal) =>
+              // Its own crash point (a SIGKILL it sends itself) is a fault-point crash, not a failed shutdown.
+              resolve(code === null && signal === 'SIGKILL' && worker.faultSpec ? 0 : code),
+            ),
+          );
           worker.child.kill('SIGTERM');
           const hardDeadline = setTimeout(() => {
             counters.shutdownOverruns += 1;
