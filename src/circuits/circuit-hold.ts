@@ -55,12 +55,21 @@ export type HoldDecision =
       gateways: string[];
     };
 
+/** A row of `gateway_circuits` as the hold decision needs it. */
+export interface CircuitRow {
+  gateway: string;
+  state: string;
+  closed_at: Date | null;
+}
+
 export interface HoldInput {
   recoveryId: string;
-  /** The step's message row, when one exists already (deferred, held, retried). */
-  messageId: string | undefined;
-  methods: readonly PaymentMethod[];
-  currency: string;
+  /** The link's gateways (linkGateways). */
+  gateways: readonly string[];
+  /** Whether the step's message was held before: `scheduled` with the restored template. */
+  wasHeld: boolean;
+  /** The circuits of the link's gateways; a gateway without a row has never been open. */
+  circuits: readonly CircuitRow[];
   now: Date;
 }
 
@@ -76,35 +85,32 @@ export function linkGateways(hold: CircuitHold, methods: readonly PaymentMethod[
   ].sort();
 }
 
-/** Decides whether a step may be sent now. Reads `gateway_circuits` and the message row only. */
-export async function decideHold(tx: DbOrTx, hold: CircuitHold, input: HoldInput): Promise<HoldDecision> {
-  const gateways = linkGateways(hold, input.methods, input.currency);
-
-  const [message] = input.messageId
-    ? await rows<{ template: string; status: string }>(
-        tx,
-        sql`select template, status from messages where id = ${input.messageId}`,
-      )
-    : [];
-  const wasHeld = message?.status === 'scheduled' && message.template === restoredTemplate;
-  if (gateways.length === 0) return { kind: 'send', restored: wasHeld };
-
-  const circuits = await rows<{ gateway: string; state: string; closed_at: Date | null }>(
-    tx,
+/** The circuits of `gateways` (none for none). */
+export async function readCircuits(db: DbOrTx, gateways: readonly string[]): Promise<CircuitRow[]> {
+  if (gateways.length === 0) return [];
+  return rows<CircuitRow>(
+    db,
     sql`select gateway, state, closed_at from gateway_circuits
         where gateway in (${sql.join(
           gateways.map((g) => sql`${g}`),
           sql`, `,
         )})`,
   );
-  const circuitOf = new Map(circuits.map((c) => [c.gateway, c]));
+}
+
+/** Decides whether a step may be sent now, from its link's circuits. Pure. */
+export function decideHold(settings: CircuitHoldSettings, input: HoldInput): HoldDecision {
+  const { gateways, wasHeld } = input;
+  if (gateways.length === 0) return { kind: 'send', restored: wasHeld };
+
+  const circuitOf = new Map(input.circuits.map((c) => [c.gateway, c]));
   const healthy = gateways.filter((g) => circuitOf.get(g)?.state !== 'open');
   if (healthy.length === 0) {
     return {
       kind: 'hold',
       reason: heldReason,
-      until: new Date(input.now.getTime() + hold.settings.recheckMs),
-      gateways,
+      until: new Date(input.now.getTime() + settings.recheckMs),
+      gateways: [...gateways],
     };
   }
   if (!wasHeld) return { kind: 'send', restored: false };
@@ -115,9 +121,9 @@ export async function decideHold(tx: DbOrTx, hold: CircuitHold, input: HoldInput
   const closedAt = healthy.map((g) => circuitOf.get(g)?.closed_at?.getTime());
   if (closedAt.some((t) => t === undefined)) return { kind: 'send', restored: true };
   const reopenedAt = Math.min(...closedAt.map((t) => t ?? 0));
-  const releaseAt = reopenedAt + jitterMs(input.recoveryId, hold.settings.releaseSpreadMs);
+  const releaseAt = reopenedAt + jitterMs(input.recoveryId, settings.releaseSpreadMs);
   if (releaseAt > input.now.getTime()) {
-    return { kind: 'hold', reason: releasingReason, until: new Date(releaseAt), gateways };
+    return { kind: 'hold', reason: releasingReason, until: new Date(releaseAt), gateways: [...gateways] };
   }
   return { kind: 'send', restored: true };
 }

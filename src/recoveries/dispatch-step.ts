@@ -1,7 +1,14 @@
 import { sql } from 'drizzle-orm';
 import type { Cadence, CadenceStep } from '../cadences/cadence.js';
 import type { CadenceBook } from '../cadences/cadence-book.js';
-import { decideHold, linkGateways, recordHold, restoredTemplate, type CircuitHold } from '../circuits/circuit-hold.js';
+import {
+  decideHold,
+  linkGateways,
+  readCircuits,
+  recordHold,
+  restoredTemplate,
+  type CircuitHold,
+} from '../circuits/circuit-hold.js';
 import type { EmailSender } from '../channels/email-sender.js';
 import { findSuppressions, normaliseAddress } from '../compliance/suppressions.js';
 import type { UnsubscribeLinks } from '../compliance/unsubscribe-links.js';
@@ -125,6 +132,7 @@ interface CustomerRow {
 interface MessageRow {
   id: string;
   status: string;
+  template: string;
   attempts: number;
   /** How long until a `sending` claim counts as a lost worker's; null without a claim. */
   stale_in_ms: number | null;
@@ -247,7 +255,7 @@ async function claimStep(
   // A claim's age on Postgres's clock, the clock it was written with.
   const [existing] = await rows<MessageRow>(
     tx,
-    sql`select id, status, attempts,
+    sql`select id, status, template, attempts,
                greatest(0, ${deps.settings.claimStaleAfterMs}
                            - extract(epoch from clock_timestamp() - lease_started_at) * 1000)::float8 as stale_in_ms
         from messages
@@ -346,12 +354,13 @@ async function claimStep(
   }
 
   // Never send customers into a broken checkout: a step whose link only leads to open circuits waits.
+  const gateways = deps.circuits ? linkGateways(deps.circuits, step.offerMethods, order.currency) : [];
   const circuit = deps.circuits
-    ? await decideHold(tx, deps.circuits, {
+    ? decideHold(deps.circuits.settings, {
         recoveryId: recovery.id,
-        messageId: existing?.id,
-        methods: step.offerMethods,
-        currency: order.currency,
+        gateways,
+        wasHeld: existing?.status === 'scheduled' && existing.template === restoredTemplate,
+        circuits: await readCircuits(tx, gateways),
         now,
       })
     : undefined;
