@@ -1,8 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
-import type { DbOrTx, Tx } from '../db/tx.js';
-import type { Channel, PaymentMethod } from '../domain.js';
-import { newId } from '../ids.js';
+import type { DbOrTx } from '../db/tx.js';
+import type { PaymentMethod } from '../domain.js';
 import { jitterMs } from '../recoveries/send-window.js';
 import { normalizeGateway } from './gateway-health.js';
 
@@ -126,44 +125,6 @@ export function decideHold(settings: CircuitHoldSettings, input: HoldInput): Hol
     return { kind: 'hold', reason: releasingReason, until: new Date(releaseAt), gateways: [...gateways] };
   }
   return { kind: 'send', restored: true };
-}
-
-/**
- * Records a held step: the message `scheduled` with the hold's reason and the restored template,
- * and the recovery's expiry moved by the wait. The caller reschedules the wake-up to `until`.
- */
-export async function recordHold(
-  tx: Tx,
-  m: {
-    id: string | undefined;
-    recoveryId: string;
-    orderId: string;
-    customerId: string;
-    step: number;
-    channel: Channel;
-    to: string;
-    reason: string;
-    until: Date;
-    now: Date;
-  },
-): Promise<string> {
-  const id = m.id ?? newId('msg');
-  await tx.execute(
-    sql`insert into messages (id, recovery_id, order_id, customer_id, step, channel, template, status, reason,
-                              to_address, planned_at, created_at, updated_at)
-        values (${id}, ${m.recoveryId}, ${m.orderId}, ${m.customerId}, ${m.step}, ${m.channel}, ${restoredTemplate},
-                'scheduled', ${m.reason}, ${m.to}, ${m.until}, ${m.now}, ${m.now})
-        on conflict (recovery_id, step) do update set
-          channel = excluded.channel, template = excluded.template, status = excluded.status,
-          reason = excluded.reason, to_address = excluded.to_address, planned_at = excluded.planned_at,
-          claim_id = null, updated_at = excluded.updated_at`,
-  );
-  const waitMs = Math.max(0, m.until.getTime() - m.now.getTime());
-  await tx.execute(
-    sql`update recoveries set expires_at = expires_at + ${waitMs}::float8 * interval '1 millisecond'
-        where id = ${m.recoveryId} and state = 'active'`,
-  );
-  return id;
 }
 
 /** Messages of active recoveries held by circuits (`held`) and waiting for their release slot (`releasing`). */
