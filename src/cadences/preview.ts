@@ -3,7 +3,7 @@ import type { Channel, FailureCategory, PaymentMethod } from '../domain.js';
 import { isRecoupError, validationError, type Issue } from '../errors.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { RenderedEmail, RenderedSms, TemplateRenderer } from '../messages/template-renderer.js';
-import { chooseContact } from '../recoveries/dispatch-step.js';
+import { chooseContact } from '../recoveries/step-decision.js';
 import { nextSendTime } from '../recoveries/send-window.js';
 import type { Cadence } from './cadence.js';
 

@@ -1,8 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
-import type { DbOrTx, Tx } from '../db/tx.js';
-import type { Channel, PaymentMethod } from '../domain.js';
-import { newId } from '../ids.js';
+import type { DbOrTx } from '../db/tx.js';
+import type { PaymentMethod } from '../domain.js';
 import { jitterMs } from '../recoveries/send-window.js';
 import { normalizeGateway } from './gateway-health.js';
 
@@ -55,12 +54,21 @@ export type HoldDecision =
       gateways: string[];
     };
 
+/** A row of `gateway_circuits` as the hold decision needs it. */
+export interface CircuitRow {
+  gateway: string;
+  state: string;
+  closed_at: Date | null;
+}
+
 export interface HoldInput {
   recoveryId: string;
-  /** The step's message row, when one exists already (deferred, held, retried). */
-  messageId: string | undefined;
-  methods: readonly PaymentMethod[];
-  currency: string;
+  /** The link's gateways (linkGateways). */
+  gateways: readonly string[];
+  /** Whether the step's message was held before: `scheduled` with the restored template. */
+  wasHeld: boolean;
+  /** The circuits of the link's gateways; a gateway without a row has never been open. */
+  circuits: readonly CircuitRow[];
   now: Date;
 }
 
@@ -76,35 +84,32 @@ export function linkGateways(hold: CircuitHold, methods: readonly PaymentMethod[
   ].sort();
 }
 
-/** Decides whether a step may be sent now. Reads `gateway_circuits` and the message row only. */
-export async function decideHold(tx: DbOrTx, hold: CircuitHold, input: HoldInput): Promise<HoldDecision> {
-  const gateways = linkGateways(hold, input.methods, input.currency);
-
-  const [message] = input.messageId
-    ? await rows<{ template: string; status: string }>(
-        tx,
-        sql`select template, status from messages where id = ${input.messageId}`,
-      )
-    : [];
-  const wasHeld = message?.status === 'scheduled' && message.template === restoredTemplate;
-  if (gateways.length === 0) return { kind: 'send', restored: wasHeld };
-
-  const circuits = await rows<{ gateway: string; state: string; closed_at: Date | null }>(
-    tx,
+/** The circuits of `gateways` (none for none). */
+export async function readCircuits(db: DbOrTx, gateways: readonly string[]): Promise<CircuitRow[]> {
+  if (gateways.length === 0) return [];
+  return rows<CircuitRow>(
+    db,
     sql`select gateway, state, closed_at from gateway_circuits
         where gateway in (${sql.join(
           gateways.map((g) => sql`${g}`),
           sql`, `,
         )})`,
   );
-  const circuitOf = new Map(circuits.map((c) => [c.gateway, c]));
+}
+
+/** Decides whether a step may be sent now, from its link's circuits. Pure. */
+export function decideHold(settings: CircuitHoldSettings, input: HoldInput): HoldDecision {
+  const { gateways, wasHeld } = input;
+  if (gateways.length === 0) return { kind: 'send', restored: wasHeld };
+
+  const circuitOf = new Map(input.circuits.map((c) => [c.gateway, c]));
   const healthy = gateways.filter((g) => circuitOf.get(g)?.state !== 'open');
   if (healthy.length === 0) {
     return {
       kind: 'hold',
       reason: heldReason,
-      until: new Date(input.now.getTime() + hold.settings.recheckMs),
-      gateways,
+      until: new Date(input.now.getTime() + settings.recheckMs),
+      gateways: [...gateways],
     };
   }
   if (!wasHeld) return { kind: 'send', restored: false };
@@ -115,49 +120,11 @@ export async function decideHold(tx: DbOrTx, hold: CircuitHold, input: HoldInput
   const closedAt = healthy.map((g) => circuitOf.get(g)?.closed_at?.getTime());
   if (closedAt.some((t) => t === undefined)) return { kind: 'send', restored: true };
   const reopenedAt = Math.min(...closedAt.map((t) => t ?? 0));
-  const releaseAt = reopenedAt + jitterMs(input.recoveryId, hold.settings.releaseSpreadMs);
+  const releaseAt = reopenedAt + jitterMs(input.recoveryId, settings.releaseSpreadMs);
   if (releaseAt > input.now.getTime()) {
-    return { kind: 'hold', reason: releasingReason, until: new Date(releaseAt), gateways };
+    return { kind: 'hold', reason: releasingReason, until: new Date(releaseAt), gateways: [...gateways] };
   }
   return { kind: 'send', restored: true };
-}
-
-/**
- * Records a held step: the message `scheduled` with the hold's reason and the restored template,
- * and the recovery's expiry moved by the wait. The caller reschedules the wake-up to `until`.
- */
-export async function recordHold(
-  tx: Tx,
-  m: {
-    id: string | undefined;
-    recoveryId: string;
-    orderId: string;
-    customerId: string;
-    step: number;
-    channel: Channel;
-    to: string;
-    reason: string;
-    until: Date;
-    now: Date;
-  },
-): Promise<string> {
-  const id = m.id ?? newId('msg');
-  await tx.execute(
-    sql`insert into messages (id, recovery_id, order_id, customer_id, step, channel, template, status, reason,
-                              to_address, planned_at, created_at, updated_at)
-        values (${id}, ${m.recoveryId}, ${m.orderId}, ${m.customerId}, ${m.step}, ${m.channel}, ${restoredTemplate},
-                'scheduled', ${m.reason}, ${m.to}, ${m.until}, ${m.now}, ${m.now})
-        on conflict (recovery_id, step) do update set
-          channel = excluded.channel, template = excluded.template, status = excluded.status,
-          reason = excluded.reason, to_address = excluded.to_address, planned_at = excluded.planned_at,
-          claim_id = null, updated_at = excluded.updated_at`,
-  );
-  const waitMs = Math.max(0, m.until.getTime() - m.now.getTime());
-  await tx.execute(
-    sql`update recoveries set expires_at = expires_at + ${waitMs}::float8 * interval '1 millisecond'
-        where id = ${m.recoveryId} and state = 'active'`,
-  );
-  return id;
 }
 
 /** Messages of active recoveries held by circuits (`held`) and waiting for their release slot (`releasing`). */

@@ -6,7 +6,7 @@ import { addressForms, addressHash, normaliseAddress } from '../../src/complianc
 import { UnsubscribeLinks } from '../../src/compliance/unsubscribe-links.js';
 import { scrubPayload } from '../../src/compliance/forget-customer.js';
 import { parseMultipart } from '../../src/http/unsubscribe.routes.js';
-import { chooseContact } from '../../src/recoveries/dispatch-step.js';
+import { chooseContact } from '../../src/recoveries/step-decision.js';
 
 describe('SMS keywords', () => {
   it.each([

@@ -1,0 +1,583 @@
+import { sql } from 'drizzle-orm';
+import type { CadenceBook } from '../cadences/cadence-book.js';
+import { linkGateways, readCircuits, restoredTemplate, type CircuitHold } from '../circuits/circuit-hold.js';
+import { findSuppressions, normaliseAddress } from '../compliance/suppressions.js';
+import type { Db } from '../db/client.js';
+import { rows } from '../db/rows.js';
+import type { Tx } from '../db/tx.js';
+import type { Channel, OrderStatus } from '../domain.js';
+import { newId } from '../ids.js';
+import type { Wakeup } from '../queue/queues.js';
+import {
+  decideHead,
+  type CustomerRow,
+  type NextRun,
+  type OrderRow,
+  type RecoveryRow,
+  type StepDecision,
+  type StepMessageRow,
+  type StepSnapshot,
+} from './step-decision.js';
+
+/**
+ * The statements behind a step's dispatch (src/recoveries/dispatch-step.ts): the unlocked snapshot
+ * and the claims of the fast path, the reads under the order's row lock and the writes that carry out
+ * a decision (src/recoveries/step-decision.ts), and the recording of a provider's answer. The
+ * PL/pgSQL functions it calls (migrations/0004_perf.sql, 0006_send_clock.sql) are statements too.
+ */
+
+/** The daily cap's look-back: two days cover any local calendar day. */
+export const capLookBackMs = 2 * 86_400_000;
+
+/** One row of `recoup_step_snapshot`: the recovery, its order, customer and step message, read without locks. */
+interface SnapshotRow extends RecoveryRow {
+  customer_id: string;
+  order_status: OrderStatus;
+  amount: string;
+  currency: string;
+  description: string | null;
+  coupon_code: string | null;
+  customer_name: string | null;
+  email: string | null;
+  phone: string | null;
+  locale: string | null;
+  timezone: string | null;
+  email_bad_reason: string | null;
+  phone_bad_reason: string | null;
+  /** The customer's addresses as SQL normalised them; compared with normaliseAddress before use. */
+  sms_normalised: string | null;
+  email_normalised: string | null;
+  suppressions: Array<{ channel: Channel; reason: string }> | null;
+  message_id: string | null;
+  message_status: string | null;
+  message_template: string | null;
+  message_updated_at: Date | null;
+  /** Epoch ms of the customer's sends in the daily cap's look-back, ascending, comma-separated. */
+  recent_sends: string | null;
+  open_gateways: string[] | null;
+}
+
+/** What a read found: the decision's input, and what a claim needs besides it. */
+export interface StepRead {
+  snapshot: StepSnapshot;
+  customerName: string | null | undefined;
+  /** The step message's last change as read (fast path only): recoup_claim_step checks it is unchanged. */
+  messageUpdatedAt?: Date | null;
+}
+
+/**
+ * The fast path's unlocked read of a batch of wake-ups in one statement (recoup_step_snapshot).
+ * Undefined for a job whose recovery does not exist.
+ */
+export async function readSnapshots(
+  db: Db,
+  cadences: CadenceBook,
+  jobs: ReadonlyArray<{ recoveryId: string; wakeSeq: number }>,
+  capSince: Date,
+): Promise<Array<StepRead | undefined>> {
+  const found = await rows<SnapshotRow & { i: number }>(
+    db,
+    sql`select j.i, s.* from jsonb_to_recordset(${JSON.stringify(jobs.map((job, i) => ({ i, id: job.recoveryId })))}::jsonb)
+          as j(i integer, id text)
+        cross join lateral recoup_step_snapshot(j.id, ${capSince}::timestamptz) s`,
+  );
+  return Promise.all(
+    jobs.map(async (job, i) => {
+      const row = found.find((r) => r.i === i);
+      return row ? snapshotOf(db, cadences, row, job.wakeSeq) : undefined;
+    }),
+  );
+}
+
+async function snapshotOf(db: Db, cadences: CadenceBook, row: SnapshotRow, wakeSeq: number): Promise<StepRead> {
+  const recovery: RecoveryRow = {
+    id: row.id,
+    order_id: row.order_id,
+    cadence_name: row.cadence_name,
+    cadence_version: row.cadence_version,
+    failure_category: row.failure_category,
+    state: row.state,
+    step_index: row.step_index,
+    next_run_at: row.next_run_at,
+    wake_seq: row.wake_seq,
+    started_at: row.started_at,
+    expires_at: row.expires_at,
+  };
+  const order: OrderRow = {
+    id: row.order_id,
+    customer_id: row.customer_id,
+    status: row.order_status,
+    amount: row.amount,
+    currency: row.currency,
+    description: row.description,
+    coupon_code: row.coupon_code,
+  };
+  // SQL's trim and lower case are not JavaScript's for every character: only identical forms are trusted.
+  const sameForms =
+    (!row.phone || normaliseAddress('sms', row.phone) === row.sms_normalised) &&
+    (!row.email || normaliseAddress('email', row.email) === row.email_normalised);
+  const suppressions = sameForms
+    ? new Map((row.suppressions ?? []).reverse().map((s) => [s.channel, s.reason] as const))
+    : await findSuppressions(db, { sms: row.phone, email: row.email });
+  return {
+    snapshot: {
+      wakeSeq,
+      recovery,
+      order,
+      cadence: (await cadences.version(row.cadence_name, row.cadence_version))?.cadence,
+      message: row.message_id
+        ? {
+            id: row.message_id,
+            status: row.message_status ?? 'scheduled',
+            template: row.message_template ?? '',
+            // A claim's age is not in the snapshot: any claim in flight is left to the locked path.
+            stale_in_ms: null,
+          }
+        : undefined,
+      customer: {
+        email: row.email,
+        phone: row.phone,
+        email_bad_reason: row.email_bad_reason,
+        phone_bad_reason: row.phone_bad_reason,
+        timezone: row.timezone,
+        locale: row.locale,
+      },
+      suppressions,
+      recentSends: row.recent_sends ? row.recent_sends.split(',').map((ms) => new Date(Number(ms))) : [],
+      // Only the open circuits, without their closing times: enough to tell a link is not held.
+      circuits: (row.open_gateways ?? []).map((gateway) => ({ gateway, state: 'open', closed_at: null })),
+    },
+    customerName: row.customer_name,
+    messageUpdatedAt: row.message_updated_at,
+  };
+}
+
+/** Whether a read step message was held by a circuit (its release needs the closing times). */
+export function wasHeld(read: StepRead): boolean {
+  return read.snapshot.message?.template === restoredTemplate;
+}
+
+/** recoup_claim_step's arguments. */
+export interface ClaimParams {
+  recovery_id: string;
+  wake_seq: number;
+  step: number;
+  message_id: string;
+  seen_message_updated_at: Date | null;
+  channel: Channel;
+  to_address: string;
+  template: string;
+  locale: string;
+  link_token: string;
+  link_expires_at: Date;
+  claim_id: string;
+  now: Date;
+  cap_since: Date | null;
+  cap_seen: number[];
+}
+
+/**
+ * Claims a batch in one statement: `recoup_claim_step` (migrations/0006_send_clock.sql) per job, which
+ * takes each order's row lock, re-checks that the recovery, its step message, the chosen address and
+ * the customer's sends in the daily cap's window are as read, and records the message as `sending`.
+ * Attempts per claimed job (by `i`); null where something changed. Throws when the statement failed
+ * as a whole (nothing was claimed).
+ */
+export async function claimSteps(
+  db: Db,
+  claims: Array<ClaimParams & { i: number }>,
+): Promise<Array<{ i: number; attempts: number | null }>> {
+  return rows<{ i: number; attempts: number | null }>(
+    db,
+    sql`select j.i, recoup_claim_step(
+          p_recovery_id => j.recovery_id, p_wake_seq => j.wake_seq, p_step => j.step,
+          p_message_id => j.message_id, p_seen_message_updated_at => j.seen_message_updated_at,
+          p_channel => j.channel, p_to => j.to_address, p_template => j.template, p_locale => j.locale,
+          p_link_token => j.link_token, p_link_expires_at => j.link_expires_at, p_claim_id => j.claim_id,
+          p_now => j.now, p_cap_since => j.cap_since, p_cap_seen => j.cap_seen) as attempts
+        from jsonb_to_recordset(${JSON.stringify(claims)}::jsonb)
+          as j(i integer, recovery_id text, wake_seq integer, step integer, message_id text,
+               seen_message_updated_at timestamptz, channel text, to_address text, template text, locale text,
+               link_token text, link_expires_at timestamptz, claim_id text, now timestamptz,
+               cap_since timestamptz, cap_seen bigint[])`,
+  );
+}
+
+/**
+ * The locked path's read of one wake-up, inside its transaction: the order's row lock first (the
+ * lock the payment path takes), then the recovery, its cadence, the step message (locked), the
+ * customer and their suppressions, the per-customer daily-cap lock with the sends it counts, and the
+ * circuits of the step's link. Stops after the recovery when that already decides the wake-up.
+ */
+export async function readLocked(
+  tx: Tx,
+  opts: {
+    cadences: CadenceBook;
+    circuits: CircuitHold | undefined;
+    /** A `sending` claim older than this belongs to a dead worker. */
+    claimStaleAfterMs: number;
+    now: Date;
+  },
+  job: { recoveryId: string; wakeSeq: number },
+): Promise<StepRead> {
+  const [order] = await rows<OrderRow>(
+    tx,
+    sql`select id, customer_id, status, amount::text as amount, currency, description, coupon_code
+        from orders where id = (select order_id from recoveries where id = ${job.recoveryId})
+        for update`,
+  );
+  const [recovery] = await rows<RecoveryRow>(tx, sql`select * from recoveries where id = ${job.recoveryId}`);
+  const snapshot: StepSnapshot = {
+    wakeSeq: job.wakeSeq,
+    recovery,
+    order,
+    cadence: undefined,
+    message: undefined,
+    customer: undefined,
+    suppressions: new Map(),
+    recentSends: [],
+    circuits: [],
+  };
+  if (!recovery || !order || decideHead(snapshot)) return { snapshot, customerName: undefined };
+
+  snapshot.cadence = (await opts.cadences.version(recovery.cadence_name, recovery.cadence_version, tx))?.cadence;
+  // A claim's age on Postgres's clock, the clock it was written with.
+  [snapshot.message] = await rows<StepMessageRow>(
+    tx,
+    sql`select id, status, template,
+               greatest(0, ${opts.claimStaleAfterMs}
+                           - extract(epoch from clock_timestamp() - lease_started_at) * 1000)::float8 as stale_in_ms
+        from messages
+        where recovery_id = ${recovery.id} and step = ${recovery.step_index} for update`,
+  );
+  const [customer] = await rows<CustomerRow>(tx, sql`select * from customers where id = ${order.customer_id}`);
+  snapshot.customer = customer;
+  // Suppressions match hashed addresses too: a forgotten customer's opt-out outlives their address.
+  snapshot.suppressions = await findSuppressions(tx, { sms: customer?.phone, email: customer?.email });
+
+  if (snapshot.cadence?.maxMessagesPerDay !== undefined) {
+    // Two recoveries of one customer hold different order locks, so without this both
+    // could count today's sends before either records its claim, and both would go out
+    // past the cap. An advisory lock (only dispatch takes it, always after the order lock)
+    // serialises the count-then-claim per customer until this transaction commits.
+    await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`recoup:customer:${order.customer_id}`}))`);
+  }
+  const recent = await rows<{ at: Date }>(
+    tx,
+    sql`select coalesce(sent_at, claimed_at) as at from messages
+        where customer_id = ${order.customer_id} and status in ('sending', 'sent', 'delivered', 'unknown')
+          and coalesce(sent_at, claimed_at) > ${new Date(opts.now.getTime() - capLookBackMs)}`,
+  );
+  snapshot.recentSends = recent.map((r) => r.at);
+
+  const step = snapshot.cadence?.steps[recovery.step_index];
+  if (opts.circuits && step) {
+    snapshot.circuits = await readCircuits(tx, linkGateways(opts.circuits, step.offerMethods, order.currency));
+  }
+  return { snapshot, customerName: customer?.name };
+}
+
+/** The locked path's claim: the step message recorded as `sending` with this claim's id. Returns its attempts. */
+export async function claimLocked(
+  tx: Tx,
+  c: {
+    messageId: string;
+    recoveryId: string;
+    orderId: string;
+    customerId: string;
+    step: number;
+    channel: Channel;
+    template: string;
+    locale: string;
+    to: string;
+    token: string;
+    linkExpiresAt: Date;
+    claimId: string;
+    plannedAt: Date;
+    now: Date;
+  },
+): Promise<number> {
+  const [claimed] = await rows<{ attempts: number }>(
+    tx,
+    sql`insert into messages (id, recovery_id, order_id, customer_id, step, channel, template, locale, status,
+                              to_address, link_token, link_expires_at, attempts, claim_id, planned_at, claimed_at,
+                              lease_started_at, created_at, updated_at)
+        values (${c.messageId}, ${c.recoveryId}, ${c.orderId}, ${c.customerId}, ${c.step}, ${c.channel},
+                ${c.template}, ${c.locale}, 'sending', ${c.to}, ${c.token}, ${c.linkExpiresAt}, 1, ${c.claimId},
+                ${c.plannedAt}, ${c.now}, clock_timestamp(), ${c.now}, ${c.now})
+        on conflict (recovery_id, step) do update set
+          channel = excluded.channel, template = excluded.template, locale = excluded.locale,
+          status = 'sending', reason = null,
+          to_address = excluded.to_address, link_token = excluded.link_token, link_expires_at = excluded.link_expires_at,
+          attempts = messages.attempts + 1, claim_id = excluded.claim_id, claimed_at = excluded.claimed_at,
+          lease_started_at = excluded.lease_started_at, updated_at = excluded.updated_at
+        returning attempts`,
+  );
+  return claimed?.attempts ?? 1;
+}
+
+/** Moves the recovery to `next` (its next step, or the same one later) under a fresh wake-up id. */
+export async function moveRecovery(tx: Tx, recovery: RecoveryRow, next: NextRun): Promise<Wakeup> {
+  const [row] = await rows<{ wake_seq: number }>(
+    tx,
+    sql`update recoveries set step_index = ${next.index}, next_run_at = ${next.runAt}, wake_seq = wake_seq + 1
+        where id = ${recovery.id} returning wake_seq`,
+  );
+  return { recoveryId: recovery.id, wakeSeq: row?.wake_seq ?? recovery.wake_seq + 1, runAt: next.runAt };
+}
+
+export async function endRecovery(tx: Tx, recoveryId: string, state: string, reason: string, now: Date) {
+  await tx.execute(
+    sql`update recoveries set state = ${state}, ended_reason = ${reason}, ended_at = ${now}, next_run_at = null
+        where id = ${recoveryId} and state = 'active'`,
+  );
+}
+
+export async function setMessageStatus(tx: Tx, messageId: string, status: string, reason: string | null, now: Date) {
+  await tx.execute(
+    sql`update messages set status = ${status}, reason = ${reason}, claim_id = null, updated_at = ${now}
+        where id = ${messageId}`,
+  );
+}
+
+/** The step's message for a decision that does not send it: suppressed, skipped, deferred or held. */
+export async function recordStepMessage(
+  tx: Tx,
+  recovery: RecoveryRow,
+  order: OrderRow,
+  decision: Extract<StepDecision, { kind: 'suppress' | 'skip' | 'defer' | 'hold' }>,
+  now: Date,
+): Promise<string> {
+  const base = {
+    id: decision.messageId,
+    recoveryId: recovery.id,
+    orderId: order.id,
+    customerId: order.customer_id,
+    step: recovery.step_index,
+    channel: decision.channel,
+    now,
+  };
+  switch (decision.kind) {
+    case 'suppress':
+      return upsertMessage(tx, {
+        ...base,
+        template: decision.template,
+        status: 'suppressed',
+        reason: decision.suppression,
+        to: decision.to,
+      });
+    case 'skip':
+      return upsertMessage(tx, {
+        ...base,
+        template: decision.template,
+        status: 'skipped',
+        reason: decision.reason,
+        to: null,
+      });
+    case 'defer':
+      return upsertMessage(tx, {
+        ...base,
+        template: decision.template,
+        status: 'scheduled',
+        reason: decision.reason,
+        to: decision.to,
+        plannedAt: decision.until,
+      });
+    case 'hold':
+      return recordHold(tx, { ...base, to: decision.to, reason: decision.reason, until: decision.until });
+  }
+}
+
+async function upsertMessage(
+  tx: Tx,
+  m: {
+    id: string | undefined;
+    recoveryId: string;
+    orderId: string;
+    customerId: string;
+    step: number;
+    channel: Channel;
+    template: string;
+    status: string;
+    reason: string | null;
+    to: string | null;
+    plannedAt?: Date;
+    now: Date;
+  },
+): Promise<string> {
+  const id = m.id ?? newId('msg');
+  await tx.execute(
+    sql`insert into messages (id, recovery_id, order_id, customer_id, step, channel, template, status, reason,
+                              to_address, planned_at, created_at, updated_at)
+        values (${id}, ${m.recoveryId}, ${m.orderId}, ${m.customerId}, ${m.step}, ${m.channel}, ${m.template},
+                ${m.status}, ${m.reason}, ${m.to}, ${m.plannedAt ?? m.now}, ${m.now}, ${m.now})
+        on conflict (recovery_id, step) do update set
+          channel = excluded.channel, status = excluded.status, reason = excluded.reason,
+          to_address = excluded.to_address, planned_at = excluded.planned_at, updated_at = excluded.updated_at`,
+  );
+  return id;
+}
+
+/**
+ * Records a held step: the message `scheduled` with the hold's reason and the restored template,
+ * and the recovery's expiry moved by the wait. The caller reschedules the wake-up to `until`.
+ */
+async function recordHold(
+  tx: Tx,
+  m: {
+    id: string | undefined;
+    recoveryId: string;
+    orderId: string;
+    customerId: string;
+    step: number;
+    channel: Channel;
+    to: string;
+    reason: string;
+    until: Date;
+    now: Date;
+  },
+): Promise<string> {
+  const id = m.id ?? newId('msg');
+  await tx.execute(
+    sql`insert into messages (id, recovery_id, order_id, customer_id, step, channel, template, status, reason,
+                              to_address, planned_at, created_at, updated_at)
+        values (${id}, ${m.recoveryId}, ${m.orderId}, ${m.customerId}, ${m.step}, ${m.channel}, ${restoredTemplate},
+                'scheduled', ${m.reason}, ${m.to}, ${m.until}, ${m.now}, ${m.now})
+        on conflict (recovery_id, step) do update set
+          channel = excluded.channel, template = excluded.template, status = excluded.status,
+          reason = excluded.reason, to_address = excluded.to_address, planned_at = excluded.planned_at,
+          claim_id = null, updated_at = excluded.updated_at`,
+  );
+  const waitMs = Math.max(0, m.until.getTime() - m.now.getTime());
+  await tx.execute(
+    sql`update recoveries set expires_at = expires_at + ${waitMs}::float8 * interval '1 millisecond'
+        where id = ${m.recoveryId} and state = 'active'`,
+  );
+  return id;
+}
+
+/** One accepted message to record. */
+export interface SentEntry {
+  i: number;
+  messageId: string;
+  claimId: string;
+  providerId: string;
+  sentAt: Date;
+  segments: number | null;
+  cost: { micros: number; currency: string } | undefined;
+  recoveryId: string;
+  step: number;
+  next: NextRun;
+}
+
+/**
+ * Every accepted message's result and its recovery's next step, in one statement. The message is
+ * recorded `sent` while the claim is still this sender's, or when it was given up as `unknown`
+ * meanwhile (the answer settles that); the recovery moves on only from where the claim found it,
+ * so a payment, an ops action or a cadence migration in between is not undone.
+ */
+export async function recordSent(
+  db: Db,
+  at: Date,
+  entries: SentEntry[],
+): Promise<Array<{ i: number; planned_at: Date | null; wake_seq: number | null }>> {
+  return rows<{ i: number; planned_at: Date | null; wake_seq: number | null }>(
+    db,
+    sql`with j as (
+          select * from jsonb_to_recordset(${JSON.stringify(
+            entries.map((e) => ({
+              i: e.i,
+              message_id: e.messageId,
+              claim_id: e.claimId,
+              provider_id: e.providerId,
+              sent_at: e.sentAt,
+              segments: e.segments,
+              cost_micros: e.cost?.micros ?? null,
+              cost_currency: e.cost?.currency ?? null,
+              cost_source: e.cost ? 'estimate' : null,
+              recovery_id: e.recoveryId,
+              step: e.step,
+              next_step: e.next.index,
+              next_run_at: e.next.runAt,
+            })),
+          )}::jsonb) as j(i integer, message_id text, claim_id text, provider_id text, sent_at timestamptz,
+                         segments integer, cost_micros bigint, cost_currency text, cost_source text,
+                         recovery_id text, step integer, next_step integer, next_run_at timestamptz)
+        ), sent as (
+          update messages m set status = 'sent', provider_id = j.provider_id, sent_at = j.sent_at, reason = null,
+                                claim_id = null, updated_at = ${at}, segments = j.segments,
+                                cost_micros = j.cost_micros, cost_currency = j.cost_currency,
+                                cost_source = j.cost_source
+          from j where m.id = j.message_id
+            and ((m.status = 'sending' and m.claim_id = j.claim_id) or m.status = 'unknown')
+          returning j.i, m.planned_at
+        ), moved as (
+          update recoveries r set step_index = j.next_step, next_run_at = j.next_run_at, wake_seq = r.wake_seq + 1
+          from j where r.id = j.recovery_id and r.state = 'active' and r.step_index = j.step
+          returning j.i, r.wake_seq
+        )
+        select j.i, sent.planned_at, moved.wake_seq from j
+        left join sent on sent.i = j.i left join moved on moved.i = j.i`,
+  );
+}
+
+/** A refusal (or a send that never started) to record against its claim. */
+export interface FailureEntry {
+  messageId: string;
+  claimId: string;
+  orderId: string;
+  recoveryId: string;
+  step: number;
+  channel: Channel;
+  to: string;
+  /** `scheduled` for a retry, else `unknown` or `failed`. */
+  status: 'scheduled' | 'unknown' | 'failed';
+  reason: string;
+  retryAt: Date | undefined;
+  next: NextRun;
+  /** The provider said the address is bad: recorded on the customer when the message failed. */
+  badAddress: string | undefined;
+  now: Date;
+}
+
+/**
+ * Records a refusal while the claim is still this sender's, in one short transaction. The recovery
+ * moves only from where the claim found it. Undefined when the claim was no longer this sender's.
+ */
+export async function recordFailure(
+  db: Db,
+  f: FailureEntry,
+): Promise<{ recorded: string; wakeSeq: number | undefined } | undefined> {
+  return db.transaction(async (tx) => {
+    const [mine] = await rows<{ id: string }>(
+      tx,
+      sql`select id from messages where id = ${f.messageId} and claim_id = ${f.claimId} and status = 'sending'
+          for update`,
+    );
+    if (!mine) return undefined;
+    const [recovery] = await rows<{ wake_seq: number }>(
+      tx,
+      sql`update recoveries set step_index = ${f.next.index}, next_run_at = ${f.next.runAt}, wake_seq = wake_seq + 1
+          where id = ${f.recoveryId} and state = 'active' and step_index = ${f.step}
+          returning wake_seq`,
+    );
+    // A retry needs its recovery: one that ended or moved on meanwhile (paid, say) has none.
+    const [recorded, reason] =
+      f.status === 'scheduled' && !recovery ? ['skipped', 'recovery_moved_on'] : [f.status, f.reason];
+    await tx.execute(
+      sql`update messages set status = ${recorded}, reason = ${reason}, claim_id = null,
+                              planned_at = coalesce(${f.retryAt ?? null}::timestamptz, planned_at), updated_at = ${f.now}
+          where id = ${f.messageId}`,
+    );
+    if (recorded === 'failed' && f.badAddress) {
+      // Later steps switch to the other channel (where the cadence allows) because this address is now bad.
+      const column = f.channel === 'sms' ? sql`phone_bad_reason` : sql`email_bad_reason`;
+      const addressColumn = f.channel === 'sms' ? sql`phone` : sql`email`;
+      await tx.execute(
+        sql`update customers set ${column} = ${f.badAddress}
+            where id = (select customer_id from orders where id = ${f.orderId}) and ${addressColumn} = ${f.to}`,
+      );
+    }
+    return { recorded, wakeSeq: recovery?.wake_seq };
+  });
+}
