@@ -138,10 +138,13 @@ export async function guardedSend(
             forms: addressForms(claim.channel, claim.to),
           })),
         )}::jsonb) as j(i integer, m text, o text, r text, channel text, forms text[])
-        left join messages m on m.id = j.m
-        left join orders o on o.id = j.o
-        left join recoveries r on r.id = j.r
-        left join customers c on c.id = o.customer_id`,
+        -- One index probe per claim (the limits keep the planner from hashing whole tables against a
+        -- recordset it cannot estimate).
+        left join lateral (select status, claim_id from messages where id = j.m limit 1) m on true
+        left join lateral (select status, customer_id from orders where id = j.o limit 1) o on true
+        left join lateral (select state from recoveries where id = j.r limit 1) r on true
+        left join lateral (select phone, email, phone_bad_reason, email_bad_reason from customers
+                           where id = o.customer_id limit 1) c on true`,
   );
   const verdicts = sends.map(({ claim }, i) =>
     sendTimeVerdict(
@@ -155,11 +158,13 @@ export async function guardedSend(
   });
   if (blocked.length > 0) {
     await deps.db.execute(
-      sql`update messages m set status = j.status, reason = j.reason, claim_id = null, updated_at = clock_timestamp()
-          from jsonb_to_recordset(${JSON.stringify(
-            blocked.map(({ claim, status, reason }) => ({ m: claim.messageId, c: claim.claimId, status, reason })),
-          )}::jsonb) as j(m text, c text, status text, reason text)
-          where m.id = j.m and m.claim_id = j.c and m.status = 'sending'`,
+      sql`with b as (
+            select * from jsonb_to_recordset(${JSON.stringify(
+              blocked.map(({ claim, status, reason }) => ({ m: claim.messageId, c: claim.claimId, status, reason })),
+            )}::jsonb) as b(m text, c text, status text, reason text))
+          update messages m set status = b.status, reason = b.reason, claim_id = null, updated_at = clock_timestamp()
+          from b
+          where m.id = b.m and m.id = any(array(select b.m from b)) and m.claim_id = b.c and m.status = 'sending'`,
     );
     for (const { claim, reason } of blocked) {
       deps.logger.info({ messageId: claim.messageId, reason }, 'reminder not sent: changed since it was claimed');

@@ -483,6 +483,8 @@ export async function recordSent(
 ): Promise<Array<{ i: number; planned_at: Date | null; wake_seq: number | null }>> {
   return rows<{ i: number; planned_at: Date | null; wake_seq: number | null }>(
     db,
+    // `id = any(array(…))` gives the planner the handful of ids up front: it looks them up by index
+    // instead of hashing a whole table against the recordset it cannot estimate.
     sql`with j as (
           select * from jsonb_to_recordset(${JSON.stringify(
             entries.map((e) => ({
@@ -508,12 +510,13 @@ export async function recordSent(
                                 claim_id = null, updated_at = ${at}, segments = j.segments,
                                 cost_micros = j.cost_micros, cost_currency = j.cost_currency,
                                 cost_source = j.cost_source
-          from j where m.id = j.message_id
+          from j where m.id = j.message_id and m.id = any(array(select message_id from j))
             and ((m.status = 'sending' and m.claim_id = j.claim_id) or m.status = 'unknown')
           returning j.i, m.planned_at
         ), moved as (
           update recoveries r set step_index = j.next_step, next_run_at = j.next_run_at, wake_seq = r.wake_seq + 1
-          from j where r.id = j.recovery_id and r.state = 'active' and r.step_index = j.step
+          from j where r.id = j.recovery_id and r.id = any(array(select recovery_id from j))
+            and r.state = 'active' and r.step_index = j.step
           returning j.i, r.wake_seq
         )
         select j.i, sent.planned_at, moved.wake_seq from j
