@@ -1,7 +1,7 @@
 /**
  * recoup's one error type. Every failure that crosses a module boundary is a
  * RecoupError with a code from this fixed list; HTTP maps codes to statuses in
- * one place (src/http/errors.ts). Anything else is a bug and becomes a generic
+ * one place (src/http/problem.ts). Anything else is a bug and becomes a generic
  * 500 with a request id.
  */
 export const errorCodes = {

@@ -7,7 +7,7 @@ import type { RedisNode } from '../config.js';
 export const stepQueueName = 'steps';
 export const stepJobName = 'step';
 
-/** A wake-up carries ids only: Postgres holds the state (ENGINEERING.md, queue rule 1). */
+/** A wake-up carries ids only: Postgres holds the state, so Redis holds little and loses nothing that matters. */
 export interface StepJobData {
   recoveryId: string;
   wakeSeq: number;

@@ -424,7 +424,7 @@ const adviceByCategory: Record<FailureCategory, CustomerAdvice> = {
   unknown: 'use_another_method',
 };
 
-/** The reaction to a failure category (see the table in ENGINEERING.md). */
+/** The reaction to a failure category: whether and how to remind, and what to offer. */
 export function customerAdvice(category: FailureCategory): CustomerAdvice {
   return adviceByCategory[category];
 }
