@@ -164,7 +164,9 @@ export async function guardedSend(
             )}::jsonb) as b(m text, c text, status text, reason text))
           update messages m set status = b.status, reason = b.reason, claim_id = null, updated_at = clock_timestamp()
           from b
-          where m.id = b.m and m.id = any(array(select b.m from b)) and m.claim_id = b.c and m.status = 'sending'`,
+          -- By id only (see recordSent in step-store.ts for why the status test sits in a CASE).
+          where m.id = b.m and m.id = any(array(select b.m from b))
+            and case m.status when 'sending' then m.claim_id = b.c else false end`,
     );
     for (const { claim, reason } of blocked) {
       deps.logger.info({ messageId: claim.messageId, reason }, 'reminder not sent: changed since it was claimed');

@@ -484,7 +484,10 @@ export async function recordSent(
   return rows<{ i: number; planned_at: Date | null; wake_seq: number | null }>(
     db,
     // `id = any(array(…))` gives the planner the handful of ids up front: it looks them up by index
-    // instead of hashing a whole table against the recordset it cannot estimate.
+    // instead of hashing a whole table against the recordset it cannot estimate. Status and state are
+    // tested inside a CASE so that the planner cannot AND in the partial indexes on them
+    // (messages_sending_idx, recoveries_due_idx): a bitmap scan of those reads every entry churned
+    // through them since the last vacuum, 30 ms a statement behind a 10,000-recovery backlog.
     sql`with j as (
           select * from jsonb_to_recordset(${JSON.stringify(
             entries.map((e) => ({
@@ -511,12 +514,12 @@ export async function recordSent(
                                 cost_micros = j.cost_micros, cost_currency = j.cost_currency,
                                 cost_source = j.cost_source
           from j where m.id = j.message_id and m.id = any(array(select message_id from j))
-            and ((m.status = 'sending' and m.claim_id = j.claim_id) or m.status = 'unknown')
+            and case m.status when 'sending' then m.claim_id = j.claim_id when 'unknown' then true else false end
           returning j.i, m.planned_at
         ), moved as (
           update recoveries r set step_index = j.next_step, next_run_at = j.next_run_at, wake_seq = r.wake_seq + 1
           from j where r.id = j.recovery_id and r.id = any(array(select recovery_id from j))
-            and r.state = 'active' and r.step_index = j.step
+            and case r.state when 'active' then r.step_index = j.step else false end
           returning j.i, r.wake_seq
         )
         select j.i, sent.planned_at, moved.wake_seq from j
