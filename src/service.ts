@@ -48,6 +48,7 @@ import { Reconciler } from './recoveries/reconciler.js';
 import { UnknownSmsResolver } from './messages/unknown-sms.js';
 import { MeteredEmailSender, MeteredSmsSender } from './ops/metered-senders.js';
 import { MessageCosts } from './reports/message-cost.js';
+import type { ReminderAfterPaymentObserver } from './messages/after-payment.js';
 import { OpsMetrics } from './ops/metrics.js';
 import { startMetricsServer } from './ops/metrics-server.js';
 import { opsSettings } from './ops/ops-settings.js';
@@ -121,6 +122,24 @@ export async function startService(
     // One registry per service: the worker, the HTTP /metrics and METRICS_PORT all report from it.
     const ops = opsSettings(config);
     const metrics = new OpsMetrics();
+    // A reminder accepted after its order's payment is already flagged and in the outbox; here it is
+    // counted and logged, by whichever path recorded it.
+    const onReminderAfterPayment: ReminderAfterPaymentObserver = (reminders) => {
+      metrics.observeRemindersAfterPayment(reminders);
+      for (const r of reminders) {
+        logger.error(
+          {
+            messageId: r.messageId,
+            orderId: r.orderId,
+            channel: r.channel,
+            acceptedAt: r.acceptedAt,
+            closedAt: r.closedAt,
+            orderStatus: r.orderStatus,
+          },
+          'reminder accepted by its provider after the order was paid or cancelled',
+        );
+      }
+    };
 
     let worker: Worker | undefined;
     if (roles.worker) {
@@ -161,6 +180,7 @@ export async function startService(
           // Steps whose retry link only leads to gateways with open circuits are held.
           circuits: { gatewayFor: (method) => config.payments.gatewayFor[method], settings: config.circuits },
           messageCosts: new MessageCosts(config.finance.messageCosts),
+          onReminderAfterPayment,
         },
       });
       const stepWorker = worker;
@@ -194,6 +214,7 @@ export async function startService(
           logger,
           afterMs: config.smsLookup.afterMs,
           untilMs: config.smsLookup.untilMs,
+          onReminderAfterPayment,
         });
         const lookupLoop = startLoop(config.smsLookup.afterMs, () => resolver.runOnce(), logger, 'unknown SMS lookup');
         closers.push({ name: 'unknown SMS lookups', close: () => lookupLoop.stop() });
@@ -284,6 +305,7 @@ export async function startService(
         bodyLimit: config.bodyLimit,
         requestTimeoutMs: config.requestTimeoutMs,
         twilioAuthToken: config.sms.transport === 'twilio' ? config.sms.authToken : undefined,
+        onReminderAfterPayment,
         compliance: {
           links: new UnsubscribeLinks({ publicUrl: config.publicUrl, secret, from: config.email.from }),
           pages: UnsubscribePages.load(
@@ -337,6 +359,7 @@ export async function startService(
                   logger,
                   defaultLocale: config.defaultLocale,
                   sendLease: lease,
+                  onReminderAfterPayment,
                 },
                 messageId,
               ),

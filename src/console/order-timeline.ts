@@ -41,6 +41,8 @@ export interface TimelineEntry {
   title: string;
   /** `ok`, `warn`, `bad` or `plain`: how the page colours it. */
   tone: 'ok' | 'warn' | 'bad' | 'plain';
+  /** A warning shown beside the title, e.g. `accepted after payment`. */
+  flag?: string | undefined;
   details: Array<{ label: string; value: string }>;
 }
 
@@ -204,11 +206,16 @@ export async function loadOrderTimeline(
       : x.link_revoked_at
         ? `revoked ${iso(x.link_revoked_at)}`
         : `valid until ${iso(x.link_expires_at)}`;
+    // The provider accepted it after the order was paid or cancelled (src/messages/after-payment.ts).
+    const closedAt = view.order.paid_at ?? view.order.cancelled_at;
+    const flag =
+      m.after_payment_at === null ? undefined : `accepted after ${view.order.paid_at ? 'payment' : 'cancellation'}`;
     entries.push({
       at: sentAt ?? d(m.planned_at) ?? x?.created_at ?? new Date(0),
       kind: 'message',
       title: `${m.channel === 'sms' ? 'SMS' : 'Email'} ${m.step === null ? '(fresh link)' : `step ${m.step}`} · ${m.template} · ${m.status}`,
-      tone: messageTone(m.status),
+      tone: flag ? 'bad' : messageTone(m.status),
+      flag,
       details: compact([
         ['message id', m.id],
         ['status', m.status],
@@ -217,6 +224,12 @@ export async function loadOrderTimeline(
         ['locale', m.locale],
         ['planned', iso(m.planned_at)],
         ['sent', iso(m.sent_at)],
+        [
+          flag ?? '',
+          flag
+            ? `accepted ${iso(m.sent_at)}, order ${view.order.paid_at ? 'paid' : 'cancelled'} ${iso(closedAt)}`
+            : null,
+        ],
         ['attempts', m.attempts > 1 ? String(m.attempts) : null],
         ['segments', x?.segments === null || x?.segments === undefined ? null : String(x.segments)],
         ['price', price(x)],

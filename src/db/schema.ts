@@ -210,6 +210,12 @@ export const messages = pgTable(
      */
     leaseStartedAt: ts('lease_started_at'),
     sentAt: ts('sent_at'),
+    /**
+     * Set when the provider accepted this message (`sent_at`) after its order was paid or cancelled:
+     * when recoup found out (src/messages/after-payment.ts). A `reminder.after_payment` outbound event
+     * tells the shop.
+     */
+    afterPaymentAt: ts('after_payment_at'),
     createdAt: ts('created_at').notNull().defaultNow(),
     updatedAt: ts('updated_at').notNull().defaultNow(),
   },
@@ -533,3 +539,26 @@ export const reportState = pgTable('report_state', {
   id: integer('id').primaryKey(),
   refreshedAt: ts('refreshed_at'),
 });
+
+/**
+ * Events for the shop (the transactional outbox): written in the transaction that makes them true,
+ * read later by whatever delivers them. `sequence` numbers an order's events 1, 2, 3… in the order
+ * they were written; writers hold the order's row lock, so the numbers have no gaps or repeats.
+ */
+export const outboundEvents = pgTable(
+  'outbound_events',
+  {
+    id: text('id').primaryKey(),
+    /** `reminder.after_payment`, … */
+    type: text('type').notNull(),
+    orderId: text('order_id').notNull(),
+    sequence: integer('sequence').notNull(),
+    data: jsonb('data').notNull(),
+    createdAt: ts('created_at').notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('outbound_events_order_sequence_unique').on(t.orderId, t.sequence),
+    // Reads of every order's events after a cursor.
+    index('outbound_events_created_idx').on(t.createdAt, t.id),
+  ],
+);

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { InFlightWait } from '../messages/in-flight.js';
+import type { ReminderAfterPaymentObserver } from '../messages/after-payment.js';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Clock } from '../clock.js';
@@ -58,6 +59,8 @@ export interface AppDeps {
   payments?: { retry: RetryDeps; pages?: Omit<RetryPageDeps, 'retry'> } | undefined;
   /** Twilio's auth token, when SMS goes through Twilio: enables its signed delivery callbacks. */
   twilioAuthToken?: string | undefined;
+  /** Told of reminders a delivery callback shows were accepted after their order's payment. */
+  onReminderAfterPayment?: ReminderAfterPaymentObserver | undefined;
   /** Email unsubscribe pages (`/u/:token`); its shop name and locale also word the SMS keyword replies. */
   compliance?: (Omit<UnsubscribeRouteDeps, 'db' | 'clock'> & { defaultLocale: string }) | undefined;
   /** Cadence management (`/v1/cadences`): the renderer, and the transports test sends go through. */
@@ -147,6 +150,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         shopName: deps.compliance?.shopName,
         defaultLocale: deps.compliance?.defaultLocale,
         inFlightWait: deps.inFlightWait,
+        onReminderAfterPayment: deps.onReminderAfterPayment,
       }),
     );
   }

@@ -145,6 +145,11 @@ const orderViewSchema = {
           attempts: integer,
           planned_at: nullable(timestamp),
           sent_at: nullable(timestamp),
+          after_payment_at: {
+            ...nullable(timestamp),
+            description:
+              'Set when the provider accepted the message after the order was paid or cancelled: when recoup found out',
+          },
           retry_url: nullable(text),
         },
       },

@@ -8,6 +8,7 @@ import { handleInboundSms } from '../compliance/inbound-sms.js';
 import { smsReplyText } from '../compliance/sms-keywords.js';
 import type { Db } from '../db/client.js';
 import { RecoupError } from '../errors.js';
+import type { ReminderAfterPaymentObserver } from '../messages/after-payment.js';
 import { applyDeliveryUpdate } from '../messages/delivery-status.js';
 
 export interface TwilioWebhookDeps {
@@ -22,6 +23,8 @@ export interface TwilioWebhookDeps {
   defaultLocale?: string | undefined;
   /** How long answers wait for messages in flight (src/messages/in-flight.ts). Default: the default send lease and accept grace. */
   inFlightWait?: InFlightWait | undefined;
+  /** Told of a message a callback shows was accepted after its order's payment (metrics, logs). */
+  onReminderAfterPayment?: ReminderAfterPaymentObserver | undefined;
 }
 
 /**
@@ -59,6 +62,7 @@ export async function twilioWebhookRoutes(app: FastifyInstance, deps: TwilioWebh
         price: parseTwilioPrice(params.Price, params.PriceUnit),
       },
       deps.clock.now(),
+      deps.onReminderAfterPayment,
     );
   };
 

@@ -4,6 +4,11 @@ import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import type { BadAddressReason } from '../channels/provider-error.js';
 import type { ProviderPrice } from '../channels/sms-sender.js';
+import {
+  flagRemindersAfterPayment,
+  type ReminderAfterPayment,
+  type ReminderAfterPaymentObserver,
+} from './after-payment.js';
 import { minorUnitDigits } from './format-amount.js';
 
 /** Twilio's message statuses, mapped onto recoup's. Earlier ones change nothing we record. */
@@ -51,8 +56,20 @@ export async function applyDeliveryUpdate(
   db: Db,
   update: DeliveryUpdate,
   now: Date,
+  onReminderAfterPayment?: ReminderAfterPaymentObserver,
 ): Promise<'updated' | 'unchanged' | 'unknown_message'> {
+  const { result, afterPayment } = await applyInTransaction(db, update, now);
+  if (afterPayment.length > 0) onReminderAfterPayment?.(afterPayment);
+  return result;
+}
+
+async function applyInTransaction(
+  db: Db,
+  update: DeliveryUpdate,
+  now: Date,
+): Promise<{ result: 'updated' | 'unchanged' | 'unknown_message'; afterPayment: ReminderAfterPayment[] }> {
   const next = twilioToRecoup[update.providerStatus];
+  const none: ReminderAfterPayment[] = [];
   return db.transaction(async (tx) => {
     const [message] = await rows<{
       id: string;
@@ -67,9 +84,11 @@ export async function applyDeliveryUpdate(
           where ${update.messageId === undefined ? sql`provider_id = ${update.providerId}` : sql`id = ${update.messageId}`}
           for update`,
     );
-    if (!message) return 'unknown_message';
+    if (!message) return { result: 'unknown_message', afterPayment: none };
     // One message, one provider message: a report on another one under the same id is not about this one.
-    if (message.provider_id !== null && message.provider_id !== update.providerId) return 'unknown_message';
+    if (message.provider_id !== null && message.provider_id !== update.providerId) {
+      return { result: 'unknown_message', afterPayment: none };
+    }
 
     let sentAt = message.sent_at;
     let result: 'updated' | 'unchanged' = 'unchanged';
@@ -96,7 +115,7 @@ export async function applyDeliveryUpdate(
       );
       if (sentAt) await markReportDirty(tx, sentAt);
     }
-    if (!next || (rank[next] ?? 0) <= (rank[message.status] ?? 3)) return result;
+    if (!next || (rank[next] ?? 0) <= (rank[message.status] ?? 3)) return { result, afterPayment: none };
     await tx.execute(
       sql`update messages set status = ${next}, reason = ${next === 'failed' ? (update.errorCode ?? 'undelivered') : null},
                               updated_at = ${now}
@@ -108,6 +127,7 @@ export async function applyDeliveryUpdate(
             where id = ${message.customer_id} and phone = ${message.to_address}`,
       );
     }
-    return 'updated';
+    // Now sent or delivered: accepted after its order's payment, maybe (the late acceptance a lost answer hides).
+    return { result: 'updated', afterPayment: await flagRemindersAfterPayment(tx, [message.id], now) };
   });
 }

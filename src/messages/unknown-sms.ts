@@ -5,6 +5,7 @@ import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import type { Logger } from '../logger.js';
+import type { ReminderAfterPaymentObserver } from './after-payment.js';
 import { applyDeliveryUpdate } from './delivery-status.js';
 
 export interface UnknownSmsResolverDeps {
@@ -19,6 +20,8 @@ export interface UnknownSmsResolverDeps {
   untilMs: number;
   /** Messages looked up per pass. Default 20. */
   batchSize?: number;
+  /** Told of a message found accepted after its order's payment, once recorded (metrics, logs). */
+  onReminderAfterPayment?: ReminderAfterPaymentObserver | undefined;
 }
 
 export interface UnknownSmsReport {
@@ -109,6 +112,7 @@ export class UnknownSmsResolver {
         db,
         { messageId: message.id, providerId, providerStatus, errorCode, badAddress, price, acceptedAt },
         clock.now(),
+        this.#deps.onReminderAfterPayment,
       );
       logger.info({ messageId: message.id, providerStatus }, 'unknown SMS found at the provider');
     } else if (result.kind === 'not_sent') {

@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
-import type { Channel } from '../domain.js';
+import { channels, type Channel } from '../domain.js';
 import type { DispatchResult } from '../recoveries/dispatch-step.js';
 
 /** How a provider call ended: `ok`, or the ProviderError outcome (`retry`, `failed`, `unknown`). */
@@ -24,6 +24,7 @@ export class OpsMetrics {
   readonly #lateness: Histogram<'channel'>;
   readonly #providerDuration: Histogram<'channel' | 'transport' | 'outcome'>;
   readonly #providerErrors: Counter<'channel' | 'transport' | 'code' | 'outcome'>;
+  readonly #remindersAfterPayment: Counter<'channel'>;
 
   constructor(options: OpsMetricsOptions = {}) {
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
@@ -56,6 +57,20 @@ export class OpsMetrics {
       labelNames: ['channel', 'transport', 'code', 'outcome'],
       registers,
     });
+    this.#remindersAfterPayment = new Counter({
+      name: 'recoup_reminders_after_payment_total',
+      help:
+        'Reminders a provider accepted after their order was paid or cancelled, found by this process ' +
+        '(a late acceptance the send lease cannot prevent). Each is on the order timeline and in outbound_events.',
+      labelNames: ['channel'],
+      registers,
+    });
+    for (const channel of channels) this.#remindersAfterPayment.inc({ channel }, 0);
+  }
+
+  /** Counts reminders flagged as accepted after their order's payment, once recorded. */
+  observeRemindersAfterPayment(reminders: ReadonlyArray<{ channel: Channel }>): void {
+    for (const { channel } of reminders) this.#remindersAfterPayment.inc({ channel });
   }
 
   /** The step worker's onResult hook. */

@@ -47,6 +47,11 @@ export interface OrderView {
     attempts: number;
     planned_at: string | null;
     sent_at: string | null;
+    /**
+     * Set when the provider accepted the message (`sent_at`) after the order was paid or cancelled:
+     * when recoup found out.
+     */
+    after_payment_at: string | null;
     retry_url: string | null;
   }>;
   /** Money received (the ledger), with attribution. */
@@ -163,6 +168,7 @@ export async function loadOrderView(db: Db, orderId: string, publicUrl: string):
       attempts: Number(m.attempts),
       planned_at: d(m.planned_at),
       sent_at: d(m.sent_at),
+      after_payment_at: d(m.after_payment_at),
       retry_url: m.link_token ? retryUrl(publicUrl, String(m.link_token)) : null,
     })),
     payments: paymentRows.map((p) => ({

@@ -13,6 +13,7 @@ import { newId } from '../ids.js';
 import { randomHex } from '../random.js';
 import type { Logger } from '../logger.js';
 import type { MessageContext } from '../messages/message-context.js';
+import type { ReminderAfterPaymentObserver } from '../messages/after-payment.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
 import type { StepJobData, Wakeup } from '../queue/queues.js';
 import { newRetryToken, retryUrl } from '../retry-links/retry-token.js';
@@ -70,6 +71,8 @@ export interface DispatchDeps {
   circuits?: CircuitHold | undefined;
   /** Unit costs for messages the provider does not price (src/reports/message-cost.ts). Unset: cost unknown. */
   messageCosts?: MessageCosts | undefined;
+  /** Told of reminders accepted after their order's payment, once recorded (metrics, logs). */
+  onReminderAfterPayment?: ReminderAfterPaymentObserver | undefined;
   /**
    * Test seam for the crash and fault harnesses: called at the two moments a crash is
    * most dangerous. Production leaves it undefined.
@@ -474,11 +477,12 @@ async function recordSent(deps: DispatchDeps, answers: SentAnswer[]): Promise<Di
       next: nextStepOf(claim.recovery, claim.cadence, at),
     };
   });
-  const recorded = await storeSent(
+  const { recorded, afterPayment } = await storeSent(
     deps.db,
     at,
     entries.map(({ claim: _claim, ...entry }) => entry),
   );
+  if (afterPayment.length > 0) deps.onReminderAfterPayment?.(afterPayment);
   return entries.map(({ i, claim, sentAt, next }) => {
     const row = recorded.find((r) => r.i === i);
     return {

@@ -7,6 +7,7 @@ import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
 import type { Channel, OrderStatus } from '../domain.js';
 import { newId } from '../ids.js';
+import { flagRemindersAfterPayment, type ReminderAfterPayment } from '../messages/after-payment.js';
 import type { Wakeup } from '../queue/queues.js';
 import {
   decideHead,
@@ -474,15 +475,35 @@ export interface SentEntry {
  * Every accepted message's result and its recovery's next step, in one statement. The message is
  * recorded `sent` while the claim is still this sender's, or when it was given up as `unknown`
  * meanwhile (the answer settles that); the recovery moves on only from where the claim found it,
- * so a payment, an ops action or a cadence migration in between is not undone.
+ * so a payment, an ops action or a cadence migration in between is not undone. In the same
+ * transaction, a message accepted after its order was paid is flagged (src/messages/after-payment.ts).
  */
 export async function recordSent(
   db: Db,
   at: Date,
   entries: SentEntry[],
+): Promise<{
+  recorded: Array<{ i: number; planned_at: Date | null; wake_seq: number | null }>;
+  afterPayment: ReminderAfterPayment[];
+}> {
+  return db.transaction(async (tx) => {
+    const recorded = await recordSentRows(tx, at, entries);
+    const afterPayment = await flagRemindersAfterPayment(
+      tx,
+      entries.map((e) => e.messageId),
+      at,
+    );
+    return { recorded, afterPayment };
+  });
+}
+
+function recordSentRows(
+  tx: Tx,
+  at: Date,
+  entries: SentEntry[],
 ): Promise<Array<{ i: number; planned_at: Date | null; wake_seq: number | null }>> {
   return rows<{ i: number; planned_at: Date | null; wake_seq: number | null }>(
-    db,
+    tx,
     // `id = any(array(…))` gives the planner the handful of ids up front: it looks them up by index
     // instead of hashing a whole table against the recordset it cannot estimate. Status and state are
     // tested inside a CASE so that the planner cannot AND in the partial indexes on them

@@ -10,6 +10,7 @@ import type { Channel, FailureCategory } from '../domain.js';
 import { paymentMethods } from '../domain.js';
 import { newId } from '../ids.js';
 import type { Logger } from '../logger.js';
+import { flagRemindersAfterPayment, type ReminderAfterPaymentObserver } from '../messages/after-payment.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
 import { guardedSend, type Rendered } from '../recoveries/guarded-send.js';
@@ -31,6 +32,8 @@ export interface FreshLinkDeps {
   defaultLocale?: string;
   /** The send lease (src/recoveries/send-lease.ts). Default defaultSendLease. */
   sendLease?: SendLease;
+  /** Told of a link accepted after its order's payment, once recorded (metrics, logs). */
+  onReminderAfterPayment?: ReminderAfterPaymentObserver | undefined;
 }
 
 /**
@@ -270,11 +273,16 @@ async function send(deps: FreshLinkDeps, claim: Claim): Promise<FreshLinkResult>
     return 'not_possible';
   }
   const { receipt } = outcome;
-  await deps.db.execute(
-    sql`update messages set status = 'sent', provider_id = ${receipt.providerId}, sent_at = ${receipt.acceptedAt},
-                            reason = null, claim_id = null, updated_at = ${deps.clock.now()}
-        where id = ${claim.messageId} and ((status = 'sending' and claim_id = ${claim.claimId}) or status = 'unknown')`,
-  );
+  const now = deps.clock.now();
+  const afterPayment = await deps.db.transaction(async (tx) => {
+    await tx.execute(
+      sql`update messages set status = 'sent', provider_id = ${receipt.providerId}, sent_at = ${receipt.acceptedAt},
+                              reason = null, claim_id = null, updated_at = ${now}
+          where id = ${claim.messageId} and ((status = 'sending' and claim_id = ${claim.claimId}) or status = 'unknown')`,
+    );
+    return flagRemindersAfterPayment(tx, [claim.messageId], now);
+  });
+  if (afterPayment.length > 0) deps.onReminderAfterPayment?.(afterPayment);
   deps.logger.info({ messageId: claim.messageId, channel: claim.channel }, 'fresh retry link sent');
   return 'sent';
 }

@@ -70,6 +70,8 @@ describe('UnknownSmsResolver', () => {
   afterAll(() => database.drop());
   beforeEach(async () => {
     await database.db.execute(sql`delete from messages`);
+    await database.db.execute(sql`delete from orders`);
+    await database.db.execute(sql`delete from outbound_events`);
     clock.set(claimedAt);
     answers = new Map();
     asked = [];
@@ -96,6 +98,67 @@ describe('UnknownSmsResolver', () => {
       cost_micros: '7500',
       cost_source: 'provider',
     });
+  });
+
+  it('flags a message the provider took after its order was paid, by the time the provider says', async () => {
+    const late = await unknownSms();
+    const early = await unknownSms();
+    const paidAt = new Date(claimedAt.getTime() + 6_000);
+    for (const id of [late, early]) {
+      await database.db.execute(
+        sql`insert into orders (id, customer_id, amount, currency, status, state_at, paid_at)
+            select order_id, customer_id, 12900, 'CNY', 'paid', ${paidAt}, ${paidAt} from messages where id = ${id}`,
+      );
+    }
+    // Twilio created one 8 s after the claim (after the payment), the other 3.5 s after it.
+    const lateAcceptance = new Date(claimedAt.getTime() + 8_000);
+    answers.set(late, {
+      kind: 'found',
+      providerId: 'SM0late',
+      acceptedAt: lateAcceptance,
+      providerStatus: 'delivered',
+    });
+    answers.set(early, {
+      kind: 'found',
+      providerId: 'SM0early',
+      acceptedAt: new Date(claimedAt.getTime() + 3_500),
+      providerStatus: 'delivered',
+    });
+    const seen: string[] = [];
+    clock.set(new Date(claimedAt.getTime() + 3 * minute));
+    await new UnknownSmsResolver({
+      db: database.db,
+      lookup: async (query) => answers.get(query.messageId) as SmsLookupResult,
+      clock,
+      logger: createLogger('silent'),
+      afterMs: 2 * minute,
+      untilMs: 24 * 60 * minute,
+      onReminderAfterPayment: (reminders) => seen.push(...reminders.map((r) => r.messageId)),
+    }).runOnce();
+
+    const flags = await rows<{ id: string; after_payment_at: Date | null }>(
+      database.db,
+      sql`select id, after_payment_at from messages where id in (${late}, ${early}) order by id`,
+    );
+    expect(Object.fromEntries(flags.map((f) => [f.id, f.after_payment_at]))).toEqual({
+      [late]: clock.now(),
+      [early]: null,
+    });
+    const events = await rows<{ order_id: string; data: Record<string, unknown> }>(
+      database.db,
+      sql`select order_id, data from outbound_events`,
+    );
+    expect(events).toEqual([
+      {
+        order_id: `ord_${late.split('_').at(-1)}`,
+        data: expect.objectContaining({
+          message_id: late,
+          accepted_at: lateAcceptance.toISOString(),
+          paid_at: paidAt.toISOString(),
+        }) as unknown,
+      },
+    ]);
+    expect(seen).toEqual([late]);
   });
 
   it('asks only about unknown SMS claimed between SMS_LOOKUP_AFTER and SMS_LOOKUP_UNTIL ago', async () => {
