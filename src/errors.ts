@@ -1,3 +1,5 @@
+import type { z } from 'zod';
+
 /**
  * recoup's one error type. Every failure that crosses a module boundary is a
  * RecoupError with a code from this fixed list; HTTP maps codes to statuses in
@@ -57,4 +59,19 @@ export function validationError(issues: Issue[], message = 'Invalid input'): Rec
 
 export function isRecoupError(err: unknown, code?: ErrorCode): err is RecoupError {
   return err instanceof RecoupError && (code === undefined || err.code === code);
+}
+
+/** `order.customer.email`, `steps[1].after`: the path notation used in every problem response. */
+export function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out || '(body)';
+}
+
+/** Every problem zod found, in the path notation above. */
+export function zodIssues(error: z.ZodError): Issue[] {
+  return error.issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message }));
 }

@@ -21,8 +21,8 @@ import {
   type CoreDeps,
 } from './deps.js';
 import { RecoupError } from './errors.js';
-import { buildApp } from './http/build-app.js';
-import { ChainedKeyResolver, EnvKeyResolver } from './http/auth.js';
+import { buildApp } from './app/build-app.js';
+import { ChainedKeyResolver, EnvKeyResolver } from './access/auth.js';
 import { DbKeyResolver } from './access/api-keys.js';
 import { faultClock, parseFaultInjection } from './fault-injection.js';
 import { PaymentSweeper } from './payments/payment-sweeper.js';
@@ -43,7 +43,7 @@ import {
   type RedisTarget,
 } from './queue/queues.js';
 import { startStepWorker } from './queue/step.worker.js';
-import type { DispatchDeps, DispatchResult } from './recoveries/dispatch-step.js';
+import { dispatchSteps, type DispatchDeps, type DispatchResult } from './recoveries/dispatch-step.js';
 import { Reconciler } from './recoveries/reconciler.js';
 import { UnknownSmsResolver } from './messages/unknown-sms.js';
 import { MeteredEmailSender, MeteredSmsSender } from './ops/metered-senders.js';
@@ -149,7 +149,28 @@ export async function startService(
       closers.push({ name: 'email sender', close: () => email.close() });
       const workerRedis = workerConnection(redisTarget, (err) => logger.warn({ err: err.message }, 'redis (worker)'));
       closers.push({ name: 'redis worker', close: async () => workerRedis.disconnect() });
-      worker = startStepWorker({
+      const dispatch: DispatchDeps = {
+        db: core.database.db,
+        cadences: core.cadences,
+        renderer: core.renderer,
+        sms,
+        email,
+        clock: core.clock,
+        logger,
+        settings: dispatchSettings(config),
+        // Every email's List-Unsubscribe; the server that answers /u/ must share RECOUP_SECRET.
+        unsubscribe: new UnsubscribeLinks({
+          publicUrl: config.publicUrl,
+          secret: resolveSecret(config),
+          from: config.email.from,
+        }),
+        faultPoint: overrides.faultPoint ?? faultPoint,
+        // Steps whose retry link only leads to gateways with open circuits are held.
+        circuits: { gatewayFor: (method) => config.payments.gatewayFor[method], settings: config.circuits },
+        messageCosts: new MessageCosts(config.finance.messageCosts),
+        onReminderAfterPayment,
+      };
+      worker = startStepWorker<DispatchResult>({
         connection: workerRedis,
         prefix: config.queuePrefix,
         concurrency: config.workerConcurrency,
@@ -161,27 +182,8 @@ export async function startService(
           metrics.observeDispatch(result);
           overrides.onResult?.(result);
         },
-        dispatch: {
-          db: core.database.db,
-          cadences: core.cadences,
-          renderer: core.renderer,
-          sms,
-          email,
-          clock: core.clock,
-          logger,
-          settings: dispatchSettings(config),
-          // Every email's List-Unsubscribe; the server that answers /u/ must share RECOUP_SECRET.
-          unsubscribe: new UnsubscribeLinks({
-            publicUrl: config.publicUrl,
-            secret: resolveSecret(config),
-            from: config.email.from,
-          }),
-          faultPoint: overrides.faultPoint ?? faultPoint,
-          // Steps whose retry link only leads to gateways with open circuits are held.
-          circuits: { gatewayFor: (method) => config.payments.gatewayFor[method], settings: config.circuits },
-          messageCosts: new MessageCosts(config.finance.messageCosts),
-          onReminderAfterPayment,
-        },
+        process: (jobs) => dispatchSteps(dispatch, jobs),
+        now: () => core.clock.now(),
       });
       const stepWorker = worker;
       closers.push({

@@ -4,9 +4,8 @@ import { z } from 'zod';
 import { systemClock, type Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { apiKeys } from '../db/schema.js';
-import { RecoupError, validationError } from '../errors.js';
-import { scopes, type KeyRecord, type KeyResolver, type Principal, type Scope } from '../http/auth.js';
-import { zodIssues } from '../orders/event-schema.js';
+import { RecoupError, validationError, zodIssues } from '../errors.js';
+import { scopes, type KeyRecord, type KeyResolver, type Principal, type Scope } from './auth.js';
 import { audit } from './audit.js';
 
 /** Every key starts with this, so a leaked one is recognisable (secret scanners, logs). */

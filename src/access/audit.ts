@@ -1,4 +1,4 @@
-import type { Principal } from '../http/auth.js';
+import type { Principal } from './auth.js';
 import { auditLog } from '../db/schema.js';
 import type { DbOrTx } from '../db/tx.js';
 import { newId } from '../ids.js';

@@ -3,9 +3,13 @@ import { channels, paymentMethods } from '../domain.js';
 import type { Issue } from '../errors.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
-import type { PaymentGateways } from '../payments/gateways.js';
 import type { CadenceValidationOptions } from './parse-cadence.js';
 import { previewLocales, previewRetryUrl, renderBoth } from './preview.js';
+
+/** The payment methods the configured gateways take in a currency (payments' PaymentGateways). */
+export interface OfferedMethods {
+  methodsFor(currency: string): PaymentMethod[];
+}
 
 /**
  * Checks that need more than the cadence file: whether each step's template can be sent on the
@@ -16,7 +20,7 @@ import { previewLocales, previewRetryUrl, renderBoth } from './preview.js';
 export interface CadenceCheckDeps {
   renderer: Pick<TemplateRenderer, 'has' | 'locales' | 'renderSms' | 'renderEmail'>;
   /** Undefined: offered methods are not checked (no payments configured in this process). */
-  gateways?: Pick<PaymentGateways, 'methodsFor'> | undefined;
+  gateways?: OfferedMethods | undefined;
   publicUrl: string;
   shopName: string;
   /** Every template must exist in these. Default en and zh-CN. */

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { InFlightWait } from '../messages/in-flight.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
-import { requireScope, type KeyResolver } from '../http/auth.js';
+import { requireScope, type KeyResolver } from '../access/auth.js';
 import { forgetCustomer } from './forget-customer.js';
 
 export interface ForgetCustomerRouteDeps {

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { normaliseAddress } from '../addresses.js';
 import { isValidTimezone } from '../config.js';
 import { eventTypes } from '../domain.js';
-import { validationError, type Issue } from '../errors.js';
+import { formatPath, validationError, zodIssues } from '../errors.js';
 import { unstorableTextMessage, unstorableTextPaths } from '../storable-text.js';
 
 const id = z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
@@ -96,20 +96,6 @@ export const eventSchema = z
 
 export type EventInput = z.output<typeof eventSchema>;
 export type CustomerInput = z.output<typeof customerSchema>;
-
-/** `order.customer.email`, `steps[1].after`: the path notation used in every problem response. */
-export function formatPath(path: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const part of path) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else out += out === '' ? String(part) : `.${String(part)}`;
-  }
-  return out || '(body)';
-}
-
-export function zodIssues(error: z.ZodError): Issue[] {
-  return error.issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message }));
-}
 
 /** Validates an event body; throws a validation RecoupError listing every bad field. */
 export function parseEvent(body: unknown): EventInput {

@@ -1,10 +1,16 @@
 import { Worker, type ConnectionOptions } from 'bullmq';
 import type { Logger } from '../logger.js';
-import { dispatchSteps, type DispatchDeps, type DispatchResult } from '../recoveries/dispatch-step.js';
 import { Batcher } from '../batcher.js';
-import { stepQueueName, type StepJobData, type StepQueue } from './queues.js';
+import { stepQueueName, type StepJobData, type StepQueue, type Wakeup } from './queues.js';
 
-export interface StepWorkerOptions {
+/** What processing one wake-up gave: the job's return value, and the wake-ups to add next. */
+export interface StepOutcome {
+  action: string;
+  /** Wake-ups to add now that the state they follow from is committed. */
+  wakeups: Wakeup[];
+}
+
+export interface StepWorkerOptions<R extends StepOutcome> {
   connection: ConnectionOptions;
   prefix: string;
   concurrency: number;
@@ -16,28 +22,31 @@ export interface StepWorkerOptions {
   /** Job lock; a dead worker's jobs return to the queue after about this long. */
   lockDurationMs: number;
   queue: StepQueue;
-  dispatch: DispatchDeps;
+  /** Processes the wake-ups a worker holds at once, one result per job in the same order. */
+  process: (jobs: StepJobData[]) => Promise<R[]>;
+  /** The time the next wake-ups are added at. */
+  now: () => Date;
   logger: Logger;
   /** Called after each job; metrics and tests hook in here. */
-  onResult?: (result: DispatchResult) => void;
+  onResult?: (result: R) => void;
 }
 
 /**
- * Runs step wake-ups. The processor never trusts the job: dispatchSteps re-checks
- * everything in Postgres. The jobs a worker holds at once are dispatched in batches (four at a
+ * Runs step wake-ups. The processor never trusts the job: it re-checks everything in
+ * Postgres. The jobs a worker holds at once are processed in batches (four at a
  * time, each up to half the concurrency) so they share their statements. Wake-ups they produce
  * are added after the state committed; if Redis refuses them, the reconciler restores them from
  * Postgres.
  */
-export function startStepWorker(options: StepWorkerOptions): Worker<StepJobData> {
+export function startStepWorker<R extends StepOutcome>(options: StepWorkerOptions<R>): Worker<StepJobData> {
   const { logger, queue } = options;
-  const batcher = new Batcher<StepJobData, DispatchResult>(
+  const batcher = new Batcher<StepJobData, R>(
     async (jobs) => {
-      const results = await dispatchSteps(options.dispatch, jobs);
+      const results = await options.process(jobs);
       try {
         await queue.add(
           results.flatMap((result) => result.wakeups),
-          options.dispatch.clock.now(),
+          options.now(),
         );
       } catch (err) {
         logger.warn({ err, jobs: jobs.length }, 'could not queue the next wake-ups; the reconciler will');

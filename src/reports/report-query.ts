@@ -1,8 +1,7 @@
 import { DateTime } from 'luxon';
 import { z } from 'zod';
 import { isValidTimezone } from '../config.js';
-import { validationError } from '../errors.js';
-import { zodIssues } from '../orders/event-schema.js';
+import { validationError, zodIssues } from '../errors.js';
 import { reportGroupings, type ReportQuery } from './recovery-report.js';
 
 /** The longest period one report may span. */

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createApiKey } from '../../src/access/api-keys.js';
 import { loadConfig, type Config } from '../../src/config.js';
-import type { Scope } from '../../src/http/auth.js';
+import type { Scope } from '../../src/access/auth.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type RunningService, type ServiceOverrides, type ServiceRoles } from '../../src/service.js';
 import { createTestDatabase, type TestDatabase } from './postgres.js';

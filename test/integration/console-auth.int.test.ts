@@ -3,8 +3,8 @@ import Fastify, { type FastifyInstance, type FastifyRequest, type LightMyRequest
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey, DbKeyResolver, revokeApiKey } from '../../src/access/api-keys.js';
 import { FixedClock } from '../../src/clock.js';
-import { ChainedKeyResolver, EnvKeyResolver, requireScope, type Scope } from '../../src/http/auth.js';
-import { consoleAuthRoutes, consoleSession, type ConsoleSessions } from '../../src/http/console-auth.js';
+import { ChainedKeyResolver, EnvKeyResolver, requireScope, type Scope } from '../../src/access/auth.js';
+import { consoleAuthRoutes, consoleSession, type ConsoleSessions } from '../../src/console/console-auth.js';
 import { sendProblem } from '../../src/http/problem.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { startTestService, testApiKey } from '../helpers/service.js';

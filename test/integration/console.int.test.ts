@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/access/api-keys.js';
 import { suppress } from '../../src/compliance/suppressions.js';
 import { rows } from '../../src/db/rows.js';
-import type { Scope } from '../../src/http/auth.js';
+import type { Scope } from '../../src/access/auth.js';
 import { StepQueue, stepJobId } from '../../src/queue/queues.js';
 import { makeEvent, signIn, startTestService, type TestService } from '../helpers/service.js';
 import { testRedisUrl } from '../helpers/redis.js';

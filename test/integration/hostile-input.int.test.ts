@@ -3,7 +3,7 @@ import type { InjectOptions } from 'fastify';
 import fc from 'fast-check';
 import twilio from 'twilio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { scopes } from '../../src/http/auth.js';
+import { scopes } from '../../src/access/auth.js';
 import { rows } from '../../src/db/rows.js';
 import { listRoutes } from '../helpers/routes.js';
 import { makeEvent, signIn, startTestService, testApiKey, type TestService } from '../helpers/service.js';

@@ -13,7 +13,7 @@ import { rows } from '../../src/db/rows.js';
 import type { PaymentMethod } from '../../src/domain.js';
 import { PageRenderer } from '../../src/http/pages/page-renderer.js';
 import { pageStrings } from '../../src/http/pages/page-strings.js';
-import { retryPageRoutes, type RetryPageDeps } from '../../src/http/retry-pages.routes.js';
+import { retryPageRoutes, type RetryPageDeps } from '../../src/payments/retry-pages.routes.js';
 import { createLogger } from '../../src/logger.js';
 import { formatAmount } from '../../src/messages/format-amount.js';
 import { TemplateRenderer } from '../../src/messages/template-renderer.js';

@@ -5,7 +5,7 @@ import { normaliseKeyword, parseSmsReply, replyLocale, smsReplyText } from '../.
 import { addressForms, addressHash, normaliseAddress } from '../../src/compliance/suppressions.js';
 import { UnsubscribeLinks } from '../../src/compliance/unsubscribe-links.js';
 import { scrubPayload } from '../../src/compliance/forget-customer.js';
-import { parseMultipart } from '../../src/http/unsubscribe.routes.js';
+import { parseMultipart } from '../../src/compliance/unsubscribe.routes.js';
 import { chooseContact } from '../../src/recoveries/step-decision.js';
 
 describe('SMS keywords', () => {

@@ -25,21 +25,15 @@ import {
   stepsSummary,
   versionDiff,
   type EditorIssue,
-} from '../console/cadence-editor.js';
-import { actorNames } from '../console/actor-names.js';
-import {
-  readSample,
-  runPreview,
-  sampleTimezones,
-  type PreviewSample,
-  type PreviewView,
-} from '../console/cadence-preview.js';
-import type { ConsoleFrame, ConsolePageName, ConsolePages, NavSection } from '../console/console-pages.js';
-import { masked, money, shownTime } from '../console/format.js';
-import { searchOrders } from '../console/order-search.js';
-import { loadOrderTimeline } from '../console/order-timeline.js';
-import { findStuckOrders } from '../console/stuck-orders.js';
-import { listSuppressions, removeSuppression } from '../console/suppression-list.js';
+} from './cadence-editor.js';
+import { actorNames } from './actor-names.js';
+import { readSample, runPreview, sampleTimezones, type PreviewSample, type PreviewView } from './cadence-preview.js';
+import type { ConsoleFrame, ConsolePageName, ConsolePages, NavSection } from './console-pages.js';
+import { masked, money, shownTime } from './format.js';
+import { searchOrders } from './order-search.js';
+import { loadOrderTimeline } from './order-timeline.js';
+import { findStuckOrders } from './stuck-orders.js';
+import { listSuppressions, removeSuppression } from './suppression-list.js';
 import { previewLocales } from '../cadences/preview.js';
 import type { Db } from '../db/client.js';
 import { errorCodes, isRecoupError, RecoupError } from '../errors.js';
@@ -51,9 +45,9 @@ import { restartRecovery, stopRecovery, stoppedByOps } from '../recoveries/ops-a
 import { dashboardData, dashboardStrings, type DashboardLocale } from '../reports/dashboard.js';
 import { parseReportQuery } from '../reports/report-query.js';
 import { formatAmount } from '../messages/format-amount.js';
-import { hasScope } from './auth.js';
+import { hasScope } from '../access/auth.js';
 import { csrfFieldName, loginPath, type ConsoleSessions } from './console-auth.js';
-import { sendProblem, toRecoupError } from './problem.js';
+import { sendProblem, toRecoupError } from '../http/problem.js';
 
 export interface ConsoleRouteDeps {
   db: Db;

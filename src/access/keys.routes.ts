@@ -6,13 +6,13 @@ import {
   revokeApiKey,
   type ApiKeyRecord,
   type ChangeContext,
-} from '../access/api-keys.js';
-import { principalActor } from '../access/audit.js';
+} from './api-keys.js';
+import { principalActor } from './audit.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { RecoupError } from '../errors.js';
 import { requireScope, type KeyResolver } from './auth.js';
-import { requireJson } from './request.js';
+import { requireJson } from '../http/request.js';
 
 export interface KeyRouteDeps {
   db: Db;

@@ -12,7 +12,14 @@ import Handlebars from 'handlebars';
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
 import { RecoupError } from '../errors.js';
-import { hasScope, scopes, type KeyResolver, type Principal, type Scope, type SessionAuthenticator } from './auth.js';
+import {
+  hasScope,
+  scopes,
+  type KeyResolver,
+  type Principal,
+  type Scope,
+  type SessionAuthenticator,
+} from '../access/auth.js';
 
 /** The session cookie: `<base64url JSON payload>.<base64url HMAC>`; nothing is stored server-side. */
 export const sessionCookieName = 'recoup_session';

@@ -1,4 +1,4 @@
-import { PageCsrf } from './page-csrf.js';
+import { PageCsrf } from '../http/page-csrf.js';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
@@ -13,7 +13,7 @@ import { rows } from '../db/rows.js';
 import { paymentMethods, type FailureCategory, type PaymentMethod } from '../domain.js';
 import { RecoupError } from '../errors.js';
 import { formatAmount } from '../messages/format-amount.js';
-import type { PaymentNextAction } from '../payments/payment-gateway.js';
+import type { PaymentNextAction } from './payment-gateway.js';
 import {
   initiatePayment,
   loadRetryLink,
@@ -23,9 +23,16 @@ import {
   type RetryDeps,
   type RetryLinkState,
   type RetryView,
-} from '../payments/retry-session.js';
+} from './retry-session.js';
 import type { FreshLinkResult } from '../retry-links/fresh-link.js';
-import type { MessagePageData, Notice, PageData, PageName, PageRenderer, PollData } from './pages/page-renderer.js';
+import type {
+  MessagePageData,
+  Notice,
+  PageData,
+  PageName,
+  PageRenderer,
+  PollData,
+} from '../http/pages/page-renderer.js';
 import {
   fillIn,
   localeFromAcceptLanguage,
@@ -33,8 +40,8 @@ import {
   resolvePageLocale,
   type PageLocale,
   type PageStrings,
-} from './pages/page-strings.js';
-import { httpStatusOf, sendProblem } from './problem.js';
+} from '../http/pages/page-strings.js';
+import { httpStatusOf, sendProblem } from '../http/problem.js';
 
 export interface RetryPageDeps {
   /** The retry session's domain logic: loadRetryLink, recordClick, initiatePayment, refreshAttempt. */

@@ -2,12 +2,12 @@ import type { FastifyInstance } from 'fastify';
 import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
-import { EventApplier } from '../orders/apply-event.js';
-import { parseEvent } from '../orders/event-schema.js';
+import { EventApplier } from './apply-event.js';
+import { parseEvent } from './event-schema.js';
 import type { StepQueue } from '../queue/queues.js';
 import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js';
-import { requireScope, type KeyResolver } from './auth.js';
-import { requireJson } from './request.js';
+import { requireScope, type KeyResolver } from '../access/auth.js';
+import { requireJson } from '../http/request.js';
 
 export interface EventRouteDeps {
   db: Db;

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { errorCodes } from '../errors.js';
-import { handleGatewayWebhook } from '../payments/gateway-webhook.js';
-import type { WebhookReply, WebhookResult } from '../payments/payment-gateway.js';
-import type { RetryDeps } from '../payments/retry-session.js';
-import { toRecoupError } from './problem.js';
+import { handleGatewayWebhook } from './gateway-webhook.js';
+import type { WebhookReply, WebhookResult } from './payment-gateway.js';
+import type { RetryDeps } from './retry-session.js';
+import { toRecoupError } from '../http/problem.js';
 
 /**
  * POST /webhooks/payments/:gateway. Signatures are computed over the exact bytes the gateway

@@ -1,23 +1,23 @@
-import { PageCsrf } from './page-csrf.js';
+import { PageCsrf } from '../http/page-csrf.js';
 import type { InFlightWait } from '../messages/in-flight.js';
-import { httpStatusOf } from './problem.js';
+import { httpStatusOf } from '../http/problem.js';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Clock } from '../clock.js';
-import { loadUnsubscribeTarget, unsubscribeEmail, type UnsubscribeTarget } from '../compliance/email-unsubscribe.js';
-import type { UnsubscribeLinks } from '../compliance/unsubscribe-links.js';
+import { loadUnsubscribeTarget, unsubscribeEmail, type UnsubscribeTarget } from './email-unsubscribe.js';
+import type { UnsubscribeLinks } from './unsubscribe-links.js';
 import {
   unsubscribeStrings,
   type UnsubscribePageData,
   type UnsubscribePageName,
   type UnsubscribePages,
-} from '../compliance/unsubscribe-pages.js';
+} from './unsubscribe-pages.js';
 import type { Db } from '../db/client.js';
 import { maskAddress } from '../logger.js';
-import { fillIn, localeFromAcceptLanguage, resolvePageLocale, type PageLocale } from './pages/page-strings.js';
+import { fillIn, localeFromAcceptLanguage, resolvePageLocale, type PageLocale } from '../http/pages/page-strings.js';
 
 export interface UnsubscribeRouteDeps {
   db: Db;

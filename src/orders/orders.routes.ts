@@ -1,13 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Db } from '../db/client.js';
-import { RecoupError, validationError } from '../errors.js';
-import { zodIssues } from '../orders/event-schema.js';
-import { loadOrderView } from '../orders/order-view.js';
+import { RecoupError, validationError, zodIssues } from '../errors.js';
+import { loadOrderView } from './order-view.js';
 import { requestRefund } from '../payments/refunds.js';
 import type { RetryDeps } from '../payments/retry-session.js';
-import { requireScope, type KeyResolver } from './auth.js';
-import { requireJson } from './request.js';
+import { requireScope, type KeyResolver } from '../access/auth.js';
+import { requireJson } from '../http/request.js';
 
 export interface OrderRouteDeps {
   db: Db;

@@ -23,7 +23,7 @@ export interface Principal {
 /**
  * Reads the console session a request carries (the `recoup_session` cookie), checked against
  * the key behind it; undefined without a valid one. build-app installs it on the app as
- * `consoleSessions` (see src/http/console-auth.ts), so `requireScope` accepts a session too.
+ * `consoleSessions` (see src/console/console-auth.ts), so `requireScope` accepts a session too.
  */
 export interface SessionAuthenticator {
   authenticate(request: FastifyRequest): Promise<Principal | undefined>;

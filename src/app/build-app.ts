@@ -6,30 +6,30 @@ import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { RecoupError, validationError } from '../errors.js';
-import { formatPath } from '../orders/event-schema.js';
+import { formatPath } from '../errors.js';
 import { randomHex } from '../random.js';
 import { isStorableText, unstorableTextMessage, unstorableTextPaths } from '../storable-text.js';
 import type { Logger } from '../logger.js';
 import type { StepQueue } from '../queue/queues.js';
-import { EnvKeyResolver, type KeyResolver } from './auth.js';
-import { consoleAuthRoutes, consoleSession } from './console-auth.js';
-import { consoleRoutes, type ConsoleRouteDeps } from './console.routes.js';
-import { keyRoutes } from './keys.routes.js';
+import { EnvKeyResolver, type KeyResolver } from '../access/auth.js';
+import { consoleAuthRoutes, consoleSession } from '../console/console-auth.js';
+import { consoleRoutes, type ConsoleRouteDeps } from '../console/console.routes.js';
+import { keyRoutes } from '../access/keys.routes.js';
 import { SandboxGateway } from '../payments/gateways/sandbox/sandbox-gateway.js';
 import { sandboxRoutes } from '../payments/gateways/sandbox/sandbox.routes.js';
 import type { RetryDeps } from '../payments/retry-session.js';
-import { eventRoutes } from './events.routes.js';
-import { orderRoutes } from './orders.routes.js';
-import { cadenceRoutes, type CadenceRouteDeps } from './cadences.routes.js';
-import { paymentWebhookRoutes } from './payment-webhooks.routes.js';
-import { retryPageRoutes, type RetryPageDeps } from './retry-pages.routes.js';
-import { sendProblem } from './problem.js';
-import { twilioWebhookRoutes } from './twilio-webhooks.routes.js';
-import { unsubscribeRoutes, type UnsubscribeRouteDeps } from './unsubscribe.routes.js';
+import { eventRoutes } from '../orders/events.routes.js';
+import { orderRoutes } from '../orders/orders.routes.js';
+import { cadenceRoutes, type CadenceRouteDeps } from '../cadences/cadences.routes.js';
+import { paymentWebhookRoutes } from '../payments/payment-webhooks.routes.js';
+import { retryPageRoutes, type RetryPageDeps } from '../payments/retry-pages.routes.js';
+import { sendProblem } from '../http/problem.js';
+import { twilioWebhookRoutes } from '../http/twilio-webhooks.routes.js';
+import { unsubscribeRoutes, type UnsubscribeRouteDeps } from '../compliance/unsubscribe.routes.js';
 import { forgetCustomerRoutes } from '../compliance/forget-customer.routes.js';
 import { registerOpenApi } from './openapi.js';
-import { reportRoutes } from './reports.routes.js';
-import { opsRoutes, type OpsRouteDeps } from './ops.routes.js';
+import { reportRoutes } from '../reports/reports.routes.js';
+import { opsRoutes, type OpsRouteDeps } from '../ops/ops.routes.js';
 
 export interface AppDeps {
   db: Db;
@@ -66,9 +66,9 @@ export interface AppDeps {
   /** Cadence management (`/v1/cadences`): the renderer, and the transports test sends go through. */
   cadenceAdmin?:
     Pick<CadenceRouteDeps, 'renderer' | 'sms' | 'email' | 'shopName' | 'defaultTimezone' | 'defaultLocale'> | undefined;
-  /** The ops console's pages (`/console/*`, src/http/console.routes.ts); also needs `cadenceAdmin`. */
+  /** The ops console's pages (`/console/*`, src/console/console.routes.ts); also needs `cadenceAdmin`. */
   console?: Pick<ConsoleRouteDeps, 'pages' | 'stuckOrderAfterMs'> | undefined;
-  /** `/readyz`, `/metrics` and bull-board (`/admin/queues`); see src/http/ops.routes.ts. */
+  /** `/readyz`, `/metrics` and bull-board (`/admin/queues`); see src/ops/ops.routes.ts. */
   ops?: Pick<OpsRouteDeps, 'redis' | 'isMigrated' | 'metrics' | 'metricsToken'> | undefined;
 }
 

@@ -9,12 +9,12 @@ import type {
   onRequestHookHandler,
 } from 'fastify';
 import type { Db } from '../db/client.js';
-import { bearerMatches } from '../ops/metrics-server.js';
-import type { OpsMetrics } from '../ops/metrics.js';
-import { checkReadiness, migrationsCheck, postgresCheck, redisCheck, type Pingable } from '../ops/readiness.js';
+import { bearerMatches } from './metrics-server.js';
+import type { OpsMetrics } from './metrics.js';
+import { checkReadiness, migrationsCheck, postgresCheck, redisCheck, type Pingable } from './readiness.js';
 import type { StepQueue } from '../queue/queues.js';
-import { requireScope, type KeyResolver } from './auth.js';
-import { sendProblem } from './problem.js';
+import { requireScope, type KeyResolver } from '../access/auth.js';
+import { sendProblem } from '../http/problem.js';
 
 export interface OpsRouteDeps {
   db: Db;

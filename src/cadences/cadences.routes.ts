@@ -2,9 +2,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { principalActor } from '../access/audit.js';
-import type { Cadence } from '../cadences/cadence.js';
-import type { CadenceBook } from '../cadences/cadence-book.js';
-import { cadenceValidationOptions } from '../cadences/cadence-checks.js';
+import type { Cadence } from './cadence.js';
+import type { CadenceBook } from './cadence-book.js';
+import { cadenceValidationOptions, type OfferedMethods } from './cadence-checks.js';
 import {
   activateCadenceVersion,
   cadenceHistory,
@@ -15,25 +15,24 @@ import {
   storedCadenceVersion,
   type CadenceChange,
   type StoredCadenceVersion,
-} from '../cadences/cadence-versions.js';
-import { migrateRecoveries } from '../cadences/migrate-recoveries.js';
-import { cadenceToDocument, validateCadence } from '../cadences/parse-cadence.js';
-import { previewCadence, type PreviewOrder } from '../cadences/preview.js';
-import { loadPreviewOrder } from '../cadences/preview-order.js';
-import { sendTestStep } from '../cadences/test-send.js';
+} from './cadence-versions.js';
+import { migrateRecoveries } from './migrate-recoveries.js';
+import { cadenceToDocument, validateCadence } from './parse-cadence.js';
+import { previewCadence, type PreviewOrder } from './preview.js';
+import { loadPreviewOrder } from './preview-order.js';
+import { sendTestStep } from './test-send.js';
 import type { EmailSender } from '../channels/email-sender.js';
 import type { SmsSender } from '../channels/sms-sender.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { failureCategories, type FailureCategory } from '../domain.js';
-import { RecoupError, validationError, type Issue } from '../errors.js';
+import { RecoupError, validationError, zodIssues, type Issue } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
-import { eventSchema, zodIssues } from '../orders/event-schema.js';
-import type { PaymentGateways } from '../payments/gateways.js';
+import { eventSchema } from '../orders/event-schema.js';
 import type { StepQueue } from '../queue/queues.js';
-import { requireScope, type KeyResolver } from './auth.js';
-import { requireJson } from './request.js';
+import { requireScope, type KeyResolver } from '../access/auth.js';
+import { requireJson } from '../http/request.js';
 
 export interface CadenceRouteDeps {
   db: Db;
@@ -44,7 +43,7 @@ export interface CadenceRouteDeps {
   keys: KeyResolver;
   renderer: TemplateRenderer;
   /** The configured gateways: offered methods are checked against them. Undefined: not checked. */
-  gateways: PaymentGateways | undefined;
+  gateways: OfferedMethods | undefined;
   /** The service's own transports: test sends go out exactly as customer messages do. */
   sms: SmsSender;
   email: EmailSender;

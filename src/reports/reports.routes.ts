@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
-import { holdoutReport } from '../reports/holdout-report.js';
-import { presentRow, recoveryReport, reportCsv } from '../reports/recovery-report.js';
-import { parseReportQuery } from '../reports/report-query.js';
-import { requireScope, type KeyResolver } from './auth.js';
+import { holdoutReport } from './holdout-report.js';
+import { presentRow, recoveryReport, reportCsv } from './recovery-report.js';
+import { parseReportQuery } from './report-query.js';
+import { requireScope, type KeyResolver } from '../access/auth.js';
 
 export interface ReportRouteDeps {
   db: Db;
