@@ -4,7 +4,7 @@
  * (clicked, influenced, organic, duplicates), refunds and a 5 % holdout, then times:
  * - the first rollup build (once, after an import or an upgrade);
  * - a 90-day report by day (UTC and Asia/Shanghai) and by cadence, each after bringing the
- *   rollup up to date — the figure the README quotes is the slowest of 5 runs;
+ *   rollup up to date — the figure docs/benchmarks.md quotes is the slowest of 5 runs;
  * - the same report right after 1,000 new messages and 100 new payments arrived.
  *
  * `npm run bench:report` — writes bench/report-results.json (or BENCH_REPORT_OUTPUT). Needs Postgres (BENCH_DATABASE_URL

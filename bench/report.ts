@@ -96,7 +96,7 @@ function fmt(value: number, digits = 0): string {
   return round(value, digits).toLocaleString('en-US', { maximumFractionDigits: digits });
 }
 
-/** The results as a plain-text table (also what goes into the README). */
+/** The results as a plain-text table (also what goes into docs/measurements). */
 export function renderTable(f: Figures, outcomes: TargetOutcome[], machine: MachineInfo, mode: string): string {
   const met = (key: RequiredKey) => {
     const o = outcomes.find((x) => x.key === key);

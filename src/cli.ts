@@ -33,7 +33,7 @@ ${reportUsage}
   demo [--url URL] [--key KEY]
                          send sample orders to a running recoup (two locales, two currencies)
 
-Configuration comes from the environment; see README.md.`;
+Configuration comes from the environment; see docs/configuration.md.`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

@@ -13,7 +13,7 @@ afterAll(() => {
 });
 
 // That the finance report benchmark still runs end to end on a small dataset and reports what it
-// seeded; its timings are for the README, never asserted.
+// seeded; its timings are for docs/benchmarks.md, never asserted.
 describe('npm run bench:report (small)', () => {
   it('seeds, builds the rollup, reports, and writes its figures', { timeout: 180_000 }, async () => {
     const output = path.join(dir, 'report-results.json');
