@@ -13,7 +13,10 @@ $$;
 -- Filled in for every message, old and new, whichever statement writes it.
 ALTER TABLE "messages" ADD COLUMN "to_normalised" text GENERATED ALWAYS AS (recoup_normalise_address("channel", "to_address")) STORED;--> statement-breakpoint
 -- "Messages to this address on this channel since T", as the cap counts them: one index range scan.
-CREATE INDEX "messages_address_sent_idx" ON "messages" USING btree ("channel", "to_normalised", (coalesce("sent_at", "claimed_at"))) WHERE "messages"."status" in ('sending', 'sent', 'delivered', 'unknown');--> statement-breakpoint
+-- Partial on the address, not on the status: a statement that tests a message's status must not find
+-- this index implied by it (a bitmap scan of all of it), and messages never claimed have no send time
+-- to fall in the range anyway.
+CREATE INDEX "messages_address_sent_idx" ON "messages" USING btree ("channel", "to_normalised", (coalesce("sent_at", "claimed_at"))) WHERE "messages"."to_normalised" is not null;--> statement-breakpoint
 -- The daily cap's fence, as in 0006, counting by address too: the messages counted are the
 -- customer's and those to the claimed address on its channel under any other customer id, and the
 -- count-then-claim is serialised per customer and per address (in that order, as the locked path

@@ -227,7 +227,7 @@ export const messages = pgTable(
     // The daily cap's "messages to this address on this channel since T": one index range scan.
     index('messages_address_sent_idx')
       .on(t.channel, t.toNormalised, sql`(coalesce(${t.sentAt}, ${t.claimedAt}))`)
-      .where(sql`${t.status} in ('sending', 'sent', 'delivered', 'unknown')`),
+      .where(sql`${t.toNormalised} is not null`),
     // Messages in flight (or unknown, for the accept grace) are looked for on every payment, STOP and
     // reconciler pass: the recent ones are few, found without a scan.
     index('messages_sending_idx')
