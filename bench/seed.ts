@@ -24,6 +24,12 @@ export interface SeedBatch {
 
 const chunk = 20_000;
 
+/**
+ * Customers seeded so far in this process: phone numbers continue from here, so that every seeded
+ * customer is a different person (the daily cap counts the messages to one number together).
+ */
+let seededCustomers = 0;
+
 export function recoveryId(tag: string, i: number): string {
   return `rec_${tag}${(i + 1).toString(16).padStart(24 - tag.length, '0')}`;
 }
@@ -37,6 +43,8 @@ export async function seedRecoveries(pool: pg.Pool, batch: SeedBatch): Promise<W
   const { tag, cadence } = batch;
   if (!/^[a-z0-9]{1,8}$/.test(tag)) throw new Error(`bad seed tag ${tag}`);
   const width = 24 - tag.length;
+  const phoneOffset = seededCustomers;
+  seededCustomers += batch.count;
   const id = (prefix: string) => `'${prefix}_${tag}' || lpad(to_hex(g), ${width}, '0')`;
   for (let from = 1; from <= batch.count; from += chunk) {
     const to = Math.min(batch.count, from + chunk - 1);
@@ -46,9 +54,9 @@ export async function seedRecoveries(pool: pg.Pool, batch: SeedBatch): Promise<W
       await client.query(
         `insert into customers (id, name, email, phone, locale, timezone, updated_at)
          select ${id('cus')}, 'Li Lei', 'c${tag}' || g || '@example.com',
-                '+8613' || lpad((g % 1000000000)::text, 9, '0'), 'en', $3, now()
+                '+8613' || lpad(((g + $4::int) % 1000000000)::text, 9, '0'), 'en', $3, now()
            from generate_series($1::int, $2::int) g`,
-        [from, to, batch.timezone],
+        [from, to, batch.timezone, phoneOffset],
       );
       await client.query(
         `insert into orders (id, customer_id, amount, currency, description, status, state_at,

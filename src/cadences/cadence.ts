@@ -42,7 +42,10 @@ export interface Cadence {
   description?: string;
   match: CadenceMatch;
   quietHours: QuietHours | undefined;
-  /** Per customer per local day, across channels. Undefined: no cap. */
+  /**
+   * Per local day: the customer's messages across channels, plus those to the step's address on its
+   * channel under other customer ids (guest checkouts). Undefined: no cap.
+   */
   maxMessagesPerDay: number | undefined;
   /** After this long from the start the recovery ends as `exhausted`. */
   expireAfterMs: number;

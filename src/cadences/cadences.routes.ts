@@ -227,6 +227,7 @@ export async function cadenceRoutes(app: FastifyInstance, deps: CadenceRouteDeps
         startAt,
         failureCategory: body.failure_category ?? stored?.failureCategory ?? defaultCategory(version.cadence),
         recentSends: stored?.recentSends,
+        addressSends: stored?.addressSends,
         suppressed: stored?.suppressed,
       },
       deps,

@@ -14,6 +14,8 @@ export interface StoredPreviewOrder {
   suppressed: Map<Channel, string>;
   /** The customer's messages sent or in flight from two days before `since` on (they count toward the cap). */
   recentSends: Date[];
+  /** The same, per channel, for the customer's address on it under other customer ids (they count too). */
+  addressSends: Map<Channel, Date[]>;
 }
 
 interface Row {
@@ -48,12 +50,31 @@ export async function loadPreviewOrder(db: DbOrTx, id: string, since: Date): Pro
   );
   if (!row) return undefined;
   const suppressed = await findSuppressions(db, { sms: row.phone, email: row.email });
+  const from = new Date(since.getTime() - 2 * 86_400_000);
   const sends = await rows<{ at: Date }>(
     db,
     sql`select coalesce(sent_at, claimed_at) as at from messages
         where customer_id = ${row.customer_id} and status in ('sending', 'sent', 'delivered', 'unknown')
-          and coalesce(sent_at, claimed_at) > ${new Date(since.getTime() - 2 * 86_400_000)}`,
+          and coalesce(sent_at, claimed_at) > ${from}`,
   );
+  const addressSends = new Map<Channel, Date[]>();
+  for (const [channel, address] of [
+    ['sms', row.phone],
+    ['email', row.email],
+  ] as const) {
+    if (!address) continue;
+    const found = await rows<{ at: Date }>(
+      db,
+      sql`select coalesce(sent_at, claimed_at) as at from messages
+          where channel = ${channel} and to_normalised = recoup_normalise_address(${channel}, ${address})
+            and status in ('sending', 'sent', 'delivered', 'unknown')
+            and coalesce(sent_at, claimed_at) > ${from} and customer_id <> ${row.customer_id}`,
+    );
+    addressSends.set(
+      channel,
+      found.map((s) => s.at),
+    );
+  }
   return {
     order: {
       id: row.id,
@@ -74,6 +95,7 @@ export async function loadPreviewOrder(db: DbOrTx, id: string, since: Date): Pro
     failureCategory: asCategory(row.recovery_category) ?? asCategory(row.last_failure_category),
     suppressed,
     recentSends: sends.map((s) => s.at),
+    addressSends,
   };
 }
 

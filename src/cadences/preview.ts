@@ -3,7 +3,7 @@ import type { Channel, FailureCategory, PaymentMethod } from '../domain.js';
 import { isRecoupError, validationError, type Issue } from '../errors.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { RenderedEmail, RenderedSms, TemplateRenderer } from '../messages/template-renderer.js';
-import { chooseContact } from '../recoveries/step-decision.js';
+import { capCounted, chooseContact } from '../recoveries/step-decision.js';
 import { nextSendTime } from '../recoveries/send-window.js';
 import type { Cadence } from './cadence.js';
 
@@ -62,6 +62,11 @@ export interface PreviewInput {
   failureCategory: FailureCategory;
   /** The customer's messages already sent or in flight; they count toward the daily cap. Default none. */
   recentSends?: Date[];
+  /**
+   * Per channel, the messages sent or in flight to the customer's address on it under other customer
+   * ids; they count toward the daily cap of a step on that channel. Default none.
+   */
+  addressSends?: ReadonlyMap<Channel, readonly Date[]>;
   /** Channels whose address is suppressed (opt-out), with the reason. Default none. */
   suppressed?: ReadonlyMap<Channel, string>;
 }
@@ -146,7 +151,14 @@ export function previewCadence(input: PreviewInput, deps: PreviewDeps): Preview 
     else {
       const decision = nextSendTime(
         { timezone, quietHours: cadence.quietHours, maxPerDay: cadence.maxMessagesPerDay, spreadMs: 0 },
-        { planned: new Date(due), recentSends: sends, jitterKey: `preview/${index}` },
+        {
+          planned: new Date(due),
+          recentSends: capCounted(
+            { recentSends: sends, addressSends: input.addressSends ?? new Map() },
+            contact.channel,
+          ),
+          jitterKey: `preview/${index}`,
+        },
       );
       at = decision.at.getTime();
       deferredBy = decision.deferredBy ?? null;

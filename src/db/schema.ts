@@ -179,6 +179,11 @@ export const messages = pgTable(
     /** scheduled | sending | sent | delivered | failed | skipped | suppressed | unknown */
     status: text('status').notNull(),
     toAddress: text('to_address'),
+    /**
+     * `to_address` normalised by Postgres (migrations/0007_caps_by_address.sql, as normaliseAddress in
+     * src/addresses.ts): the daily cap counts the messages to one address together, whatever the customer id.
+     */
+    toNormalised: text('to_normalised').generatedAlwaysAs(sql`recoup_normalise_address(channel, to_address)`),
     /** Why it was skipped, suppressed or failed (paid, no_contact, 21211, …). */
     reason: text('reason'),
     providerId: text('provider_id'),
@@ -225,6 +230,10 @@ export const messages = pgTable(
     index('messages_order_idx').on(t.orderId),
     index('messages_customer_sent_idx').on(t.customerId, t.sentAt),
     index('messages_sent_idx').on(t.sentAt),
+    // The daily cap's "messages to this address on this channel since T": one index range scan.
+    index('messages_address_sent_idx')
+      .on(t.channel, t.toNormalised, sql`(coalesce(${t.sentAt}, ${t.claimedAt}))`)
+      .where(sql`${t.toNormalised} is not null`),
     // Messages in flight (or unknown, for the accept grace) are looked for on every payment, STOP and
     // reconciler pass: the recent ones are few, found without a scan.
     index('messages_sending_idx')

@@ -21,7 +21,14 @@ import type { MessageCosts } from '../reports/message-cost.js';
 import { Batcher } from '../batcher.js';
 import { guardedSend, type GuardedClaim, type GuardedOutcome, type Rendered } from './guarded-send.js';
 import { claimStart, defaultSendLease, type ClaimStart, type SendLease } from './send-lease.js';
-import { decideStep, nextStepOf, type RecoveryRow, type StepContext, type StepDecision } from './step-decision.js';
+import {
+  capCounted,
+  decideStep,
+  nextStepOf,
+  type RecoveryRow,
+  type StepContext,
+  type StepDecision,
+} from './step-decision.js';
 import {
   capLookBackMs,
   claimLocked,
@@ -365,7 +372,7 @@ function planClaim(
       claim_id: claimId,
       now,
       cap_since: decision.cadence.maxMessagesPerDay !== undefined ? capSince : null,
-      cap_seen: read.snapshot.recentSends.map((at) => at.getTime()),
+      cap_seen: capCounted(read.snapshot, channel).map((at) => at.getTime()),
     },
     claim,
   };

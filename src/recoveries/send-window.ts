@@ -17,7 +17,7 @@ export interface SendWindowRules {
   timezone: string;
   /** Local `HH:MM` start/end; may span midnight (21:00–09:00) or not (12:00–14:00). start == end: no quiet hours. */
   quietHours?: QuietHours | undefined;
-  /** Messages per customer per LOCAL calendar day. Undefined: no cap. */
+  /** Messages per LOCAL calendar day, counted per customer and per address (the caller's `recentSends`). Undefined: no cap. */
   maxPerDay?: number | undefined;
   /** Spread for messages released at the end of quiet hours / at the next day after a cap, so 09:00 is not one burst. */
   spreadMs: number;
@@ -26,7 +26,10 @@ export interface SendWindowRules {
 export interface SendWindowInput {
   /** When the step is planned. */
   planned: Date;
-  /** Send times of this customer's messages (sent or in flight), any order; may include far past ones. */
+  /**
+   * Send times of the messages the cap counts (sent or in flight): the customer's and those to the same
+   * address under other customer ids. Any order; may include far past ones.
+   */
   recentSends: Date[];
   /** Stable key (e.g. recovery id + step) for deterministic jitter. */
   jitterKey: string;

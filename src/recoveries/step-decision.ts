@@ -77,6 +77,11 @@ export interface StepSnapshot {
   suppressions: ReadonlyMap<Channel, string>;
   /** The customer's sends (sent or in flight) in the daily cap's look-back. */
   recentSends: readonly Date[];
+  /**
+   * Per channel, the sends in the same look-back to the customer's current address on that channel
+   * (normalised) under other customer ids: a guest checkout gives one person a customer id per order.
+   */
+  addressSends: ReadonlyMap<Channel, readonly Date[]>;
   /** The circuits of the step's link gateways (all of them, or only the open ones). */
   circuits: readonly CircuitRow[];
 }
@@ -237,7 +242,7 @@ export function decideStep(snapshot: StepSnapshot, context: StepContext): StepDe
       maxPerDay: cadence.maxMessagesPerDay,
       spreadMs: context.quietHoursSpreadMs,
     },
-    { planned: now, recentSends: [...snapshot.recentSends], jitterKey: `${recovery.id}/${recovery.step_index}` },
+    { planned: now, recentSends: capCounted(snapshot, channel), jitterKey: `${recovery.id}/${recovery.step_index}` },
   );
   if (window.deferredBy) {
     return {
@@ -278,6 +283,15 @@ export function decideStep(snapshot: StepSnapshot, context: StepContext): StepDe
     plannedAt: recovery.next_run_at ?? now,
     messageId,
   };
+}
+
+/**
+ * The sends the daily cap counts for a message on `channel`: the customer's, and those to the same
+ * address on that channel under any other customer id. The fast path's claim re-counts exactly these
+ * under its locks (recoup_claim_step) and claims only if they are unchanged.
+ */
+export function capCounted(snapshot: Pick<StepSnapshot, 'recentSends' | 'addressSends'>, channel: Channel): Date[] {
+  return [...snapshot.recentSends, ...(snapshot.addressSends.get(channel) ?? [])];
 }
 
 /** The recovery's next step (or its expiry once the steps are done), never in the past. */

@@ -24,7 +24,8 @@ import {
  * The statements behind a step's dispatch (src/recoveries/dispatch-step.ts): the unlocked snapshot
  * and the claims of the fast path, the reads under the order's row lock and the writes that carry out
  * a decision (src/recoveries/step-decision.ts), and the recording of a provider's answer. The
- * PL/pgSQL functions it calls (migrations/0004_perf.sql, 0006_send_clock.sql) are statements too.
+ * PL/pgSQL functions it calls (migrations/0004_perf.sql, 0006_send_clock.sql, 0007_caps_by_address.sql)
+ * are statements too.
  */
 
 /** The daily cap's look-back: two days cover any local calendar day. */
@@ -55,6 +56,9 @@ interface SnapshotRow extends RecoveryRow {
   message_updated_at: Date | null;
   /** Epoch ms of the customer's sends in the daily cap's look-back, ascending, comma-separated. */
   recent_sends: string | null;
+  /** The same for the sends to the customer's phone / email under other customer ids. */
+  sms_address_sends: string | null;
+  email_address_sends: string | null;
   open_gateways: string[] | null;
 }
 
@@ -144,13 +148,21 @@ async function snapshotOf(db: Db, cadences: CadenceBook, row: SnapshotRow, wakeS
         locale: row.locale,
       },
       suppressions,
-      recentSends: row.recent_sends ? row.recent_sends.split(',').map((ms) => new Date(Number(ms))) : [],
+      recentSends: epochList(row.recent_sends),
+      addressSends: new Map([
+        ['sms', epochList(row.sms_address_sends)],
+        ['email', epochList(row.email_address_sends)],
+      ]),
       // Only the open circuits, without their closing times: enough to tell a link is not held.
       circuits: (row.open_gateways ?? []).map((gateway) => ({ gateway, state: 'open', closed_at: null })),
     },
     customerName: row.customer_name,
     messageUpdatedAt: row.message_updated_at,
   };
+}
+
+function epochList(list: string | null): Date[] {
+  return list ? list.split(',').map((ms) => new Date(Number(ms))) : [];
 }
 
 /** Whether a read step message was held by a circuit (its release needs the closing times). */
@@ -178,9 +190,10 @@ export interface ClaimParams {
 }
 
 /**
- * Claims a batch in one statement: `recoup_claim_step` (migrations/0006_send_clock.sql) per job, which
+ * Claims a batch in one statement: `recoup_claim_step` (migrations/0007_caps_by_address.sql) per job, which
  * takes each order's row lock, re-checks that the recovery, its step message, the chosen address and
- * the customer's sends in the daily cap's window are as read, and records the message as `sending`.
+ * the sends the daily cap counts in its window (the customer's, and those to the chosen address under
+ * other customer ids) are as read, and records the message as `sending`.
  * Attempts per claimed job (by `i`); null where something changed. Throws when the statement failed
  * as a whole (nothing was claimed).
  */
@@ -207,8 +220,9 @@ export async function claimSteps(
 /**
  * The locked path's read of one wake-up, inside its transaction: the order's row lock first (the
  * lock the payment path takes), then the recovery, its cadence, the step message (locked), the
- * customer and their suppressions, the per-customer daily-cap lock with the sends it counts, and the
- * circuits of the step's link. Stops after the recovery when that already decides the wake-up.
+ * customer and their suppressions, the daily cap's locks (per customer and per address) with the
+ * sends it counts, and the circuits of the step's link. Stops after the recovery when that already
+ * decides the wake-up.
  */
 export async function readLocked(
   tx: Tx,
@@ -237,6 +251,7 @@ export async function readLocked(
     customer: undefined,
     suppressions: new Map(),
     recentSends: [],
+    addressSends: new Map(),
     circuits: [],
   };
   if (!recovery || !order || decideHead(snapshot)) return { snapshot, customerName: undefined };
@@ -256,20 +271,52 @@ export async function readLocked(
   // Suppressions match hashed addresses too: a forgotten customer's opt-out outlives their address.
   snapshot.suppressions = await findSuppressions(tx, { sms: customer?.phone, email: customer?.email });
 
+  const addresses = (['sms', 'email'] as const).flatMap((channel) => {
+    const address = channel === 'sms' ? customer?.phone : customer?.email;
+    return address ? [{ channel, address }] : [];
+  });
   if (snapshot.cadence?.maxMessagesPerDay !== undefined) {
     // Two recoveries of one customer hold different order locks, so without this both
     // could count today's sends before either records its claim, and both would go out
     // past the cap. An advisory lock (only dispatch takes it, always after the order lock)
-    // serialises the count-then-claim per customer until this transaction commits.
+    // serialises the count-then-claim per customer until this transaction commits; one per
+    // address does the same for two customers with one address (guest checkouts). Always
+    // customer, then SMS, then email address, as recoup_claim_step takes them.
     await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`recoup:customer:${order.customer_id}`}))`);
+    for (const { channel, address } of addresses) {
+      await tx.execute(
+        sql`select pg_advisory_xact_lock(
+              hashtext('recoup:address:' || ${channel}::text || ':' || recoup_normalise_address(${channel}, ${address})))`,
+      );
+    }
   }
+  const since = new Date(opts.now.getTime() - capLookBackMs);
   const recent = await rows<{ at: Date }>(
     tx,
     sql`select coalesce(sent_at, claimed_at) as at from messages
         where customer_id = ${order.customer_id} and status in ('sending', 'sent', 'delivered', 'unknown')
-          and coalesce(sent_at, claimed_at) > ${new Date(opts.now.getTime() - capLookBackMs)}`,
+          and coalesce(sent_at, claimed_at) > ${since}`,
   );
   snapshot.recentSends = recent.map((r) => r.at);
+  const toAddresses =
+    addresses.length === 0
+      ? []
+      : await rows<{ channel: Channel; at: Date }>(
+          tx,
+          sql.join(
+            addresses.map(
+              ({ channel, address }) =>
+                sql`(select channel, coalesce(sent_at, claimed_at) as at from messages
+                     where channel = ${channel} and to_normalised = recoup_normalise_address(${channel}, ${address})
+                       and status in ('sending', 'sent', 'delivered', 'unknown')
+                       and coalesce(sent_at, claimed_at) > ${since} and customer_id <> ${order.customer_id})`,
+            ),
+            sql` union all `,
+          ),
+        );
+  snapshot.addressSends = new Map(
+    addresses.map(({ channel }) => [channel, toAddresses.filter((r) => r.channel === channel).map((r) => r.at)]),
+  );
 
   const step = snapshot.cadence?.steps[recovery.step_index];
   if (opts.circuits && step) {

@@ -49,6 +49,11 @@ const cadencesYaml = `
   steps:
     - { after: 1m, channel: sms,   template: nudge }
     - { after: 2m, channel: email, template: alternative-methods }
+- name: capped-email
+  max_messages_per_day: 1
+  expire_after: 3d
+  steps:
+    - { after: 1m, channel: email, template: nudge }
 `;
 
 const sendRetryBaseMs = 60_000;
@@ -279,6 +284,89 @@ describe('dispatchStep on a fixed clock', () => {
         expect(results.map((r) => r.action).sort()).toEqual(['deferred', 'sent']);
         expect(sms.calls.filter((m) => m.to === phone)).toHaveLength(1);
       }
+    });
+  });
+
+  describe('max_messages_per_day across guest customer ids (one address, a customer id per order)', () => {
+    /** Stores the customer's address in another form than intake would, as an older row may hold it. */
+    async function storeAddress(customerId: string, column: 'phone' | 'email', value: string) {
+      const target = column === 'phone' ? sql`phone` : sql`email`;
+      await database.db.execute(sql`update customers set ${target} = ${value} where id = ${customerId}`);
+    }
+
+    it('counts the sends to the same phone under another customer id, in whatever form it is stored', async () => {
+      clock.set('2026-11-25T02:00:00Z');
+      const phone = uniquePhone();
+      const first = await startRecovery('capped', { phone });
+      const second = await startRecovery('capped', { phone });
+      expect(second.customer.id).not.toBe(first.customer.id);
+      const spaced = `${phone.slice(0, 3)} ${phone.slice(3, 6)}-${phone.slice(6, 10)}-${phone.slice(10)}`;
+      await storeAddress(second.customer.id, 'phone', spaced);
+
+      expect((await fire(first.wakeup)).action).toBe('sent');
+      const capped = await fire(second.wakeup);
+      expect(capped.action).toBe('deferred');
+      const nextLocalMidnight = new Date('2026-11-25T16:00:00Z'); // 2026-11-26 00:00 in Shanghai
+      expect(next(capped).runAt).toEqual(nextLocalMidnight);
+      expect(await messagesOf(second.recoveryId)).toEqual([
+        expect.objectContaining({ status: 'scheduled', reason: 'daily_cap', to_address: spaced }),
+      ]);
+      expect(sms.calls.filter((m) => m.to === phone || m.to === spaced)).toHaveLength(1);
+    });
+
+    it('counts the sends to the same email in another case under another customer id', async () => {
+      clock.set('2026-11-25T02:00:00Z');
+      const address = `guest-${randomInt(1_000_000, 9_999_999)}@example.com`;
+      const first = await startRecovery('capped-email', { phone: uniquePhone(), email: address });
+      const second = await startRecovery('capped-email', { phone: uniquePhone(), email: address });
+      await storeAddress(second.customer.id, 'email', ` ${address.toUpperCase()}`);
+
+      expect((await fire(first.wakeup)).action).toBe('sent');
+      expect((await fire(second.wakeup)).action).toBe('deferred');
+      expect(await messagesOf(second.recoveryId)).toEqual([
+        expect.objectContaining({ channel: 'email', status: 'scheduled', reason: 'daily_cap' }),
+      ]);
+      expect(email.calls.filter((m) => m.to.trim().toLowerCase() === address)).toHaveLength(1);
+    });
+
+    it("does not count another customer's sends to a different address, nor on the other channel", async () => {
+      clock.set('2026-11-25T02:00:00Z');
+      const address = `guest-${randomInt(1_000_000, 9_999_999)}@example.com`;
+      const phone = uniquePhone();
+      // The same email, but the step goes by SMS to different phones: nothing is shared on that channel.
+      const first = await startRecovery('capped', { phone, email: address });
+      const second = await startRecovery('capped', { phone: uniquePhone(), email: address });
+      expect((await fire(first.wakeup)).action).toBe('sent');
+      expect((await fire(second.wakeup)).action).toBe('sent');
+    });
+
+    it('holds when two guest customers with one phone fall due at the same instant', async () => {
+      // Different orders and different customers take different locks: without one per address
+      // both claims would count zero sends today and both would go out.
+      for (let round = 0; round < 10; round += 1) {
+        clock.set('2026-11-25T02:00:00Z');
+        const phone = uniquePhone();
+        const first = await startRecovery('capped', { phone });
+        const second = await startRecovery('capped', { phone });
+        clock.set(first.wakeup.runAt);
+        const results = await Promise.all([first, second].map(({ wakeup }) => dispatchStep(dispatch, wakeup)));
+        expect(results.map((r) => r.action).sort()).toEqual(['deferred', 'sent']);
+        expect(sms.calls.filter((m) => m.to === phone)).toHaveLength(1);
+      }
+    });
+
+    it('holds within one batch too', async () => {
+      clock.set('2026-11-25T02:00:00Z');
+      const phone = uniquePhone();
+      const first = await startRecovery('capped', { phone });
+      const second = await startRecovery('capped', { phone });
+      clock.set(first.wakeup.runAt);
+      const results = await dispatchSteps(
+        dispatch,
+        [first.wakeup, second.wakeup].map((w) => ({ recoveryId: w.recoveryId, wakeSeq: w.wakeSeq })),
+      );
+      expect(results.map((r) => r.action).sort()).toEqual(['deferred', 'sent']);
+      expect(sms.calls.filter((m) => m.to === phone)).toHaveLength(1);
     });
   });
 

@@ -196,6 +196,28 @@ describe('previewCadence', () => {
     });
   });
 
+  it("counts messages sent to the step's address under other customer ids toward the cap, on that channel only", () => {
+    const previewOn = (channel: 'sms' | 'email') =>
+      previewCadence(
+        input(
+          {
+            name: 'capped',
+            max_messages_per_day: 1,
+            expire_after: '3d',
+            steps: [{ after: '15m', channel, template: 'nudge' }],
+          },
+          {
+            order: order({ timezone: 'Asia/Shanghai' }),
+            startAt: new Date('2026-03-10T02:00:00Z'),
+            addressSends: new Map([['sms', [new Date('2026-03-10T01:00:00Z')]]]),
+          },
+        ),
+        deps,
+      ).steps[0];
+    expect(previewOn('sms')).toMatchObject({ planned_at: '2026-03-10T16:00:00.000Z', deferred_by: 'daily_cap' });
+    expect(previewOn('email')).toMatchObject({ planned_at: '2026-03-10T02:15:00.000Z', deferred_by: null });
+  });
+
   it('marks a step that the deferral pushes past expire_after as expired, and every later one', () => {
     const preview = previewCadence(
       input(

@@ -68,6 +68,7 @@ const base: StepSnapshot = {
   },
   suppressions: new Map(),
   recentSends: [],
+  addressSends: new Map(),
   circuits: [],
 };
 
@@ -242,6 +243,66 @@ const cases: Array<[string, Partial<StepSnapshot>, StepDecision, Partial<StepCon
     "daily cap: yesterday's sends do not count",
     { cadence: capped, recentSends: [new Date('2026-03-09T23:59:00Z')] },
     { ...plainSend, cadence: capped },
+  ],
+  [
+    'daily cap: a send to the same phone under another customer id counts',
+    { cadence: capped, addressSends: new Map([['sms', [new Date('2026-03-10T10:00:05Z')]]]) },
+    {
+      kind: 'defer',
+      reason: 'daily_cap',
+      until: new Date('2026-03-11T00:00:00Z'),
+      channel: 'sms',
+      to: '+8613800138000',
+      template: 'nudge',
+      messageId: undefined,
+    },
+  ],
+  [
+    "daily cap: a send to the customer's email under another customer id does not count for an SMS",
+    { cadence: capped, addressSends: new Map([['email', [new Date('2026-03-10T10:00:05Z')]]]) },
+    { ...plainSend, cadence: capped },
+  ],
+  [
+    'daily cap: a step switched to email counts the sends to that email under other customer ids',
+    {
+      cadence: capped,
+      customer: { ...customer, phone_bad_reason: '21211' },
+      addressSends: new Map([
+        ['sms', []],
+        ['email', [new Date('2026-03-10T10:00:05Z')]],
+      ]),
+    },
+    {
+      kind: 'defer',
+      reason: 'daily_cap',
+      until: new Date('2026-03-11T00:00:00Z'),
+      channel: 'email',
+      to: 'li@example.com',
+      template: 'nudge',
+      messageId: undefined,
+    },
+  ],
+  [
+    "daily cap: the customer's and the address's sends add up",
+    {
+      cadence: { ...cadence, maxMessagesPerDay: 2 },
+      recentSends: [new Date('2026-03-10T09:00:00Z')],
+      addressSends: new Map([['sms', [new Date('2026-03-10T10:00:05Z')]]]),
+    },
+    {
+      kind: 'defer',
+      reason: 'daily_cap',
+      until: new Date('2026-03-11T00:00:00Z'),
+      channel: 'sms',
+      to: '+8613800138000',
+      template: 'nudge',
+      messageId: undefined,
+    },
+  ],
+  [
+    'no daily cap: sends to the address under other customer ids change nothing',
+    { addressSends: new Map([['sms', [new Date('2026-03-10T10:00:05Z')]]]) },
+    plainSend,
   ],
   [
     'every gateway of the link behind an open circuit',
