@@ -63,14 +63,14 @@ const serverEnv = {
     group: server,
     secret: true,
     description: 'Comma-separated bootstrap API keys (scopes `ingest` and `admin`).',
-    default: 'unset: one is generated and kept in DATA_DIR',
+    default: 'one generated and kept in `DATA_DIR/api-key`',
   }),
   RECOUP_SECRET: optionalText({
     group: server,
     secret: true,
     description:
       "Key for signing page forms (CSRF) and the sandbox gateway's webhooks. Every server process must share it.",
-    default: 'unset: generated once into `DATA_DIR/secret` (fine for a single host)',
+    default: 'generated once into `DATA_DIR/secret` (fine for a single host)',
   }),
   DATA_DIR: documented(z.string().default('.data'), {
     group: server,

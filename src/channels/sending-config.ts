@@ -32,7 +32,7 @@ export const sendingEnv = {
     group,
     description:
       "Provider throughput across all workers together: at most this many step jobs (each sends at most one message, SMS or email) start per SEND_RATE_WINDOW. BullMQ's global rate limiter: a limited job waits in the queue, it does not fail.",
-    default: 'unset: no limit',
+    default: 'no limit',
   }),
   SEND_RATE_WINDOW: duration('1s', { group, description: 'The window of SEND_RATE_LIMIT.' }, '10ms'),
   SEND_MAX_ATTEMPTS: documented(whole(z.coerce.number().int().min(1).max(20).default(5)), {

@@ -9,7 +9,7 @@ export const databaseEnv = {
     group,
     secret: true,
     description: 'Postgres connection string.',
-    default: 'unset: an embedded Postgres (PGlite) under DATA_DIR',
+    default: 'an embedded Postgres (PGlite) in `DATA_DIR/pglite`',
   }),
   DATABASE_POOL_SIZE: documented(whole(z.coerce.number().int().min(1).max(1000).optional()), {
     group,

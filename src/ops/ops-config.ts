@@ -14,12 +14,12 @@ export const opsEnv = {
     group,
     secret: true,
     description: 'A bearer token that may read `/metrics` without an `ops` API key.',
-    default: 'unset: ops keys and console sessions only',
+    default: 'none: only `ops` keys and console sessions read `/metrics`',
   }),
   METRICS_PORT: documented(z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(65535).optional()), {
     group,
     description: 'Serve `GET /metrics` on this port from any role (workers have no other HTTP server).',
-    default: 'unset: none',
+    default: 'none',
   }),
   STUCK_ORDER_AFTER: duration('2h', {
     group,

@@ -15,7 +15,7 @@ export const queueEnv = {
     group,
     description:
       'Redis Cluster seed nodes, comma separated. Set: REDIS_URL is ignored and QUEUE_PREFIX must be hash-tagged.',
-    default: 'unset: a single Redis at REDIS_URL',
+    default: 'none: a single Redis at REDIS_URL',
     example: '10.0.0.1:6379,10.0.0.2:6379',
   }),
   QUEUE_PREFIX: documented(

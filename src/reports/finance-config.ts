@@ -15,7 +15,7 @@ export const financeEnv = {
   SMS_COST_PER_SEGMENT: optionalText({
     group,
     description: 'Estimated SMS cost per segment, when Twilio reports no price.',
-    default: 'unset: unknown',
+    default: 'unknown',
     example: '0.0079 USD',
   }),
   SMS_COST_PER_SEGMENT_BY_COUNTRY: optionalText({
@@ -26,7 +26,7 @@ export const financeEnv = {
   EMAIL_COST: optionalText({
     group,
     description: 'Cost of one email.',
-    default: 'unset: unknown',
+    default: 'unknown',
     example: '0.0004 USD',
   }),
 };
