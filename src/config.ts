@@ -34,9 +34,11 @@ import { opsEnv } from './ops/ops-config.js';
 import { checkQueueEnv, parseClusterNodes, queueEnv, type RedisNode } from './queue/queue-config.js';
 import { sendLeaseFor } from './recoveries/send-lease.js';
 import { checkFinanceEnv, financeConfig, financeEnv, type FinanceConfig } from './reports/finance-config.js';
+import { isValidTimezone } from './timezones.js';
 
 export { gatewayNames, type GatewayName } from './payments/payments-config.js';
 export { parseClusterNodes, type RedisNode } from './queue/queue-config.js';
+export { isValidTimezone } from './timezones.js';
 
 const server = 'Server';
 const messages = 'Recoveries and messages';
@@ -189,7 +191,7 @@ export type Env = z.output<typeof envSchema>;
 /** Every variable recoup reads, by name: the source of docs/configuration.md. */
 export const envFields: Readonly<Record<string, z.ZodType>> = envSchema.shape;
 
-/** The checks that join areas: the database's idle timeout must outlast the send lease. */
+/** Checks of the core settings, and the one that joins areas: the database's idle timeout outlasts the send lease. */
 function checkCoreEnv(env: Env, ctx: z.RefinementCtx): void {
   const idle = env.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT;
   // The durations read here may have failed their own checks (reported already): skip then.
@@ -294,26 +296,6 @@ export interface Config {
   circuits: CircuitConfig;
   /** RECOUP_SECRET; undefined means "generate one under dataDir". */
   secret: string | undefined;
-}
-
-// Every event with a customer asks (POST /v1/events), and building an Intl.DateTimeFormat costs
-// about as much as the rest of the event's validation: each distinct name is checked once.
-const timezoneValidity = new Map<string, boolean>();
-const timezoneValidityLimit = 10_000;
-
-export function isValidTimezone(zone: string): boolean {
-  const known = timezoneValidity.get(zone);
-  if (known !== undefined) return known;
-  let valid: boolean;
-  try {
-    new Intl.DateTimeFormat('en', { timeZone: zone });
-    valid = true;
-  } catch {
-    valid = false;
-  }
-  // Bounded: garbage names in requests must not grow it without end.
-  if (timezoneValidity.size < timezoneValidityLimit) timezoneValidity.set(zone, valid);
-  return valid;
 }
 
 /**
