@@ -172,6 +172,43 @@ describe('loadConfig', () => {
     expect(loadConfig({ SMTP_URL: smtpUrl, EMAIL_TRANSPORT: 'outbox' }).email.transport).toBe('outbox');
   });
 
+  it('requires the Stripe keys when Stripe takes a method, alongside other problems', () => {
+    const err = configError({ PAYMENT_GATEWAY_CARD: 'stripe', PORT: 'eighty' });
+    expect(err.issues.map((i) => i.path).sort()).toEqual(['PORT', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET']);
+    expect(err.message).toContain('STRIPE_WEBHOOK_SECRET: required when a payment gateway is stripe');
+    // Set keys configure Stripe even while the sandbox takes every method.
+    expect(loadConfig({ STRIPE_SECRET_KEY: 'sk_test_x', STRIPE_WEBHOOK_SECRET: 'whsec_x' }).payments).toMatchObject({
+      gatewayFor: { card: 'sandbox', alipay: 'sandbox', wechat_pay: 'sandbox' },
+      stripe: { secretKey: 'sk_test_x', webhookSecret: 'whsec_x', publishableKey: undefined, apiUrl: undefined },
+    });
+  });
+
+  it('reads message unit costs and names each one it cannot read', () => {
+    const config = loadConfig({
+      SMS_COST_PER_SEGMENT: '0.0079 USD',
+      SMS_COST_PER_SEGMENT_BY_COUNTRY: 'CN=0.045 USD',
+      EMAIL_COST: '0.0004 USD',
+    });
+    expect(config.finance.messageCosts).toEqual({
+      smsPerSegment: { micros: 7_900, currency: 'USD' },
+      smsPerSegmentByCountry: { CN: { micros: 45_000, currency: 'USD' } },
+      email: { micros: 400, currency: 'USD' },
+    });
+    const err = configError({
+      SMS_COST_PER_SEGMENT: 'cheap',
+      SMS_COST_PER_SEGMENT_BY_COUNTRY: 'CN',
+      EMAIL_COST: '1',
+      CIRCUIT_FAILURE_RATIO: '2',
+    });
+    expect(err.issues.map((i) => i.path).sort()).toEqual([
+      'CIRCUIT_FAILURE_RATIO',
+      'EMAIL_COST',
+      'SMS_COST_PER_SEGMENT',
+      'SMS_COST_PER_SEGMENT_BY_COUNTRY',
+    ]);
+    expect(err.message).toContain('SMS_COST_PER_SEGMENT: must be an amount and a currency, e.g. "0.0079 USD"');
+  });
+
   it('reads Redis Cluster seed nodes and insists on a hash-tagged queue prefix', () => {
     const config = loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.1:7000, [::1]:7001', QUEUE_PREFIX: '{recoup}' });
     expect(config.redisClusterNodes).toEqual([

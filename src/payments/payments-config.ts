@@ -1,0 +1,94 @@
+import { z } from 'zod';
+import { documented, duration, emptyToUndefined, type EnvOf } from '../config-fields.js';
+import type { PaymentMethod } from '../domain.js';
+
+export const gatewayNames = ['sandbox', 'stripe', 'alipay', 'wechat_pay'] as const;
+export type GatewayName = (typeof gatewayNames)[number];
+
+const group = 'Payments';
+
+function methodGateway(method: string) {
+  return documented(z.preprocess(emptyToUndefined, z.enum(gatewayNames).optional()), {
+    group,
+    description: `Gateway for ${method} payments, overriding PAYMENT_GATEWAY.`,
+    default: 'PAYMENT_GATEWAY',
+  });
+}
+
+/** Which gateway takes each method, and the follow-up of payments whatever the gateway. */
+export const paymentsEnv = {
+  PAYMENT_GATEWAY: documented(z.enum(gatewayNames).default('sandbox'), {
+    group,
+    description:
+      'Gateway for every method: `sandbox` (embedded), `stripe`, or a direct wallet (`alipay`, `wechat_pay`: each takes only its own method, in CNY). Choosing a gateway makes its keys required.',
+    default: '`sandbox`',
+  }),
+  PAYMENT_GATEWAY_CARD: methodGateway('card'),
+  PAYMENT_GATEWAY_ALIPAY: methodGateway('Alipay'),
+  PAYMENT_GATEWAY_WECHAT_PAY: methodGateway('WeChat Pay'),
+  CLICK_ATTRIBUTION_WINDOW: duration('24h', {
+    group,
+    description: 'A payment within this long after a retry-link click counts as `clicked`.',
+  }),
+  INCENTIVE_PERIOD: duration('90d', { group, description: 'At most one incentive per customer within this period.' }),
+  WEBHOOK_STALE_AFTER: duration(
+    '2m',
+    {
+      group,
+      description:
+        "A gateway event claimed this long ago and still not applied belongs to a delivery that died (a killed server): a resend of it, or the payment sweeper, takes it over. Younger, a resend is refused with 409 so that the gateway tries again later. It must outlast the slowest handling of one event: waiting for a reminder in flight on the order (PROVIDER_TIMEOUT, then the send lease) and a duplicate payment's refund call (Stripe: 30 s, retried once). Shorter is safe, as applying an event twice has one effect, but does the work twice.",
+    },
+    '1s',
+  ),
+  PAYMENT_CHECK_AFTER: duration(
+    '5m',
+    {
+      group,
+      description:
+        'A payment attempt still open this long after it started (no webhook told its outcome) is looked up at the gateway by the payment sweeper, and again after twice its age each time while it stays open.',
+    },
+    '1s',
+  ),
+};
+
+export type PaymentsEnv = EnvOf<typeof paymentsEnv>;
+/** The variables that choose gateways; a gateway's checks and settings depend on being chosen. */
+export type GatewayChoice = Pick<
+  PaymentsEnv,
+  'PAYMENT_GATEWAY' | 'PAYMENT_GATEWAY_CARD' | 'PAYMENT_GATEWAY_ALIPAY' | 'PAYMENT_GATEWAY_WECHAT_PAY'
+>;
+
+/** Whether `name` takes some payment method. */
+export function gatewayChosen(env: GatewayChoice, name: GatewayName): boolean {
+  return [
+    env.PAYMENT_GATEWAY,
+    env.PAYMENT_GATEWAY_CARD,
+    env.PAYMENT_GATEWAY_ALIPAY,
+    env.PAYMENT_GATEWAY_WECHAT_PAY,
+  ].includes(name);
+}
+
+/**
+ * Issues for a direct wallet named for a method other than its own: it takes only its own
+ * method, so naming it for another is a mistake, not a choice.
+ */
+export function checkOwnMethodOnly(
+  env: GatewayChoice,
+  ctx: z.RefinementCtx,
+  wallet: GatewayName,
+  ownKey: keyof GatewayChoice,
+): void {
+  for (const key of ['PAYMENT_GATEWAY_CARD', 'PAYMENT_GATEWAY_ALIPAY', 'PAYMENT_GATEWAY_WECHAT_PAY'] as const) {
+    if (key !== ownKey && env[key] === wallet) {
+      ctx.addIssue({ code: 'custom', path: [key], message: `${wallet} takes only its own method` });
+    }
+  }
+}
+
+export function gatewayFor(env: GatewayChoice): Record<PaymentMethod, GatewayName> {
+  return {
+    card: env.PAYMENT_GATEWAY_CARD ?? env.PAYMENT_GATEWAY,
+    alipay: env.PAYMENT_GATEWAY_ALIPAY ?? env.PAYMENT_GATEWAY,
+    wechat_pay: env.PAYMENT_GATEWAY_WECHAT_PAY ?? env.PAYMENT_GATEWAY,
+  };
+}
