@@ -12,8 +12,8 @@ import path from 'node:path';
 import Fastify from 'fastify';
 import pg from 'pg';
 import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
-import { startService } from '../src/service.js';
+import { createLogger } from '../src/platform/logger.js';
+import { startService } from '../src/app/service.js';
 import { childArgs, sendToParent, serveParent, type ChildMessage } from './child-process.js';
 import { countDriverCalls } from './driver-counters.js';
 

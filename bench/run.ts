@@ -14,7 +14,7 @@ import { parseCadenceDocument } from '../src/cadences/parse-cadence.js';
 import { loadConfig } from '../src/config.js';
 import { openDatabase } from '../src/db/client.js';
 import { TemplateRenderer } from '../src/messages/template-renderer.js';
-import { bundledCadencesDir } from '../src/service.js';
+import { bundledCadencesDir } from '../src/app/service.js';
 import { compileHosts } from './child-process.js';
 import { afternoonZone, progress, round, withAppName, workerAppName, type BenchContext } from './context.js';
 import { measureDispatch } from './dispatch.js';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
 import { envFields } from '../src/config.js';
-import { envDocs, type EnvDoc } from '../src/config-fields.js';
+import { envDocs, type EnvDoc } from '../src/platform/config-fields.js';
 
 const pagePath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../docs/configuration.md');
 

@@ -5,17 +5,17 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { activeCadences, applyCadences } from './cadences/cadence-store.js';
 import { cadenceToDocument, parseCadenceDocument } from './cadences/parse-cadence.js';
-import { systemClock } from './clock.js';
+import { systemClock } from './platform/clock.js';
 import { forgetCustomer } from './compliance/forget-customer.js';
 import { loadConfig, type Config } from './config.js';
 import { openDatabase } from './db/client.js';
-import { runDemo } from './demo.js';
-import { keysCommand, keysUsage } from './access/keys-cli.js';
-import { isRecoupError, RecoupError } from './errors.js';
-import { createLogger } from './logger.js';
+import { runDemo } from './app/demo.js';
+import { keysCommand, keysUsage } from './app/keys-cli.js';
+import { isRecoupError, RecoupError } from './platform/errors.js';
+import { createLogger } from './platform/logger.js';
 import { TemplateRenderer } from './messages/template-renderer.js';
-import { reportCommand, reportUsage } from './reports/report-cli.js';
-import { startService, type ServiceRoles } from './service.js';
+import { reportCommand, reportUsage } from './app/report-cli.js';
+import { startService, type ServiceRoles } from './app/service.js';
 
 const usage = `recoup: win back unpaid orders with cadenced SMS and email reminders
 

@@ -5,12 +5,12 @@ import { checkSmtpEnv, smtpChosen, smtpConfig, smtpEnv, type SmtpConfig } from '
 import { checkTwilioEnv, twilioChosen, twilioConfig, twilioEnv, type TwilioConfig } from './channels/twilio-config.js';
 import { sendingEnv } from './channels/sending-config.js';
 import { circuitConfig, circuitEnv, type CircuitConfig } from './circuits/circuit-config.js';
-import { documented, duration, emptyToUndefined, optionalText, whole } from './config-fields.js';
+import { documented, duration, emptyToUndefined, optionalText, whole } from './platform/config-fields.js';
 import type { ConnectionLimits } from './db/client.js';
 import { checkDatabaseEnv, databaseEnv } from './db/database-config.js';
-import type { PaymentMethod } from './domain.js';
-import { formatDuration } from './duration.js';
-import { RecoupError } from './errors.js';
+import type { PaymentMethod } from './domain/vocabulary.js';
+import { formatDuration } from './platform/duration.js';
+import { RecoupError } from './platform/errors.js';
 import {
   alipayConfig,
   alipayEnv,
@@ -34,11 +34,11 @@ import { opsEnv } from './ops/ops-config.js';
 import { checkQueueEnv, parseClusterNodes, queueEnv, type RedisNode } from './queue/queue-config.js';
 import { sendLeaseFor } from './recoveries/send-lease.js';
 import { checkFinanceEnv, financeConfig, financeEnv, type FinanceConfig } from './reports/finance-config.js';
-import { isValidTimezone } from './timezones.js';
+import { isValidTimezone } from './platform/timezones.js';
 
 export { gatewayNames, type GatewayName } from './payments/payments-config.js';
 export { parseClusterNodes, type RedisNode } from './queue/queue-config.js';
-export { isValidTimezone } from './timezones.js';
+export { isValidTimezone } from './platform/timezones.js';
 
 const server = 'Server';
 const messages = 'Recoveries and messages';
@@ -145,7 +145,8 @@ const messagesEnv = {
 const harnessEnv = {
   FAULT_INJECTION: optionalText({
     group: 'Test harnesses',
-    description: 'Crash the worker or the server at chosen points (src/fault-injection.ts). Never in production.',
+    description:
+      'Crash the worker or the server at chosen points (src/platform/fault-injection.ts). Never in production.',
   }),
 };
 

@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { and, asc, eq, isNull, lt, or } from 'drizzle-orm';
 import { z } from 'zod';
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { apiKeys } from '../db/schema.js';
-import { RecoupError, validationError, zodIssues } from '../errors.js';
+import { RecoupError, validationError, zodIssues } from '../platform/errors.js';
 import { scopes, type KeyRecord, type KeyResolver, type Principal, type Scope } from './auth.js';
 import { audit } from './audit.js';
 

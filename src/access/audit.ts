@@ -1,7 +1,7 @@
 import type { Principal } from './auth.js';
 import { auditLog } from '../db/schema.js';
 import type { DbOrTx } from '../db/tx.js';
-import { newId } from '../ids.js';
+import { newId } from '../platform/ids.js';
 
 /** One admin change: who did what to which thing, with its state before and after. */
 export interface AuditEntry {

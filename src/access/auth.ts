@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest, onRequestHookHandler } from 'fastify';
-import { RecoupError } from '../errors.js';
+import { RecoupError } from '../platform/errors.js';
 
 /**
  * What a key may do:

@@ -8,9 +8,9 @@ import {
   type ChangeContext,
 } from './api-keys.js';
 import { principalActor } from './audit.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
-import { RecoupError } from '../errors.js';
+import { RecoupError } from '../platform/errors.js';
 import { requireScope, type KeyResolver } from './auth.js';
 import { requireJson } from '../http/request.js';
 

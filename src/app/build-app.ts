@@ -3,13 +3,13 @@ import type { InFlightWait } from '../messages/in-flight.js';
 import type { ReminderAfterPaymentObserver } from '../messages/after-payment.js';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { CadenceBook } from '../cadences/cadence-book.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
-import { RecoupError, validationError } from '../errors.js';
-import { formatPath } from '../errors.js';
-import { randomHex } from '../random.js';
-import { isStorableText, unstorableTextMessage, unstorableTextPaths } from '../storable-text.js';
-import type { Logger } from '../logger.js';
+import { RecoupError, validationError } from '../platform/errors.js';
+import { formatPath } from '../platform/errors.js';
+import { randomHex } from '../platform/random.js';
+import { isStorableText, unstorableTextMessage, unstorableTextPaths } from '../platform/storable-text.js';
+import type { Logger } from '../platform/logger.js';
 import type { StepQueue } from '../queue/queues.js';
 import { EnvKeyResolver, type KeyResolver } from '../access/auth.js';
 import { consoleAuthRoutes, consoleSession } from '../console/console-auth.js';
@@ -24,7 +24,7 @@ import { cadenceRoutes, type CadenceRouteDeps } from '../cadences/cadences.route
 import { paymentWebhookRoutes } from '../payments/payment-webhooks.routes.js';
 import { retryPageRoutes, type RetryPageDeps } from '../payments/retry-pages.routes.js';
 import { sendProblem } from '../http/problem.js';
-import { twilioWebhookRoutes } from '../http/twilio-webhooks.routes.js';
+import { twilioWebhookRoutes } from '../compliance/twilio-webhooks.routes.js';
 import { unsubscribeRoutes, type UnsubscribeRouteDeps } from '../compliance/unsubscribe.routes.js';
 import { forgetCustomerRoutes } from '../compliance/forget-customer.routes.js';
 import { registerOpenApi } from './openapi.js';
@@ -85,7 +85,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       connectionsCheckingInterval: Math.min(30_000, Math.max(100, (deps.requestTimeoutMs ?? 30_000) / 2)),
     },
     connectionTimeout: Math.max(60_000, (deps.requestTimeoutMs ?? 30_000) * 2),
-    // From the pooled CSPRNG (src/random.ts): randomBytes per request was 7 µs of every event's 160.
+    // From the pooled CSPRNG (src/platform/random.ts): randomBytes per request was 7 µs of every event's 160.
     genReqId: () => `req_${randomHex(6)}`,
     // Behind a proxy the client IP (rate limits) and https (Secure cookies) come from X-Forwarded-*.
     trustProxy: deps.trustProxy ?? false,

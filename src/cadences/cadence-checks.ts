@@ -1,6 +1,6 @@
-import type { Channel, FailureCategory, PaymentMethod } from '../domain.js';
-import { channels, paymentMethods } from '../domain.js';
-import type { Issue } from '../errors.js';
+import type { Channel, FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
+import { channels, paymentMethods } from '../domain/vocabulary.js';
+import type { Issue } from '../platform/errors.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
 import type { CadenceValidationOptions } from './parse-cadence.js';

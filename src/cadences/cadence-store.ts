@@ -2,7 +2,7 @@ import { and, asc, eq, max, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import type { DbOrTx } from '../db/tx.js';
 import { cadences } from '../db/schema.js';
-import { validationError } from '../errors.js';
+import { validationError } from '../platform/errors.js';
 import type { Cadence, CadenceVersion } from './cadence.js';
 
 // Transaction-scoped advisory lock taken by every apply. Any constant works as long as

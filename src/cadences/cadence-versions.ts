@@ -5,7 +5,7 @@ import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import { cadences } from '../db/schema.js';
 import type { DbOrTx, Tx } from '../db/tx.js';
-import { RecoupError } from '../errors.js';
+import { RecoupError } from '../platform/errors.js';
 import type { Cadence } from './cadence.js';
 import { cadenceToDocument } from './parse-cadence.js';
 

@@ -1,4 +1,4 @@
-import type { Channel, FailureCategory, PaymentMethod } from '../domain.js';
+import type { Channel, FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
 
 /** One reminder of a cadence. `afterMs` counts from the start of the recovery. */
 export interface CadenceStep {

@@ -3,7 +3,7 @@ import { audit } from '../access/audit.js';
 import type { Db } from '../db/client.js';
 import type { Tx } from '../db/tx.js';
 import { rows } from '../db/rows.js';
-import { RecoupError, validationError } from '../errors.js';
+import { RecoupError, validationError } from '../platform/errors.js';
 import type { Wakeup } from '../queue/queues.js';
 import { cadenceSubject, storedCadenceVersion, type CadenceChange } from './cadence-versions.js';
 import { planMigration, type StepMessage } from './migration-plan.js';

@@ -1,10 +1,10 @@
 import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
-import { channels, failureCategories, paymentMethods } from '../domain.js';
-import type { PaymentMethod } from '../domain.js';
-import { formatDuration, parseDuration } from '../duration.js';
-import { validationError } from '../errors.js';
-import type { Issue } from '../errors.js';
+import { channels, failureCategories, paymentMethods } from '../domain/vocabulary.js';
+import type { PaymentMethod } from '../domain/vocabulary.js';
+import { formatDuration, parseDuration } from '../platform/duration.js';
+import { validationError } from '../platform/errors.js';
+import type { Issue } from '../platform/errors.js';
 import type { Cadence, CadenceStep } from './cadence.js';
 
 /** The part of the template catalogue that cadence validation needs. */

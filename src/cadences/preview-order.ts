@@ -2,8 +2,8 @@ import { sql } from 'drizzle-orm';
 import { findSuppressions } from '../compliance/suppressions.js';
 import { rows } from '../db/rows.js';
 import type { DbOrTx } from '../db/tx.js';
-import type { Channel, FailureCategory } from '../domain.js';
-import { failureCategories } from '../domain.js';
+import type { Channel, FailureCategory } from '../domain/vocabulary.js';
+import { failureCategories } from '../domain/vocabulary.js';
 import type { PreviewOrder } from './preview.js';
 
 /** A stored order as a preview sees it: its customer's contacts as the dispatcher would find them now. */

@@ -1,10 +1,10 @@
 import { DateTime } from 'luxon';
-import type { Channel, FailureCategory, PaymentMethod } from '../domain.js';
-import { isRecoupError, validationError, type Issue } from '../errors.js';
+import type { Channel, FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
+import { isRecoupError, validationError, type Issue } from '../platform/errors.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { RenderedEmail, RenderedSms, TemplateRenderer } from '../messages/template-renderer.js';
-import { capCounted, chooseContact } from '../recoveries/step-decision.js';
-import { nextSendTime } from '../recoveries/send-window.js';
+import { capCounted, chooseContact } from './step-rules.js';
+import { nextSendTime } from './send-window.js';
 import type { Cadence } from './cadence.js';
 
 /**

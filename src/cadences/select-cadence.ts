@@ -1,4 +1,4 @@
-import type { FailureCategory } from '../domain.js';
+import type { FailureCategory } from '../domain/vocabulary.js';
 import type { Cadence } from './cadence.js';
 
 /**

@@ -1,6 +1,6 @@
 import { buffer } from 'node:stream/consumers';
 import nodemailer from 'nodemailer';
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock } from '../platform/clock.js';
 import type { EmailMessage, EmailSender } from './email-sender.js';
 import { senderClosed, writeOutboxFile } from './outbox-sms-sender.js';
 import { ProviderError } from './provider-error.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock } from '../platform/clock.js';
 import { ProviderError } from './provider-error.js';
 import type { SendReceipt, SmsMessage, SmsSender } from './sms-sender.js';
 

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { optionalText, type EnvOf } from '../config-fields.js';
+import { optionalText, type EnvOf } from '../platform/config-fields.js';
 import type { EmailChoice } from './sending-config.js';
 
 /** The SMTP transport's variable. Which email transport runs is EMAIL_TRANSPORT's choice (sending-config.ts); see smtpChosen. */

@@ -2,7 +2,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { NodemailerError, PluginFunction, SendMailOptions, Transporter } from 'nodemailer';
 import addressparser from 'nodemailer/lib/addressparser';
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock } from '../platform/clock.js';
 import type { EmailMessage, EmailSender } from './email-sender.js';
 import { senderClosed } from './outbox-sms-sender.js';
 import { ProviderError, sendLeaseLapsed, type BadAddressReason } from './provider-error.js';

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { optionalText, type EnvOf } from '../config-fields.js';
+import { optionalText, type EnvOf } from '../platform/config-fields.js';
 import type { SmsChoice } from './sending-config.js';
 
 const group = 'Twilio (SMS)';

@@ -3,7 +3,7 @@ import http from 'node:http';
 import twilio from 'twilio';
 import type RequestClient from 'twilio/lib/base/RequestClient.js';
 import type { MessageInstance, MessageListInstanceCreateOptions } from 'twilio/lib/rest/api/v2010/account/message.js';
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock } from '../platform/clock.js';
 import { senderClosed } from './outbox-sms-sender.js';
 import { ProviderError, sendLeaseLapsed, type BadAddressReason } from './provider-error.js';
 import type { ProviderPrice, SendReceipt, SmsLookup, SmsLookupResult, SmsMessage, SmsSender } from './sms-sender.js';

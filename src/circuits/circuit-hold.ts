@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
 import type { DbOrTx } from '../db/tx.js';
-import type { PaymentMethod } from '../domain.js';
-import { jitterMs } from '../recoveries/send-window.js';
+import type { PaymentMethod } from '../domain/vocabulary.js';
+import { jitterMs } from '../cadences/send-window.js';
 import { normalizeGateway } from './gateway-health.js';
 
 /**

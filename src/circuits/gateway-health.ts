@@ -1,11 +1,11 @@
 import { sql } from 'drizzle-orm';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import type { DbOrTx } from '../db/tx.js';
-import { formatDuration } from '../duration.js';
-import type { FailureCategory } from '../domain.js';
-import type { Logger } from '../logger.js';
+import { formatDuration } from '../platform/duration.js';
+import type { FailureCategory } from '../domain/vocabulary.js';
+import type { Logger } from '../platform/logger.js';
 
 /**
  * Circuit breakers per payment gateway. A gateway whose payments keep failing for reasons that

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { InFlightWait } from '../messages/in-flight.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { requireScope, type KeyResolver } from '../access/auth.js';
 import { forgetCustomer } from './forget-customer.js';

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js';
 import type { Tx } from '../db/tx.js';
-import type { Channel } from '../domain.js';
-import { RecoupError } from '../errors.js';
+import type { Channel } from '../domain/vocabulary.js';
+import { RecoupError } from '../platform/errors.js';
 import { addressForms, addressHash, isHashedAddress } from './suppressions.js';
 
 /** Fields of a customer object (in event payloads and audit entries) that identify a person. */

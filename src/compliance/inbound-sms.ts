@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js';

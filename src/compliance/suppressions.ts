@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
 import type { DbOrTx } from '../db/tx.js';
-import type { Channel } from '../domain.js';
+import type { Channel } from '../domain/vocabulary.js';
 
 /**
  * The suppression list and the consent ledger.
@@ -22,8 +22,8 @@ export type ConsentAction = 'opt_out' | 'opt_in';
 /** How the customer told us (the `consent_events.source` values). */
 export type ConsentSource = 'sms_reply' | 'email_one_click' | 'email_page' | 'ops';
 
-export { addressForms, addressHash, hashPrefix, isHashedAddress, normaliseAddress } from '../addresses.js';
-import { addressForms, normaliseAddress } from '../addresses.js';
+export { addressForms, addressHash, hashPrefix, isHashedAddress, normaliseAddress } from '../domain/addresses.js';
+import { addressForms, normaliseAddress } from '../domain/addresses.js';
 
 /**
  * The suppressed channels among a customer's current addresses, with the suppression's reason.

@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import Handlebars from 'handlebars';
-import { RecoupError, type Issue } from '../errors.js';
+import { RecoupError, type Issue } from '../platform/errors.js';
 import type { PageRenderer } from '../http/pages/page-renderer.js';
 import type { PageLocale } from '../http/pages/page-strings.js';
 

@@ -6,7 +6,7 @@ import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import { loadUnsubscribeTarget, unsubscribeEmail, type UnsubscribeTarget } from './email-unsubscribe.js';
 import type { UnsubscribeLinks } from './unsubscribe-links.js';
 import {
@@ -16,7 +16,7 @@ import {
   type UnsubscribePages,
 } from './unsubscribe-pages.js';
 import type { Db } from '../db/client.js';
-import { maskAddress } from '../logger.js';
+import { maskAddress } from '../platform/logger.js';
 import { fillIn, localeFromAcceptLanguage, resolvePageLocale, type PageLocale } from '../http/pages/page-strings.js';
 
 export interface UnsubscribeRouteDeps {

@@ -3,8 +3,8 @@ import { isMap, isNode, LineCounter, parseAllDocuments, parseDocument, stringify
 import type { Cadence } from '../cadences/cadence.js';
 import type { StoredCadenceVersion } from '../cadences/cadence-versions.js';
 import { cadenceToDocument, validateCadence, type CadenceValidationOptions } from '../cadences/parse-cadence.js';
-import { formatDuration } from '../duration.js';
-import { isRecoupError, type Issue } from '../errors.js';
+import { formatDuration } from '../platform/duration.js';
+import { isRecoupError, type Issue } from '../platform/errors.js';
 
 /**
  * The console's cadence editor, apart from HTTP: reading the YAML typed into it with the

@@ -1,9 +1,9 @@
 import { DateTime } from 'luxon';
 import type { Cadence } from '../cadences/cadence.js';
 import { previewCadence, previewLocales, type PreviewDeps } from '../cadences/preview.js';
-import { isValidTimezone } from '../config.js';
-import type { FailureCategory } from '../domain.js';
-import { isRecoupError, type Issue } from '../errors.js';
+import { isValidTimezone } from '../platform/timezones.js';
+import type { FailureCategory } from '../domain/vocabulary.js';
+import { isRecoupError, type Issue } from '../platform/errors.js';
 import { utcText, wallClock } from './format.js';
 
 /**

@@ -10,8 +10,8 @@ import type {
 } from 'fastify';
 import Handlebars from 'handlebars';
 import { z } from 'zod';
-import type { Clock } from '../clock.js';
-import { RecoupError } from '../errors.js';
+import type { Clock } from '../platform/clock.js';
+import { RecoupError } from '../platform/errors.js';
 import {
   hasScope,
   scopes,

@@ -15,7 +15,7 @@ import {
 import type { PreviewDeps } from '../cadences/preview.js';
 import { circuitStates } from '../circuits/gateway-health.js';
 import { heldReminderCounts } from '../circuits/circuit-hold.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import {
   editorSource,
   locateIssues,
@@ -36,15 +36,15 @@ import { findStuckOrders } from './stuck-orders.js';
 import { listSuppressions, removeSuppression } from './suppression-list.js';
 import { previewLocales } from '../cadences/preview.js';
 import type { Db } from '../db/client.js';
-import { errorCodes, isRecoupError, RecoupError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { errorCodes, isRecoupError, RecoupError } from '../platform/errors.js';
+import type { Logger } from '../platform/logger.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
 import type { PaymentGateways } from '../payments/gateways.js';
 import type { StepQueue } from '../queue/queues.js';
 import { restartRecovery, stopRecovery, stoppedByOps } from '../recoveries/ops-actions.js';
 import { dashboardData, dashboardStrings, type DashboardLocale } from '../reports/dashboard.js';
 import { parseReportQuery } from '../reports/report-query.js';
-import { formatAmount } from '../messages/format-amount.js';
+import { formatAmount } from '../platform/format-amount.js';
 import { hasScope } from '../access/auth.js';
 import { csrfFieldName, loginPath, type ConsoleSessions } from './console-auth.js';
 import { sendProblem, toRecoupError } from '../http/problem.js';

@@ -1,6 +1,6 @@
 import { DateTime } from 'luxon';
-import { maskAddress } from '../logger.js';
-import { formatAmount } from '../messages/format-amount.js';
+import { maskAddress } from '../platform/logger.js';
+import { formatAmount } from '../platform/format-amount.js';
 
 /** How the console shows things: times in UTC (with the customer's wall clock beside them), masked addresses. */
 

@@ -11,8 +11,8 @@ import {
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import type { DbOrTx } from '../db/tx.js';
-import { channels, type Channel } from '../domain.js';
-import { RecoupError } from '../errors.js';
+import { channels, type Channel } from '../domain/vocabulary.js';
+import { RecoupError } from '../platform/errors.js';
 import { masked } from './format.js';
 
 /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { documented, duration, optionalDuration, optionalText, whole, type EnvOf } from '../config-fields.js';
+import { documented, duration, optionalDuration, optionalText, whole, type EnvOf } from '../platform/config-fields.js';
 
 const group = 'Database';
 

@@ -181,7 +181,7 @@ export const messages = pgTable(
     toAddress: text('to_address'),
     /**
      * `to_address` normalised by Postgres (migrations/0007_caps_by_address.sql, as normaliseAddress in
-     * src/addresses.ts): the daily cap counts the messages to one address together, whatever the customer id.
+     * src/domain/addresses.ts): the daily cap counts the messages to one address together, whatever the customer id.
      */
     toNormalised: text('to_normalised').generatedAlwaysAs(sql`recoup_normalise_address(channel, to_address)`),
     /** Why it was skipped, suppressed or failed (paid, no_contact, 21211, …). */

@@ -1,4 +1,4 @@
-import { RecoupError } from '../errors.js';
+import { RecoupError } from '../platform/errors.js';
 import type { Db } from './client.js';
 
 /** A transaction handle; query modules accept either this or the Db. */

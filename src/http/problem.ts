@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { busyDatabaseError } from '../db/tx.js';
-import { errorCodes, isRecoupError, RecoupError, type ErrorCode } from '../errors.js';
+import { errorCodes, isRecoupError, RecoupError, type ErrorCode } from '../platform/errors.js';
 
 /** RFC 9457 problem details, with every bad field listed under `errors`. */
 export interface Problem {

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { RecoupError } from '../errors.js';
+import { RecoupError } from '../platform/errors.js';
 
 /** JSON APIs take JSON only: anything else is a 415 before it is looked at. */
 export function requireJson(request: FastifyRequest): void {

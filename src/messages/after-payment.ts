@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
-import type { Channel } from '../domain.js';
-import { maskAddress } from '../logger.js';
+import type { Channel } from '../domain/vocabulary.js';
+import { maskAddress } from '../platform/logger.js';
 import { appendOutboundEvents } from '../outbound/outbound-events.js';
 
 /**

@@ -9,7 +9,7 @@ import {
   type ReminderAfterPayment,
   type ReminderAfterPaymentObserver,
 } from './after-payment.js';
-import { minorUnitDigits } from './format-amount.js';
+import { minorUnitDigits } from '../platform/format-amount.js';
 
 /** Twilio's message statuses, mapped onto recoup's. Earlier ones change nothing we record. */
 const twilioToRecoup: Record<string, 'sent' | 'delivered' | 'failed' | undefined> = {

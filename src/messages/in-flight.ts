@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import { sql, type SQL } from 'drizzle-orm';
-import { addressForms } from '../addresses.js';
+import { addressForms } from '../domain/addresses.js';
 import { rows } from '../db/rows.js';
 import type { DbOrTx } from '../db/tx.js';
-import type { Channel } from '../domain.js';
+import type { Channel } from '../domain/vocabulary.js';
 
 /**
  * The other half of the send lease (src/recoveries/send-lease.ts): whatever must stop reminders

@@ -1,4 +1,4 @@
-import type { FailureCategory, PaymentMethod } from '../domain.js';
+import type { FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
 
 /** Everything a reminder template may refer to. Built by the dispatcher; rendered in strict mode. */
 export interface MessageContext {

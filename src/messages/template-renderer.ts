@@ -1,9 +1,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import Handlebars from 'handlebars';
-import type { FailureCategory, PaymentMethod } from '../domain.js';
-import { RecoupError, isRecoupError, type Issue } from '../errors.js';
-import { formatAmount } from './format-amount.js';
+import type { FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
+import { RecoupError, isRecoupError, type Issue } from '../platform/errors.js';
+import { formatAmount } from '../platform/format-amount.js';
 import type { MessageContext } from './message-context.js';
 import { countSegments, type SegmentInfo } from './segments.js';
 

@@ -1,10 +1,10 @@
 import { sql } from 'drizzle-orm';
 import { ProviderError } from '../channels/provider-error.js';
 import type { SmsLookup, SmsLookupResult } from '../channels/sms-sender.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../platform/logger.js';
 import type { ReminderAfterPaymentObserver } from './after-payment.js';
 import { applyDeliveryUpdate } from './delivery-status.js';
 

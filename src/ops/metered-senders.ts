@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { EmailMessage, EmailSender } from '../channels/email-sender.js';
 import { ProviderError } from '../channels/provider-error.js';
 import type { SendReceipt, SmsLookup, SmsLookupResult, SmsMessage, SmsSender } from '../channels/sms-sender.js';
-import type { Channel } from '../domain.js';
+import type { Channel } from '../domain/vocabulary.js';
 import type { OpsMetrics, ProviderCallOutcome } from './metrics.js';
 
 /** Monotonic milliseconds; injected by tests. Default `performance.now`. */

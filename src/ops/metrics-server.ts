@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../platform/logger.js';
 import type { OpsMetrics } from './metrics.js';
 
 export interface MetricsServerOptions {

@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
-import { channels, type Channel } from '../domain.js';
+import { channels, type Channel } from '../domain/vocabulary.js';
 import type { DispatchResult } from '../recoveries/dispatch-step.js';
 
 /** How a provider call ended: `ok`, or the ProviderError outcome (`retry`, `failed`, `unknown`). */

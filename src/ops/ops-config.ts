@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { documented, duration, emptyToUndefined, optionalText } from '../config-fields.js';
+import { documented, duration, emptyToUndefined, optionalText } from '../platform/config-fields.js';
 
 const group = 'Operations';
 

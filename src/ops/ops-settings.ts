@@ -1,5 +1,3 @@
-import type { Config } from '../config.js';
-
 /** Operations settings: metrics access, the worker's metrics port, the stuck-order threshold. */
 export interface OpsSettings {
   /**
@@ -23,6 +21,6 @@ export interface OpsSettings {
 }
 
 /** The ops settings from config. */
-export function opsSettings(config: Config): OpsSettings {
+export function opsSettings(config: { ops: OpsSettings }): OpsSettings {
   return { ...config.ops };
 }

@@ -2,10 +2,10 @@ import { performance } from 'node:perf_hooks';
 import type { Queue } from 'bullmq';
 import { sql } from 'drizzle-orm';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../platform/logger.js';
 
 export interface StateMetricsDeps {
   db: Db;

@@ -3,14 +3,14 @@ import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import { retryingTransaction, type Tx } from '../db/tx.js';
-import type { FailureCategory, OrderStatus } from '../domain.js';
-import { newId } from '../ids.js';
+import type { FailureCategory, OrderStatus } from '../domain/vocabulary.js';
+import { newId } from '../platform/ids.js';
 import type { Wakeup } from '../queue/queues.js';
-import { Batcher } from '../batcher.js';
+import { Batcher } from '../platform/batcher.js';
 import { classifyFailure } from '../recoveries/classify-failure.js';
 import { recordPayment } from '../payments/record-payment.js';
 import { planRecovery } from '../recoveries/start-recovery.js';
-import type { CustomerInput, EventInput } from './event-schema.js';
+import type { CustomerInput, EventInput } from '../domain/event-schema.js';
 
 /** What an event did, stored on its row and returned to the caller. */
 export type EventOutcome =

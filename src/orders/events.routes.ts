@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { CadenceBook } from '../cadences/cadence-book.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { EventApplier } from './apply-event.js';
-import { parseEvent } from './event-schema.js';
+import { parseEvent } from '../domain/event-schema.js';
 import type { StepQueue } from '../queue/queues.js';
 import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js';
 import { requireScope, type KeyResolver } from '../access/auth.js';

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
-import { maskAddress } from '../logger.js';
+import { maskAddress } from '../platform/logger.js';
 import { retryUrl } from '../retry-links/retry-token.js';
 
 /** The timeline ops read for one order (GET /v1/orders/:id). Addresses are masked. */

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Db } from '../db/client.js';
-import { RecoupError, validationError, zodIssues } from '../errors.js';
+import { RecoupError, validationError, zodIssues } from '../platform/errors.js';
 import { loadOrderView } from './order-view.js';
 import { requestRefund } from '../payments/refunds.js';
 import type { RetryDeps } from '../payments/retry-session.js';

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Tx } from '../db/tx.js';
-import { newId } from '../ids.js';
+import { newId } from '../platform/ids.js';
 
 /** The kinds of event recoup tells the shop about. */
 export type OutboundEventType = 'reminder.after_payment';

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
-import { RecoupError } from '../errors.js';
+import { RecoupError } from '../platform/errors.js';
 import { isGatewayError, type GatewayEvent, type WebhookHeaders } from './payment-gateway.js';
 import { closeAttempt, settleSuccess, type RetryDeps } from './retry-session.js';
 

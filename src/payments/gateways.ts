@@ -1,5 +1,5 @@
-import type { GatewayName } from '../config.js';
-import { paymentMethods, type PaymentMethod } from '../domain.js';
+import type { GatewayName } from './payments-config.js';
+import { paymentMethods, type PaymentMethod } from '../domain/vocabulary.js';
 import type { PaymentGateway } from './payment-gateway.js';
 
 /** The configured gateways, and which one takes each payment method. */

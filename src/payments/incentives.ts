@@ -3,8 +3,8 @@ import type { Cadence, StepIncentive } from '../cadences/cadence.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
-import type { FailureCategory } from '../domain.js';
-import { newId } from '../ids.js';
+import type { FailureCategory } from '../domain/vocabulary.js';
+import { newId } from '../platform/ids.js';
 
 /** The discount a step's incentive gives on `total` (minor units): never more than the total. */
 export function incentiveAmount(incentive: StepIncentive, total: number): number {

@@ -1,4 +1,4 @@
-import type { FailureCategory, PaymentMethod } from '../domain.js';
+import type { FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
 
 /**
  * The payment gateway port: how recoup (re-)initiates a payment for an unpaid order and

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { errorCodes } from '../errors.js';
+import { errorCodes } from '../platform/errors.js';
 import { handleGatewayWebhook } from './gateway-webhook.js';
 import type { WebhookReply, WebhookResult } from './payment-gateway.js';
 import type { RetryDeps } from './retry-session.js';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { documented, duration, emptyToUndefined, type EnvOf } from '../config-fields.js';
-import type { PaymentMethod } from '../domain.js';
+import { documented, duration, emptyToUndefined, type EnvOf } from '../platform/config-fields.js';
+import type { PaymentMethod } from '../domain/vocabulary.js';
 
 export const gatewayNames = ['sandbox', 'stripe', 'alipay', 'wechat_pay'] as const;
 export type GatewayName = (typeof gatewayNames)[number];

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
-import { newId } from '../ids.js';
+import { newId } from '../platform/ids.js';
 
 export type Attribution = 'clicked' | 'influenced' | 'organic' | 'none';
 

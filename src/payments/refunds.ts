@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
 import { retryingTransaction } from '../db/tx.js';
-import { RecoupError } from '../errors.js';
-import { newId } from '../ids.js';
+import { RecoupError } from '../platform/errors.js';
+import { newId } from '../platform/ids.js';
 import { submitRefund, type RetryDeps } from './retry-session.js';
 
 export interface RefundRequestInput {

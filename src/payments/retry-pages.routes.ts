@@ -8,11 +8,11 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parsePhoneNumberWithError, type CountryCode } from 'libphonenumber-js/max';
 import QRCode from 'qrcode';
 import { z } from 'zod';
-import { normaliseAddress } from '../addresses.js';
+import { normaliseAddress } from '../domain/addresses.js';
 import { rows } from '../db/rows.js';
-import { paymentMethods, type FailureCategory, type PaymentMethod } from '../domain.js';
-import { RecoupError } from '../errors.js';
-import { formatAmount } from '../messages/format-amount.js';
+import { paymentMethods, type FailureCategory, type PaymentMethod } from '../domain/vocabulary.js';
+import { RecoupError } from '../platform/errors.js';
+import { formatAmount } from '../platform/format-amount.js';
 import type { PaymentNextAction } from './payment-gateway.js';
 import {
   initiatePayment,
@@ -24,7 +24,7 @@ import {
   type RetryLinkState,
   type RetryView,
 } from './retry-session.js';
-import type { FreshLinkResult } from '../retry-links/fresh-link.js';
+import type { FreshLinkResult } from '../recoveries/fresh-link.js';
 import type {
   MessagePageData,
   Notice,

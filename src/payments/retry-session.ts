@@ -1,13 +1,13 @@
 import { sql } from 'drizzle-orm';
 import type { CadenceBook } from '../cadences/cadence-book.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import { retryingTransaction, type Tx } from '../db/tx.js';
-import type { FailureCategory, PaymentMethod } from '../domain.js';
-import { paymentMethods } from '../domain.js';
-import { newId } from '../ids.js';
-import type { Logger } from '../logger.js';
+import type { FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
+import { paymentMethods } from '../domain/vocabulary.js';
+import { newId } from '../platform/ids.js';
+import type { Logger } from '../platform/logger.js';
 import { customerAdvice } from '../recoveries/classify-failure.js';
 import { lookupRetryToken } from '../retry-links/retry-token.js';
 import type { Cadence } from '../cadences/cadence.js';

@@ -1,7 +1,7 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import { Batcher } from '../batcher.js';
-import type { RedisNode } from '../config.js';
+import { Batcher } from '../platform/batcher.js';
+import type { RedisNode } from './queue-config.js';
 
 /** The one BullMQ queue: each job wakes one recovery up for its next step (or expiry). */
 export const stepQueueName = 'steps';

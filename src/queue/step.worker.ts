@@ -1,6 +1,6 @@
 import { Worker, type ConnectionOptions } from 'bullmq';
-import type { Logger } from '../logger.js';
-import { Batcher } from '../batcher.js';
+import type { Logger } from '../platform/logger.js';
+import { Batcher } from '../platform/batcher.js';
 import { stepQueueName, type StepJobData, type StepQueue, type Wakeup } from './queues.js';
 
 /** What processing one wake-up gave: the job's return value, and the wake-ups to add next. */

@@ -1,5 +1,5 @@
-import { failureCategories } from '../domain.js';
-import type { FailureCategory } from '../domain.js';
+import { failureCategories } from '../domain/vocabulary.js';
+import type { FailureCategory } from '../domain/vocabulary.js';
 
 /**
  * Failure classification: a gateway's failure code → the recoup failure category that

@@ -5,30 +5,24 @@ import type { EmailSender } from '../channels/email-sender.js';
 import type { UnsubscribeLinks } from '../compliance/unsubscribe-links.js';
 import { ProviderError } from '../channels/provider-error.js';
 import type { SendReceipt, SmsSender } from '../channels/sms-sender.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import type { Tx } from '../db/tx.js';
-import type { Channel } from '../domain.js';
-import { newId } from '../ids.js';
-import { randomHex } from '../random.js';
-import type { Logger } from '../logger.js';
+import type { Channel } from '../domain/vocabulary.js';
+import { newId } from '../platform/ids.js';
+import { randomHex } from '../platform/random.js';
+import type { Logger } from '../platform/logger.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { ReminderAfterPaymentObserver } from '../messages/after-payment.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
 import type { StepJobData, Wakeup } from '../queue/queues.js';
 import { newRetryToken, retryUrl } from '../retry-links/retry-token.js';
 import type { MessageCosts } from '../reports/message-cost.js';
-import { Batcher } from '../batcher.js';
+import { Batcher } from '../platform/batcher.js';
 import { guardedSend, type GuardedClaim, type GuardedOutcome, type Rendered } from './guarded-send.js';
 import { claimStart, defaultSendLease, type ClaimStart, type SendLease } from './send-lease.js';
-import {
-  capCounted,
-  decideStep,
-  nextStepOf,
-  type RecoveryRow,
-  type StepContext,
-  type StepDecision,
-} from './step-decision.js';
+import { capCounted } from '../cadences/step-rules.js';
+import { decideStep, nextStepOf, type RecoveryRow, type StepContext, type StepDecision } from './step-decision.js';
 import {
   capLookBackMs,
   claimLocked,
@@ -37,15 +31,13 @@ import {
   moveRecovery,
   readLocked,
   readSnapshots,
-  recordFailure as storeFailure,
-  recordSent as storeSent,
   recordStepMessage,
   setMessageStatus,
   wasHeld,
   type ClaimParams,
-  type SentEntry,
   type StepRead,
 } from './step-store.js';
+import { recordFailure as storeFailure, recordSent as storeSent, type SentEntry } from './send-records.js';
 
 export interface DispatchSettings {
   publicUrl: string;

@@ -2,11 +2,11 @@ import { sql } from 'drizzle-orm';
 import type { EmailSender } from '../channels/email-sender.js';
 import { ProviderError, sendLeaseLapsed } from '../channels/provider-error.js';
 import type { SendReceipt, SmsSender } from '../channels/sms-sender.js';
-import { addressForms, normaliseAddress } from '../addresses.js';
+import { addressForms, normaliseAddress } from '../domain/addresses.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
-import type { Channel, OrderStatus } from '../domain.js';
-import type { Logger } from '../logger.js';
+import type { Channel, OrderStatus } from '../domain/vocabulary.js';
+import type { Logger } from '../platform/logger.js';
 import { handOverDeadline, mayStartCall, type ClaimStart, type SendLease } from './send-lease.js';
 
 /**
@@ -164,7 +164,7 @@ export async function guardedSend(
             )}::jsonb) as b(m text, c text, status text, reason text))
           update messages m set status = b.status, reason = b.reason, claim_id = null, updated_at = clock_timestamp()
           from b
-          -- By id only (see recordSent in step-store.ts for why the status test sits in a CASE).
+          -- By id only (see recordSent in send-records.ts for why the status test sits in a CASE).
           where m.id = b.m and m.id = any(array(select b.m from b))
             and case m.status when 'sending' then m.claim_id = b.c else false end`,
     );

@@ -4,7 +4,7 @@ import { storedCadenceVersion } from '../cadences/cadence-versions.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
-import { RecoupError } from '../errors.js';
+import { RecoupError } from '../platform/errors.js';
 import type { Wakeup } from '../queue/queues.js';
 import { revokeRetryLinks } from '../retry-links/retry-token.js';
 import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js';

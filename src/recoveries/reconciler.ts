@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { CadenceBook } from '../cadences/cadence-book.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../platform/logger.js';
 import { stepJobId, stepQueueName, type RedisClient, type StepQueue, type Wakeup } from '../queue/queues.js';
 import { startRecovery } from './start-recovery.js';
 

@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks';
  * (measured on its own monotonic clock from before the claim was sent) or not at all; the call is
  * bounded by the provider timeout; the SMTP and Twilio adapters refuse to hand a message over
  * past `handOverDeadline`. So no byte of a message reaches a provider later than `leaseMs` − 1 s
- * after its claim. Stale claims are taken over only after the lease (src/deps.ts keeps
+ * after its claim. Stale claims are taken over only after the lease (src/app/deps.ts keeps
  * claimStaleAfterMs past leaseMs), so that takeover cannot end a wait early.
  *
  * What this assumes: the provider accepts a message within the provider timeout of the request

@@ -4,8 +4,8 @@ import type { CadenceVersion } from '../cadences/cadence.js';
 import { selectCadence } from '../cadences/select-cadence.js';
 import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
-import type { FailureCategory } from '../domain.js';
-import { newId } from '../ids.js';
+import type { FailureCategory } from '../domain/vocabulary.js';
+import { newId } from '../platform/ids.js';
 import type { Wakeup } from '../queue/queues.js';
 import { inHoldout } from './holdout.js';
 

@@ -8,8 +8,9 @@ import {
   type heldReason,
   type releasingReason,
 } from '../circuits/circuit-hold.js';
-import type { Channel, FailureCategory, OrderStatus } from '../domain.js';
-import { nextSendTime } from './send-window.js';
+import type { Channel, FailureCategory, OrderStatus } from '../domain/vocabulary.js';
+import { nextSendTime } from '../cadences/send-window.js';
+import { capCounted, chooseContact } from '../cadences/step-rules.js';
 
 /**
  * The one rule for "may this step be sent now, and if not, what happens": a pure function of
@@ -285,15 +286,6 @@ export function decideStep(snapshot: StepSnapshot, context: StepContext): StepDe
   };
 }
 
-/**
- * The sends the daily cap counts for a message on `channel`: the customer's, and those to the same
- * address on that channel under any other customer id. The fast path's claim re-counts exactly these
- * under its locks (recoup_claim_step) and claims only if they are unchanged.
- */
-export function capCounted(snapshot: Pick<StepSnapshot, 'recentSends' | 'addressSends'>, channel: Channel): Date[] {
-  return [...snapshot.recentSends, ...(snapshot.addressSends.get(channel) ?? [])];
-}
-
 /** The recovery's next step (or its expiry once the steps are done), never in the past. */
 export function nextStepOf(
   recovery: Pick<RecoveryRow, 'step_index' | 'started_at' | 'expires_at'>,
@@ -304,41 +296,4 @@ export function nextStepOf(
   const nextStep = cadence.steps[index];
   const planned = nextStep ? new Date(recovery.started_at.getTime() + nextStep.afterMs) : recovery.expires_at;
   return { index, runAt: planned < now ? now : planned };
-}
-
-export type ContactChoice =
-  | { ok: true; channel: Channel; to: string }
-  | { ok: false; reason: 'no_contact' | 'bad_contact' }
-  | { ok: false; reason: 'suppressed'; channel: Channel; to: string; suppression: string };
-
-/**
- * The step's channel if its address is usable, else the other channel when the cadence allows
- * switching. An address is unusable when a provider said it is bad or when it is suppressed (the
- * customer opted out): a STOP reply moves later SMS steps to email exactly as Twilio's 21610 does.
- * With no usable address and the step's own address suppressed, the step is `suppressed`.
- */
-export function chooseContact(
-  step: CadenceStep,
-  cadence: Cadence,
-  customer: Pick<CustomerRow, 'email' | 'phone' | 'email_bad_reason' | 'phone_bad_reason'> | undefined,
-  suppressed: ReadonlyMap<Channel, string> = new Map(),
-): ContactChoice {
-  const usable = (channel: Channel): string | undefined => {
-    if (!customer || suppressed.has(channel)) return undefined;
-    if (channel === 'sms') return customer.phone && !customer.phone_bad_reason ? customer.phone : undefined;
-    return customer.email && !customer.email_bad_reason ? customer.email : undefined;
-  };
-  const preferred = usable(step.channel);
-  if (preferred) return { ok: true, channel: step.channel, to: preferred };
-  if (cadence.switchChannelOnFailure) {
-    const other: Channel = step.channel === 'sms' ? 'email' : 'sms';
-    const fallback = usable(other);
-    if (fallback) return { ok: true, channel: other, to: fallback };
-  }
-  const address = step.channel === 'sms' ? customer?.phone : customer?.email;
-  const suppression = suppressed.get(step.channel);
-  if (address && suppression !== undefined) {
-    return { ok: false, reason: 'suppressed', channel: step.channel, to: address, suppression };
-  }
-  return { ok: false, reason: address ? 'bad_contact' : 'no_contact' };
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { documented, optionalText, whole, type EnvOf } from '../config-fields.js';
+import { documented, optionalText, whole, type EnvOf } from '../platform/config-fields.js';
 import { parseCountryCosts, parseUnitCost, type MessageCostRates, type UnitCost } from './message-cost.js';
 
 const group = 'Finance';

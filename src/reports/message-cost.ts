@@ -1,5 +1,5 @@
 import { parsePhoneNumberFromString } from 'libphonenumber-js';
-import type { Channel } from '../domain.js';
+import type { Channel } from '../domain/vocabulary.js';
 
 /** An amount in millionths of a currency's major unit (Twilio prices SMS in fractions of a cent). */
 export interface UnitCost {

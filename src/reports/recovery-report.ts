@@ -1,7 +1,7 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
-import { minorUnitDigits } from '../messages/format-amount.js';
+import { minorUnitDigits } from '../platform/format-amount.js';
 import { refreshRollup } from './rollup.js';
 
 export const reportGroupings = [

@@ -1,7 +1,7 @@
 import { DateTime } from 'luxon';
 import { z } from 'zod';
-import { isValidTimezone } from '../config.js';
-import { validationError, zodIssues } from '../errors.js';
+import { isValidTimezone } from '../platform/timezones.js';
+import { validationError, zodIssues } from '../platform/errors.js';
 import { reportGroupings, type ReportQuery } from './recovery-report.js';
 
 /** The longest period one report may span. */

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { holdoutReport } from './holdout-report.js';
 import { presentRow, recoveryReport, reportCsv } from './recovery-report.js';

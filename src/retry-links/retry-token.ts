@@ -1,4 +1,4 @@
-import { randomBase64url } from '../random.js';
+import { randomBase64url } from '../platform/random.js';
 import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
 import type { DbOrTx } from '../db/tx.js';

@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { openDatabase } from '../../src/db/client.js';
-import { sandboxWebhookSecret } from '../../src/deps.js';
+import { sandboxWebhookSecret } from '../../src/app/deps.js';
 import { signSandboxPayload } from '../../src/payments/gateways/sandbox/sandbox-signature.js';
 import { stepJobId, stepQueueName } from '../../src/queue/queues.js';
 import { sendLeaseFor } from '../../src/recoveries/send-lease.js';

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { EmailMessage, EmailSender } from '../../src/channels/email-sender.js';
 import { ProviderError } from '../../src/channels/provider-error.js';
 import type { SendReceipt } from '../../src/channels/sms-sender.js';
-import { newId } from '../../src/ids.js';
+import { newId } from '../../src/platform/ids.js';
 
 /** One adapter under test, plus a way to read back the RFC 5322 message that reached the other side. */
 export interface EmailSenderHarness {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { FailureCategory, PaymentMethod } from '../../src/domain.js';
+import type { FailureCategory, PaymentMethod } from '../../src/domain/vocabulary.js';
 import {
   GatewayError,
   isGatewayError,

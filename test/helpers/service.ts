@@ -4,8 +4,8 @@ import path from 'node:path';
 import { createApiKey } from '../../src/access/api-keys.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Scope } from '../../src/access/auth.js';
-import { createLogger } from '../../src/logger.js';
-import { startService, type RunningService, type ServiceOverrides, type ServiceRoles } from '../../src/service.js';
+import { createLogger } from '../../src/platform/logger.js';
+import { startService, type RunningService, type ServiceOverrides, type ServiceRoles } from '../../src/app/service.js';
 import { createTestDatabase, type TestDatabase } from './postgres.js';
 import { deletePrefix, testRedisUrl, uniquePrefix } from './redis.js';
 

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ProviderError } from '../../src/channels/provider-error.js';
 import type { SendReceipt, SmsMessage, SmsSender } from '../../src/channels/sms-sender.js';
-import { newId } from '../../src/ids.js';
+import { newId } from '../../src/platform/ids.js';
 
 /** One adapter under test, plus a way to see what reached the other side. */
 export interface SmsSenderHarness {

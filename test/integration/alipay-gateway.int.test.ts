@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FixedClock } from '../../src/clock.js';
+import { FixedClock } from '../../src/platform/clock.js';
 import { AlipayGateway, type AlipayGatewayOptions } from '../../src/payments/gateways/alipay/alipay-gateway.js';
 import { fromYuan, outTradeNo, toYuan } from '../../src/payments/gateways/alipay/alipay-trade.js';
 import { GatewayError, type PaymentRequest } from '../../src/payments/payment-gateway.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey, DbKeyResolver } from '../../src/access/api-keys.js';
-import { FixedClock } from '../../src/clock.js';
+import { FixedClock } from '../../src/platform/clock.js';
 import { openDatabase } from '../../src/db/client.js';
 import { rows } from '../../src/db/rows.js';
 import { makeEvent, startTestService, testApiKey, type TestService } from '../helpers/service.js';

@@ -9,9 +9,9 @@ import { validateCadence } from '../../src/cadences/parse-cadence.js';
 import type { EmailMessage } from '../../src/channels/email-sender.js';
 import type { OutboxSmsFile } from '../../src/channels/outbox-sms-sender.js';
 import type { SendReceipt, SmsMessage } from '../../src/channels/sms-sender.js';
-import { FixedClock } from '../../src/clock.js';
+import { FixedClock } from '../../src/platform/clock.js';
 import { rows } from '../../src/db/rows.js';
-import { createLogger } from '../../src/logger.js';
+import { createLogger } from '../../src/platform/logger.js';
 import { dispatchStep, type DispatchDeps } from '../../src/recoveries/dispatch-step.js';
 import { makeEvent, startTestService, testApiKey, type TestService } from '../helpers/service.js';
 

@@ -2,7 +2,7 @@ import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance, type FastifyRequest, type LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey, DbKeyResolver, revokeApiKey } from '../../src/access/api-keys.js';
-import { FixedClock } from '../../src/clock.js';
+import { FixedClock } from '../../src/platform/clock.js';
 import { ChainedKeyResolver, EnvKeyResolver, requireScope, type Scope } from '../../src/access/auth.js';
 import { consoleAuthRoutes, consoleSession, type ConsoleSessions } from '../../src/console/console-auth.js';
 import { sendProblem } from '../../src/http/problem.js';

@@ -7,12 +7,12 @@ import { parseCadenceDocument } from '../../src/cadences/parse-cadence.js';
 import type { EmailMessage } from '../../src/channels/email-sender.js';
 import { ProviderError } from '../../src/channels/provider-error.js';
 import type { SendReceipt, SmsMessage } from '../../src/channels/sms-sender.js';
-import { FixedClock } from '../../src/clock.js';
+import { FixedClock } from '../../src/platform/clock.js';
 import { rows } from '../../src/db/rows.js';
-import { createLogger } from '../../src/logger.js';
+import { createLogger } from '../../src/platform/logger.js';
 import { TemplateRenderer } from '../../src/messages/template-renderer.js';
 import { applyEvent, type ApplyEventDeps } from '../../src/orders/apply-event.js';
-import { parseEvent } from '../../src/orders/event-schema.js';
+import { parseEvent } from '../../src/domain/event-schema.js';
 import type { Wakeup } from '../../src/queue/queues.js';
 import {
   dispatchStep,

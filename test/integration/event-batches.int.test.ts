@@ -6,7 +6,7 @@ import { parseCadenceDocument } from '../../src/cadences/parse-cadence.js';
 import { rows } from '../../src/db/rows.js';
 import { TemplateRenderer } from '../../src/messages/template-renderer.js';
 import { EventApplier, type ApplyEventDeps } from '../../src/orders/apply-event.js';
-import { parseEvent, type EventInput } from '../../src/orders/event-schema.js';
+import { parseEvent, type EventInput } from '../../src/domain/event-schema.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { makeEvent } from '../helpers/service.js';
 

@@ -5,7 +5,7 @@ import Handlebars from 'handlebars';
 import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../../src/db/rows.js';
-import { newId } from '../../src/ids.js';
+import { newId } from '../../src/platform/ids.js';
 import type { MessageContext } from '../../src/messages/message-context.js';
 import { TemplateRenderer } from '../../src/messages/template-renderer.js';
 import { newRetryToken } from '../../src/retry-links/retry-token.js';

@@ -9,13 +9,13 @@ import {
   type CircuitTransition,
   type GatewayHealthCheck,
 } from '../../src/circuits/gateway-health.js';
-import { FixedClock } from '../../src/clock.js';
+import { FixedClock } from '../../src/platform/clock.js';
 import { openDatabase, type Database } from '../../src/db/client.js';
 import { rows } from '../../src/db/rows.js';
-import { newId } from '../../src/ids.js';
-import { createLogger } from '../../src/logger.js';
+import { newId } from '../../src/platform/ids.js';
+import { createLogger } from '../../src/platform/logger.js';
 import { applyEvent } from '../../src/orders/apply-event.js';
-import { parseEvent } from '../../src/orders/event-schema.js';
+import { parseEvent } from '../../src/domain/event-schema.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { makeEvent } from '../helpers/service.js';
 

@@ -6,7 +6,7 @@ import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../../src/db/rows.js';
-import { sandboxWebhookSecret } from '../../src/deps.js';
+import { sandboxWebhookSecret } from '../../src/app/deps.js';
 import type { SandboxGateway } from '../../src/payments/gateways/sandbox/sandbox-gateway.js';
 import { signSandboxPayload } from '../../src/payments/gateways/sandbox/sandbox-signature.js';
 import { initiatePayment } from '../../src/payments/retry-session.js';

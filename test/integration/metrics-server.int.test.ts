@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/logger.js';
+import { createLogger } from '../../src/platform/logger.js';
 import { startMetricsServer, type MetricsServer } from '../../src/ops/metrics-server.js';
 import { OpsMetrics } from '../../src/ops/metrics.js';
 

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saveCadenceVersion } from '../../src/cadences/cadence-versions.js';
 import { validateCadence } from '../../src/cadences/parse-cadence.js';
 import { rows } from '../../src/db/rows.js';
-import { isRecoupError } from '../../src/errors.js';
+import { isRecoupError } from '../../src/platform/errors.js';
 import { lookupRetryToken } from '../../src/retry-links/retry-token.js';
 import { restartRecovery, stopRecovery } from '../../src/recoveries/ops-actions.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';

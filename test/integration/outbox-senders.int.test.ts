@@ -5,7 +5,7 @@ import { simpleParser } from 'mailparser';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OutboxEmailSender } from '../../src/channels/outbox-email-sender.js';
 import { OutboxSmsSender, type OutboxSmsFile } from '../../src/channels/outbox-sms-sender.js';
-import { FixedClock } from '../../src/clock.js';
+import { FixedClock } from '../../src/platform/clock.js';
 import { email, emailSenderContract } from '../helpers/email-sender.contract.js';
 import { sms, smsSenderContract } from '../helpers/sms-sender.contract.js';
 

@@ -7,7 +7,7 @@ import { rows } from '../../src/db/rows.js';
 import { applyDeliveryUpdate } from '../../src/messages/delivery-status.js';
 import { applyEvent, type ApplyEventDeps } from '../../src/orders/apply-event.js';
 import { loadOrderView } from '../../src/orders/order-view.js';
-import { parseEvent } from '../../src/orders/event-schema.js';
+import { parseEvent } from '../../src/domain/event-schema.js';
 import { recordPayment } from '../../src/payments/record-payment.js';
 import { holdoutReport } from '../../src/reports/holdout-report.js';
 import { recoveryReport, reportCsv, type ReportQuery, type ReportRow } from '../../src/reports/recovery-report.js';

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DbOrTx } from '../../src/db/tx.js';
-import { newId } from '../../src/ids.js';
+import { newId } from '../../src/platform/ids.js';
 import { lookupRetryToken, newRetryToken, revokeRetryLinks } from '../../src/retry-links/retry-token.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 

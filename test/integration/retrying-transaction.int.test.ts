@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type ConnectionLimits, type Database } from '../../src/db/client.js';
 import { retryingTransaction } from '../../src/db/tx.js';
-import { isRecoupError } from '../../src/errors.js';
+import { isRecoupError } from '../../src/platform/errors.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 
 /** The payment paths' transactions: a lock wait past lock_timeout is retried a few times, then a retryable error. */

@@ -2,8 +2,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FixedClock } from '../../src/clock.js';
-import type { PaymentMethod } from '../../src/domain.js';
+import { FixedClock } from '../../src/platform/clock.js';
+import type { PaymentMethod } from '../../src/domain/vocabulary.js';
 import type { CreatedPayment, GatewayEvent } from '../../src/payments/payment-gateway.js';
 import {
   SandboxGateway,

@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SmsMessage, SmsSender } from '../../src/channels/sms-sender.js';
 import { rows } from '../../src/db/rows.js';
-import type { ServiceOverrides } from '../../src/service.js';
+import type { ServiceOverrides } from '../../src/app/service.js';
 import { startFakeTwilio, type FakeTwilio } from '../helpers/fake-twilio.js';
 import { freePort, makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
 

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FixedClock } from '../../src/clock.js';
-import type { FailureCategory } from '../../src/domain.js';
+import { FixedClock } from '../../src/platform/clock.js';
+import type { FailureCategory } from '../../src/domain/vocabulary.js';
 import { StripeGateway, type StripeGatewayOptions } from '../../src/payments/gateways/stripe/stripe-gateway.js';
 import { GatewayError, type PaymentRequest } from '../../src/payments/payment-gateway.js';
 import {

@@ -4,7 +4,7 @@ import twilio from 'twilio';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ProviderError } from '../../src/channels/provider-error.js';
 import { TwilioSmsSender, type TwilioSmsSenderOptions } from '../../src/channels/twilio-sms-sender.js';
-import { FixedClock } from '../../src/clock.js';
+import { FixedClock } from '../../src/platform/clock.js';
 import { startFakeTwilio, type FakeTwilio, type FakeTwilioFault } from '../helpers/fake-twilio.js';
 import { sms, smsSenderContract } from '../helpers/sms-sender.contract.js';
 

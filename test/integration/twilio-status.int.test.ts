@@ -3,7 +3,7 @@ import twilio from 'twilio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TwilioSmsSender } from '../../src/channels/twilio-sms-sender.js';
 import { rows } from '../../src/db/rows.js';
-import { createLogger } from '../../src/logger.js';
+import { createLogger } from '../../src/platform/logger.js';
 import { UnknownSmsResolver } from '../../src/messages/unknown-sms.js';
 import { startFakeTwilio, type FakeTwilio } from '../helpers/fake-twilio.js';
 import { freePort, makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';

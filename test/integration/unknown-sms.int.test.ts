@@ -2,9 +2,9 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ProviderError } from '../../src/channels/provider-error.js';
 import type { SmsLookup, SmsLookupResult } from '../../src/channels/sms-sender.js';
-import { FixedClock } from '../../src/clock.js';
+import { FixedClock } from '../../src/platform/clock.js';
 import { rows } from '../../src/db/rows.js';
-import { createLogger } from '../../src/logger.js';
+import { createLogger } from '../../src/platform/logger.js';
 import { UnknownSmsResolver } from '../../src/messages/unknown-sms.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { validateCadence } from '../../src/cadences/parse-cadence.js';
 import { previewCadence, type PreviewDeps, type PreviewInput, type PreviewOrder } from '../../src/cadences/preview.js';
-import { isRecoupError } from '../../src/errors.js';
+import { isRecoupError } from '../../src/platform/errors.js';
 import { TemplateRenderer } from '../../src/messages/template-renderer.js';
 
 const renderer = TemplateRenderer.load('templates');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { classifyFailure, customerAdvice, failureCodeTables } from '../../src/recoveries/classify-failure.js';
-import { failureCategories, type FailureCategory } from '../../src/domain.js';
+import { failureCategories, type FailureCategory } from '../../src/domain/vocabulary.js';
 
 type Row = [code: string, category: FailureCategory];
 

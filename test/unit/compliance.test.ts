@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { Cadence } from '../../src/cadences/cadence.js';
-import { scrubError, scrubPersonalData } from '../../src/compliance/log-scrub.js';
+import { scrubError, scrubPersonalData } from '../../src/platform/log-scrub.js';
 import { normaliseKeyword, parseSmsReply, replyLocale, smsReplyText } from '../../src/compliance/sms-keywords.js';
 import { addressForms, addressHash, normaliseAddress } from '../../src/compliance/suppressions.js';
 import { UnsubscribeLinks } from '../../src/compliance/unsubscribe-links.js';
 import { scrubPayload } from '../../src/compliance/forget-customer.js';
 import { parseMultipart } from '../../src/compliance/unsubscribe.routes.js';
-import { chooseContact } from '../../src/recoveries/step-decision.js';
+import { chooseContact } from '../../src/cadences/step-rules.js';
 
 describe('SMS keywords', () => {
   it.each([

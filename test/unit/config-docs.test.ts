@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { documentedVariables, renderConfigDocs } from '../../scripts/config-docs.js';
-import { envDocs } from '../../src/config-fields.js';
+import { envDocs } from '../../src/platform/config-fields.js';
 import { envFields } from '../../src/config.js';
 
 /** The value a variable's schema falls back to when unset, if it has one. */

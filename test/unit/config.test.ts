@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { isRecoupError, type RecoupError } from '../../src/errors.js';
+import { isRecoupError, type RecoupError } from '../../src/platform/errors.js';
 
 /** The RecoupError loadConfig throws for `env`; fails the test when it does not throw one. */
 function configError(env: Record<string, string>): RecoupError {
@@ -321,7 +321,7 @@ describe('loadConfig', () => {
 
 describe('request log masking', () => {
   it('hides retry-link and unsubscribe tokens in logged URLs', async () => {
-    const { maskTokens } = await import('../../src/logger.js');
+    const { maskTokens } = await import('../../src/platform/logger.js');
     expect(maskTokens('/r/AbCdEfGhIjKlMnOpQrStUv/pay/att_1?x=1')).toBe('/r/***/pay/att_1?…');
     expect(maskTokens('/console/orders?q=li%40example.com')).toBe('/console/orders?…');
     expect(maskTokens('/u/msg_1.abc')).toBe('/u/***');

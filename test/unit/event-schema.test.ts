@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { RecoupError } from '../../src/errors.js';
-import { parseEvent } from '../../src/orders/event-schema.js';
+import { RecoupError } from '../../src/platform/errors.js';
+import { parseEvent } from '../../src/domain/event-schema.js';
 import { makeEvent } from '../helpers/service.js';
 
 function refusal(body: unknown): RecoupError {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { systemClock } from '../../src/clock.js';
-import { faultClock } from '../../src/fault-injection.js';
+import { systemClock } from '../../src/platform/clock.js';
+import { faultClock } from '../../src/platform/fault-injection.js';
 
 describe('faultClock', () => {
   it('is the system clock without an offset', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isRecoupError } from '../../src/errors.js';
-import { formatAmount, minorUnitDigits } from '../../src/messages/format-amount.js';
+import { isRecoupError } from '../../src/platform/errors.js';
+import { formatAmount, minorUnitDigits } from '../../src/platform/format-amount.js';
 
 // Node 20's ICU: en puts the ISO code and a NO-BREAK SPACE (U+00A0) before currencies it has no
 // symbol for (KWD), and prefixes CNY with CN¥ (zh-CN: ¥) and JPY with JP¥ in zh-CN.

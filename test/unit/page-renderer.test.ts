@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { isRecoupError } from '../../src/errors.js';
-import { formatAmount } from '../../src/messages/format-amount.js';
+import { isRecoupError } from '../../src/platform/errors.js';
+import { formatAmount } from '../../src/platform/format-amount.js';
 import { PageRenderer, pageNames, type PageData, type PageName } from '../../src/http/pages/page-renderer.js';
 import {
   fillIn,

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { parseCadenceDocument } from '../../src/cadences/parse-cadence.js';
-import { isRecoupError } from '../../src/errors.js';
+import { isRecoupError } from '../../src/platform/errors.js';
 
 const runs = Number(process.env.PROPERTY_RUNS ?? 2_000);
 

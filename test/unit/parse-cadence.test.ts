@@ -10,7 +10,7 @@ import {
   validateCadence,
   type CadenceValidationOptions,
 } from '../../src/cadences/parse-cadence.js';
-import { isRecoupError, type Issue } from '../../src/errors.js';
+import { isRecoupError, type Issue } from '../../src/platform/errors.js';
 
 const cadencesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cadences');
 const readCadenceFile = (name: string) => fs.readFileSync(path.join(cadencesDir, name), 'utf8');

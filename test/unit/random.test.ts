@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { randomBase64url, randomHex } from '../../src/random.js';
+import { randomBase64url, randomHex } from '../../src/platform/random.js';
 
 describe('random', () => {
   it('gives hex and base64url strings of the asked-for length', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Cadence, CadenceMatch } from '../../src/cadences/cadence.js';
 import { parseCadenceDocument } from '../../src/cadences/parse-cadence.js';
 import { selectCadence } from '../../src/cadences/select-cadence.js';
-import { failureCategories } from '../../src/domain.js';
+import { failureCategories } from '../../src/domain/vocabulary.js';
 
 function candidate(
   name: string,

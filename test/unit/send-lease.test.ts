@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { dispatchSettings } from '../../src/deps.js';
+import { dispatchSettings } from '../../src/app/deps.js';
 import { defaultInFlightWait } from '../../src/messages/in-flight.js';
 import { defaultSendLease, handOverDeadline, mayStartCall, sendLeaseFor } from '../../src/recoveries/send-lease.js';
 

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { DateTime } from 'luxon';
 import { describe, expect, it } from 'vitest';
 import type { QuietHours } from '../../src/cadences/cadence.js';
-import { isQuietTime, jitterMs, nextSendTime, type SendWindowRules } from '../../src/recoveries/send-window.js';
+import { isQuietTime, jitterMs, nextSendTime, type SendWindowRules } from '../../src/cadences/send-window.js';
 
 const at = (iso: string) => new Date(iso);
 const overnight: QuietHours = { start: '21:00', end: '09:00' };

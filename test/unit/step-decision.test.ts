@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Cadence } from '../../src/cadences/cadence.js';
 import type { CircuitHold } from '../../src/circuits/circuit-hold.js';
-import { jitterMs } from '../../src/recoveries/send-window.js';
+import { jitterMs } from '../../src/cadences/send-window.js';
 import {
   decideStep,
   type StepContext,

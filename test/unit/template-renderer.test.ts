@@ -4,8 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
 import { afterAll, describe, expect, it } from 'vitest';
-import { failureCategories, type FailureCategory, type PaymentMethod } from '../../src/domain.js';
-import { RecoupError, isRecoupError } from '../../src/errors.js';
+import { failureCategories, type FailureCategory, type PaymentMethod } from '../../src/domain/vocabulary.js';
+import { RecoupError, isRecoupError } from '../../src/platform/errors.js';
 import type { MessageContext } from '../../src/messages/message-context.js';
 import { TemplateRenderer, templateParts } from '../../src/messages/template-renderer.js';
 

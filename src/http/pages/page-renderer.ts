@@ -1,4 +1,4 @@
-import type { PaymentMethod } from '../../domain.js';
+import type { PaymentMethod } from '../../domain/vocabulary.js';
 import { pageStrings, type PageLocale } from './page-strings.js';
 import { loadTemplateBundle, type CompiledPage, type PageAsset } from './template-bundle.js';
 

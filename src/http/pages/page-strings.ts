@@ -1,4 +1,4 @@
-import type { FailureCategory, PaymentMethod } from '../../domain.js';
+import type { FailureCategory, PaymentMethod } from '../../domain/vocabulary.js';
 
 /**
  * The wording of the customer-facing retry pages, per page locale. Plain strings only:

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import Handlebars from 'handlebars';
-import { RecoupError, type Issue } from '../../errors.js';
+import { RecoupError, type Issue } from '../../platform/errors.js';
 
 export type CompiledPage = Handlebars.TemplateDelegate;
 

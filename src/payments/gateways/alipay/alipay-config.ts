@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { documented, emptyToUndefined, optionalText, type EnvOf } from '../../../config-fields.js';
+import { documented, emptyToUndefined, optionalText, type EnvOf } from '../../../platform/config-fields.js';
 import { checkOwnMethodOnly, gatewayChosen, type GatewayChoice } from '../../payments-config.js';
 import { checkKeyFile, pemOrFile } from '../key-files.js';
 

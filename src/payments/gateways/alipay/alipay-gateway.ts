@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { AlipaySdk } from 'alipay-sdk';
-import { systemClock, type Clock } from '../../../clock.js';
-import type { PaymentMethod } from '../../../domain.js';
+import { systemClock, type Clock } from '../../../platform/clock.js';
+import type { PaymentMethod } from '../../../domain/vocabulary.js';
 import {
   GatewayError,
   isGatewayError,

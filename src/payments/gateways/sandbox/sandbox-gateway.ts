@@ -1,8 +1,8 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { systemClock, type Clock } from '../../../clock.js';
-import { paymentMethods, type PaymentMethod } from '../../../domain.js';
-import type { Logger } from '../../../logger.js';
+import { systemClock, type Clock } from '../../../platform/clock.js';
+import { paymentMethods, type PaymentMethod } from '../../../domain/vocabulary.js';
+import type { Logger } from '../../../platform/logger.js';
 import { classifyFailure } from '../../../recoveries/classify-failure.js';
 import {
   GatewayError,

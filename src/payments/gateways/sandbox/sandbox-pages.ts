@@ -1,4 +1,4 @@
-import type { PaymentMethod } from '../../../domain.js';
+import type { PaymentMethod } from '../../../domain/vocabulary.js';
 import type { GatewayPaymentStatus } from '../../payment-gateway.js';
 import { sandboxDeclineCodes } from './sandbox-gateway.js';
 import type { SandboxPayment } from './sandbox-store.js';

@@ -1,4 +1,4 @@
-import type { FailureCategory, PaymentMethod } from '../../../domain.js';
+import type { FailureCategory, PaymentMethod } from '../../../domain/vocabulary.js';
 import type { GatewayPaymentStatus } from '../../payment-gateway.js';
 
 /** A sandbox payment: everything its hosted page and its webhooks need. */

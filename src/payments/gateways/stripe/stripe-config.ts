@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { optionalText, type EnvOf } from '../../../config-fields.js';
+import { optionalText, type EnvOf } from '../../../platform/config-fields.js';
 import { gatewayChosen, type GatewayChoice } from '../../payments-config.js';
 
 const group = 'Payments: Stripe';

@@ -1,5 +1,5 @@
 import Stripe from 'stripe';
-import type { FailureCategory } from '../../../domain.js';
+import type { FailureCategory } from '../../../domain/vocabulary.js';
 import { classifyFailure } from '../../../recoveries/classify-failure.js';
 import { GatewayError } from '../../payment-gateway.js';
 

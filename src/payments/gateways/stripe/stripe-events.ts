@@ -1,5 +1,5 @@
 import type Stripe from 'stripe';
-import { paymentMethods, type PaymentMethod } from '../../../domain.js';
+import { paymentMethods, type PaymentMethod } from '../../../domain/vocabulary.js';
 import type { GatewayEvent, GatewayPaymentStatus } from '../../payment-gateway.js';
 import { classifyStripeFailure } from './stripe-errors.js';
 

@@ -1,6 +1,6 @@
 import Stripe from 'stripe';
-import { systemClock, type Clock } from '../../../clock.js';
-import { paymentMethods, type PaymentMethod } from '../../../domain.js';
+import { systemClock, type Clock } from '../../../platform/clock.js';
+import { paymentMethods, type PaymentMethod } from '../../../domain/vocabulary.js';
 import {
   GatewayError,
   singleHeader,

@@ -1,5 +1,5 @@
 import { classifyFailure } from '../../../recoveries/classify-failure.js';
-import type { FailureCategory } from '../../../domain.js';
+import type { FailureCategory } from '../../../domain/vocabulary.js';
 import { GatewayError } from '../../payment-gateway.js';
 
 /** Whether a failed call could have changed anything at WeChat Pay: decides `unavailable` vs `unknown_outcome`. */

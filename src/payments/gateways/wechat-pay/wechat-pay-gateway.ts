@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { Decorator } from 'wechatpay-axios-plugin';
-import { systemClock, type Clock } from '../../../clock.js';
-import type { PaymentMethod } from '../../../domain.js';
+import { systemClock, type Clock } from '../../../platform/clock.js';
+import type { PaymentMethod } from '../../../domain/vocabulary.js';
 import {
   GatewayError,
   isGatewayError,

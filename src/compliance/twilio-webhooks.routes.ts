@@ -3,11 +3,11 @@ import type { InFlightWait } from '../messages/in-flight.js';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import twilio from 'twilio';
 import { parseTwilioPrice, twilioBadAddress } from '../channels/twilio-sms-sender.js';
-import type { Clock } from '../clock.js';
-import { handleInboundSms } from '../compliance/inbound-sms.js';
-import { smsReplyText } from '../compliance/sms-keywords.js';
+import type { Clock } from '../platform/clock.js';
+import { handleInboundSms } from './inbound-sms.js';
+import { smsReplyText } from './sms-keywords.js';
 import type { Db } from '../db/client.js';
-import { RecoupError } from '../errors.js';
+import { RecoupError } from '../platform/errors.js';
 import type { ReminderAfterPaymentObserver } from '../messages/after-payment.js';
 import { applyDeliveryUpdate } from '../messages/delivery-status.js';
 
@@ -29,7 +29,7 @@ export interface TwilioWebhookDeps {
 
 /**
  * Where Twilio reports the delivery status of messages, under PUBLIC_URL. The adapter is given this
- * as its `statusCallbackBase` and appends each message's id (src/deps.ts).
+ * as its `statusCallbackBase` and appends each message's id (src/app/deps.ts).
  */
 export const twilioStatusCallbackPath = '/webhooks/twilio/status';
 

@@ -3,12 +3,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import { parseCadenceDocument } from './cadences/parse-cadence.js';
-import { applyCadences, listCadenceVersions } from './cadences/cadence-store.js';
-import type { EmailSender } from './channels/email-sender.js';
-import type { SmsSender } from './channels/sms-sender.js';
-import type { Clock } from './clock.js';
-import type { Config } from './config.js';
+import { parseCadenceDocument } from '../cadences/parse-cadence.js';
+import { applyCadences, listCadenceVersions } from '../cadences/cadence-store.js';
+import type { EmailSender } from '../channels/email-sender.js';
+import type { SmsSender } from '../channels/sms-sender.js';
+import type { Clock } from '../platform/clock.js';
+import type { Config } from '../config.js';
 import {
   buildCoreDeps,
   buildEmailSender,
@@ -20,20 +20,20 @@ import {
   resolveSecret,
   type CoreDeps,
 } from './deps.js';
-import { RecoupError } from './errors.js';
-import { buildApp } from './app/build-app.js';
-import { ChainedKeyResolver, EnvKeyResolver } from './access/auth.js';
-import { DbKeyResolver } from './access/api-keys.js';
-import { faultClock, parseFaultInjection } from './fault-injection.js';
-import { PaymentSweeper } from './payments/payment-sweeper.js';
-import { SandboxGateway } from './payments/gateways/sandbox/sandbox-gateway.js';
-import type { RetryDeps } from './payments/retry-session.js';
-import { PageRenderer } from './http/pages/page-renderer.js';
-import { ConsolePages } from './console/console-pages.js';
-import { UnsubscribeLinks } from './compliance/unsubscribe-links.js';
-import { UnsubscribePages } from './compliance/unsubscribe-pages.js';
-import { sendFreshLink } from './retry-links/fresh-link.js';
-import type { Logger } from './logger.js';
+import { RecoupError } from '../platform/errors.js';
+import { buildApp } from './build-app.js';
+import { ChainedKeyResolver, EnvKeyResolver } from '../access/auth.js';
+import { DbKeyResolver } from '../access/api-keys.js';
+import { faultClock, parseFaultInjection } from '../platform/fault-injection.js';
+import { PaymentSweeper } from '../payments/payment-sweeper.js';
+import { SandboxGateway } from '../payments/gateways/sandbox/sandbox-gateway.js';
+import type { RetryDeps } from '../payments/retry-session.js';
+import { PageRenderer } from '../http/pages/page-renderer.js';
+import { ConsolePages } from '../console/console-pages.js';
+import { UnsubscribeLinks } from '../compliance/unsubscribe-links.js';
+import { UnsubscribePages } from '../compliance/unsubscribe-pages.js';
+import { sendFreshLink } from '../recoveries/fresh-link.js';
+import type { Logger } from '../platform/logger.js';
 import {
   connectRedis,
   producerConnection,
@@ -41,19 +41,19 @@ import {
   workerConnection,
   type RedisClient,
   type RedisTarget,
-} from './queue/queues.js';
-import { startStepWorker } from './queue/step.worker.js';
-import { dispatchSteps, type DispatchDeps, type DispatchResult } from './recoveries/dispatch-step.js';
-import { Reconciler } from './recoveries/reconciler.js';
-import { UnknownSmsResolver } from './messages/unknown-sms.js';
-import { MeteredEmailSender, MeteredSmsSender } from './ops/metered-senders.js';
-import { MessageCosts } from './reports/message-cost.js';
-import type { ReminderAfterPaymentObserver } from './messages/after-payment.js';
-import { OpsMetrics } from './ops/metrics.js';
-import { startMetricsServer } from './ops/metrics-server.js';
-import { opsSettings } from './ops/ops-settings.js';
-import { registerStateMetrics } from './ops/state-metrics.js';
-import { GatewayHealth } from './circuits/gateway-health.js';
+} from '../queue/queues.js';
+import { startStepWorker } from '../queue/step.worker.js';
+import { dispatchSteps, type DispatchDeps, type DispatchResult } from '../recoveries/dispatch-step.js';
+import { Reconciler } from '../recoveries/reconciler.js';
+import { UnknownSmsResolver } from '../messages/unknown-sms.js';
+import { MeteredEmailSender, MeteredSmsSender } from '../ops/metered-senders.js';
+import { MessageCosts } from '../reports/message-cost.js';
+import type { ReminderAfterPaymentObserver } from '../messages/after-payment.js';
+import { OpsMetrics } from '../ops/metrics.js';
+import { startMetricsServer } from '../ops/metrics-server.js';
+import { opsSettings } from '../ops/ops-settings.js';
+import { registerStateMetrics } from '../ops/state-metrics.js';
+import { GatewayHealth } from '../circuits/gateway-health.js';
 
 export const bundledCadencesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cadences');
 

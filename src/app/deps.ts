@@ -1,27 +1,27 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHmac, randomBytes } from 'node:crypto';
-import { CadenceBook } from './cadences/cadence-book.js';
-import type { EmailSender } from './channels/email-sender.js';
-import { OutboxEmailSender } from './channels/outbox-email-sender.js';
-import { OutboxSmsSender } from './channels/outbox-sms-sender.js';
-import { SmtpEmailSender } from './channels/smtp-email-sender.js';
-import type { SmsSender } from './channels/sms-sender.js';
-import { TwilioSmsSender } from './channels/twilio-sms-sender.js';
-import { systemClock, type Clock } from './clock.js';
-import type { Config } from './config.js';
-import { openDatabase, type Database } from './db/client.js';
-import { twilioStatusCallbackPath } from './http/twilio-webhooks.routes.js';
-import type { Logger } from './logger.js';
-import { TemplateRenderer } from './messages/template-renderer.js';
-import { AlipayGateway } from './payments/gateways/alipay/alipay-gateway.js';
-import { SandboxGateway } from './payments/gateways/sandbox/sandbox-gateway.js';
-import { StripeGateway } from './payments/gateways/stripe/stripe-gateway.js';
-import { WechatPayGateway } from './payments/gateways/wechat-pay/wechat-pay-gateway.js';
-import { PaymentGateways } from './payments/gateways.js';
-import type { PaymentGateway } from './payments/payment-gateway.js';
-import type { DispatchSettings } from './recoveries/dispatch-step.js';
-import { sendLeaseFor, type SendLease } from './recoveries/send-lease.js';
+import { CadenceBook } from '../cadences/cadence-book.js';
+import type { EmailSender } from '../channels/email-sender.js';
+import { OutboxEmailSender } from '../channels/outbox-email-sender.js';
+import { OutboxSmsSender } from '../channels/outbox-sms-sender.js';
+import { SmtpEmailSender } from '../channels/smtp-email-sender.js';
+import type { SmsSender } from '../channels/sms-sender.js';
+import { TwilioSmsSender } from '../channels/twilio-sms-sender.js';
+import { systemClock, type Clock } from '../platform/clock.js';
+import type { Config } from '../config.js';
+import { openDatabase, type Database } from '../db/client.js';
+import { twilioStatusCallbackPath } from '../compliance/twilio-webhooks.routes.js';
+import type { Logger } from '../platform/logger.js';
+import { TemplateRenderer } from '../messages/template-renderer.js';
+import { AlipayGateway } from '../payments/gateways/alipay/alipay-gateway.js';
+import { SandboxGateway } from '../payments/gateways/sandbox/sandbox-gateway.js';
+import { StripeGateway } from '../payments/gateways/stripe/stripe-gateway.js';
+import { WechatPayGateway } from '../payments/gateways/wechat-pay/wechat-pay-gateway.js';
+import { PaymentGateways } from '../payments/gateways.js';
+import type { PaymentGateway } from '../payments/payment-gateway.js';
+import type { DispatchSettings } from '../recoveries/dispatch-step.js';
+import { sendLeaseFor, type SendLease } from '../recoveries/send-lease.js';
 
 /** The one place that chooses implementations from config. */
 export function buildSmsSender(config: Config): SmsSender {

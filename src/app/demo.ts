@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import type { Config } from './config.js';
+import type { Config } from '../config.js';
 import { resolveApiKeys } from './deps.js';
 
 interface DemoOrder {

@@ -1,5 +1,5 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
-import { scrubError, scrubLogObject } from './compliance/log-scrub.js';
+import { scrubError, scrubLogObject } from './log-scrub.js';
 
 export type { Logger };
 

@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../config.js';
-import { RecoupError } from '../errors.js';
+import { RecoupError } from '../platform/errors.js';
 import { openDatabase } from '../db/client.js';
-import { holdoutReport } from './holdout-report.js';
+import { holdoutReport } from '../reports/holdout-report.js';
 import {
   presentRow,
   recoveryReport,
@@ -10,8 +10,8 @@ import {
   reportCsv,
   type ReportGrouping,
   type ReportRow,
-} from './recovery-report.js';
-import { parseReportQuery } from './report-query.js';
+} from '../reports/recovery-report.js';
+import { parseReportQuery } from '../reports/report-query.js';
 
 export const reportUsage = `  report [--from DATE] [--to DATE] [--group-by day|week|month|cadence|step|channel|method|failure_category]
          [--currency CUR] [--tz ZONE] [--csv] [--holdout]

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { IANAZone } from 'luxon';
-import type { QuietHours } from '../cadences/cadence.js';
+import type { QuietHours } from './cadence.js';
 
 /**
  * Decides WHEN a reminder may go out: quiet hours and the daily cap, both in the customer's local time.

@@ -3,19 +3,19 @@ import { sql } from 'drizzle-orm';
 import type { EmailSender } from '../channels/email-sender.js';
 import type { SmsSender } from '../channels/sms-sender.js';
 import { findSuppressions } from '../compliance/suppressions.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
-import type { Channel, FailureCategory } from '../domain.js';
-import { paymentMethods } from '../domain.js';
-import { newId } from '../ids.js';
-import type { Logger } from '../logger.js';
+import type { Channel, FailureCategory } from '../domain/vocabulary.js';
+import { paymentMethods } from '../domain/vocabulary.js';
+import { newId } from '../platform/ids.js';
+import type { Logger } from '../platform/logger.js';
 import { flagRemindersAfterPayment, type ReminderAfterPaymentObserver } from '../messages/after-payment.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
-import { guardedSend, type Rendered } from '../recoveries/guarded-send.js';
-import { claimStart, defaultSendLease, type ClaimStart, type SendLease } from '../recoveries/send-lease.js';
-import { newRetryToken, retryUrl } from './retry-token.js';
+import { guardedSend, type Rendered } from './guarded-send.js';
+import { claimStart, defaultSendLease, type ClaimStart, type SendLease } from './send-lease.js';
+import { newRetryToken, retryUrl } from '../retry-links/retry-token.js';
 
 export interface FreshLinkDeps {
   db: Db;

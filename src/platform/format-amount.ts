@@ -1,4 +1,4 @@
-import { RecoupError } from '../errors.js';
+import { RecoupError } from './errors.js';
 
 /**
  * Money for customers: integer minor units → a localised currency string. The decimal point is

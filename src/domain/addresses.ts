@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Channel } from './domain.js';
+import type { Channel } from './vocabulary.js';
 
 /**
  * The forms a customer's address is stored and compared in: normalised (trimmed, emails

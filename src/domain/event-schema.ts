@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { normaliseAddress } from '../addresses.js';
-import { isValidTimezone } from '../config.js';
-import { eventTypes } from '../domain.js';
-import { formatPath, validationError, zodIssues } from '../errors.js';
-import { unstorableTextMessage, unstorableTextPaths } from '../storable-text.js';
+import { normaliseAddress } from './addresses.js';
+import { isValidTimezone } from '../platform/timezones.js';
+import { eventTypes } from './vocabulary.js';
+import { formatPath, validationError, zodIssues } from '../platform/errors.js';
+import { unstorableTextMessage, unstorableTextPaths } from '../platform/storable-text.js';
 
 const id = z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
 const optionalText = (max: number) => z.string().max(max, `must be at most ${max} characters`).optional().nullable();
@@ -104,7 +104,7 @@ export function parseEvent(body: unknown): EventInput {
   }
   const parsed = eventSchema.safeParse(body);
   if (!parsed.success) throw validationError(zodIssues(parsed.error));
-  // Text Postgres would refuse mid-statement (src/storable-text.ts) is refused here, by field.
+  // Text Postgres would refuse mid-statement (src/platform/storable-text.ts) is refused here, by field.
   const malformed = unstorableTextPaths(parsed.data);
   if (malformed.length > 0) {
     throw validationError(malformed.map((p) => ({ path: formatPath(p), message: unstorableTextMessage })));

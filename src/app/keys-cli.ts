@@ -2,11 +2,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock } from '../platform/clock.js';
 import type { Config } from '../config.js';
 import { openDatabase, type Database } from '../db/client.js';
-import { RecoupError } from '../errors.js';
-import { createApiKey, listApiKeys, parseNewApiKey, revokeApiKey, type ApiKeyRecord } from './api-keys.js';
+import { RecoupError } from '../platform/errors.js';
+import { createApiKey, listApiKeys, parseNewApiKey, revokeApiKey, type ApiKeyRecord } from '../access/api-keys.js';
 
 export const keysUsage = `  keys create --scope SCOPE [--scope SCOPE…] --name NAME
                          create an API key (scopes: ingest, ops, finance, admin); prints it once
