@@ -161,9 +161,11 @@ export async function runFault(fault: PlannedFault, ctx: FaultContext): Promise<
         unrelated.payAfterMs = 0;
         const requestedAt = Date.now();
         const paid = ctx.traffic.event(unrelated, 'payment.succeeded', `evt_pay_${ctx.runId}_${unrelated.index}`);
+        trace(`payment for ${unrelated.orderId} while worker-${worker.id} is stopped`);
         void ctx.traffic.post(paid).then((at) => {
           unrelated.paidAckAt = at;
           if (at !== undefined) counters.pausedPaymentAnswerMs = at - requestedAt;
+          trace(`payment for ${unrelated.orderId} answered after ${at === undefined ? 'no' : at - requestedAt} ms`);
         });
       }, 1_000);
       setTimeout(() => {

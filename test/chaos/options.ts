@@ -41,7 +41,7 @@ export const options = {
   cancelRate: envNumber('CHAOS_CANCEL_RATE', 0.05),
   /** Share of unpaid orders whose recovery ops stop from the console while reminders are due. */
   opsStopRate: envNumber('CHAOS_OPS_STOP_RATE', 0.05),
-  /** Share of customers with several orders who click the unsubscribe link of the first email they get. */
+  /** Share of customers with several orders (a fifth of it: of the others) who click the unsubscribe link of their first email. */
   unsubscribeRate: envNumber('CHAOS_UNSUBSCRIBE_RATE', 0.3),
   /** Share of orders placed by the customer of an order a few seconds older (same id, phone and email). */
   sharedCustomerRate: envNumber('CHAOS_SHARED_CUSTOMER_RATE', 0.15),
@@ -71,8 +71,8 @@ export const options = {
 if (options.ingestSeconds <= 0) options.ingestSeconds = Math.max(20, Math.ceil(options.orders / 15));
 if (options.kills <= 0) options.kills = Math.min(40, 3 + Math.floor(options.orders / 300));
 
-/** Messages per customer per local day: above one order's three steps, so only customers with several orders reach it. */
-export const maxMessagesPerDay = 4;
+/** Messages per customer per local day: one order's three steps, so only customers with several orders are held back. */
+export const maxMessagesPerDay = 3;
 export const quietHours = { start: '22:00', end: '06:00' };
 
 // Second-level cadence: three steps over 8 s, over after 30 s (slack for a busy machine).

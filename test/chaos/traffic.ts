@@ -98,7 +98,7 @@ export function drawOrders(runId: string, random: () => number): OrderPlan[] {
   }
   for (const plan of plans) {
     if (rootOf.has(plan)) continue;
-    const rate = plan.customerOrders > 1 ? options.unsubscribeRate : options.unsubscribeRate / 10;
+    const rate = plan.customerOrders > 1 ? options.unsubscribeRate : options.unsubscribeRate / 5;
     if (extra() < rate) plan.unsubscribeAfterEmailMs = Math.floor(extra() * 2_500);
   }
   return plans;
