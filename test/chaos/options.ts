@@ -140,7 +140,7 @@ export interface OrderPlan {
   paidAckAt: number | undefined;
   /** The payment comes as a signed sandbox gateway webhook (else as the shop's payment.succeeded). */
   payViaGateway: boolean;
-  /** A delivery of its gateway webhook was in flight when the server was killed at the webhook's fault point. */
+  /** Its gateway webhook was being delivered (sent, or waiting to be sent again) when the server was killed at the webhook's fault point. */
   throughServerCrash: boolean;
   /** Milliseconds after payment.failed was accepted when the customer replies STOP; undefined: never. */
   stopAfterMs: number | undefined;
