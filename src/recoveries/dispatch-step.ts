@@ -224,7 +224,15 @@ async function claimStep(
     case 'defer':
     case 'hold': {
       const messageId = await recordStepMessage(tx, recovery, order, decision, now);
-      const next = 'next' in decision ? decision.next : { index: recovery.step_index, runAt: decision.until };
+      // A step deferred or held past the recovery's expiry wakes it at its expiry, where it ends:
+      // an expired recovery is not left active until a quiet night or a capped day is over.
+      const next =
+        'next' in decision
+          ? decision.next
+          : {
+              index: recovery.step_index,
+              runAt: decision.until < recovery.expires_at ? decision.until : recovery.expires_at,
+            };
       return done(withoutSend[decision.kind], [await moveRecovery(tx, recovery, next)], messageId);
     }
   }

@@ -32,6 +32,8 @@ export interface FakeSmtpMessage {
   /** recoup's own message id (the X-Recoup-Message-Id header). */
   recoupMessageId: string | undefined;
   subject: string | undefined;
+  /** The https target of the List-Unsubscribe header (the one-click unsubscribe of RFC 8058). */
+  listUnsubscribeUrl: string | undefined;
   acceptedAt: Date;
 }
 
@@ -61,11 +63,16 @@ export async function startFakeSmtp(options: { seed?: number } = {}): Promise<Fa
           refused += 1;
           return callback(smtpError(550, '5.1.1 Mailbox unavailable'));
         }
-        const head = raw.subarray(0, Math.max(0, raw.indexOf('\r\n\r\n'))).toString('utf8');
+        // Unfolded: long headers (List-Unsubscribe) continue on indented lines.
+        const head = raw
+          .subarray(0, Math.max(0, raw.indexOf('\r\n\r\n')))
+          .toString('utf8')
+          .replace(/\r\n[ \t]+/g, ' ');
         messages.push({
           rcptTo: session.envelope.rcptTo.map((rcpt) => rcpt.address),
           recoupMessageId: /^X-Recoup-Message-Id:\s*(.+)$/im.exec(head)?.[1]?.trim(),
           subject: /^Subject:\s*(.+)$/im.exec(head)?.[1]?.trim(),
+          listUnsubscribeUrl: /^List-Unsubscribe:.*?<(https?:\/\/[^>]+)>/im.exec(head)?.[1],
           acceptedAt: new Date(),
         });
         callback();

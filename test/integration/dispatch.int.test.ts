@@ -54,6 +54,11 @@ const cadencesYaml = `
   expire_after: 3d
   steps:
     - { after: 1m, channel: email, template: nudge }
+- name: quiet-short
+  quiet_hours: { start: '21:00', end: '09:00' }
+  expire_after: 2h
+  steps:
+    - { after: 1m, channel: sms, template: nudge }
 `;
 
 const sendRetryBaseMs = 60_000;
@@ -228,6 +233,28 @@ describe('dispatchStep on a fixed clock', () => {
       const [message] = await messagesOf(recoveryId);
       expect(message).toMatchObject({ id: scheduled?.id, status: 'sent', reason: null, attempts: 1 });
       expect(sms.callsFor(message?.id)).toHaveLength(1);
+    });
+  });
+
+  describe("a step deferred past the recovery's expiry", () => {
+    it('wakes the recovery at its expiry, where it ends, not at the end of quiet hours', async () => {
+      // 20:59 in New York: the step falls due at 21:00, quiet until 09:00, and the recovery expires at 22:59.
+      clock.set('2026-11-26T01:59:00Z');
+      const { recoveryId, wakeup } = await startRecovery('quiet-short', {
+        timezone: 'America/New_York',
+        phone: uniquePhone(),
+      });
+      const expiry = new Date('2026-11-26T03:59:00Z');
+
+      const deferred = await fire(wakeup);
+      expect(deferred.action).toBe('deferred');
+      expect(next(deferred).runAt).toEqual(expiry);
+      const [held] = await messagesOf(recoveryId);
+      expect(held).toMatchObject({ status: 'scheduled', reason: 'quiet_hours' });
+
+      expect((await fire(next(deferred))).action).toBe('ended');
+      expect(await recoveryOf(recoveryId)).toMatchObject({ state: 'exhausted', ended_reason: 'expired' });
+      expect(sms.callsFor(held?.id)).toHaveLength(0);
     });
   });
 
