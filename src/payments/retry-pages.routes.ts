@@ -14,16 +14,10 @@ import { paymentMethods, type FailureCategory, type PaymentMethod } from '../dom
 import { RecoupError } from '../errors.js';
 import { formatAmount } from '../messages/format-amount.js';
 import type { PaymentNextAction } from './payment-gateway.js';
-import {
-  initiatePayment,
-  loadRetryLink,
-  recordClick,
-  refreshAttempt,
-  type AttemptView,
-  type RetryDeps,
-  type RetryLinkState,
-  type RetryView,
-} from './retry-session.js';
+import { refreshAttempt } from './attempt-status.js';
+import { initiatePayment } from './initiate-payment.js';
+import type { AttemptView } from './payment-attempts.js';
+import { loadRetryLink, recordClick, type RetryDeps, type RetryLinkState, type RetryView } from './retry-session.js';
 import type { FreshLinkResult } from '../retry-links/fresh-link.js';
 import type {
   MessagePageData,
