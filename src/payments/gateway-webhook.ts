@@ -2,7 +2,9 @@ import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
 import { RecoupError } from '../platform/errors.js';
 import { isGatewayError, type GatewayEvent, type WebhookHeaders } from './payment-gateway.js';
-import { closeAttempt, settleSuccess, type RetryDeps } from './retry-session.js';
+import { closeAttempt } from './payment-attempts.js';
+import type { RetryDeps } from './retry-session.js';
+import { settleSuccess } from './settle-success.js';
 
 export type WebhookOutcome =
   | 'ignored'

@@ -1,7 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
 import { applyUnsettledEvents } from './gateway-webhook.js';
-import { followPaymentStatus, type RetryDeps } from './retry-session.js';
+import { followPaymentStatus } from './attempt-status.js';
+import type { RetryDeps } from './retry-session.js';
 
 export interface PaymentSweeperOptions {
   /** An attempt open this long is looked up at its gateway (PAYMENT_CHECK_AFTER); then after twice its age each time. */

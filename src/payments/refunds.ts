@@ -3,7 +3,8 @@ import { rows } from '../db/rows.js';
 import { retryingTransaction } from '../db/tx.js';
 import { RecoupError } from '../platform/errors.js';
 import { newId } from '../platform/ids.js';
-import { submitRefund, type RetryDeps } from './retry-session.js';
+import type { RetryDeps } from './retry-session.js';
+import { submitRefund } from './settle-success.js';
 
 export interface RefundRequestInput {
   orderId: string;

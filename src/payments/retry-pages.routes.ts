@@ -1,47 +1,31 @@
-import { PageCsrf } from '../http/page-csrf.js';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
-import { sql } from 'drizzle-orm';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { parsePhoneNumberWithError, type CountryCode } from 'libphonenumber-js/max';
-import QRCode from 'qrcode';
-import { z } from 'zod';
-import { normaliseAddress } from '../domain/addresses.js';
-import { rows } from '../db/rows.js';
-import { paymentMethods, type FailureCategory, type PaymentMethod } from '../domain/vocabulary.js';
+import type { FastifyInstance } from 'fastify';
 import { RecoupError } from '../platform/errors.js';
-import { formatAmount } from '../platform/format-amount.js';
-import type { PaymentNextAction } from './payment-gateway.js';
-import {
-  initiatePayment,
-  loadRetryLink,
-  recordClick,
-  refreshAttempt,
-  type AttemptView,
-  type RetryDeps,
-  type RetryLinkState,
-  type RetryView,
-} from './retry-session.js';
+import { PageCsrf } from '../http/page-csrf.js';
+import type { Notice, PageRenderer } from '../http/pages/page-renderer.js';
+import { fillIn, pageStrings, resolvePageLocale } from '../http/pages/page-strings.js';
+import { sendProblem } from '../http/problem.js';
 import type { FreshLinkResult } from '../recoveries/fresh-link.js';
-import type {
-  MessagePageData,
-  Notice,
-  PageData,
-  PageName,
-  PageRenderer,
-  PollData,
-} from '../http/pages/page-renderer.js';
+import { refreshAttempt } from './attempt-status.js';
+import { initiatePayment } from './initiate-payment.js';
+import type { PaymentNextAction } from './payment-gateway.js';
+import { attemptIdPattern, attemptPage } from './retry-attempt-page.js';
+import { csrfField, formFields, validateForm } from './retry-form.js';
 import {
-  fillIn,
-  localeFromAcceptLanguage,
-  pageStrings,
-  resolvePageLocale,
-  type PageLocale,
-  type PageStrings,
-} from '../http/pages/page-strings.js';
-import { httpStatusOf, sendProblem } from '../http/problem.js';
+  afterFailure,
+  forbiddenPage,
+  invalidPage,
+  message,
+  retryPage,
+  sendErrorPage,
+  sendPage,
+  statePage,
+  type RetryPageContext,
+} from './retry-page-views.js';
+import { loadRetryLink, recordClick, type RetryDeps } from './retry-session.js';
 
 export interface RetryPageDeps {
   /** The retry session's domain logic: loadRetryLink, recordClick, initiatePayment, refreshAttempt. */
@@ -63,14 +47,9 @@ export interface RetryPageDeps {
 }
 
 /** The deps plus what registration derived from them. */
-type Ctx = RetryPageDeps & { cardCsp: string; csrf: PageCsrf };
+type Ctx = RetryPageDeps & RetryPageContext;
 
-const csrfField = 'csrf';
-const tokenPattern = /^[A-Za-z0-9_-]{22}$/;
-const attemptIdPattern = /^att_[0-9a-f]{24}$/;
 const defaultRateLimit = { max: 60, timeWindowMs: 60_000 };
-
-const emailSchema = z.email().max(254);
 
 const stripeSources = {
   script: ['https://js.stripe.com', 'https://*.js.stripe.com'],
@@ -287,379 +266,6 @@ function routes(r: FastifyInstance, deps: Ctx): void {
   });
 }
 
-// ---------------------------------------------------------------------------------------------
-// Pages
-
-interface RetryRender {
-  view: RetryView;
-  status: number;
-  title?: string;
-  intro?: string | null;
-  notice?: Notice | null;
-  /** What the customer typed (kept on errors); default: the contact on file. */
-  form?: { email: string; phone: string };
-  errors?: Partial<Record<'email' | 'phone' | 'method', string>>;
-  /** The pre-selected method; default `view.defaultMethod`. */
-  checked?: PaymentMethod | null;
-  /** The failure to explain; default the order's last failure. */
-  failure?: FailureCategory | null;
-}
-
-function retryPage(deps: Ctx, request: FastifyRequest, reply: FastifyReply, r: RetryRender) {
-  const { view } = r;
-  const locale = resolvePageLocale(view.locale);
-  const t = pageStrings[locale];
-  const money = (minor: number) => formatMoney(minor, view.currency, view.locale, locale);
-  const { charge } = view;
-  const total = money(charge.total);
-  let coupon: Notice | null = null;
-  if (charge.coupon) {
-    const values = { code: charge.coupon.code, discount: money(charge.coupon.discountAmount), total };
-    const hasDiscount = charge.coupon.discountAmount > 0;
-    coupon =
-      charge.coupon.status === 'applied'
-        ? { tone: 'success', text: fillIn(hasDiscount ? t.couponApplied : t.couponAppliedPlain, values) }
-        : { tone: 'warn', text: fillIn(hasDiscount ? t.couponExpired : t.couponExpiredPlain, values) };
-  }
-  const failure = r.failure !== undefined ? r.failure : (view.lastFailure?.category ?? null);
-  const wanted = r.checked !== undefined ? r.checked : view.defaultMethod;
-  const checked = wanted && view.methods.includes(wanted) ? wanted : (view.methods[0] ?? null);
-  const errors = { email: r.errors?.email ?? null, phone: r.errors?.phone ?? null, method: r.errors?.method ?? null };
-  return sendPage(deps, reply, r.status, 'retry', locale, {
-    title: r.title ?? t.retryTitle,
-    shopName: view.shopName,
-    notice: r.notice ?? null,
-    intro: r.intro ?? null,
-    description: view.description,
-    orderAmount: charge.total !== charge.orderAmount ? money(charge.orderAmount) : null,
-    coupon,
-    incentive: charge.incentiveAmount > 0 ? `−${money(charge.incentiveAmount)}` : null,
-    total,
-    failureReason: failure ? t.reasons[failure] : null,
-    formAction: `/r/${view.token}`,
-    csrf: deps.csrf.issue(request, reply, view.token),
-    form: r.form ?? { email: view.contact.email ?? '', phone: view.contact.phone ?? '' },
-    errors,
-    hasErrors: Boolean(errors.email || errors.phone || errors.method),
-    methods: view.methods.map((code) => ({ code, title: t.methods[code], checked: code === checked })),
-    payLabel: fillIn(t.payButton, { amount: total }),
-  });
-}
-
-/** The "payment failed, try another method" page: the form again, another method pre-selected. */
-async function afterFailure(
-  deps: Ctx,
-  request: FastifyRequest,
-  reply: FastifyReply,
-  token: string,
-  failed: { category: FailureCategory; method: string | null },
-) {
-  const state = await loadRetryLink(deps.retry, token);
-  if (state.kind !== 'open') return statePage(deps, request, reply, token, state);
-  const { view } = state;
-  const t = pageStrings[resolvePageLocale(view.locale)];
-  return retryPage(deps, request, reply, {
-    view,
-    status: 200,
-    title: t.failedTitle,
-    intro: t.failedIntro,
-    failure: failed.category,
-    checked: view.methods.find((m) => m !== failed.method) ?? view.methods[0] ?? null,
-  });
-}
-
-/** Pages for a link that is not open: no order data, only what the state allows. */
-function statePage(deps: Ctx, request: FastifyRequest, reply: FastifyReply, token: string, state: RetryLinkState) {
-  const shop = deps.retry.shopName;
-  switch (state.kind) {
-    case 'open':
-      return retryPage(deps, request, reply, { view: state.view, status: 200 });
-    case 'invalid':
-      return invalidPage(deps, request, reply);
-    case 'completed': {
-      const locale = resolvePageLocale(state.locale);
-      const t = pageStrings[locale];
-      return sendPage(
-        deps,
-        reply,
-        200,
-        'message',
-        locale,
-        message(shop, t.completedTitle, [t.completedText], 'success'),
-      );
-    }
-    case 'closed': {
-      const locale = resolvePageLocale(state.locale);
-      const t = pageStrings[locale];
-      return sendPage(deps, reply, 410, 'message', locale, message(shop, t.closedTitle, [t.closedText], 'info'));
-    }
-    case 'expired': {
-      const locale = resolvePageLocale(state.locale);
-      const t = pageStrings[locale];
-      const data = message(shop, t.expiredTitle, [t.expiredText], 'info');
-      if (deps.freshLink) {
-        data.action = {
-          formAction: `/r/${token}/fresh-link`,
-          csrf: deps.csrf.issue(request, reply, token),
-          label: t.freshLinkButton,
-          hint: t.freshLinkHint,
-        };
-      } else {
-        data.paragraphs.push(fillIn(t.expiredNoFreshLink, { shop }));
-      }
-      return sendPage(deps, reply, 410, 'message', locale, data);
-    }
-  }
-}
-
-function invalidPage(deps: Ctx, request: FastifyRequest, reply: FastifyReply) {
-  const locale = localeFromAcceptLanguage(request.headers['accept-language']);
-  const t = pageStrings[locale];
-  return sendPage(
-    deps,
-    reply,
-    404,
-    'message',
-    locale,
-    message(deps.retry.shopName, t.invalidTitle, [t.invalidText], 'warn'),
-  );
-}
-
-function forbiddenPage(deps: Ctx, request: FastifyRequest, reply: FastifyReply, token: string) {
-  const locale = localeFromAcceptLanguage(request.headers['accept-language']);
-  const t = pageStrings[locale];
-  const data = message(deps.retry.shopName, t.forbiddenTitle, [t.forbiddenText], 'warn');
-  if (tokenPattern.test(token)) data.link = { href: `/r/${token}`, label: t.backToPayment };
-  return sendPage(deps, reply, 403, 'message', locale, data);
-}
-
-/** An attempt's page: QR code, card form, success, "failed, try another method" or "confirming". */
-async function attemptPage(
-  deps: Ctx,
-  request: FastifyRequest,
-  reply: FastifyReply,
-  token: string,
-  attemptId: string | undefined,
-  from: 'pay' | 'card' | 'done',
-) {
-  const attempt =
-    attemptId && attemptIdPattern.test(attemptId) ? await refreshAttempt(deps.retry, token, attemptId) : undefined;
-  if (!attempt) {
-    const state = await loadRetryLink(deps.retry, token);
-    // A working link with an attempt that is not its own: nothing to show about either.
-    return state.kind === 'open' ? invalidPage(deps, request, reply) : statePage(deps, request, reply, token, state);
-  }
-  const info = await attemptInfo(deps, attempt);
-  const locale = resolvePageLocale(info?.locale ?? deps.retry.defaultLocale);
-  const t = pageStrings[locale];
-  const shop = deps.retry.shopName;
-  const amount = info ? formatMoney(info.amount, info.currency, info.locale, locale) : null;
-
-  if (attempt.status === 'succeeded') {
-    return sendPage(deps, reply, 200, 'success', locale, {
-      title: t.successTitle,
-      shopName: shop,
-      text: amount ? fillIn(t.successText, { amount }) : t.completedText,
-      note: t.successNote,
-    });
-  }
-  if (attempt.status === 'failed') {
-    return afterFailure(deps, request, reply, token, {
-      category: attempt.failureCategory ?? 'unknown',
-      method: attempt.method,
-    });
-  }
-  if (attempt.status === 'cancelled') {
-    const state = await loadRetryLink(deps.retry, token);
-    if (state.kind !== 'open') return statePage(deps, request, reply, token, state);
-    return retryPage(deps, request, reply, {
-      view: state.view,
-      status: 200,
-      notice: { tone: 'info', text: t.cancelledAttempt },
-      failure: null,
-      checked: paymentMethodOf(attempt.method),
-    });
-  }
-
-  const action = attempt.nextAction;
-  const done = `/r/${token}/done?attempt=${attempt.attemptId}`;
-  const poll: PollData = { statusUrl: `/r/${token}/status/${attempt.attemptId}`, doneUrl: done, failedUrl: done };
-  if (action?.type === 'qr' && from !== 'card') {
-    if (new Date(action.expiresAt) <= deps.retry.clock.now()) {
-      const state = await loadRetryLink(deps.retry, token);
-      if (state.kind !== 'open') return statePage(deps, request, reply, token, state);
-      return retryPage(deps, request, reply, {
-        view: state.view,
-        status: 200,
-        notice: { tone: 'warn', text: t.qrExpired },
-        failure: null,
-        checked: 'wechat_pay',
-      });
-    }
-    // Rendered afresh on every view: WeChat Pay codes expire, and nothing about them is cached.
-    const svg = await QRCode.toString(action.payload, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
-    const shown = amount ?? '';
-    return sendPage(deps, reply, 200, 'qr', locale, {
-      title: t.qrTitle,
-      shopName: shop,
-      notice: from === 'done' ? { tone: 'info', text: t.qrNotYet } : null,
-      description: info?.description ?? '',
-      amount: shown,
-      qrImage: `data:image/svg+xml;base64,${Buffer.from(svg).toString('base64')}`,
-      qrAlt: fillIn(t.qrAlt, { amount: shown }),
-      steps: t.qrSteps.map((step) => fillIn(step, { amount: shown })),
-      phoneHint: t.qrPhoneHint,
-      poll,
-      checkUrl: done,
-      otherMethodUrl: `/r/${token}`,
-    });
-  }
-  if (action?.type === 'client_secret' && action.publishableKey && from === 'card') {
-    // The card page loads Stripe.js: its CSP (and only its) allows Stripe's origins.
-    reply.header('content-security-policy', deps.cardCsp);
-    return sendPage(deps, reply, 200, 'card', locale, {
-      title: t.cardTitle,
-      shopName: shop,
-      intro: fillIn(t.cardIntro, { amount: amount ?? '' }),
-      publishableKey: action.publishableKey,
-      clientSecret: action.clientSecret,
-      returnUrl: `${deps.retry.publicUrl}/r/${token}/return?attempt=${attempt.attemptId}`,
-      otherMethodUrl: `/r/${token}`,
-    });
-  }
-  return sendPage(deps, reply, 200, 'pending', locale, {
-    title: t.pendingTitle,
-    shopName: shop,
-    text: t.pendingText,
-    amount,
-    poll,
-    checkUrl: done,
-  });
-}
-
-function sendPage<P extends PageName>(
-  deps: Ctx,
-  reply: FastifyReply,
-  status: number,
-  page: P,
-  locale: PageLocale,
-  data: PageData[P],
-): FastifyReply {
-  return reply
-    .status(status)
-    .type('text/html; charset=utf-8')
-    .send(deps.pages.render(page, locale, data));
-}
-
-function message(shopName: string, title: string, paragraphs: string[], tone: Notice['tone']): MessagePageData {
-  return { title, shopName, tone, paragraphs, action: null, link: null };
-}
-
-function sendErrorPage(deps: Ctx, request: FastifyRequest, reply: FastifyReply, error: unknown) {
-  const status = httpStatusOf(error);
-  if (request.routeOptions.url?.endsWith('/status/:attemptId')) {
-    return sendProblem(
-      request,
-      reply,
-      status === 429 ? new RecoupError('rate_limited', 'Too many requests; slow down') : error,
-    );
-  }
-  if (status >= 500) request.log.error({ err: error }, 'retry page failed');
-  const locale = localeFromAcceptLanguage(request.headers['accept-language']);
-  const t = pageStrings[locale];
-  const [code, title, text] =
-    status === 429
-      ? [429, t.rateLimitedTitle, t.rateLimitedText]
-      : status >= 400 && status < 500
-        ? [status, t.badRequestTitle, t.badRequestText]
-        : [500, t.errorTitle, fillIn(t.errorText, { reference: String(request.id) })];
-  try {
-    return sendPage(deps, reply, code, 'message', locale, message(deps.retry.shopName, title, [text], 'error'));
-  } catch (err) {
-    request.log.error({ err }, 'error page failed to render');
-    return reply.status(code).type('text/plain; charset=utf-8').send(text);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Form, CSRF and helpers
-
-type FormFields = Partial<Record<string, string>>;
-
-/** The form's fields as single strings (a repeated field counts by its first value). */
-function formFields(body: unknown): FormFields {
-  if (typeof body !== 'object' || body === null) return {};
-  const fields: FormFields = {};
-  for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
-    const first = Array.isArray(value) ? value[0] : value;
-    if (typeof first === 'string') fields[key] = first;
-  }
-  return fields;
-}
-
-type FormResult =
-  | { ok: true; email: string | null; phone: string | null; method: PaymentMethod }
-  | { ok: false; errors: Partial<Record<'email' | 'phone' | 'method', string>>; method: PaymentMethod | null };
-
-/** Empty email or phone means "keep what is on file"; a new email is stored normalised, a new phone in E.164. */
-function validateForm(form: FormFields, view: RetryView, t: PageStrings): FormResult {
-  const errors: Partial<Record<'email' | 'phone' | 'method', string>> = {};
-  const emailInput = (form.email ?? '').trim();
-  let email: string | null = null;
-  if (emailInput) {
-    if (emailSchema.safeParse(emailInput).success) email = normaliseAddress('email', emailInput);
-    else errors.email = t.emailInvalid;
-  }
-  const phoneInput = (form.phone ?? '').trim();
-  let phone: string | null = null;
-  if (phoneInput) {
-    const parsed = normalisePhone(phoneInput, defaultCountry(view));
-    if (parsed.ok) phone = parsed.e164;
-    else errors.phone = parsed.needsCountry ? t.phoneNeedsCountry : t.phoneInvalid;
-  }
-  const method = paymentMethodOf(form.method ?? null);
-  if (!method) errors.method = t.methodRequired;
-  else if (!view.methods.includes(method)) errors.method = t.methodNotOffered;
-  if (errors.email || errors.phone || errors.method || !method) return { ok: false, errors, method };
-  return { ok: true, email, phone, method };
-}
-
-function normalisePhone(
-  input: string,
-  country: CountryCode | undefined,
-): { ok: true; e164: string } | { ok: false; needsCountry: boolean } {
-  if (input.length > 32) return { ok: false, needsCountry: false };
-  try {
-    const number = parsePhoneNumberWithError(input, country);
-    return number.isValid() ? { ok: true, e164: number.number } : { ok: false, needsCountry: false };
-  } catch (err) {
-    const code = err instanceof Error ? err.message : '';
-    return { ok: false, needsCountry: code === 'INVALID_COUNTRY' };
-  }
-}
-
-/** A number typed without +country is read in the country of the number on file, else of the locale. */
-function defaultCountry(view: RetryView): CountryCode | undefined {
-  if (view.contact.phone) {
-    try {
-      const country = parsePhoneNumberWithError(view.contact.phone).country;
-      if (country) return country;
-    } catch {
-      // An odd number on file: fall back to the locale.
-    }
-  }
-  try {
-    const region = new Intl.Locale(view.locale.replaceAll('_', '-').replace(/[.@].*$/, '')).maximize().region;
-    return region && /^[A-Z]{2}$/.test(region) ? (region as CountryCode) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function paymentMethodOf(value: string | null): PaymentMethod | null {
-  return paymentMethods.find((m) => m === value) ?? null;
-}
-
 function nextActionUrl(token: string, attemptId: string, action: PaymentNextAction): string {
   switch (action.type) {
     case 'redirect':
@@ -700,35 +306,4 @@ function stripeCsp(formAction: string[]): string {
     "frame-ancestors 'none'",
     "base-uri 'none'",
   ].join('; ');
-}
-
-/** Money in the customer's locale, or the page's when the stored locale is not one Intl knows. */
-function formatMoney(minor: number, currency: string, customerLocale: string, pageLocale: PageLocale): string {
-  try {
-    return formatAmount(minor, currency, customerLocale);
-  } catch {
-    return formatAmount(minor, currency, pageLocale);
-  }
-}
-
-/** What an attempt's pages show besides its status: amount charged, description, the customer's locale. */
-async function attemptInfo(
-  deps: Ctx,
-  attempt: AttemptView,
-): Promise<{ amount: number; currency: string; description: string; locale: string } | undefined> {
-  const [row] = await rows<{ amount: string; currency: string; description: string | null; locale: string | null }>(
-    deps.retry.db,
-    sql`select a.amount::text as amount, a.currency, o.description, c.locale
-        from payment_attempts a
-        join orders o on o.id = a.order_id
-        join customers c on c.id = o.customer_id
-        where a.id = ${attempt.attemptId} and a.order_id = ${attempt.orderId}`,
-  );
-  if (!row) return undefined;
-  return {
-    amount: Number(row.amount),
-    currency: row.currency,
-    description: row.description ?? '',
-    locale: row.locale ?? deps.retry.defaultLocale,
-  };
 }

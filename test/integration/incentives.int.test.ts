@@ -2,7 +2,8 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../../src/db/rows.js';
 import { incentiveAmount } from '../../src/payments/incentives.js';
-import { initiatePayment, loadRetryLink, type RetryDeps } from '../../src/payments/retry-session.js';
+import { initiatePayment } from '../../src/payments/initiate-payment.js';
+import { loadRetryLink, type RetryDeps } from '../../src/payments/retry-session.js';
 import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
 
 // One step, with 10 % off capped at 5.00, and a monthly budget of 8.00 per currency.

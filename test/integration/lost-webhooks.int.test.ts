@@ -9,7 +9,7 @@ import { rows } from '../../src/db/rows.js';
 import { sandboxWebhookSecret } from '../../src/app/deps.js';
 import type { SandboxGateway } from '../../src/payments/gateways/sandbox/sandbox-gateway.js';
 import { signSandboxPayload } from '../../src/payments/gateways/sandbox/sandbox-signature.js';
-import { initiatePayment } from '../../src/payments/retry-session.js';
+import { initiatePayment } from '../../src/payments/initiate-payment.js';
 import { testRedisUrl } from '../helpers/redis.js';
 import { freePort, makeEvent, startTestService, testApiKey, waitFor, type TestService } from '../helpers/service.js';
 

@@ -4,13 +4,9 @@ import { rows } from '../../src/db/rows.js';
 import { resolveSecret, sandboxWebhookSecret } from '../../src/app/deps.js';
 import { SandboxGateway } from '../../src/payments/gateways/sandbox/sandbox-gateway.js';
 import { signSandboxPayload } from '../../src/payments/gateways/sandbox/sandbox-signature.js';
-import {
-  initiatePayment,
-  recordClick,
-  loadRetryLink,
-  refreshAttempt,
-  type RetryDeps,
-} from '../../src/payments/retry-session.js';
+import { refreshAttempt } from '../../src/payments/attempt-status.js';
+import { initiatePayment } from '../../src/payments/initiate-payment.js';
+import { recordClick, loadRetryLink, type RetryDeps } from '../../src/payments/retry-session.js';
 import { freePort, makeEvent, startTestService, testApiKey, waitFor, type TestService } from '../helpers/service.js';
 
 const cadence = `

@@ -3,7 +3,8 @@ import fc from 'fast-check';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../../src/db/rows.js';
-import { initiatePayment, loadRetryLink, type RetryDeps } from '../../src/payments/retry-session.js';
+import { initiatePayment } from '../../src/payments/initiate-payment.js';
+import { loadRetryLink, type RetryDeps } from '../../src/payments/retry-session.js';
 import { lookupRetryToken } from '../../src/retry-links/retry-token.js';
 import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
 

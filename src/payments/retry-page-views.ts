@@ -1,0 +1,233 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
+import { RecoupError } from '../platform/errors.js';
+import type { PageCsrf } from '../http/page-csrf.js';
+import type { MessagePageData, Notice, PageData, PageName, PageRenderer } from '../http/pages/page-renderer.js';
+import {
+  fillIn,
+  localeFromAcceptLanguage,
+  pageStrings,
+  resolvePageLocale,
+  type PageLocale,
+} from '../http/pages/page-strings.js';
+import { httpStatusOf, sendProblem } from '../http/problem.js';
+import { formatAmount } from '../platform/format-amount.js';
+import type { FreshLinkResult } from '../recoveries/fresh-link.js';
+import { loadRetryLink, type RetryDeps, type RetryLinkState, type RetryView } from './retry-session.js';
+
+/** What the retry pages render with: the retry session, the templates, the CSRF tokens, the card page's CSP. */
+export interface RetryPageContext {
+  retry: RetryDeps;
+  pages: PageRenderer;
+  csrf: PageCsrf;
+  /** The card page's CSP: the pages' own plus Stripe.js. */
+  cardCsp: string;
+  /** Sends a fresh link for an expired one. Unset: the expired page offers no button. */
+  freshLink?: ((messageId: string) => Promise<FreshLinkResult>) | undefined;
+}
+
+const tokenPattern = /^[A-Za-z0-9_-]{22}$/;
+
+export interface RetryRender {
+  view: RetryView;
+  status: number;
+  title?: string;
+  intro?: string | null;
+  notice?: Notice | null;
+  /** What the customer typed (kept on errors); default: the contact on file. */
+  form?: { email: string; phone: string };
+  errors?: Partial<Record<'email' | 'phone' | 'method', string>>;
+  /** The pre-selected method; default `view.defaultMethod`. */
+  checked?: PaymentMethod | null;
+  /** The failure to explain; default the order's last failure. */
+  failure?: FailureCategory | null;
+}
+
+/** The retry form: the order, its total and what failed, contact details and the methods on offer. */
+export function retryPage(deps: RetryPageContext, request: FastifyRequest, reply: FastifyReply, r: RetryRender) {
+  const { view } = r;
+  const locale = resolvePageLocale(view.locale);
+  const t = pageStrings[locale];
+  const money = (minor: number) => formatMoney(minor, view.currency, view.locale, locale);
+  const { charge } = view;
+  const total = money(charge.total);
+  let coupon: Notice | null = null;
+  if (charge.coupon) {
+    const values = { code: charge.coupon.code, discount: money(charge.coupon.discountAmount), total };
+    const hasDiscount = charge.coupon.discountAmount > 0;
+    coupon =
+      charge.coupon.status === 'applied'
+        ? { tone: 'success', text: fillIn(hasDiscount ? t.couponApplied : t.couponAppliedPlain, values) }
+        : { tone: 'warn', text: fillIn(hasDiscount ? t.couponExpired : t.couponExpiredPlain, values) };
+  }
+  const failure = r.failure !== undefined ? r.failure : (view.lastFailure?.category ?? null);
+  const wanted = r.checked !== undefined ? r.checked : view.defaultMethod;
+  const checked = wanted && view.methods.includes(wanted) ? wanted : (view.methods[0] ?? null);
+  const errors = { email: r.errors?.email ?? null, phone: r.errors?.phone ?? null, method: r.errors?.method ?? null };
+  return sendPage(deps, reply, r.status, 'retry', locale, {
+    title: r.title ?? t.retryTitle,
+    shopName: view.shopName,
+    notice: r.notice ?? null,
+    intro: r.intro ?? null,
+    description: view.description,
+    orderAmount: charge.total !== charge.orderAmount ? money(charge.orderAmount) : null,
+    coupon,
+    incentive: charge.incentiveAmount > 0 ? `−${money(charge.incentiveAmount)}` : null,
+    total,
+    failureReason: failure ? t.reasons[failure] : null,
+    formAction: `/r/${view.token}`,
+    csrf: deps.csrf.issue(request, reply, view.token),
+    form: r.form ?? { email: view.contact.email ?? '', phone: view.contact.phone ?? '' },
+    errors,
+    hasErrors: Boolean(errors.email || errors.phone || errors.method),
+    methods: view.methods.map((code) => ({ code, title: t.methods[code], checked: code === checked })),
+    payLabel: fillIn(t.payButton, { amount: total }),
+  });
+}
+
+/** The "payment failed, try another method" page: the form again, another method pre-selected. */
+export async function afterFailure(
+  deps: RetryPageContext,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  token: string,
+  failed: { category: FailureCategory; method: string | null },
+) {
+  const state = await loadRetryLink(deps.retry, token);
+  if (state.kind !== 'open') return statePage(deps, request, reply, token, state);
+  const { view } = state;
+  const t = pageStrings[resolvePageLocale(view.locale)];
+  return retryPage(deps, request, reply, {
+    view,
+    status: 200,
+    title: t.failedTitle,
+    intro: t.failedIntro,
+    failure: failed.category,
+    checked: view.methods.find((m) => m !== failed.method) ?? view.methods[0] ?? null,
+  });
+}
+
+/** Pages for a link that is not open: no order data, only what the state allows. */
+export function statePage(
+  deps: RetryPageContext,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  token: string,
+  state: RetryLinkState,
+) {
+  const shop = deps.retry.shopName;
+  switch (state.kind) {
+    case 'open':
+      return retryPage(deps, request, reply, { view: state.view, status: 200 });
+    case 'invalid':
+      return invalidPage(deps, request, reply);
+    case 'completed': {
+      const locale = resolvePageLocale(state.locale);
+      const t = pageStrings[locale];
+      return sendPage(
+        deps,
+        reply,
+        200,
+        'message',
+        locale,
+        message(shop, t.completedTitle, [t.completedText], 'success'),
+      );
+    }
+    case 'closed': {
+      const locale = resolvePageLocale(state.locale);
+      const t = pageStrings[locale];
+      return sendPage(deps, reply, 410, 'message', locale, message(shop, t.closedTitle, [t.closedText], 'info'));
+    }
+    case 'expired': {
+      const locale = resolvePageLocale(state.locale);
+      const t = pageStrings[locale];
+      const data = message(shop, t.expiredTitle, [t.expiredText], 'info');
+      if (deps.freshLink) {
+        data.action = {
+          formAction: `/r/${token}/fresh-link`,
+          csrf: deps.csrf.issue(request, reply, token),
+          label: t.freshLinkButton,
+          hint: t.freshLinkHint,
+        };
+      } else {
+        data.paragraphs.push(fillIn(t.expiredNoFreshLink, { shop }));
+      }
+      return sendPage(deps, reply, 410, 'message', locale, data);
+    }
+  }
+}
+
+export function invalidPage(deps: RetryPageContext, request: FastifyRequest, reply: FastifyReply) {
+  const locale = localeFromAcceptLanguage(request.headers['accept-language']);
+  const t = pageStrings[locale];
+  return sendPage(
+    deps,
+    reply,
+    404,
+    'message',
+    locale,
+    message(deps.retry.shopName, t.invalidTitle, [t.invalidText], 'warn'),
+  );
+}
+
+export function forbiddenPage(deps: RetryPageContext, request: FastifyRequest, reply: FastifyReply, token: string) {
+  const locale = localeFromAcceptLanguage(request.headers['accept-language']);
+  const t = pageStrings[locale];
+  const data = message(deps.retry.shopName, t.forbiddenTitle, [t.forbiddenText], 'warn');
+  if (tokenPattern.test(token)) data.link = { href: `/r/${token}`, label: t.backToPayment };
+  return sendPage(deps, reply, 403, 'message', locale, data);
+}
+
+export function sendPage<P extends PageName>(
+  deps: RetryPageContext,
+  reply: FastifyReply,
+  status: number,
+  page: P,
+  locale: PageLocale,
+  data: PageData[P],
+): FastifyReply {
+  return reply
+    .status(status)
+    .type('text/html; charset=utf-8')
+    .send(deps.pages.render(page, locale, data));
+}
+
+export function message(shopName: string, title: string, paragraphs: string[], tone: Notice['tone']): MessagePageData {
+  return { title, shopName, tone, paragraphs, action: null, link: null };
+}
+
+/** The error handler's page; the polling script's status route gets problem JSON instead. */
+export function sendErrorPage(deps: RetryPageContext, request: FastifyRequest, reply: FastifyReply, error: unknown) {
+  const status = httpStatusOf(error);
+  if (request.routeOptions.url?.endsWith('/status/:attemptId')) {
+    return sendProblem(
+      request,
+      reply,
+      status === 429 ? new RecoupError('rate_limited', 'Too many requests; slow down') : error,
+    );
+  }
+  if (status >= 500) request.log.error({ err: error }, 'retry page failed');
+  const locale = localeFromAcceptLanguage(request.headers['accept-language']);
+  const t = pageStrings[locale];
+  const [code, title, text] =
+    status === 429
+      ? [429, t.rateLimitedTitle, t.rateLimitedText]
+      : status >= 400 && status < 500
+        ? [status, t.badRequestTitle, t.badRequestText]
+        : [500, t.errorTitle, fillIn(t.errorText, { reference: String(request.id) })];
+  try {
+    return sendPage(deps, reply, code, 'message', locale, message(deps.retry.shopName, title, [text], 'error'));
+  } catch (err) {
+    request.log.error({ err }, 'error page failed to render');
+    return reply.status(code).type('text/plain; charset=utf-8').send(text);
+  }
+}
+
+/** Money in the customer's locale, or the page's when the stored locale is not one Intl knows. */
+export function formatMoney(minor: number, currency: string, customerLocale: string, pageLocale: PageLocale): string {
+  try {
+    return formatAmount(minor, currency, customerLocale);
+  } catch {
+    return formatAmount(minor, currency, pageLocale);
+  }
+}
