@@ -55,7 +55,8 @@ import { opsSettings } from '../ops/ops-settings.js';
 import { registerStateMetrics } from '../ops/state-metrics.js';
 import { GatewayHealth } from '../circuits/gateway-health.js';
 
-export const bundledCadencesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cadences');
+// src/app/service.ts and dist/app/service.js both sit two levels below the package root.
+export const bundledCadencesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cadences');
 
 export interface ServiceRoles {
   /** HTTP API (events in, order views out). */
