@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
 import type { Channel } from '../domain/vocabulary.js';
@@ -23,6 +23,14 @@ export interface ReminderAfterPayment {
 
 /** Told of reminders flagged, once the transaction that flagged them committed. */
 export type ReminderAfterPaymentObserver = (reminders: ReminderAfterPayment[]) => void;
+
+/**
+ * The rule itself: a message accepted at `acceptedAt` came after its order (the row `order`) was
+ * paid or cancelled. Every path that records an acceptance tests it through this one fragment.
+ */
+export function acceptedAfterClose(acceptedAt: SQL, order: SQL): SQL {
+  return sql`${acceptedAt} > case ${order}.status when 'paid' then ${order}.paid_at when 'cancelled' then ${order}.cancelled_at end`;
+}
 
 /**
  * The check every path that records a message `sent` or `delivered` runs, in the same transaction
@@ -62,7 +70,7 @@ export async function flagRemindersAfterPayment(
           sql`, `,
         )})
           and m.status in ('sent', 'delivered') and m.after_payment_at is null and m.sent_at is not null
-          and m.sent_at > case o.status when 'paid' then o.paid_at when 'cancelled' then o.cancelled_at end
+          and ${acceptedAfterClose(sql`m.sent_at`, sql`o`)}
         order by m.order_id, m.sent_at, m.id
         for update of m, o`,
   );

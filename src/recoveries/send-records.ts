@@ -3,7 +3,7 @@ import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
 import type { Channel } from '../domain/vocabulary.js';
-import { flagRemindersAfterPayment, type ReminderAfterPayment } from '../messages/after-payment.js';
+import { acceptedAfterClose, flagRemindersAfterPayment, type ReminderAfterPayment } from '../messages/after-payment.js';
 import type { NextRun } from './step-decision.js';
 
 /**
@@ -30,8 +30,12 @@ export interface SentEntry {
  * Every accepted message's result and its recovery's next step, in one statement. The message is
  * recorded `sent` while the claim is still this sender's, or when it was given up as `unknown`
  * meanwhile (the answer settles that); the recovery moves on only from where the claim found it,
- * so a payment, an ops action or a cadence migration in between is not undone. In the same
- * transaction, a message accepted after its order was paid is flagged (src/messages/after-payment.ts).
+ * so a payment, an ops action or a cadence migration in between is not undone.
+ *
+ * A message accepted after its order was paid or cancelled is left out of that statement and
+ * recorded in a transaction of its own, together with its flag and the shop's event
+ * (src/messages/after-payment.ts): should the process die in between, the message is still
+ * `sending`, is given up as `unknown`, and the callback or lookup that settles it flags it then.
  */
 export async function recordSent(
   db: Db,
@@ -41,24 +45,31 @@ export async function recordSent(
   recorded: Array<{ i: number; planned_at: Date | null; wake_seq: number | null }>;
   afterPayment: ReminderAfterPayment[];
 }> {
+  const onTime = await recordSentRows(db, at, entries, 'on_time');
+  const late = entries.filter((e) => onTime.find((r) => r.i === e.i)?.late);
+  if (late.length === 0) return { recorded: onTime, afterPayment: [] };
   return db.transaction(async (tx) => {
-    const recorded = await recordSentRows(tx, at, entries);
+    const lateRows = await recordSentRows(tx, at, late, 'late');
     const afterPayment = await flagRemindersAfterPayment(
       tx,
-      entries.map((e) => e.messageId),
+      late.map((e) => e.messageId),
       at,
     );
+    const recorded = onTime.map((row) => (row.late ? (lateRows.find((r) => r.i === row.i) ?? row) : row));
     return { recorded, afterPayment };
   });
 }
 
+/** `on_time`: records the messages accepted before their order closed, and says which were not. */
 function recordSentRows(
-  tx: Tx,
+  db: Db | Tx,
   at: Date,
   entries: SentEntry[],
-): Promise<Array<{ i: number; planned_at: Date | null; wake_seq: number | null }>> {
-  return rows<{ i: number; planned_at: Date | null; wake_seq: number | null }>(
-    tx,
+  which: 'on_time' | 'late',
+): Promise<Array<{ i: number; planned_at: Date | null; wake_seq: number | null; late: boolean }>> {
+  const acceptedLate = acceptedAfterClose(sql`j.sent_at`, sql`o`);
+  return rows<{ i: number; planned_at: Date | null; wake_seq: number | null; late: boolean }>(
+    db,
     // `id = any(array(…))` gives the planner the handful of ids up front: it looks them up by index
     // instead of hashing a whole table against the recordset it cannot estimate. Status and state are
     // tested inside a CASE so that the planner cannot AND in the partial indexes on them
@@ -84,6 +95,10 @@ function recordSentRows(
           )}::jsonb) as j(i integer, message_id text, claim_id text, provider_id text, sent_at timestamptz,
                          segments integer, cost_micros bigint, cost_currency text, cost_source text,
                          recovery_id text, step integer, next_step integer, next_run_at timestamptz)
+        ), closed as (
+          select j.i from j cross join lateral (select status, paid_at, cancelled_at from orders
+                                                where id = (select order_id from messages where id = j.message_id)) o
+          where ${which === 'on_time' ? acceptedLate : sql`false`}
         ), sent as (
           update messages m set status = 'sent', provider_id = j.provider_id, sent_at = j.sent_at, reason = null,
                                 claim_id = null, updated_at = ${at}, segments = j.segments,
@@ -91,14 +106,16 @@ function recordSentRows(
                                 cost_source = j.cost_source
           from j where m.id = j.message_id and m.id = any(array(select message_id from j))
             and case m.status when 'sending' then m.claim_id = j.claim_id when 'unknown' then true else false end
+            and j.i not in (select i from closed)
           returning j.i, m.planned_at
         ), moved as (
           update recoveries r set step_index = j.next_step, next_run_at = j.next_run_at, wake_seq = r.wake_seq + 1
           from j where r.id = j.recovery_id and r.id = any(array(select recovery_id from j))
             and case r.state when 'active' then r.step_index = j.step else false end
+            and j.i not in (select i from closed)
           returning j.i, r.wake_seq
         )
-        select j.i, sent.planned_at, moved.wake_seq from j
+        select j.i, sent.planned_at, moved.wake_seq, j.i in (select i from closed) as late from j
         left join sent on sent.i = j.i left join moved on moved.i = j.i`,
   );
 }
