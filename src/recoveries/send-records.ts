@@ -96,8 +96,10 @@ function recordSentRows(
                          segments integer, cost_micros bigint, cost_currency text, cost_source text,
                          recovery_id text, step integer, next_step integer, next_run_at timestamptz)
         ), closed as (
-          select j.i from j cross join lateral (select status, paid_at, cancelled_at from orders
-                                                where id = (select order_id from messages where id = j.message_id)) o
+          -- One index probe each (the limits keep the planner from hashing whole tables, as above).
+          select j.i from j
+          cross join lateral (select order_id from messages where id = j.message_id limit 1) mo
+          cross join lateral (select status, paid_at, cancelled_at from orders where id = mo.order_id limit 1) o
           where ${which === 'on_time' ? acceptedLate : sql`false`}
         ), sent as (
           update messages m set status = 'sent', provider_id = j.provider_id, sent_at = j.sent_at, reason = null,
