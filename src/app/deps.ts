@@ -10,6 +10,7 @@ import type { SmsSender } from '../channels/sms-sender.js';
 import { TwilioSmsSender } from '../channels/twilio-sms-sender.js';
 import { systemClock, type Clock } from '../platform/clock.js';
 import type { Config } from '../config.js';
+import { DatabaseClock } from '../db/database-clock.js';
 import { openDatabase, type Database } from '../db/client.js';
 import { twilioStatusCallbackPath } from '../compliance/twilio-webhooks.routes.js';
 import type { Logger } from '../platform/logger.js';
@@ -72,7 +73,16 @@ export interface CoreDeps {
   renderer: TemplateRenderer;
 }
 
-export async function buildCoreDeps(config: Config, logger: Logger, clock: Clock = systemClock): Promise<CoreDeps> {
+/**
+ * `clock`: the process's own clock. With `onDatabaseTime`, the services get Postgres's time
+ * instead, measured through it (src/db/database-clock.ts); the caller starts its measurements.
+ */
+export async function buildCoreDeps(
+  config: Config,
+  logger: Logger,
+  clock: Clock = systemClock,
+  options: { onDatabaseTime?: boolean } = {},
+): Promise<CoreDeps> {
   const renderer = TemplateRenderer.load(config.templatesDir);
   const database = await openDatabase({
     url: config.databaseUrl,
@@ -85,7 +95,7 @@ export async function buildCoreDeps(config: Config, logger: Logger, clock: Clock
   return {
     config,
     logger,
-    clock,
+    clock: options.onDatabaseTime ? new DatabaseClock(clock, database.db) : clock,
     database,
     cadences: new CadenceBook(database.db, { defaultHoldoutPercent: config.finance.holdoutPercent }),
     renderer,

@@ -8,6 +8,7 @@ import { applyCadences, listCadenceVersions } from '../cadences/cadence-store.js
 import type { EmailSender } from '../channels/email-sender.js';
 import type { SmsSender } from '../channels/sms-sender.js';
 import type { Clock } from '../platform/clock.js';
+import { DatabaseClock } from '../db/database-clock.js';
 import type { Config } from '../config.js';
 import {
   buildCoreDeps,
@@ -54,6 +55,9 @@ import { startMetricsServer } from '../ops/metrics-server.js';
 import { opsSettings } from '../ops/ops-settings.js';
 import { registerStateMetrics } from '../ops/state-metrics.js';
 import { GatewayHealth } from '../circuits/gateway-health.js';
+
+/** How often a process measures its clock against Postgres's: hosts drift by seconds a day at most. */
+const databaseClockSyncMs = 60_000;
 
 // src/app/service.ts and dist/app/service.js both sit two levels below the package root.
 export const bundledCadencesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cadences');
@@ -110,9 +114,25 @@ export async function startService(
       onWaiting: (reason) =>
         logger.warn({ reason, waitMs: config.redisStartupWaitMs }, 'Redis is not reachable yet; waiting for it'),
     });
-    const core = await buildCoreDeps(config, logger, overrides.clock ?? faultClock(config.faultInjection));
+    // Decisions go by Postgres's time, whatever this host's clock says; a test's clock is kept as given.
+    const core = await buildCoreDeps(config, logger, overrides.clock ?? faultClock(config.faultInjection), {
+      onDatabaseTime: overrides.clock === undefined,
+    });
     closers.push({ name: 'database', close: () => core.database.close() });
     await core.database.migrate();
+    const databaseClock = core.clock instanceof DatabaseClock ? core.clock : undefined;
+    if (databaseClock) {
+      await databaseClock.start(databaseClockSyncMs, (err) =>
+        logger.warn({ err }, "could not read Postgres's clock; keeping the last offset"),
+      );
+      closers.push({ name: 'database clock', close: async () => databaseClock.stop() });
+      if (Math.abs(databaseClock.offsetMs) > 1_000) {
+        logger.warn(
+          { offsetMs: Math.round(databaseClock.offsetMs) },
+          "this host's clock is off Postgres's; using Postgres's",
+        );
+      }
+    }
     await applyStartupCadences(core);
 
     const producer = producerConnection(redisTarget, (err) => logger.warn({ err: err.message }, 'redis (producer)'));
