@@ -316,13 +316,12 @@ export async function check(input: CheckInput) {
 }
 
 /**
- * Missed steps: a step with no recorded outcome (not sent, failed, unknown, skipped or
- * suppressed, nor deferred with a reason) although its recovery moved past it.
- * A step still pending when its recovery expired, though it came due missStepGraceMs or more
- * before and a worker was ready all that time, is counted apart with its lateness: from the
- * outside a wake-up lost and re-created late cannot be told from a backlog (a lone worker on a
- * busy machine runs wake-ups many seconds late, the expiry included). So are steps whose window
- * had no ready worker for a while.
+ * Missed steps: a step with no recorded outcome (not sent, failed, unknown, skipped or suppressed,
+ * nor deferred with a reason) although its recovery moved past it, or although it was due
+ * missStepGraceMs or more before its recovery expired while a worker was ready all that time.
+ * A step is due at its offset, or when the step before it was decided if that came later; a step
+ * behind one deferred (quiet hours, a daily cap) past the expiry never comes due. Steps whose window
+ * had no ready worker for a while are counted apart.
  */
 async function stepAccounting(
   db: pg.Pool,
@@ -334,19 +333,19 @@ async function stepAccounting(
     order_id: string;
     started_at: Date;
     ended_at: Date | null;
-    expires_at: Date;
     ended_reason: string | null;
     step_index: number;
-  }>(`select id, order_id, started_at, ended_at, expires_at, ended_reason, step_index from recoveries`);
+  }>(`select id, order_id, started_at, ended_at, ended_reason, step_index from recoveries`);
   // A step deferred (quiet hours, a daily cap) or waiting for a retry is `scheduled` with its reason.
-  const { rows: stepRows } = await db.query<{ recovery_id: string; step: number; status: string }>(
-    `select recovery_id, step, case when status = 'scheduled' and reason is not null then 'deferred' else status end as status
+  const { rows: stepRows } = await db.query<{ recovery_id: string; step: number; status: string; decided_at: Date }>(
+    `select recovery_id, step, case when status = 'scheduled' and reason is not null then 'deferred' else status end as status,
+            updated_at as decided_at
      from messages where step is not null`,
   );
-  const outcomes = new Map<string, string[]>();
+  const outcomes = new Map<string, Array<{ status: string; decidedAt: number }>>();
   for (const m of stepRows) {
     const key = `${m.recovery_id}|${m.step}`;
-    outcomes.set(key, [...(outcomes.get(key) ?? []), m.status]);
+    outcomes.set(key, [...(outcomes.get(key) ?? []), { status: m.status, decidedAt: m.decided_at.getTime() }]);
   }
   /** At least one worker was ready at every moment of [from, to]. */
   const workersUpThroughout = (from: number, to: number) => {
@@ -360,29 +359,40 @@ async function stepAccounting(
   const checkedAt = Date.now();
   let missedSteps = 0;
   let stepsDueWithoutWorker = 0;
-  let stepsUnsentAtExpiry = 0;
-  let unsentStepLatenessMaxMs = 0;
+  let stepsBehindDeferral = 0;
   for (const r of stepRecoveries) {
     const end = r.ended_at?.getTime() ?? checkedAt;
+    // When the step before was decided (its offset for the first step).
+    let previousDecidedAt = r.started_at.getTime();
+    let behindDeferral = false;
     stepOffsetsMs.forEach((offset, step) => {
-      const statuses = outcomes.get(`${r.id}|${step}`) ?? [];
-      if (statuses.some((status) => recordedOutcomes.includes(status))) return;
-      const due = r.started_at.getTime() + offset;
+      const recorded = (outcomes.get(`${r.id}|${step}`) ?? []).filter((o) => recordedOutcomes.includes(o.status));
+      const due = Math.max(r.started_at.getTime() + offset, previousDecidedAt);
+      if (recorded.length > 0) {
+        if (recorded.some((o) => o.status === 'deferred')) behindDeferral = true;
+        previousDecidedAt = Math.max(...recorded.map((o) => o.decidedAt));
+        return;
+      }
+      previousDecidedAt = Number.POSITIVE_INFINITY;
       if (r.step_index > step) {
         missedSteps += 1;
-        note(`missed step: ${r.order_id} step ${step} (${statuses.join(',') || 'no message'}) passed over`);
+        note(`missed step: ${r.order_id} step ${step} passed over`);
         return;
       }
       // A payment, STOP or cancellation ends a recovery at its own moment, whatever was pending.
       if (r.ended_reason !== null && r.ended_reason !== 'expired') return;
+      if (behindDeferral) {
+        stepsBehindDeferral += 1;
+        return;
+      }
       if (due + missStepGraceMs > end) return;
       if (!workersUpThroughout(due, due + missStepGraceMs)) {
         stepsDueWithoutWorker += 1;
         return;
       }
-      stepsUnsentAtExpiry += 1;
-      unsentStepLatenessMaxMs = Math.max(unsentStepLatenessMaxMs, end - due);
+      missedSteps += 1;
+      note(`missed step: ${r.order_id} step ${step} due ${((end - due) / 1000).toFixed(1)} s before the recovery expired, never decided`);
     });
   }
-  return { missedSteps, stepsDueWithoutWorker, stepsUnsentAtExpiry, unsentStepLatenessMaxMs };
+  return { missedSteps, stepsDueWithoutWorker, stepsBehindDeferral };
 }
