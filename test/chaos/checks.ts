@@ -391,7 +391,9 @@ async function stepAccounting(
         return;
       }
       missedSteps += 1;
-      note(`missed step: ${r.order_id} step ${step} due ${((end - due) / 1000).toFixed(1)} s before the recovery expired, never decided`);
+      note(
+        `missed step: ${r.order_id} step ${step} due ${((end - due) / 1000).toFixed(1)} s before the recovery expired, never decided`,
+      );
     });
   }
   return { missedSteps, stepsDueWithoutWorker, stepsBehindDeferral };
