@@ -34,6 +34,7 @@ import { opsEnv } from './ops/ops-config.js';
 import { checkQueueEnv, parseClusterNodes, queueEnv, type RedisNode } from './queue/queue-config.js';
 import { sendLeaseFor } from './recoveries/send-lease.js';
 import { checkFinanceEnv, financeConfig, financeEnv, type FinanceConfig } from './reports/finance-config.js';
+import { webhooksConfig, webhooksEnv, type WebhooksConfig } from './webhooks/webhooks-config.js';
 import { isValidTimezone } from './platform/timezones.js';
 
 export { gatewayNames, type GatewayName } from './payments/payments-config.js';
@@ -165,6 +166,7 @@ const envSchema = z
     ...wechatPayEnv,
     ...financeEnv,
     ...circuitEnv,
+    ...webhooksEnv,
     ...opsEnv,
     ...harnessEnv,
   })
@@ -295,6 +297,8 @@ export interface Config {
   finance: FinanceConfig;
   /** Gateway circuit breakers (src/circuits/). */
   circuits: CircuitConfig;
+  /** Signed webhooks to the shop (src/webhooks/). */
+  webhooks: WebhooksConfig;
   /** RECOUP_SECRET; undefined means "generate one under dataDir". */
   secret: string | undefined;
 }
@@ -381,5 +385,6 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     retryPageRateLimit: env.RETRY_PAGE_RATE_LIMIT,
     finance: financeConfig(env),
     circuits: circuitConfig(env),
+    webhooks: webhooksConfig(env),
   };
 }

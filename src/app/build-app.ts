@@ -30,6 +30,7 @@ import { forgetCustomerRoutes } from '../compliance/forget-customer.routes.js';
 import { registerOpenApi } from './openapi.js';
 import { reportRoutes } from '../reports/reports.routes.js';
 import { opsRoutes, type OpsRouteDeps } from '../ops/ops.routes.js';
+import { webhookRoutes, type WebhookRouteDeps } from '../webhooks/webhooks.routes.js';
 
 export interface AppDeps {
   db: Db;
@@ -70,6 +71,8 @@ export interface AppDeps {
   console?: Pick<ConsoleRouteDeps, 'pages' | 'stuckOrderAfterMs'> | undefined;
   /** `/readyz`, `/metrics` and bull-board (`/admin/queues`); see src/ops/ops.routes.ts. */
   ops?: Pick<OpsRouteDeps, 'redis' | 'isMigrated' | 'metrics' | 'metricsToken'> | undefined;
+  /** Webhook endpoints and the events feed (src/webhooks/webhooks.routes.ts). */
+  webhooks?: Pick<WebhookRouteDeps, 'secretOverlapMs' | 'wake'> | undefined;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -173,6 +176,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     );
   }
   await app.register((scope) => keyRoutes(scope, { db: deps.db, clock: deps.clock, keys }));
+  if (deps.webhooks) {
+    const webhooks = deps.webhooks;
+    await app.register((scope) => webhookRoutes(scope, { ...webhooks, db: deps.db, keys }));
+  }
   await app.register((scope) => reportRoutes(scope, { db: deps.db, clock: deps.clock, keys }));
   await app.register((scope) => consoleAuthRoutes(scope, consoleSessions));
   const consolePages = deps.console;

@@ -44,6 +44,9 @@ import {
   type RedisTarget,
 } from '../queue/queues.js';
 import { startStepWorker } from '../queue/step.worker.js';
+import { startLoop } from '../platform/loop.js';
+import { WebhookQueue } from '../queue/webhook-queue.js';
+import { startWebhookRunner } from '../webhooks/webhook-runner.js';
 import { dispatchSteps, type DispatchDeps, type DispatchResult } from '../recoveries/dispatch-step.js';
 import { Reconciler } from '../recoveries/reconciler.js';
 import { UnknownSmsResolver } from '../messages/unknown-sms.js';
@@ -228,6 +231,20 @@ export async function startService(
       const loop = startLoop(config.reconcileIntervalMs, () => reconciler.runOnce(), logger, 'reconciler');
       closers.push({ name: 'reconciler', close: () => loop.stop() });
 
+      const webhooks = startWebhookRunner({
+        db: core.database.db,
+        clock: core.clock,
+        logger,
+        config: config.webhooks,
+        producer,
+        workerConnection: workerRedis,
+        prefix: config.queuePrefix,
+        lockDurationMs: config.jobLockDurationMs,
+        restoreIntervalMs: config.reconcileIntervalMs,
+        restoreGraceMs: config.reconcileGraceMs,
+      });
+      closers.push({ name: 'webhooks', close: () => webhooks.close() });
+
       // SMS whose sending outcome is unknown are looked up at the provider, where it can be asked.
       if (sms.lookup) {
         const resolver = new UnknownSmsResolver({
@@ -308,6 +325,8 @@ export async function startService(
         logger,
         stuckOrderAfterMs: ops.stuckOrderAfterMs,
       });
+      const webhookQueue = new WebhookQueue(producer, config.queuePrefix);
+      closers.push({ name: 'webhook queue', close: () => webhookQueue.close() });
       app = await buildApp({
         db: core.database.db,
         cadences: core.cadences,
@@ -341,6 +360,12 @@ export async function startService(
           publicUrl: config.publicUrl,
         },
         // Cadence test sends go out through the same transports as customer messages.
+        webhooks: {
+          secretOverlapMs: config.webhooks.secretOverlapMs,
+          wake: async (wakeups) => {
+            await webhookQueue.add(wakeups, core.clock.now());
+          },
+        },
         cadenceAdmin: {
           renderer: core.renderer,
           sms: linkSms,
@@ -508,33 +533,6 @@ export function redactUrl(url: string): string {
   } catch {
     return '(unparseable URL)';
   }
-}
-
-function startLoop(
-  intervalMs: number,
-  task: () => Promise<unknown>,
-  logger: Logger,
-  what: string,
-): { stop(): Promise<void> } {
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> = Promise.resolve();
-  const tick = () => {
-    running = task()
-      .then(() => undefined)
-      .catch((err: unknown) => logger.warn({ err }, `${what} failed; retrying next interval`))
-      .finally(() => {
-        if (!stopped) timer = setTimeout(tick, intervalMs);
-      });
-  };
-  tick();
-  return {
-    async stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await running;
-    },
-  };
 }
 
 async function withDeadline(work: Promise<unknown>, ms: number, onTimeout: () => Promise<unknown>): Promise<void> {

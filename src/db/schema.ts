@@ -549,25 +549,4 @@ export const reportState = pgTable('report_state', {
   refreshedAt: ts('refreshed_at'),
 });
 
-/**
- * Events for the shop (the transactional outbox): written in the transaction that makes them true,
- * read later by whatever delivers them. `sequence` numbers an order's events 1, 2, 3… in the order
- * they were written; writers hold the order's row lock, so the numbers have no gaps or repeats.
- */
-export const outboundEvents = pgTable(
-  'outbound_events',
-  {
-    id: text('id').primaryKey(),
-    /** `reminder.after_payment`, … */
-    type: text('type').notNull(),
-    orderId: text('order_id').notNull(),
-    sequence: integer('sequence').notNull(),
-    data: jsonb('data').notNull(),
-    createdAt: ts('created_at').notNull().defaultNow(),
-  },
-  (t) => [
-    uniqueIndex('outbound_events_order_sequence_unique').on(t.orderId, t.sequence),
-    // Reads of every order's events after a cursor.
-    index('outbound_events_created_idx').on(t.createdAt, t.id),
-  ],
-);
+export * from './outbound-schema.js';

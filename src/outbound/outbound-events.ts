@@ -1,36 +1,30 @@
 import { sql } from 'drizzle-orm';
 import type { Tx } from '../db/tx.js';
 import { newId } from '../platform/ids.js';
-
-/** The kinds of event recoup tells the shop about. */
-export type OutboundEventType = 'reminder.after_payment';
+import type { OutboundEventType } from './event-types.js';
 
 export interface OutboundEvent {
   type: OutboundEventType;
   orderId: string;
-  /** The event's body for the shop: plain JSON, addresses masked. */
+  /** The event's body for the shop: plain JSON, addresses masked. The order's ids and amount are added. */
   data: Record<string, unknown>;
 }
 
 /**
  * Appends events for the shop to the outbox (`outbound_events`), in the caller's transaction, so an
- * event exists exactly when the change it reports committed. Each gets the next `sequence` of its
- * order, in the order given.
- *
- * The caller holds the row lock of every order named: that is what keeps two writers from taking
- * the same sequence number. Rows are numbered in a statement of their own, after the lock, so the
- * highest sequence read is the committed one.
+ * event exists exactly when the change it reports committed. They are numbered (their order's
+ * `sequence`, the feed's `position`) once committed, by src/webhooks/sequencer.ts.
  */
 export async function appendOutboundEvents(tx: Tx, events: OutboundEvent[]): Promise<void> {
   if (events.length === 0) return;
   await tx.execute(
-    sql`insert into outbound_events (id, type, order_id, sequence, data)
-        select j.id, j.type, j.order_id,
-               coalesce((select max(e.sequence) from outbound_events e where e.order_id = j.order_id), 0)
-                 + row_number() over (partition by j.order_id order by j.n),
-               j.data
+    sql`insert into outbound_events (id, type, order_id, customer_id, data)
+        select j.id, j.type, j.order_id, o.customer_id,
+               jsonb_build_object('order_id', o.id, 'customer_id', o.customer_id, 'amount', o.amount,
+                                  'currency', o.currency) || j.data
         from jsonb_to_recordset(${JSON.stringify(
-          events.map((e, n) => ({ n, id: newId('evt'), type: e.type, order_id: e.orderId, data: e.data })),
-        )}::jsonb) as j(n integer, id text, type text, order_id text, data jsonb)`,
+          events.map((e) => ({ id: newId('evt'), type: e.type, order_id: e.orderId, data: e.data })),
+        )}::jsonb) as j(id text, type text, order_id text, data jsonb)
+        left join orders o on o.id = j.order_id`,
   );
 }

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { numberEvents } from '../../src/webhooks/sequencer.js';
 import { rows } from '../../src/db/rows.js';
 import { startFakeTwilio, type FakeTwilio } from '../helpers/fake-twilio.js';
 import {
@@ -88,11 +89,15 @@ describe('a reminder its provider accepted after the order was paid', () => {
     return m;
   }
 
-  const outbound = (orderId: string) =>
-    rows<OutboundRow>(
+  /** The order's reminder.after_payment events, once numbered. */
+  const outbound = async (orderId: string) => {
+    await numberEvents(svc.database.db);
+    return rows<OutboundRow>(
       svc.database.db,
-      sql`select type, order_id, sequence, data from outbound_events where order_id = ${orderId} order by sequence`,
+      sql`select type, order_id, sequence, data from outbound_events
+          where order_id = ${orderId} and type = 'reminder.after_payment' order by sequence`,
     );
+  };
 
   async function counted(): Promise<number> {
     const text = await (
@@ -140,9 +145,12 @@ describe('a reminder its provider accepted after the order was paid', () => {
       {
         type: 'reminder.after_payment',
         order_id: event.order.id,
-        sequence: 1,
+        sequence: expect.any(Number) as unknown,
         data: {
           order_id: event.order.id,
+          customer_id: event.order.customer.id,
+          amount: event.order.amount,
+          currency: event.order.currency,
           order_status: 'paid',
           message_id: unknown.id,
           channel: 'sms',

@@ -1,0 +1,139 @@
+import { randomBytes } from 'node:crypto';
+import { sql } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { rows } from '../db/rows.js';
+import type { OutboundEventType } from '../outbound/event-types.js';
+import { RecoupError } from '../platform/errors.js';
+import { randomHex } from '../platform/random.js';
+import type { DeliveryWakeup } from '../queue/webhook-queue.js';
+
+/** An endpoint as the API shows it; its secret only when it was just made. */
+export interface EndpointView {
+  id: string;
+  url: string;
+  description: string | null;
+  events: string[];
+  enabled: boolean;
+  /** `ops` (turned off by a person) or `failing` (deliveries failed for WEBHOOK_DISABLE_AFTER). */
+  disabled_reason: string | null;
+  failing_since: Date | null;
+  /** Until when the secret before the last rotation still signs. */
+  previous_secret_until: Date | null;
+  created_at: Date;
+  updated_at: Date;
+  secret?: string;
+}
+
+const columns = sql`id, url, description, events, enabled, disabled_reason, failing_since,
+  case when previous_secret_until > clock_timestamp() then previous_secret_until end as previous_secret_until,
+  created_at, updated_at`;
+
+/** A Standard Webhooks secret: `whsec_` and 24 random bytes in base64. */
+export function newSecret(): string {
+  return `whsec_${randomBytes(24).toString('base64')}`;
+}
+
+function textArray(values: readonly string[]) {
+  return sql`array(select jsonb_array_elements_text(${JSON.stringify(values)}::jsonb))`;
+}
+
+function notFound(id: string): RecoupError {
+  return new RecoupError('not_found', `No webhook endpoint ${id}`);
+}
+
+export async function createEndpoint(
+  db: Db,
+  input: { url: string; events: OutboundEventType[]; description: string | null },
+): Promise<EndpointView> {
+  const secret = newSecret();
+  const [row] = await rows<EndpointView>(
+    db,
+    sql`insert into webhook_endpoints (id, url, description, events, secret, created_at, updated_at)
+        values (${`ep_${randomHex(12)}`}, ${input.url}, ${input.description},
+                ${textArray(input.events)}, ${secret},
+                clock_timestamp(), clock_timestamp())
+        returning ${columns}`,
+  );
+  return { ...row!, secret };
+}
+
+export async function listEndpoints(db: Db): Promise<EndpointView[]> {
+  return rows<EndpointView>(db, sql`select ${columns} from webhook_endpoints order by created_at, id`);
+}
+
+export async function getEndpoint(db: Db, id: string): Promise<EndpointView> {
+  const [row] = await rows<EndpointView>(db, sql`select ${columns} from webhook_endpoints where id = ${id}`);
+  if (!row) throw notFound(id);
+  return row;
+}
+
+/**
+ * Changes an endpoint. Enabling one (again) clears its failure and wakes its deliveries still
+ * pending, now: returned for the caller to queue once this committed.
+ */
+export async function updateEndpoint(
+  db: Db,
+  id: string,
+  change: { url?: string; events?: OutboundEventType[]; description?: string | null; enabled?: boolean },
+): Promise<{ endpoint: EndpointView; wakeups: DeliveryWakeup[] }> {
+  return db.transaction(async (tx) => {
+    const [before] = await rows<{ enabled: boolean }>(
+      tx,
+      sql`select enabled from webhook_endpoints where id = ${id} for update`,
+    );
+    if (!before) throw notFound(id);
+    const events = change.events === undefined ? sql`events` : textArray(change.events);
+    const enabling = change.enabled === true && !before.enabled;
+    const [updated] = await rows<EndpointView>(
+      tx,
+      sql`update webhook_endpoints set
+            url = coalesce(${change.url ?? null}::text, url),
+            events = ${events},
+            description = ${change.description === undefined ? sql`description` : sql`${change.description}`},
+            enabled = coalesce(${change.enabled ?? null}::boolean, enabled),
+            disabled_reason = case when ${change.enabled ?? null}::boolean is null then disabled_reason
+                                   when ${change.enabled ?? null}::boolean then null else 'ops' end,
+            failing_since = case when ${enabling} then null else failing_since end,
+            updated_at = clock_timestamp()
+          where id = ${id}
+          returning ${columns}`,
+    );
+    const wakeups = enabling
+      ? await rows<DeliveryWakeup>(
+          tx,
+          sql`update webhook_deliveries set wake_seq = wake_seq + 1, next_attempt_at = clock_timestamp(),
+                lease_until = null, updated_at = clock_timestamp()
+              where endpoint_id = ${id} and status = 'pending'
+              returning id as "deliveryId", wake_seq as "wakeSeq", next_attempt_at as "runAt"`,
+        )
+      : [];
+    return { endpoint: updated!, wakeups };
+  });
+}
+
+/** Deletes an endpoint; its pending deliveries are cancelled, its log kept. */
+export async function deleteEndpoint(db: Db, id: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    const [deleted] = await rows<{ id: string }>(tx, sql`delete from webhook_endpoints where id = ${id} returning id`);
+    if (!deleted) throw notFound(id);
+    await tx.execute(
+      sql`update webhook_deliveries set status = 'cancelled', next_attempt_at = null, updated_at = clock_timestamp()
+          where endpoint_id = ${id} and status = 'pending'`,
+    );
+  });
+}
+
+/** A new secret; the old one keeps signing beside it for `overlapMs`, so the shop can switch without losing a delivery. */
+export async function rotateSecret(db: Db, id: string, overlapMs: number): Promise<EndpointView> {
+  const secret = newSecret();
+  const [row] = await rows<EndpointView>(
+    db,
+    sql`update webhook_endpoints set previous_secret = secret, secret = ${secret},
+          previous_secret_until = clock_timestamp() + ${overlapMs} * interval '1 millisecond',
+          updated_at = clock_timestamp()
+        where id = ${id}
+        returning ${columns}`,
+  );
+  if (!row) throw notFound(id);
+  return { ...row, secret };
+}
