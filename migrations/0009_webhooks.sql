@@ -44,17 +44,14 @@ DROP INDEX "outbound_events_created_idx";--> statement-breakpoint
 ALTER TABLE "outbound_events" ALTER COLUMN "order_id" DROP NOT NULL;--> statement-breakpoint
 ALTER TABLE "outbound_events" ALTER COLUMN "sequence" DROP NOT NULL;--> statement-breakpoint
 ALTER TABLE "outbound_events" ADD COLUMN "customer_id" text;--> statement-breakpoint
-ALTER TABLE "outbound_events" ADD COLUMN "xid" "xid8" DEFAULT pg_current_xact_id() NOT NULL;--> statement-breakpoint
+ALTER TABLE "outbound_events" ADD COLUMN "written" bigserial NOT NULL;--> statement-breakpoint
 ALTER TABLE "outbound_events" ADD COLUMN "position" bigint;--> statement-breakpoint
 CREATE UNIQUE INDEX "webhook_deliveries_endpoint_event_unique" ON "webhook_deliveries" USING btree ("endpoint_id","event_id");--> statement-breakpoint
 CREATE INDEX "webhook_deliveries_due_idx" ON "webhook_deliveries" USING btree ("next_attempt_at") WHERE "webhook_deliveries"."status" = 'pending';--> statement-breakpoint
 CREATE INDEX "webhook_deliveries_event_idx" ON "webhook_deliveries" USING btree ("event_id");--> statement-breakpoint
 CREATE INDEX "webhook_deliveries_endpoint_created_idx" ON "webhook_deliveries" USING btree ("endpoint_id","created_at");--> statement-breakpoint
 CREATE UNIQUE INDEX "outbound_events_position_unique" ON "outbound_events" USING btree ("position");--> statement-breakpoint
-CREATE INDEX "outbound_events_unnumbered_idx" ON "outbound_events" USING btree ("xid") WHERE "outbound_events"."position" is null;
---> statement-breakpoint
--- Events for the shop are numbered once committed, in commit order (src/webhooks/sequencer.ts).
-CREATE SEQUENCE "outbound_events_position_seq";
+CREATE INDEX "outbound_events_unnumbered_idx" ON "outbound_events" USING btree ("written") WHERE "outbound_events"."position" is null;
 --> statement-breakpoint
 -- An address as API answers show it: `+86*******0138`, `l***@example.com` (maskAddress in src/platform/logger.ts).
 CREATE FUNCTION recoup_mask_address(p_address text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
@@ -82,23 +79,43 @@ BEGIN
 END;
 $$;
 --> statement-breakpoint
-CREATE FUNCTION recoup_recovery_events() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION recoup_recovery_started_events() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-	IF TG_OP = 'INSERT' THEN
-		PERFORM recoup_outbound_event('recovery.started', NEW.order_id, NEW.customer_id, jsonb_build_object(
-			'recovery_id', NEW.id, 'cadence', NEW.cadence_name, 'cadence_version', NEW.cadence_version,
-			'failure_category', NEW.failure_category, 'holdout', NEW.holdout, 'expires_at', NEW.expires_at));
-	ELSIF OLD.state = 'active' AND NEW.state <> 'active' THEN
-		PERFORM recoup_outbound_event('recovery.ended', NEW.order_id, NEW.customer_id, jsonb_build_object(
-			'recovery_id', NEW.id, 'state', NEW.state, 'reason', NEW.ended_reason, 'ended_at', NEW.ended_at,
-			'attribution', NEW.recovered_attribution, 'step', NEW.recovered_step, 'channel', NEW.recovered_channel));
+	PERFORM recoup_outbound_event('recovery.started', NEW.order_id, NEW.customer_id, jsonb_build_object(
+		'recovery_id', NEW.id, 'cadence', NEW.cadence_name, 'cadence_version', NEW.cadence_version,
+		'failure_category', NEW.failure_category, 'holdout', NEW.holdout, 'expires_at', NEW.expires_at));
+	RETURN NULL;
+END;
+$$;
+--> statement-breakpoint
+CREATE TRIGGER "recoveries_started_events" AFTER INSERT ON "recoveries"
+	FOR EACH ROW EXECUTE FUNCTION recoup_recovery_started_events();
+--> statement-breakpoint
+-- At commit, with the recovery as it then is: its end is the last event of the transaction that
+-- ended it, after the payment or the cancellation that did.
+CREATE FUNCTION recoup_recovery_ended_events() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	r recoveries%ROWTYPE;
+	told text;
+BEGIN
+	SELECT * INTO r FROM recoveries WHERE id = NEW.id;
+	-- Once per recovery and transaction, however often it changed state in it: the recoveries told
+	-- of so far are listed in a setting that ends with the transaction.
+	told := coalesce(current_setting('recoup.recoveries_ended', true), '');
+	IF r.state <> 'active' AND position(',' || r.id || ',' IN told) = 0 THEN
+		PERFORM set_config('recoup.recoveries_ended', told || ',' || r.id || ',', true);
+		PERFORM recoup_outbound_event('recovery.ended', r.order_id, r.customer_id, jsonb_build_object(
+			'recovery_id', r.id, 'state', r.state, 'reason', r.ended_reason, 'ended_at', r.ended_at,
+			'attribution', r.recovered_attribution, 'step', r.recovered_step, 'channel', r.recovered_channel));
 	END IF;
 	RETURN NULL;
 END;
 $$;
 --> statement-breakpoint
-CREATE TRIGGER "recoveries_events" AFTER INSERT OR UPDATE OF "state" ON "recoveries"
-	FOR EACH ROW EXECUTE FUNCTION recoup_recovery_events();
+CREATE CONSTRAINT TRIGGER "recoveries_ended_events" AFTER UPDATE OF "state" ON "recoveries"
+	DEFERRABLE INITIALLY DEFERRED
+	FOR EACH ROW WHEN (OLD.state = 'active' AND NEW.state <> 'active')
+	EXECUTE FUNCTION recoup_recovery_ended_events();
 --> statement-breakpoint
 CREATE FUNCTION recoup_payment_events() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm';
 import {
   bigint,
+  bigserial,
   boolean,
-  customType,
   index,
   integer,
   jsonb,
@@ -14,13 +14,13 @@ import {
 } from 'drizzle-orm/pg-core';
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
-const xid8 = customType<{ data: string }>({ dataType: () => 'xid8' });
 
 /**
  * Events for the shop (the transactional outbox): written in the transaction that makes them true,
  * by the triggers of migrations/0009_webhooks.sql or by appendOutboundEvents. They are numbered only
- * once committed (src/webhooks/sequencer.ts): `position` orders every event in commit order, for the
- * feed; `sequence` numbers an order's events 1, 2, 3… in the same order.
+ * once committed (src/webhooks/sequencer.ts): `position` orders every event, for the feed, so that
+ * nothing is ever numbered below an event a reader has seen; `sequence` numbers an order's events
+ * 1, 2, 3… in the same order.
  */
 export const outboundEvents = pgTable(
   'outbound_events',
@@ -33,10 +33,8 @@ export const outboundEvents = pgTable(
     customerId: text('customer_id'),
     sequence: integer('sequence'),
     data: jsonb('data').notNull(),
-    /** The writing transaction: an event is numbered once every transaction before it has ended. */
-    xid: xid8('xid')
-      .notNull()
-      .default(sql`pg_current_xact_id()`),
+    /** The order events were written in (not the order they commit in). */
+    written: bigserial('written', { mode: 'number' }).notNull(),
     position: bigint('position', { mode: 'number' }),
     createdAt: ts('created_at').notNull().defaultNow(),
   },
@@ -44,7 +42,7 @@ export const outboundEvents = pgTable(
     uniqueIndex('outbound_events_order_sequence_unique').on(t.orderId, t.sequence),
     uniqueIndex('outbound_events_position_unique').on(t.position),
     index('outbound_events_unnumbered_idx')
-      .on(t.xid)
+      .on(t.written)
       .where(sql`${t.position} is null`),
   ],
 );

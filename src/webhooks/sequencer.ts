@@ -7,19 +7,16 @@ import type { DeliveryWakeup } from '../queue/webhook-queue.js';
 const sequencerLock = 7_311_402_009;
 
 /**
- * Numbers committed events in commit order, and creates their deliveries.
+ * Numbers committed events, and creates their deliveries.
  *
- * Events are written by many transactions at once, and an id or a timestamp taken at insert time
- * is not the order they commit in: a reader that moved past event 11 would never see event 10 if
- * 10 committed later. So events are numbered only once every transaction that might still add an
- * earlier one has ended: those whose writing transaction is older than the oldest one still
- * running (`pg_snapshot_xmin`). One sequencer at a time (an advisory lock) gives each its feed
- * `position` and its order's next `sequence`, and a delivery for each enabled endpoint that
- * subscribes to it and existed when it happened, all in one transaction; the wake-ups of the new
- * deliveries are returned for the caller to queue once that committed.
- *
- * A transaction left open holds numbering back until it ends (bounded by
- * DATABASE_IDLE_IN_TRANSACTION_TIMEOUT and DATABASE_STATEMENT_TIMEOUT).
+ * Events are written by many transactions at once, and a number or a timestamp taken when an event
+ * is written is not the order they commit in: a reader that moved past event 11 would never see
+ * event 10 if 10 committed later. So events are numbered only once committed, here, by one
+ * sequencer at a time (an advisory lock held until its transaction commits): each run gives the
+ * events it sees the next feed `positions` and their orders' next `sequence`, in the order they
+ * were written, so no event is ever numbered below one a reader has already seen. The same
+ * transaction creates a delivery for each enabled endpoint that subscribes to the event and existed
+ * when it happened; the wake-ups of the new deliveries are returned, to queue once that committed.
  */
 export async function numberEvents(db: Db, limit = 1_000): Promise<{ numbered: number; wakeups: DeliveryWakeup[] }> {
   return db.transaction(async (tx) => {
@@ -28,18 +25,18 @@ export async function numberEvents(db: Db, limit = 1_000): Promise<{ numbered: n
     const [count] = await rows<{ numbered: number; wakeups: unknown }>(
       tx,
       sql`with pending as (
-            select id, order_id, sequence, xid, created_at from outbound_events
-            where position is null and xid < pg_snapshot_xmin(pg_current_snapshot())
-            order by xid, created_at, id
+            select id, order_id, sequence, written from outbound_events
+            where position is null
+            order by written
             limit ${limit}
           ), numbered as (
             select p.id,
                    (select coalesce(max(e.position), 0) from outbound_events e)
-                     + row_number() over (order by p.xid, p.created_at, p.id) as position,
+                     + row_number() over (order by p.written) as position,
                    case when p.order_id is null or p.sequence is not null then p.sequence
                         else (select coalesce(max(e.sequence), 0) from outbound_events e where e.order_id = p.order_id)
                              + row_number() over (partition by p.order_id, p.sequence is null
-                                                  order by p.xid, p.created_at, p.id) end as sequence
+                                                  order by p.written) end as sequence
             from pending p
           ), updated as (
             update outbound_events e set position = n.position, sequence = n.sequence

@@ -1,6 +1,10 @@
 import { randomInt } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rows } from '../../src/db/rows.js';
+import { SandboxGateway } from '../../src/payments/gateways/sandbox/sandbox-gateway.js';
+import { initiatePayment } from '../../src/payments/initiate-payment.js';
 import { startFakeTwilio, type FakeTwilio } from '../helpers/fake-twilio.js';
 import { freePort, makeEvent, startTestService, testApiKey, waitFor, type TestService } from '../helpers/service.js';
 import { startShopReceiver, type ShopReceiver } from '../helpers/shop-receiver.js';
@@ -169,6 +173,68 @@ describe('signed webhooks to the shop', () => {
     expect(sent!.to).toBe(`${phone.slice(0, 3)}${'*'.repeat(phone.length - 7)}${phone.slice(-4)}`);
     expect(payment).toMatchObject({ collected_by: 'shop', amount: failed.order.amount, attribution: 'influenced' });
     expect(ended).toMatchObject({ state: 'recovered', reason: 'paid' });
+  });
+
+  it('tells the shop of a payment recoup collected through a retry link, and of its refund', async () => {
+    const failed = makeEvent();
+    expect((await svc.post(failed)).status).toBe(202);
+    const token = await waitFor(
+      async () => {
+        const [m] = await rows<{ link_token: string; status: string }>(
+          svc.database.db,
+          sql`select link_token, status from messages where order_id = ${failed.order.id} and step = 0`,
+        );
+        return m?.status === 'sent' ? m.link_token : undefined;
+      },
+      { what: 'the first reminder' },
+    );
+    const retry = svc.service.payments!;
+    const started = await initiatePayment(retry, { token, method: 'alipay', email: null, phone: null });
+    if (started.kind !== 'next_action') throw new Error(`initiate: ${started.kind}`);
+    const [attempt] = await rows<{ gateway_payment_id: string }>(
+      svc.database.db,
+      sql`select gateway_payment_id from payment_attempts where id = ${started.attemptId}`,
+    );
+    const sandbox = retry.gateways.byName('sandbox') as SandboxGateway;
+    await sandbox.complete(attempt!.gateway_payment_id, { type: 'succeed' });
+    const payment = await waitFor(
+      () => eventsOf(receiver, failed.order.id).find((e) => e.type === 'payment.succeeded'),
+      { what: 'payment.succeeded' },
+    );
+    expect(payment.data).toMatchObject({
+      collected_by: 'recoup',
+      gateway: 'sandbox',
+      method: 'alipay',
+      amount: failed.order.amount,
+      currency: failed.order.currency,
+      attempt: 1,
+      duplicate: false,
+    });
+
+    const refund = await fetch(`${svc.url}/v1/orders/${failed.order.id}/refunds`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${testApiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ amount: 2900, reason: 'damaged item' }),
+    });
+    expect(refund.status).toBe(202);
+    const refunded = await waitFor(
+      () => eventsOf(receiver, failed.order.id).find((e) => e.type === 'refund.succeeded'),
+      { what: 'refund.succeeded' },
+    );
+    expect(refunded.data).toMatchObject({
+      amount: 2900,
+      currency: failed.order.currency,
+      reason: 'ops',
+      note: 'damaged item',
+      payment_id: payment.data.payment_id,
+    });
+    expect(eventsOf(receiver, failed.order.id).map((e) => e.type)).toEqual([
+      'recovery.started',
+      'message.sent',
+      'payment.succeeded',
+      'recovery.ended',
+      'refund.succeeded',
+    ]);
   });
 
   it('tells the shop of a reminder the provider refused for good', async () => {
