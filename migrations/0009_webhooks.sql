@@ -165,11 +165,16 @@ $$;
 CREATE TRIGGER "consent_events_events" AFTER INSERT ON "consent_events"
 	FOR EACH ROW EXECUTE FUNCTION recoup_consent_events();
 --> statement-breakpoint
--- One per reminder: recorded only while an enabled endpoint asks for them.
+-- One per reminder: recorded only while an enabled endpoint asks for them. `sent` once a provider
+-- accepted it (also when its first known state is `delivered`, an unknown outcome settled by a
+-- callback), `failed` once refused for good.
 CREATE FUNCTION recoup_message_events() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-	v_type text := 'message.' || NEW.status;
+	v_type text := CASE WHEN NEW.status = 'failed' THEN 'message.failed' ELSE 'message.sent' END;
 BEGIN
+	IF TG_OP = 'UPDATE' AND (OLD.status = NEW.status OR (OLD.status IN ('sent', 'delivered') AND v_type = 'message.sent')) THEN
+		RETURN NULL;
+	END IF;
 	IF EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.enabled AND v_type = ANY (w.events)) THEN
 		PERFORM recoup_outbound_event(v_type, NEW.order_id, NEW.customer_id, jsonb_build_object(
 			'message_id', NEW.id, 'recovery_id', NEW.recovery_id, 'step', NEW.step, 'channel', NEW.channel,
@@ -180,6 +185,6 @@ BEGIN
 END;
 $$;
 --> statement-breakpoint
-CREATE TRIGGER "messages_events" AFTER UPDATE OF "status" ON "messages"
-	FOR EACH ROW WHEN (NEW.status IN ('sent', 'failed') AND OLD.status IS DISTINCT FROM NEW.status)
+CREATE TRIGGER "messages_events" AFTER INSERT OR UPDATE OF "status" ON "messages"
+	FOR EACH ROW WHEN (NEW.status IN ('sent', 'delivered', 'failed'))
 	EXECUTE FUNCTION recoup_message_events();

@@ -154,20 +154,23 @@ async function recordAttempt(
       );
       return { kind: 'delivered', status };
     }
-    const [endpoint] = await rows<{ enabled: boolean }>(
+    // Written only when it changes (the first failure, or the one that disables it): every
+    // delivery to the endpoint would otherwise queue on its row.
+    const [changed] = await rows<{ id: string; enabled: boolean }>(
       tx,
       sql`update webhook_endpoints set
             failing_since = coalesce(failing_since, clock_timestamp()),
-            enabled = enabled and coalesce(failing_since, clock_timestamp())
-                                  > clock_timestamp() - ${config.disableAfterMs} * interval '1 millisecond',
-            disabled_reason = case when enabled and coalesce(failing_since, clock_timestamp())
-                                  <= clock_timestamp() - ${config.disableAfterMs} * interval '1 millisecond'
-                              then 'failing' else disabled_reason end,
+            enabled = enabled and (failing_since is null
+                                   or failing_since > clock_timestamp() - ${config.disableAfterMs} * interval '1 millisecond'),
+            disabled_reason = case when failing_since <= clock_timestamp() - ${config.disableAfterMs} * interval '1 millisecond'
+                                   then 'failing' else disabled_reason end,
             updated_at = clock_timestamp()
-          where id = ${row.endpoint_id}
-          returning enabled`,
+          where id = ${row.endpoint_id} and enabled
+            and (failing_since is null
+                 or failing_since <= clock_timestamp() - ${config.disableAfterMs} * interval '1 millisecond')
+          returning id, enabled`,
     );
-    if (endpoint && !endpoint.enabled) {
+    if (changed && !changed.enabled) {
       deps.logger.warn({ endpointId: row.endpoint_id }, 'webhook endpoint disabled: its deliveries kept failing');
     }
     if (row.status === 'failed' || !row.next_attempt_at) return { kind: 'given_up', status };

@@ -23,6 +23,10 @@ export const options = {
   ingestSeconds: envNumber('CHAOS_INGEST_SECONDS', 0),
   /** Share of orders paid at a random moment of their recovery. */
   payRate: envNumber('CHAOS_PAY_RATE', 0.4),
+  /** How the shop's webhook endpoint misbehaves: answers 503, answers after the timeout, drops the connection. */
+  webhook503: envNumber('CHAOS_WEBHOOK_503_RATE', 0.15),
+  webhookLate: envNumber('CHAOS_WEBHOOK_LATE_RATE', 0.03),
+  webhookDropped: envNumber('CHAOS_WEBHOOK_DROP_RATE', 0.03),
   /** Random SIGKILLs of workers during the run (besides the fault-point crashes). Default: 3 + orders/300, at most 40. */
   kills: envNumber('CHAOS_KILLS', 0),
   twilio500: envNumber('CHAOS_TWILIO_500_RATE', 0.03),

@@ -52,6 +52,7 @@ import {
 } from './options.js';
 import { freePort, recoupSpawner, RedisServer, sleep, waitUntil, withPath } from './processes.js';
 import { drawOrders, Traffic } from './traffic.js';
+import { checkWebhooks, registerShop, startFlakyShop, webhookEnv, webhooksSettled } from './webhooks.js';
 
 async function main(): Promise<number> {
   const started = Date.now();
@@ -107,6 +108,12 @@ async function main(): Promise<number> {
     cleanups.push(() => twilio.close());
     const smtp = await startFakeSmtp({ seed: options.seed + 1 });
     cleanups.push(() => smtp.close());
+    const shop = await startFlakyShop(options.seed + 7, {
+      error503: options.webhook503,
+      late: options.webhookLate,
+      dropped: options.webhookDropped,
+    });
+    cleanups.push(() => shop.close());
 
     const cadenceFile = path.join(logDir, 'cadences.yaml');
     fs.writeFileSync(cadenceFile, cadenceYaml);
@@ -131,6 +138,7 @@ async function main(): Promise<number> {
       SMTP_URL: smtp.url,
       DATA_DIR: logDir,
       ...serviceEnv,
+      ...webhookEnv,
     };
 
     const processes = new Set<ChildProcess>();
@@ -189,6 +197,7 @@ async function main(): Promise<number> {
 
     // --- The server first (it applies migrations and the cadence), then the workers.
     await fleet.startServer();
+    await registerShop(serverUrl, apiKey, shop);
     await traffic.openOpsSession();
     twilio.inboundUrl = `${serverUrl}/webhooks/twilio/inbound`;
     await Promise.all(Array.from({ length: options.workers }, () => fleet.startWorker()));
@@ -272,6 +281,7 @@ async function main(): Promise<number> {
     fleet.chaosOn = false;
     twilio.setFaults({});
     smtp.setFaults({});
+    shop.rates = { error503: 0, late: 0, dropped: 0 };
     for (const w of [...fleet.workers.values()]) {
       if (w.faultSpec && !w.expectedExit) {
         w.expectedExit = true;
@@ -290,6 +300,15 @@ async function main(): Promise<number> {
       },
       drainDeadlineMs,
       'every recovery to end',
+    ).then(
+      () => true,
+      () => false,
+    );
+    // Then every event told to the shop: retries of the last failed deliveries are seconds apart.
+    const webhooksDrained = await waitUntil(
+      () => webhooksSettled(db),
+      60_000 + options.orders * 20,
+      'webhooks to settle',
     ).then(
       () => true,
       () => false,
@@ -322,6 +341,7 @@ async function main(): Promise<number> {
       unsubscribedAt: traffic.unsubscribedAt,
       readyTimeline: fleet.readyTimeline,
     });
+    const webhooks = await checkWebhooks(db, shop);
     const durationS = (Date.now() - started) / 1000;
     const summary: Array<[string, string | number]> = [
       ['orders', options.orders],
@@ -400,6 +420,13 @@ async function main(): Promise<number> {
       ['sigterm_exit_code', counters.sigtermExitCode ?? 'n/a'],
       ['shutdown_overruns', counters.shutdownOverruns],
       ['unexpected_exits', counters.unexpectedExits],
+      ['webhooks_lost', webhooks.lost],
+      ['webhook_ids_reused_for_different_events', webhooks.idsReused],
+      ['webhook_events_received', webhooks.uniqueEvents],
+      ['webhook_redeliveries', webhooks.redeliveries],
+      ['webhook_failed_attempts', webhooks.failedAttempts],
+      ['webhook_deliveries_given_up', webhooks.givenUp],
+      ['webhooks_drained', webhooksDrained ? 'yes' : 'no'],
       ['recoveries_ended', report.endings],
       ['event_post_retries', counters.postRetries],
       ['event_posts_failed', counters.postsFailed],
@@ -429,6 +456,8 @@ async function main(): Promise<number> {
       report.ledgerMismatch,
       report.sentNotAccepted,
       report.stillActive,
+      webhooks.lost,
+      webhooks.idsReused,
       counters.shutdownOverruns,
       counters.unexpectedExits,
       counters.postsFailed,
@@ -436,7 +465,7 @@ async function main(): Promise<number> {
     ].some((n) => n !== 0);
     if (broken) {
       console.log(`chaos: FAILED (seed ${options.seed}); process logs kept in ${logDir}`);
-      for (const line of report.examples) console.log(`  ${line}`);
+      for (const line of [...report.examples, ...webhooks.examples]) console.log(`  ${line}`);
     } else if (!options.keepLogs) {
       cleanups.unshift(() => fs.rmSync(logDir, { recursive: true, force: true }));
     }

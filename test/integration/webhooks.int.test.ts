@@ -39,6 +39,9 @@ interface Answer {
     events: FeedEvent[] & string[];
     endpoints: Array<{ id: string }>;
     deliveries: DeliveryEntry[];
+    enabled: boolean;
+    disabled_reason: string | null;
+    failing_since: string | null;
     previous_secret_until: string | null;
     next_cursor: string;
     has_more: boolean;
@@ -149,8 +152,9 @@ describe('signed webhooks to the shop', () => {
     expect((await svc.post(paid)).status).toBe(202);
     const events = await waitFor(
       () => {
+        // Deliveries run in parallel: wait for all four, whatever order they arrive in.
         const found = eventsOf(receiver, failed.order.id);
-        return found.some((e) => e.type === 'recovery.ended') ? found : undefined;
+        return found.length >= 4 ? found : undefined;
       },
       { what: 'recovery.ended' },
     );
@@ -228,6 +232,9 @@ describe('signed webhooks to the shop', () => {
       note: 'damaged item',
       payment_id: payment.data.payment_id,
     });
+    await waitFor(() => (eventsOf(receiver, failed.order.id).length >= 5 ? true : undefined), {
+      what: 'every event of the order',
+    });
     expect(eventsOf(receiver, failed.order.id).map((e) => e.type)).toEqual([
       'recovery.started',
       'message.sent',
@@ -295,9 +302,16 @@ describe('signed webhooks to the shop', () => {
       expect(attempts[1]!.id).toBe(attempts[0]!.id);
       expect(attempts[1]!.body).toBe(attempts[0]!.body);
 
-      const log = await api(svc, 'GET', `/v1/webhook-endpoints/${endpoint.id}/deliveries?limit=200`);
-      expect(log.status).toBe(200);
-      const delivery = log.body.deliveries.find((d) => d.id === attempts[0]!.id);
+      // The shop has answered; recoup records the answer once it has it.
+      const delivery = await waitFor(
+        async () => {
+          const log = await api(svc, 'GET', `/v1/webhook-endpoints/${endpoint.id}/deliveries?limit=200`);
+          expect(log.status).toBe(200);
+          const found = log.body.deliveries.find((d) => d.id === attempts[0]!.id);
+          return found?.status === 'delivered' ? found : undefined;
+        },
+        { what: 'the delivery to be recorded as delivered' },
+      );
       expect(delivery).toMatchObject({ event_type: 'recovery.started', status: 'delivered', attempts: 2 });
       expect(delivery!.attempt_log.map((a) => [a.attempt, a.status, a.excerpt])).toEqual([
         [2, 200, 'ok'],
@@ -416,7 +430,12 @@ describe('an endpoint on a private address', () => {
     receiver = await startShopReceiver();
     svc = await startTestService({
       cadences: cadence,
-      env: { ...fastWebhooks, WEBHOOKS_ALLOW_PRIVATE_NETWORKS: 'false', WEBHOOK_RETRY_SCHEDULE: '100ms' },
+      env: {
+        ...fastWebhooks,
+        WEBHOOKS_ALLOW_PRIVATE_NETWORKS: 'false',
+        WEBHOOK_RETRY_SCHEDULE: '200ms,200ms,200ms',
+        WEBHOOK_DISABLE_AFTER: '500ms',
+      },
     });
   });
   afterAll(async () => {
@@ -424,21 +443,26 @@ describe('an endpoint on a private address', () => {
     await receiver.close();
   });
 
-  it('is never delivered to unless private networks are allowed', async () => {
+  it('is never delivered to unless private networks are allowed, and is disabled once failing long enough', async () => {
     const endpoint = await register(svc, receiver);
     expect(endpoint.events).not.toContain('message.sent');
     expect((await svc.post(makeEvent())).status).toBe(202);
-    const log = await waitFor(
+    const disabled = await waitFor(
       async () => {
-        const answer = await api(svc, 'GET', `/v1/webhook-endpoints/${endpoint.id}/deliveries?status=failed`);
-        return answer.body.deliveries.length > 0 ? answer.body.deliveries : undefined;
+        const answer = await api(svc, 'GET', `/v1/webhook-endpoints/${endpoint.id}`);
+        return answer.body.enabled === false ? answer.body : undefined;
       },
-      { what: 'the delivery to be given up' },
+      { what: 'the endpoint to be disabled' },
     );
-    expect(log[0]!.attempt_log.map((a) => a.error)).toEqual([
-      expect.stringMatching(/^refused_address/),
-      expect.stringMatching(/^refused_address/),
-    ]);
+    expect(disabled).toMatchObject({ disabled_reason: 'failing', failing_since: expect.any(String) as unknown });
+    const log = await api(svc, 'GET', `/v1/webhook-endpoints/${endpoint.id}/deliveries`);
+    const attempts = log.body.deliveries.flatMap((d) => d.attempt_log);
+    expect(attempts.length).toBeGreaterThanOrEqual(3);
+    for (const attempt of attempts) expect(attempt.error).toMatch(/^refused_address/);
     expect(receiver.received).toEqual([]);
+
+    // Enabled again by ops: failing is forgotten, its pending deliveries go out again at once.
+    const enabled = await api(svc, 'PATCH', `/v1/webhook-endpoints/${endpoint.id}`, { enabled: true });
+    expect(enabled.body).toMatchObject({ enabled: true, disabled_reason: null, failing_since: null });
   });
 });
