@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
+import type { DeliveryWakeup } from '../queue/webhook-queue.js';
 import { numberEvents } from './sequencer.js';
 
 export interface FeedEvent {
@@ -24,10 +25,16 @@ export interface FeedPage {
  * The events feed: every event for the shop, numbered once committed, after `after` (a cursor
  * from a previous page; none: from the start). A cursor never skips an event: nothing is numbered
  * below one a reader has seen (src/webhooks/sequencer.ts). Numbers what committed first, so a
- * reader is as current as Postgres.
+ * reader is as current as Postgres, and wakes the deliveries that numbering created.
  */
-export async function readFeed(db: Db, after: number, limit: number): Promise<FeedPage> {
-  await numberEvents(db);
+export async function readFeed(
+  db: Db,
+  after: number,
+  limit: number,
+  wake: (wakeups: DeliveryWakeup[]) => Promise<void>,
+): Promise<FeedPage> {
+  // The deliveries of the events it numbered are this reader's to wake.
+  await wake((await numberEvents(db)).wakeups);
   const found = await rows<FeedEvent & { position: string; created_at: Date }>(
     db,
     sql`select id, type, order_id, customer_id, sequence, data, position, created_at

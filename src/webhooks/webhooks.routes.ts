@@ -146,7 +146,7 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps
 
   app.get('/v1/outbound-events', { onRequest: requireScope(deps.keys, 'ingest', 'ops') }, async (request) => {
     const query = parse(feedQuery, request.query, 'query');
-    return readFeed(deps.db, query.after, query.limit);
+    return readFeed(deps.db, query.after, query.limit, deps.wake);
   });
 }
 

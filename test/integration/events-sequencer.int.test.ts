@@ -6,6 +6,9 @@ import { readFeed } from '../../src/webhooks/events-feed.js';
 import { numberEvents } from '../../src/webhooks/sequencer.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 
+/** No endpoint here: nothing to wake. */
+const noWake = async () => {};
+
 /** An event written in a transaction of its own connection, left open until `commit`. */
 async function openWriter(url: string, id: string, orderId: string) {
   const client = new pg.Client({ connectionString: url });
@@ -37,7 +40,7 @@ describe('numbering events once committed', () => {
   });
 
   it('numbers an event that commits late after the ones a reader has already seen', async () => {
-    const start = await readFeed(database.db, 0, 500);
+    const start = await readFeed(database.db, 0, 500, noWake);
     const cursor = Number(start.next_cursor);
     // The first writer writes first and commits last.
     const first = await openWriter(database.url, 'evt_seq_first', 'ord_seq_1');
@@ -46,17 +49,17 @@ describe('numbering events once committed', () => {
     await third.commit();
     await second.commit();
 
-    const early = await readFeed(database.db, cursor, 500);
+    const early = await readFeed(database.db, cursor, 500, noWake);
     expect(early.events.map((e) => [e.id, e.order_id, e.sequence])).toEqual([
       ['evt_seq_second', 'ord_seq_1', 1],
       ['evt_seq_third', 'ord_seq_2', 1],
     ]);
 
     await first.commit();
-    const late = await readFeed(database.db, Number(early.next_cursor), 500);
+    const late = await readFeed(database.db, Number(early.next_cursor), 500, noWake);
     expect(late.events.map((e) => [e.id, e.order_id, e.sequence])).toEqual([['evt_seq_first', 'ord_seq_1', 2]]);
     expect(Number(late.next_cursor)).toBeGreaterThan(Number(early.next_cursor));
-    expect((await readFeed(database.db, Number(late.next_cursor), 500)).events).toEqual([]);
+    expect((await readFeed(database.db, Number(late.next_cursor), 500, noWake)).events).toEqual([]);
   });
 
   it('lets one sequencer number at a time, without gaps or repeats', async () => {

@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { numberEvents } from '../../src/webhooks/sequencer.js';
 import { rows } from '../../src/db/rows.js';
 import { startFakeTwilio, type FakeTwilio } from '../helpers/fake-twilio.js';
+import { startShopReceiver, type ShopReceiver } from '../helpers/shop-receiver.js';
 import {
   freePort,
   makeEvent,
@@ -37,9 +37,11 @@ interface OutboundRow {
 describe('a reminder its provider accepted after the order was paid', () => {
   let svc: TestService;
   let fake: FakeTwilio;
+  let shop: ShopReceiver;
 
   beforeAll(async () => {
     fake = await startFakeTwilio();
+    shop = await startShopReceiver();
     const port = await freePort();
     svc = await startTestService({
       cadences: cadence,
@@ -52,12 +54,21 @@ describe('a reminder its provider accepted after the order was paid', () => {
         TWILIO_AUTH_TOKEN: fake.authToken,
         TWILIO_MESSAGING_SERVICE_SID: 'MG00000000000000000000000000000000',
         TWILIO_API_URL: fake.url,
+        WEBHOOKS_ALLOW_PRIVATE_NETWORKS: 'true',
+        WEBHOOK_POLL_INTERVAL: '50ms',
       },
     });
+    const endpoint = await fetch(`${svc.url}/v1/webhook-endpoints`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${testApiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ url: shop.url }),
+    });
+    shop.secrets = [((await endpoint.json()) as { secret: string }).secret];
   });
   afterAll(async () => {
     await svc.close();
     await fake.close();
+    await shop.close();
   });
 
   let phones = 0;
@@ -89,9 +100,18 @@ describe('a reminder its provider accepted after the order was paid', () => {
     return m;
   }
 
-  /** The order's reminder.after_payment events, once numbered. */
+  /** The order's reminder.after_payment events, once the service's workers numbered them all. */
   const outbound = async (orderId: string) => {
-    await numberEvents(svc.database.db);
+    await waitFor(
+      async () => {
+        const [open] = await rows<{ n: number }>(
+          svc.database.db,
+          sql`select count(*)::int as n from outbound_events where order_id = ${orderId} and position is null`,
+        );
+        return open?.n === 0 ? true : undefined;
+      },
+      { what: "the order's events to be numbered" },
+    );
     return rows<OutboundRow>(
       svc.database.db,
       sql`select type, order_id, sequence, data from outbound_events
@@ -164,6 +184,12 @@ describe('a reminder its provider accepted after the order was paid', () => {
       },
     ]);
     expect(await counted()).toBe(1);
+    // The shop is told, signed, so it can apologise.
+    const told = await waitFor(
+      () => shop.events().find((e) => e.type === 'reminder.after_payment' && e.data.order_id === event.order.id),
+      { what: 'the shop to be told' },
+    );
+    expect(told.data).toMatchObject({ message_id: unknown.id, order_status: 'paid', channel: 'sms' });
 
     // Later reports on the same message flag nothing twice.
     expect(await fake.sendStatusCallback(created.sid, 'delivered')).toBe(204);
