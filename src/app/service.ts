@@ -359,13 +359,20 @@ export async function startService(
           defaultLocale: config.defaultLocale,
           publicUrl: config.publicUrl,
         },
-        // Cadence test sends go out through the same transports as customer messages.
         webhooks: {
           secretOverlapMs: config.webhooks.secretOverlapMs,
+          // A change is committed before its deliveries are queued: if Redis refuses them, the
+          // workers' restore pass sends them.
           wake: async (wakeups) => {
-            await webhookQueue.add(wakeups, core.clock.now());
+            await webhookQueue.add(wakeups, core.clock.now()).catch((err: unknown) => {
+              logger.warn(
+                { err, deliveries: wakeups.length },
+                'could not queue webhook deliveries; the restore pass will',
+              );
+            });
           },
         },
+        // Cadence test sends go out through the same transports as customer messages.
         cadenceAdmin: {
           renderer: core.renderer,
           sms: linkSms,

@@ -108,10 +108,10 @@ export const webhookAttempts = pgTable(
     deliveryId: text('delivery_id').notNull(),
     attempt: integer('attempt').notNull(),
     at: ts('at').notNull(),
-    /** The HTTP status answered; null when there was no answer (timeout, connection, refused address). */
+    /** The HTTP status answered; null when there was no answer (`error` says why: a timeout, the connection, a refused address). */
     status: integer('status'),
     latencyMs: integer('latency_ms').notNull(),
-    /** The first 200 characters of the answer's body, or what went wrong. */
+    /** The first characters of the answer's body. */
     excerpt: text('excerpt'),
     error: text('error'),
   },

@@ -184,35 +184,51 @@ async function recordAttempt(
 
 /**
  * Deliveries whose wake-up was lost (Redis flushed or restarted empty, a worker killed mid-attempt,
- * a queue add that failed): pending, overdue by more than `graceMs` and not held by a live
- * attempt. Each gets a fresh wake-up id, so a wake-up that was merely late does nothing.
+ * a queue add that failed): pending to an enabled endpoint, overdue by more than `graceMs` and not
+ * held by a live attempt. Each gets a fresh wake-up id, so a wake-up that was merely late does
+ * nothing, and is due now: the next pass looks at it again only once it is overdue again, which
+ * leaves its new wake-up time to run.
  */
 export async function restoreDeliveries(db: Db, graceMs: number, limit = 1_000): Promise<DeliveryWakeup[]> {
   return rows<DeliveryWakeup>(
     db,
-    sql`update webhook_deliveries d set wake_seq = d.wake_seq + 1, updated_at = clock_timestamp()
-        where d.id in (select id from webhook_deliveries
-                       where status = 'pending'
-                         and next_attempt_at < clock_timestamp() - ${graceMs} * interval '1 millisecond'
-                         and (lease_until is null or lease_until < clock_timestamp())
-                       order by next_attempt_at limit ${limit}
-                       for update skip locked)
-        returning d.id as "deliveryId", d.wake_seq as "wakeSeq", clock_timestamp() as "runAt"`,
+    sql`update webhook_deliveries d set wake_seq = d.wake_seq + 1, next_attempt_at = clock_timestamp(),
+          updated_at = clock_timestamp()
+        where d.id in (select d2.id from webhook_deliveries d2
+                       join webhook_endpoints w on w.id = d2.endpoint_id and w.enabled
+                       where d2.status = 'pending'
+                         and d2.next_attempt_at < clock_timestamp() - ${graceMs} * interval '1 millisecond'
+                         and (d2.lease_until is null or d2.lease_until < clock_timestamp())
+                       order by d2.next_attempt_at limit ${limit}
+                       for update of d2 skip locked)
+        returning d.id as "deliveryId", d.wake_seq as "wakeSeq", d.next_attempt_at as "runAt"`,
   );
 }
 
-/** Sends a delivery again now, under its own `webhook-id`: one more attempt, whatever became of the others. */
+/**
+ * Sends a delivery again now, under its own `webhook-id`: one more attempt, whatever became of the
+ * others. An attempt in progress keeps its lease (the resend waits for it rather than posting
+ * twice at once). Undefined when the endpoint has no such delivery; 'disabled' when the endpoint is.
+ */
 export async function resendDelivery(
   db: Db,
   endpointId: string,
   deliveryId: string,
-): Promise<DeliveryWakeup | undefined> {
-  const [row] = await rows<DeliveryWakeup>(
+): Promise<DeliveryWakeup | 'disabled' | undefined> {
+  const [row] = await rows<DeliveryWakeup & { enabled: boolean }>(
     db,
-    sql`update webhook_deliveries set status = 'pending', next_attempt_at = clock_timestamp(), wake_seq = wake_seq + 1,
-          lease_until = null, updated_at = clock_timestamp()
-        where id = ${deliveryId} and endpoint_id = ${endpointId} and status <> 'cancelled'
-        returning id as "deliveryId", wake_seq as "wakeSeq", next_attempt_at as "runAt"`,
+    sql`update webhook_deliveries d set status = 'pending', next_attempt_at = clock_timestamp(),
+          wake_seq = d.wake_seq + 1, updated_at = clock_timestamp()
+        from webhook_endpoints w
+        where d.id = ${deliveryId} and d.endpoint_id = ${endpointId} and d.status <> 'cancelled'
+          and w.id = d.endpoint_id and w.enabled
+        returning d.id as "deliveryId", d.wake_seq as "wakeSeq", d.next_attempt_at as "runAt", w.enabled`,
   );
-  return row;
+  if (row) return { deliveryId: row.deliveryId, wakeSeq: row.wakeSeq, runAt: row.runAt };
+  const [endpoint] = await rows<{ enabled: boolean }>(
+    db,
+    sql`select w.enabled from webhook_endpoints w join webhook_deliveries d on d.endpoint_id = w.id
+        where w.id = ${endpointId} and d.id = ${deliveryId} and d.status <> 'cancelled'`,
+  );
+  return endpoint && !endpoint.enabled ? 'disabled' : undefined;
 }

@@ -139,6 +139,9 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps
     async (request, reply) => {
       const wakeup = await resendDelivery(deps.db, request.params.id, request.params.deliveryId);
       if (!wakeup) throw new RecoupError('not_found', `No delivery ${request.params.deliveryId} to this endpoint`);
+      if (wakeup === 'disabled') {
+        throw new RecoupError('conflict', 'The endpoint is disabled: enable it, and its pending deliveries go out');
+      }
       await deps.wake([wakeup]);
       return reply.status(202).send({ id: wakeup.deliveryId, status: 'pending' });
     },

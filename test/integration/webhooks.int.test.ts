@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../../src/db/rows.js';
 import { SandboxGateway } from '../../src/payments/gateways/sandbox/sandbox-gateway.js';
 import { initiatePayment } from '../../src/payments/initiate-payment.js';
+import { restoreDeliveries } from '../../src/webhooks/delivery.js';
 import { startFakeTwilio, type FakeTwilio } from '../helpers/fake-twilio.js';
 import { freePort, makeEvent, startTestService, testApiKey, waitFor, type TestService } from '../helpers/service.js';
 import { startShopReceiver, type ShopReceiver } from '../helpers/shop-receiver.js';
@@ -119,6 +120,7 @@ describe('signed webhooks to the shop', () => {
         TWILIO_AUTH_TOKEN: twilio.authToken,
         TWILIO_FROM: '+15005550006',
         TWILIO_API_URL: twilio.url,
+        RECONCILE_GRACE: '1s',
         ...fastWebhooks,
       },
     });
@@ -330,6 +332,37 @@ describe('signed webhooks to the shop', () => {
     } finally {
       receiver.answer = () => 200;
     }
+  });
+
+  it('restores a delivery whose wake-up was lost, once per grace period', async () => {
+    const failed = makeEvent();
+    expect((await svc.post(failed)).status).toBe(202);
+    const started = await waitFor(
+      () => eventsOf(receiver, failed.order.id).find((e) => e.type === 'recovery.started'),
+      { what: 'recovery.started' },
+    );
+    // Due again, under a wake-up no queue job holds (as if Redis had lost it).
+    const lost = started.id;
+    await svc.database.db.execute(
+      sql`update webhook_deliveries set status = 'pending', wake_seq = wake_seq + 1,
+            next_attempt_at = clock_timestamp() - interval '5 seconds'
+          where id = ${lost}`,
+    );
+    await waitFor(
+      () => (receiver.received.filter((r) => r.id === lost && r.answered === 200).length === 2 ? true : undefined),
+      {
+        what: 'the lost delivery to go out',
+      },
+    );
+    // Restored deliveries are due now: a second pass does not wake them again before the grace.
+    await svc.database.db.execute(
+      sql`update webhook_deliveries set status = 'pending', next_attempt_at = clock_timestamp() - interval '5 seconds'
+          where id = ${lost}`,
+    );
+    const first = await restoreDeliveries(svc.database.db, 1_000);
+    const second = await restoreDeliveries(svc.database.db, 1_000);
+    expect(first.map((w) => w.deliveryId)).toContain(lost);
+    expect(second.map((w) => w.deliveryId)).not.toContain(lost);
   });
 
   it('signs so that a tampered body or another secret fails verification', async () => {
