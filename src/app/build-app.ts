@@ -71,7 +71,7 @@ export interface AppDeps {
   console?: Pick<ConsoleRouteDeps, 'pages' | 'stuckOrderAfterMs'> | undefined;
   /** `/readyz`, `/metrics` and bull-board (`/admin/queues`); see src/ops/ops.routes.ts. */
   ops?: Pick<OpsRouteDeps, 'redis' | 'isMigrated' | 'metrics' | 'metricsToken'> | undefined;
-  /** Webhook endpoints and the events feed (src/webhooks/webhooks.routes.ts). */
+  /** Webhook endpoints and the events feed (src/webhooks/webhooks.routes.ts); `wake` also queues the console's resends. */
   webhooks?: Pick<WebhookRouteDeps, 'secretOverlapMs' | 'wake'> | undefined;
 }
 
@@ -191,6 +191,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         ...consolePages,
         sessions: consoleSessions,
         gateways: payments?.retry.gateways,
+        wakeWebhooks: deps.webhooks?.wake,
       }),
     );
   }

@@ -10,6 +10,7 @@ import type { InFlightWait } from '../messages/in-flight.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
 import type { PaymentGateways } from '../payments/gateways.js';
 import type { StepQueue } from '../queue/queues.js';
+import type { DeliveryWakeup } from '../queue/webhook-queue.js';
 import { csrfFieldName, type ConsoleSessions } from './console-auth.js';
 import type { ConsoleFrame, ConsolePageName, ConsolePages, NavSection } from './console-pages.js';
 
@@ -35,6 +36,11 @@ export interface ConsoleRouteDeps {
   defaultTimezone: string;
   /** STUCK_ORDER_AFTER: pending this long with no recovery is stuck. Default 2 h. */
   stuckOrderAfterMs: number;
+  /**
+   * Queues webhook deliveries made due now (a resend, an endpoint enabled again). Without it, or
+   * when it fails, they go out with the next restore pass of the worker processes.
+   */
+  wakeWebhooks?: (wakeups: DeliveryWakeup[]) => Promise<void>;
 }
 
 /** What every console page's routes share: the deps, the access guards and the page frame. */
@@ -79,7 +85,7 @@ export function consoleContext(deps: ConsoleRouteDeps): ConsoleContext {
         csrf,
         // Finance reads the dashboard and orders; ops (and admin) see every section.
         sections: hasScope(principal, ['ops'])
-          ? ['dashboard', 'cadences', 'orders', 'suppressions', 'health']
+          ? ['dashboard', 'cadences', 'orders', 'suppressions', 'webhooks', 'health']
           : principal
             ? ['dashboard', 'orders']
             : [],
@@ -120,6 +126,10 @@ export function cadenceHref(name: string): string {
 
 export function orderHref(id: string): string {
   return `/console/orders/${encodeURIComponent(id)}`;
+}
+
+export function webhookEndpointHref(id: string): string {
+  return `/console/webhooks/${encodeURIComponent(id)}`;
 }
 
 /** The audit actor of a console request. */

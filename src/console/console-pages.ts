@@ -22,6 +22,8 @@ export const consolePageNames = [
   'orders',
   'order',
   'suppressions',
+  'webhooks',
+  'webhook',
   'health',
   'dashboard',
   'error',
@@ -37,7 +39,7 @@ export const consoleAssetPrefix = '/console/assets/';
 /** `/console/assets/<name>?v=<hash>`: cacheable, since the URL changes with the content. */
 export type ConsoleAsset = PageAsset;
 
-export type NavSection = 'dashboard' | 'cadences' | 'orders' | 'suppressions' | 'health';
+export type NavSection = 'dashboard' | 'cadences' | 'orders' | 'suppressions' | 'webhooks' | 'health';
 
 /** What the layout needs on every page. */
 export interface ConsoleFrame {
@@ -74,6 +76,7 @@ const navItems: Array<{ section: NavSection; label: string; href: string }> = [
   { section: 'cadences', label: 'Cadences', href: '/console/cadences' },
   { section: 'orders', label: 'Orders', href: '/console/orders' },
   { section: 'suppressions', label: 'Suppressions', href: '/console/suppressions' },
+  { section: 'webhooks', label: 'Webhooks', href: '/console/webhooks' },
   { section: 'health', label: 'Health', href: '/console/health' },
 ];
 

@@ -10,12 +10,13 @@ import { dashboardRoutes } from './dashboard.routes.js';
 import { consoleHealthRoutes } from './health.routes.js';
 import { consoleOrderRoutes } from './orders.routes.js';
 import { consoleSuppressionRoutes } from './suppressions.routes.js';
+import { consoleWebhookRoutes } from './webhooks.routes.js';
 
 export type { ConsoleRouteDeps };
 
 /**
  * The ops console: server-rendered pages, no client build. Every page needs a console session
- * (`requireConsole`): cadences, suppressions and health need `ops`; order pages also let
+ * (`requireConsole`): cadences, suppressions, webhooks and health need `ops`; order pages also let
  * `finance` read (without the stop/restart buttons). Every POST carries the session's CSRF token
  * and answers with a 303 to a page (post/redirect/get), except an editor save with errors, which
  * re-renders the editor (422) with the errors beside it.
@@ -24,6 +25,8 @@ export type { ConsoleRouteDeps };
  *   `/console/cadences/:name/versions` (history, diffs, activate);
  * - `/console/orders?q=`, `/console/orders/:id` (the order's story), `POST …/stop`, `POST …/restart`;
  * - `/console/suppressions`, `POST /console/suppressions/remove`;
+ * - `/console/webhooks` (the shop's endpoints), `/console/webhooks/:id` (its delivery log),
+ *   `POST …/deliveries/:deliveryId/resend`, `POST …/enable`, `POST …/disable`;
  * - `/console/health`: gateway circuits, held reminders, stuck orders;
  * - `/dashboard`: recovery figures, for finance and ops;
  * - `/console/assets/:name`: the pages' stylesheet and script.
@@ -66,6 +69,7 @@ export async function consoleRoutes(app: FastifyInstance, deps: ConsoleRouteDeps
   consoleCadenceEditorRoutes(app, ctx);
   consoleOrderRoutes(app, ctx);
   consoleSuppressionRoutes(app, ctx);
+  consoleWebhookRoutes(app, ctx);
   dashboardRoutes(app, ctx);
   consoleHealthRoutes(app, ctx);
 }
@@ -83,7 +87,7 @@ const titles: Partial<Record<keyof typeof errorCodes, string>> = {
 function backTo(request: FastifyRequest): string {
   const url = request.url.split('?')[0] ?? '/console';
   if (request.method === 'GET') return url;
-  // A POST's page: the order or cadence it was about.
-  const match = /^\/console\/(orders|cadences)\/[^/]+/.exec(url);
+  // A POST's page: the order, cadence or webhook endpoint it was about.
+  const match = /^\/console\/(orders|cadences|webhooks)\/[^/]+/.exec(url);
   return match?.[0] ?? '/console/cadences';
 }

@@ -5,12 +5,14 @@ import { loadOrderView, type OrderView } from '../orders/order-view.js';
 import { orderSubject } from '../recoveries/ops-actions.js';
 import { actorNames } from './actor-names.js';
 import { masked, maskedJson, money, utcText } from './format.js';
+import { shopToldEntries } from './order-webhook-entries.js';
 
 /**
  * An order's whole story for the console: the order view ops get from the API
  * (src/orders/order-view.ts), plus what only the console shows: the events the shop sent, the
  * customer, delivery details of every message (price, segments, link state), the retry-link
- * clicks and the audit entries about the order and its customer. `entries` merges all of it into
+ * clicks, the audit entries about the order and its customer, and what the shop was told by
+ * webhook (each outbound event and its deliveries). `entries` merges all of it into
  * one list in time order. Every address in it is masked already (and audit values too).
  */
 export interface OrderTimeline {
@@ -32,7 +34,7 @@ export interface OrderTimeline {
 }
 
 export type TimelineKind =
-  'event' | 'recovery' | 'message' | 'delivery' | 'click' | 'attempt' | 'payment' | 'refund' | 'audit';
+  'event' | 'recovery' | 'message' | 'delivery' | 'click' | 'attempt' | 'payment' | 'refund' | 'audit' | 'webhook';
 
 /** One line of the story: when, what kind, a title and labelled details. */
 export interface TimelineEntry {
@@ -43,7 +45,8 @@ export interface TimelineEntry {
   tone: 'ok' | 'warn' | 'bad' | 'plain';
   /** A warning shown beside the title, e.g. `accepted after payment`. */
   flag?: string | undefined;
-  details: Array<{ label: string; value: string }>;
+  /** `href`: a console page the value links to (ops pages only: dropped for other readers). */
+  details: Array<{ label: string; value: string; href?: string }>;
 }
 
 interface EventRow {
@@ -99,8 +102,14 @@ const kindOrder: Record<TimelineKind, number> = {
   attempt: 6,
   payment: 7,
   refund: 8,
+  // What the shop was told follows the change it tells of.
+  webhook: 9,
 };
 const shopAttemptOrder = 0.5;
+// An event for the shop bears the start of the transaction that wrote it (Postgres's now()), so it
+// can be stamped a little before the change it tells of (stamped later in that transaction, or by
+// the app's clock): it is placed as if this much later, after its cause; its time shows unchanged.
+const toldAfterMs = 1_000;
 
 export async function loadOrderTimeline(
   db: Db,
@@ -332,8 +341,11 @@ export async function loadOrderTimeline(
     });
   }
 
+  entries.push(...(await shopToldEntries(db, orderId)));
+
   const rank = (e: TimelineEntry) => (shopAttempts.has(e) ? shopAttemptOrder : kindOrder[e.kind]);
-  entries.sort((a, b) => a.at.getTime() - b.at.getTime() || rank(a) - rank(b));
+  const placed = (e: TimelineEntry) => e.at.getTime() + (e.kind === 'webhook' ? toldAfterMs : 0);
+  entries.sort((a, b) => placed(a) - placed(b) || rank(a) - rank(b));
 
   return {
     view,

@@ -108,7 +108,12 @@ export function consoleOrderRoutes(app: FastifyInstance, ctx: ConsoleContext): v
               stoppedByOps: recovery.ended_reason === stoppedByOps,
             }
           : null,
-        entries: timeline.entries.map((e) => ({ ...e, time: shownTime(e.at, tz) })),
+        entries: timeline.entries.map((e) => ({
+          ...e,
+          time: shownTime(e.at, tz),
+          // Links lead to ops pages (a webhook endpoint): finance gets the text only.
+          details: canAct ? e.details : e.details.map(({ label, value }) => ({ label, value })),
+        })),
         readOnly: !canAct,
       });
     },

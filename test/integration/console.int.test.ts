@@ -113,6 +113,7 @@ describe('access', () => {
     '/console/cadences/default/versions',
     '/console/orders',
     '/console/suppressions',
+    '/console/webhooks',
     '/console/health',
   ];
 
