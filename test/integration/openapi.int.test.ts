@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { allOutboundEventTypes } from '../../src/outbound/event-types.js';
 import { makeEvent, startTestService, testApiKey, type TestService } from '../helpers/service.js';
 
 interface Operation {
   summary?: string;
   tags?: string[];
   security?: unknown[];
-  parameters?: Array<{ name: string; in: string }>;
+  parameters?: Array<{ name: string; in: string; required?: boolean }>;
   requestBody?: { content: Record<string, { schema: Record<string, unknown> }> };
   responses: Record<string, { description: string; content?: Record<string, { schema: unknown }> }>;
 }
@@ -14,6 +15,7 @@ interface OpenApiDocument {
   openapi: string;
   info: { title: string; version: string };
   paths: Record<string, Record<string, Operation>>;
+  webhooks?: Record<string, { post?: Operation }>;
   components: { schemas?: Record<string, unknown>; securitySchemes?: Record<string, unknown> };
 }
 
@@ -112,6 +114,61 @@ describe('OpenAPI document', () => {
     expect(doc.paths['/webhooks/twilio/status']?.post?.requestBody?.content).toHaveProperty(
       'application/x-www-form-urlencoded',
     );
+  });
+
+  it('is OpenAPI 3.1 with a webhook for every event type recoup sends, and documents the endpoints and the feed', () => {
+    expect(doc.openapi).toMatch(/^3\.1\.\d+$/);
+    expect(Object.keys(doc.webhooks ?? {}).sort()).toEqual([...allOutboundEventTypes].sort());
+    for (const type of allOutboundEventTypes) {
+      const post = doc.webhooks?.[type]?.post;
+      expect(post, type).toMatchObject({ summary: type, description: expect.any(String) as unknown });
+      expect(post?.parameters?.filter((p) => p.in === 'header' && p.required).map((p) => p.name)).toEqual([
+        'webhook-id',
+        'webhook-timestamp',
+        'webhook-signature',
+      ]);
+      const body = post?.requestBody?.content['application/json']?.schema as {
+        required: string[];
+        properties: { type: { const: string }; data: { properties: Record<string, unknown> } };
+      };
+      expect(body.required).toEqual(['type', 'timestamp', 'data']);
+      expect(body.properties.type.const).toBe(type);
+      const fields = Object.keys(body.properties.data.properties);
+      expect(fields, type).toEqual(
+        expect.arrayContaining(
+          type.startsWith('customer.')
+            ? ['customer_id', 'channel', 'address', 'how', 'at']
+            : ['order_id', 'customer_id', 'amount', 'currency', 'sequence'],
+        ),
+      );
+      expect(Object.keys(post?.responses ?? {})).toEqual(['2XX']);
+    }
+
+    const documented = new Map<string, Operation>(
+      Object.entries(doc.paths).flatMap(([path, item]) =>
+        Object.entries(item).map(([method, operation]) => [`${method.toUpperCase()} ${path}`, operation] as const),
+      ),
+    );
+    for (const name of [
+      'POST /v1/webhook-endpoints',
+      'GET /v1/webhook-endpoints',
+      'GET /v1/webhook-endpoints/{id}',
+      'PATCH /v1/webhook-endpoints/{id}',
+      'DELETE /v1/webhook-endpoints/{id}',
+      'POST /v1/webhook-endpoints/{id}/rotate-secret',
+      'GET /v1/webhook-endpoints/{id}/deliveries',
+      'POST /v1/webhook-endpoints/{id}/deliveries/{deliveryId}/resend',
+      'GET /v1/outbound-events',
+    ]) {
+      expect(documented.get(name), name).toMatchObject({
+        summary: expect.any(String) as unknown,
+        tags: ['shop webhooks'],
+      });
+    }
+    const created = documented.get('POST /v1/webhook-endpoints')?.responses['201']?.content?.['application/json'];
+    expect(JSON.stringify(created?.schema)).toContain('secret');
+    const feed = documented.get('GET /v1/outbound-events');
+    expect(feed?.parameters?.filter((p) => p.in === 'query').map((p) => p.name)).toEqual(['after', 'limit']);
   });
 
   it('schemas document only: validation errors and responses are exactly what the handlers produce', async () => {
