@@ -82,11 +82,12 @@ export function consoleWebhookRoutes(app: FastifyInstance, ctx: ConsoleContext):
     async (request, reply) => {
       const { id, deliveryId } = request.params;
       const endpoint = await getEndpoint(deps.db, id);
-      const wakeup = await resendDelivery(deps.db, endpoint.id, deliveryId);
-      if (!wakeup) throw new RecoupError('not_found', `No delivery ${deliveryId} to resend on this endpoint`);
-      const queued = await wake(request, [wakeup]);
+      const resent = await resendDelivery(deps.db, endpoint.id, deliveryId);
+      if (!resent) throw new RecoupError('not_found', `No delivery ${deliveryId} to resend on this endpoint`);
+      const wakeup = resent.wakeup;
+      const queued = resent.endpointEnabled && (await wake(request, [wakeup]));
       request.log.info({ endpointId: id, deliveryId, actor: actorOf(request) }, 'webhook delivery resent by ops');
-      const done = !endpoint.enabled ? 'resent-disabled' : queued ? 'resent' : 'resent-later';
+      const done = !resent.endpointEnabled ? 'resent-disabled' : queued ? 'resent' : 'resent-later';
       return reply.redirect(
         `${webhookEndpointHref(id)}?done=${done}&delivery=${encodeURIComponent(wakeup.deliveryId)}`,
         303,

@@ -208,27 +208,26 @@ export async function restoreDeliveries(db: Db, graceMs: number, limit = 1_000):
 /**
  * Sends a delivery again now, under its own `webhook-id`: one more attempt, whatever became of the
  * others. An attempt in progress keeps its lease (the resend waits for it rather than posting
- * twice at once). Undefined when the endpoint has no such delivery; 'disabled' when the endpoint is.
+ * twice at once). To a disabled endpoint it goes out once the endpoint is enabled again.
+ * Undefined when the endpoint has no such delivery.
  */
 export async function resendDelivery(
   db: Db,
   endpointId: string,
   deliveryId: string,
-): Promise<DeliveryWakeup | 'disabled' | undefined> {
+): Promise<{ wakeup: DeliveryWakeup; endpointEnabled: boolean } | undefined> {
   const [row] = await rows<DeliveryWakeup & { enabled: boolean }>(
     db,
     sql`update webhook_deliveries d set status = 'pending', next_attempt_at = clock_timestamp(),
           wake_seq = d.wake_seq + 1, updated_at = clock_timestamp()
         from webhook_endpoints w
         where d.id = ${deliveryId} and d.endpoint_id = ${endpointId} and d.status <> 'cancelled'
-          and w.id = d.endpoint_id and w.enabled
+          and w.id = d.endpoint_id
         returning d.id as "deliveryId", d.wake_seq as "wakeSeq", d.next_attempt_at as "runAt", w.enabled`,
   );
-  if (row) return { deliveryId: row.deliveryId, wakeSeq: row.wakeSeq, runAt: row.runAt };
-  const [endpoint] = await rows<{ enabled: boolean }>(
-    db,
-    sql`select w.enabled from webhook_endpoints w join webhook_deliveries d on d.endpoint_id = w.id
-        where w.id = ${endpointId} and d.id = ${deliveryId} and d.status <> 'cancelled'`,
-  );
-  return endpoint && !endpoint.enabled ? 'disabled' : undefined;
+  if (!row) return undefined;
+  return {
+    wakeup: { deliveryId: row.deliveryId, wakeSeq: row.wakeSeq, runAt: row.runAt },
+    endpointEnabled: row.enabled,
+  };
 }

@@ -137,13 +137,15 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps
     '/v1/webhook-endpoints/:id/deliveries/:deliveryId/resend',
     ops,
     async (request, reply) => {
-      const wakeup = await resendDelivery(deps.db, request.params.id, request.params.deliveryId);
-      if (!wakeup) throw new RecoupError('not_found', `No delivery ${request.params.deliveryId} to this endpoint`);
-      if (wakeup === 'disabled') {
-        throw new RecoupError('conflict', 'The endpoint is disabled: enable it, and its pending deliveries go out');
-      }
-      await deps.wake([wakeup]);
-      return reply.status(202).send({ id: wakeup.deliveryId, status: 'pending' });
+      const resent = await resendDelivery(deps.db, request.params.id, request.params.deliveryId);
+      if (!resent) throw new RecoupError('not_found', `No delivery ${request.params.deliveryId} to this endpoint`);
+      if (resent.endpointEnabled) await deps.wake([resent.wakeup]);
+      // To a disabled endpoint it waits until the endpoint is enabled again.
+      return reply.status(202).send({
+        id: resent.wakeup.deliveryId,
+        status: 'pending',
+        endpoint_enabled: resent.endpointEnabled,
+      });
     },
   );
 
