@@ -256,8 +256,11 @@ export function webhookRouteDocs(): Record<string, Doc> {
 
 type Fields = Record<string, Record<string, unknown>>;
 
+/** What every event carries: its id, the feed's `id` too, the same for every endpoint. */
+const eventId = { event_id: string('The event, as the feed names it; the same for every endpoint') };
 /** What every event about an order carries. */
 const orderFields: Fields = {
+  ...eventId,
   order_id: string("The shop's order id"),
   customer_id: string("The shop's customer id"),
   amount: whole("The order's amount, in minor units"),
@@ -284,6 +287,7 @@ const sentOrFailed: Fields = {
 };
 /** Opt-outs and opt-ins concern a customer's address, not an order: no amount, no sequence. */
 const consentFields: Fields = {
+  ...eventId,
   customer_id: string("The shop's customer id"),
   channel: oneOf(channels),
   address: { ...nullable(text), description: 'The address, masked' },

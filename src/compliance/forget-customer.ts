@@ -27,6 +27,8 @@ export interface ForgetResult {
     auditEntries: number;
     clicks: number;
     recoveriesStopped: number;
+    /** Events for the shop whose masked address was removed. */
+    outboundEvents: number;
   };
 }
 
@@ -90,6 +92,7 @@ async function erase(deps: { db: Db; clock: Clock }, customerId: string, actor: 
       auditEntries: 0,
       clicks: 0,
       recoveriesStopped: 0,
+      outboundEvents: 0,
     };
 
     erased.recoveriesStopped = await count(
@@ -108,6 +111,13 @@ async function erase(deps: { db: Db; clock: Clock }, customerId: string, actor: 
     erased.consentEvents = await hashConsentEvents(tx, customerId, addresses);
     erased.events = await scrubEvents(tx, customerId, orderIds, addresses);
     erased.auditEntries = await scrubAudit(tx, customerId, addresses);
+    // Events for the shop keep ids and amounts; the masked address goes (also from deliveries still to retry).
+    erased.outboundEvents = await count(
+      tx,
+      sql`update outbound_events set data = data - 'to' - 'address'
+          where customer_id = ${customerId} and (data ? 'to' or data ? 'address')
+          returning id`,
+    );
     if (orderIds.length > 0) {
       erased.clicks = await count(
         tx,

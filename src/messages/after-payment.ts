@@ -41,7 +41,7 @@ export function acceptedAfterClose(acceptedAt: SQL, order: SQL): SQL {
  * already marked is left alone.
  *
  * A message accepted before the payment costs one indexed read of its order and nothing else; the
- * order's row lock is taken only for a message to flag, for the event's sequence number.
+ * order's row lock is taken only for a message to flag, so that it is flagged once.
  */
 export async function flagRemindersAfterPayment(
   tx: Tx,

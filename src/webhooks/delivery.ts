@@ -29,6 +29,7 @@ const leaseMarginMs = 5_000;
 
 interface Claimed {
   attempts: number;
+  event_id: string;
   url: string;
   secret: string;
   previous_secret: string | null;
@@ -41,10 +42,15 @@ interface Claimed {
 
 /**
  * The body of every attempt of a delivery, the same bytes each time: the event's type, when it
- * happened, and its data with the order's sequence.
+ * happened, and its data with the event's id (the feed's `id`, the same for every endpoint) and the
+ * order's sequence.
  */
-export function deliveryBody(event: Pick<Claimed, 'type' | 'data' | 'sequence' | 'occurred_at'>): string {
-  const data = event.sequence === null ? event.data : { ...event.data, sequence: event.sequence };
+export function deliveryBody(event: Pick<Claimed, 'event_id' | 'type' | 'data' | 'sequence' | 'occurred_at'>): string {
+  const data = {
+    ...event.data,
+    event_id: event.event_id,
+    ...(event.sequence === null ? {} : { sequence: event.sequence }),
+  };
   return JSON.stringify({ type: event.type, timestamp: event.occurred_at.toISOString(), data });
 }
 
@@ -74,7 +80,7 @@ export async function attemptDelivery(deps: DeliveryDeps, job: WebhookJobData): 
           and w.id = d.endpoint_id and w.enabled and e.id = d.event_id
         returning d.attempts, w.url, w.secret,
                   case when w.previous_secret_until > clock_timestamp() then w.previous_secret end as previous_secret,
-                  e.type, e.data, e.sequence, e.created_at as occurred_at, clock_timestamp() as now`,
+                  e.id as event_id, e.type, e.data, e.sequence, e.created_at as occurred_at, clock_timestamp() as now`,
   );
   if (!claimed) return notClaimed(db, job);
 

@@ -28,7 +28,7 @@ export const webhooksEnv = {
       .default(defaultSchedule)
       .transform((text, ctx) => {
         const delays = text.split(',').map((part) => parseDuration(part));
-        if (delays.length === 0 || delays.some((ms) => ms === undefined)) {
+        if (delays.some((ms) => ms === undefined)) {
           ctx.addIssue({ code: 'custom', message: `expected durations separated by commas, like ${defaultSchedule}` });
           return z.NEVER;
         }

@@ -96,6 +96,9 @@ describe('forgetting a customer', () => {
       consent: await q(sql`select * from consent_events where customer_id = ${customerId} order by id`),
       audit: await q(sql`select * from audit_log where subject = ${`customer:${customerId}`} order by at, id`),
       recoveries: await q(sql`select * from recoveries where customer_id = ${customerId} order by id`),
+      outbound: await q<{ type: string; data: Record<string, unknown> }>(
+        sql`select type, data from outbound_events where customer_id = ${customerId} order by written`,
+      ),
       payments: await q(
         sql`select p.order_id, p.amount::text, p.currency, p.paid_at from payments p
             join orders o on o.id = p.order_id where o.customer_id = ${customerId} order by p.id`,
@@ -139,6 +142,7 @@ describe('forgetting a customer', () => {
     const before = await snapshot(wang.id);
     expect(before.payments).toHaveLength(1);
     expect(JSON.stringify(before)).toContain(wang.phone);
+    expect(before.outbound.find((e) => e.type === 'customer.opted_out')?.data).toHaveProperty('address');
 
     const response = await forget(wang.id);
     expect(response.status).toBe(200);
@@ -147,6 +151,13 @@ describe('forgetting a customer', () => {
     expect(body.erased).toMatchObject({ customer: 1, recoveriesStopped: 1, suppressions: 1, consentEvents: 1 });
 
     const after = await snapshot(wang.id);
+    // What the shop was told keeps its ids and amounts, and loses the masked address.
+    expect(after.outbound.map((e) => e.type)).toContain('customer.opted_out');
+    for (const event of after.outbound) {
+      expect(event.data).not.toHaveProperty('to');
+      expect(event.data).not.toHaveProperty('address');
+      expect(event.data.customer_id).toBe(wang.id);
+    }
     // Nothing that names Wang is left anywhere.
     const text = JSON.stringify(after);
     for (const value of [wang.name, wang.email, wang.phone, 'old@example.com', 'Asia/Shanghai']) {

@@ -268,9 +268,11 @@ describe('signed webhooks to the shop', () => {
     expect((await twilio.sendInboundSms(phone, 'START')).status).toBe(200);
     const consent = await waitFor(
       () => {
+        // A customer's events carry no order sequence: the shop orders them by when they happened.
         const found = receiver
           .events()
-          .filter((e) => e.type.startsWith('customer.') && e.data.customer_id === failed.order.customer.id);
+          .filter((e) => e.type.startsWith('customer.') && e.data.customer_id === failed.order.customer.id)
+          .sort((a, b) => Date.parse(String(a.data.at)) - Date.parse(String(b.data.at)));
         return found.length === 2 ? found : undefined;
       },
       { what: 'the opt-out and the opt-in' },
