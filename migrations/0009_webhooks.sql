@@ -91,6 +91,18 @@ $$;
 CREATE TRIGGER "recoveries_started_events" AFTER INSERT ON "recoveries"
 	FOR EACH ROW EXECUTE FUNCTION recoup_recovery_started_events();
 --> statement-breakpoint
+CREATE FUNCTION recoup_recovery_resumed_events() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM recoup_outbound_event('recovery.resumed', NEW.order_id, NEW.customer_id, jsonb_build_object(
+		'recovery_id', NEW.id, 'step', NEW.step_index, 'next_run_at', NEW.next_run_at, 'expires_at', NEW.expires_at));
+	RETURN NULL;
+END;
+$$;
+--> statement-breakpoint
+CREATE TRIGGER "recoveries_resumed_events" AFTER UPDATE OF "state" ON "recoveries"
+	FOR EACH ROW WHEN (OLD.state <> 'active' AND NEW.state = 'active')
+	EXECUTE FUNCTION recoup_recovery_resumed_events();
+--> statement-breakpoint
 -- At commit, with the recovery as it then is: its end is the last event of the transaction that
 -- ended it, after the payment or the cancellation that did.
 CREATE FUNCTION recoup_recovery_ended_events() RETURNS trigger LANGUAGE plpgsql AS $$

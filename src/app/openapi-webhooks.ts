@@ -325,6 +325,13 @@ const eventData: Record<OutboundEventType, Fields> = {
     recovery_id: nullable(text),
     paid_at: timestamp,
   },
+  'recovery.resumed': {
+    ...orderFields,
+    recovery_id: text,
+    step: { ...integer, description: 'The step it goes on from (0 first)' },
+    next_run_at: { ...nullable(timestamp), description: 'When its next step is due' },
+    expires_at: timestamp,
+  },
   'recovery.ended': {
     ...orderFields,
     recovery_id: text,

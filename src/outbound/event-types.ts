@@ -12,6 +12,8 @@ export const outboundEventTypes = {
     'The order was paid: through a retry link (`collected_by: recoup`, money in the gateway account the shop has not been told about otherwise) or as the shop reported (`collected_by: shop`).',
   'recovery.ended':
     'The recovery ended: `recovered`, `exhausted` (expired), `stopped` or `cancelled`, with the reason.',
+  'recovery.resumed':
+    'Ops resumed a stopped recovery: its reminders go on, and a later `recovery.ended` ends it again.',
   'refund.succeeded': 'A refund went through: a duplicate payment refunded automatically, or one ops asked for.',
   'customer.opted_out': 'The customer opted out of a channel (a STOP reply, an unsubscribe, ops).',
   'customer.opted_in': 'The customer opted back in to a channel (a START reply, ops).',

@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import { numberEvents } from '../../src/webhooks/sequencer.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saveCadenceVersion } from '../../src/cadences/cadence-versions.js';
 import { validateCadence } from '../../src/cadences/parse-cadence.js';
@@ -194,6 +195,20 @@ describe('restarting a recovery', () => {
     await stopRecovery(database.db, ids.order, { actor, at: minutes(200) });
     const late = await restartRecovery(database.db, ids.order, { actor, at: minutes(300) });
     expect(late.wakeup).toEqual({ recoveryId: ids.recovery, wakeSeq: 8, runAt: minutes(300) });
+
+    // The shop is told of each stop and each restart, in order.
+    await numberEvents(database.db);
+    const told = await rows<{ type: string; data: Record<string, unknown> }>(
+      database.db,
+      sql`select type, data from outbound_events where order_id = ${ids.order} and type in ('recovery.ended', 'recovery.resumed')
+          order by sequence`,
+    );
+    expect(told.map((e) => [e.type, e.data.state ?? e.data.step])).toEqual([
+      ['recovery.ended', 'stopped'],
+      ['recovery.resumed', 1],
+      ['recovery.ended', 'stopped'],
+      ['recovery.resumed', 1],
+    ]);
   });
 
   it('refuses when the order is paid, the recovery active, the customer forgotten or the recovery expired', async () => {
