@@ -50,7 +50,8 @@ CREATE UNIQUE INDEX "webhook_deliveries_endpoint_event_unique" ON "webhook_deliv
 CREATE INDEX "webhook_deliveries_due_idx" ON "webhook_deliveries" USING btree ("next_attempt_at") WHERE "webhook_deliveries"."status" = 'pending';--> statement-breakpoint
 CREATE INDEX "webhook_deliveries_event_idx" ON "webhook_deliveries" USING btree ("event_id");--> statement-breakpoint
 CREATE INDEX "webhook_deliveries_endpoint_created_idx" ON "webhook_deliveries" USING btree ("endpoint_id","created_at");--> statement-breakpoint
-CREATE UNIQUE INDEX "outbound_events_position_unique" ON "outbound_events" USING btree ("position");--> statement-breakpoint
+CREATE UNIQUE INDEX "outbound_events_position_unique" ON "outbound_events" USING btree ("position") WHERE "outbound_events"."position" is not null;--> statement-breakpoint
+CREATE INDEX "outbound_events_customer_idx" ON "outbound_events" USING btree ("customer_id") WHERE "outbound_events"."order_id" is null;--> statement-breakpoint
 CREATE INDEX "outbound_events_unnumbered_idx" ON "outbound_events" USING btree ("written") WHERE "outbound_events"."position" is null;
 --> statement-breakpoint
 -- An address as API answers show it: `+86*******0138`, `l***@example.com` (maskAddress in src/platform/logger.ts).

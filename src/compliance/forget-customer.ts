@@ -115,7 +115,15 @@ async function erase(deps: { db: Db; clock: Clock }, customerId: string, actor: 
     erased.outboundEvents = await count(
       tx,
       sql`update outbound_events set data = data - 'to' - 'address'
-          where customer_id = ${customerId} and (data ? 'to' or data ? 'address')
+          where (${
+            orderIds.length > 0
+              ? sql`order_id in (${sql.join(
+                  orderIds.map((id) => sql`${id}`),
+                  sql`, `,
+                )})`
+              : sql`false`
+          } or (order_id is null and customer_id = ${customerId}))
+            and (data ? 'to' or data ? 'address')
           returning id`,
     );
     if (orderIds.length > 0) {

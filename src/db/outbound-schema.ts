@@ -39,8 +39,16 @@ export const outboundEvents = pgTable(
     createdAt: ts('created_at').notNull().defaultNow(),
   },
   (t) => [
+    // Also an order's events, numbered or not (the order's timeline, erasure).
     uniqueIndex('outbound_events_order_sequence_unique').on(t.orderId, t.sequence),
-    uniqueIndex('outbound_events_position_unique').on(t.position),
+    // Partial: an event is written unnumbered (no entry to add on the path that writes it).
+    uniqueIndex('outbound_events_position_unique')
+      .on(t.position)
+      .where(sql`${t.position} is not null`),
+    // A customer's events that are about no order (opt-outs, opt-ins), for erasure.
+    index('outbound_events_customer_idx')
+      .on(t.customerId)
+      .where(sql`${t.orderId} is null`),
     index('outbound_events_unnumbered_idx')
       .on(t.written)
       .where(sql`${t.position} is null`),
