@@ -6,6 +6,7 @@ import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
+import { TransactionSafePool } from './pool.js';
 import { rows } from './rows.js';
 import * as schema from './schema.js';
 
@@ -71,7 +72,7 @@ function openPostgres(
   limits: ConnectionLimits | undefined,
   onError?: (err: Error) => void,
 ): Database {
-  const pool = new pg.Pool({
+  const pool = new TransactionSafePool({
     connectionString: url,
     max: poolSize,
     ...(limits

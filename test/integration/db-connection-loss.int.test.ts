@@ -1,7 +1,9 @@
 import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { drizzle } from 'drizzle-orm/node-postgres';
 import { openDatabase } from '../../src/db/client.js';
+import { TransactionSafePool } from '../../src/db/pool.js';
 import { rows } from '../../src/db/rows.js';
 import { adminUrl, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/service.js';
@@ -46,6 +48,28 @@ describe('a Postgres connection terminated mid-transaction', () => {
       expect(after).toEqual({ one: 1 });
     } finally {
       await database.close();
+    }
+  });
+
+  it('gives the pool its connection back when the connection dies before the transaction begins', async () => {
+    // One connection, cut right after it is checked out: drizzle's `begin` fails before the code that
+    // would release it, and a plain pg.Pool then never gets that connection back.
+    const pool = new TransactionSafePool({ connectionString: template.url, max: 1, connectionTimeoutMillis: 3_000 });
+    pool.on('connect', (client) => client.on('error', () => undefined));
+    let cutNext = true;
+    pool.on('acquire', (client) => {
+      if (!cutNext) return;
+      cutNext = false;
+      (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    });
+    const db = drizzle(pool);
+    try {
+      await expect(db.transaction(async (tx) => tx.execute(sql`select 1`))).rejects.toThrow();
+      const after = await db.transaction(async (tx) => rows<{ one: number }>(tx, sql`select 1 as one`));
+      expect(after).toEqual([{ one: 1 }]);
+      expect(pool.totalCount).toBe(1);
+    } finally {
+      await pool.end();
     }
   });
 });
