@@ -24,7 +24,10 @@ export async function shopToldEntries(db: Db, orderId: string): Promise<Timeline
     return {
       at: event.created_at,
       kind: 'webhook',
-      title: `Told the shop ${event.type}${numbered ? ` #${event.sequence}` : ''}`,
+      // Only a delivery tells the shop; otherwise the event waits in the feed for it to read.
+      title: `${event.deliveries.length > 0 ? 'Told the shop' : 'In the shop feed:'} ${event.type}${
+        numbered ? ` #${event.sequence}` : ''
+      }`,
       tone: eventTone(event.deliveries),
       flag: failed ? 'not delivered' : undefined,
       details: [

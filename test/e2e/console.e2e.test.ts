@@ -191,11 +191,15 @@ describe('the ops console in a real browser', () => {
       const message = timeline.locator('[data-kind="message"]').first();
       expect(await message.innerText()).toMatch(/SMS step 0 · nudge · sent/);
       expect(await message.innerText()).toContain('+86*******8000');
-      // In time order: the event and the failed attempt it reported, the recovery it started, the reminder.
+      // In time order: the event and the failed attempt it reported, the recovery it started, the
+      // event for the shop that tells of it (no endpoint here: it waits in the feed), the reminder.
       const kinds = await timeline
         .locator('> li')
         .evaluateAll((items) => items.map((item) => (item as unknown as { dataset: { kind: string } }).dataset.kind));
-      expect(kinds.slice(0, 4)).toEqual(['event', 'attempt', 'recovery', 'message']);
+      expect(kinds.slice(0, 5)).toEqual(['event', 'attempt', 'recovery', 'webhook', 'message']);
+      expect(await timeline.locator('[data-kind="webhook"]').first().innerText()).toContain(
+        'In the shop feed: recovery.started #1',
+      );
       await screenshot(page, 'console-6-order-timeline');
 
       // Stop it from the page: the state and the audit entry show up in the story.

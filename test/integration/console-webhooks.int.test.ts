@@ -291,7 +291,7 @@ describe('the console’s webhook pages', () => {
     const told = await waitFor(
       async () => {
         const { body } = await get(`/console/orders/${event.order.id}`);
-        return body.includes('Told the shop recovery.started #1') ? body : undefined;
+        return body.includes('In the shop feed: recovery.started #1') ? body : undefined;
       },
       { what: 'the event to be numbered' },
     );
