@@ -31,6 +31,25 @@ const customerSchema = z.object({
   timezone: z.string().refine(isValidTimezone, 'must be an IANA timezone such as Asia/Shanghai').optional().nullable(),
 });
 
+/** A cart line, as emails and the retry page show it. */
+const itemSchema = z.object({
+  name: z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
+  quantity: z.number().int('must be a whole number').min(1, 'must be at least 1').max(1_000_000),
+  /** The line's total (unit price × quantity) in the order's minor units. */
+  amount: z
+    .number()
+    .int('must be an integer amount in minor units')
+    .min(0, 'must not be negative')
+    .max(Number.MAX_SAFE_INTEGER),
+  sku: optionalText(100),
+  /** Shown only from https: a page served over https cannot load it otherwise. */
+  image_url: z
+    .url({ protocol: /^https$/, message: 'must be an https URL' })
+    .max(2_000, 'must be at most 2000 characters')
+    .optional()
+    .nullable(),
+});
+
 const orderSchema = z.object({
   id,
   amount: z
@@ -60,6 +79,16 @@ const orderSchema = z.object({
     .optional()
     .nullable(),
   customer: customerSchema,
+  items: z.array(itemSchema).max(100, 'must have at most 100 lines').optional().nullable(),
+  /**
+   * The shop's own page for paying this order (WooCommerce's payment_url, a Shopify or Stripe
+   * recovery URL): where reminders lead when a connector's link mode is `platform`.
+   */
+  payment_url: z
+    .url({ protocol: /^https?$/, message: 'must be an http(s) URL' })
+    .max(2_000, 'must be at most 2000 characters')
+    .optional()
+    .nullable(),
 });
 
 const paymentSchema = z.object({
