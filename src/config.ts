@@ -35,6 +35,7 @@ import { checkQueueEnv, parseClusterNodes, queueEnv, type RedisNode } from './qu
 import { sendLeaseFor } from './recoveries/send-lease.js';
 import { checkFinanceEnv, financeConfig, financeEnv, type FinanceConfig } from './reports/finance-config.js';
 import { webhooksConfig, webhooksEnv, type WebhooksConfig } from './webhooks/webhooks-config.js';
+import type { ConnectorsConfig } from './connectors/connectors.js';
 import { isValidTimezone } from './platform/timezones.js';
 
 export { gatewayNames, type GatewayName } from './payments/payments-config.js';
@@ -299,6 +300,7 @@ export interface Config {
   circuits: CircuitConfig;
   /** Signed webhooks to the shop (src/webhooks/). */
   webhooks: WebhooksConfig;
+  connectors: ConnectorsConfig;
   /** RECOUP_SECRET; undefined means "generate one under dataDir". */
   secret: string | undefined;
 }
@@ -386,5 +388,6 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     finance: financeConfig(env),
     circuits: circuitConfig(env),
     webhooks: webhooksConfig(env),
+    connectors: {},
   };
 }

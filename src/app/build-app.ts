@@ -19,6 +19,8 @@ import { SandboxGateway } from '../payments/gateways/sandbox/sandbox-gateway.js'
 import { sandboxRoutes } from '../payments/gateways/sandbox/sandbox.routes.js';
 import type { RetryDeps } from '../payments/retry-session.js';
 import { eventRoutes } from '../orders/events.routes.js';
+import type { ShopConnector } from '../connectors/shop-connector.js';
+import { shopWebhookRoutes } from '../connectors/shop-webhooks.routes.js';
 import { orderRoutes } from '../orders/orders.routes.js';
 import { cadenceRoutes, type CadenceRouteDeps } from '../cadences/cadences.routes.js';
 import { paymentWebhookRoutes } from '../payments/payment-webhooks.routes.js';
@@ -73,6 +75,8 @@ export interface AppDeps {
   ops?: Pick<OpsRouteDeps, 'redis' | 'isMigrated' | 'metrics' | 'metricsToken'> | undefined;
   /** Webhook endpoints and the events feed (src/webhooks/webhooks.routes.ts); `wake` also queues the console's resends. */
   webhooks?: Pick<WebhookRouteDeps, 'secretOverlapMs' | 'wake'> | undefined;
+  /** Shop platforms' connectors: their webhooks come in at /webhooks/shops/<platform>. */
+  connectors?: ShopConnector[] | undefined;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -168,6 +172,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   );
 
   await app.register((scope) => eventRoutes(scope, { ...deps, keys }));
+  const connectors = deps.connectors ?? [];
+  if (connectors.length > 0) await app.register((scope) => shopWebhookRoutes(scope, { ...deps, connectors }));
   await app.register((scope) => orderRoutes(scope, { db: deps.db, publicUrl: deps.publicUrl, payments, keys }));
   const cadenceAdmin = deps.cadenceAdmin;
   if (cadenceAdmin) {

@@ -26,13 +26,19 @@ const endpointSchema = {
   required: ['id', 'url', 'description', 'events', 'enabled', 'disabled_reason', 'created_at', 'updated_at'],
   properties: {
     id: string('`ep_…`'),
-    url: text,
+    url: { ...text, description: 'Where deliveries are posted; `connector:<platform>` for a connector’s write-back' },
     description: nullable(text),
     events: { type: 'array', items: eventTypes, description: 'The event types delivered here' },
+    platform: {
+      ...nullable(text),
+      description:
+        'Set on a shop connector’s write-back (docs/connect-your-shop.md): its deliveries go to the platform’s admin API. Its URL and events follow the configuration (409 on a change); it can be disabled and enabled.',
+    },
     enabled: { type: 'boolean' },
     disabled_reason: {
-      ...nullable(oneOf(['ops', 'failing'])),
-      description: '`ops`: turned off through the API; `failing`: its deliveries failed for WEBHOOK_DISABLE_AFTER',
+      ...nullable(oneOf(['ops', 'failing', 'not_configured'])),
+      description:
+        '`ops`: turned off through the API; `failing`: its deliveries failed for WEBHOOK_DISABLE_AFTER; `not_configured`: a write-back whose connector is no longer configured',
     },
     failing_since: { ...nullable(timestamp), description: 'The first failed attempt since the last 2xx' },
     previous_secret_until: {

@@ -58,6 +58,8 @@ import { startMetricsServer } from '../ops/metrics-server.js';
 import { opsSettings } from '../ops/ops-settings.js';
 import { registerStateMetrics } from '../ops/state-metrics.js';
 import { GatewayHealth } from '../circuits/gateway-health.js';
+import { buildConnectors, writeBacksOf } from '../connectors/connectors.js';
+import type { ShopConnector } from '../connectors/shop-connector.js';
 
 /** How often a process measures its clock against Postgres's: hosts drift by seconds a day at most. */
 const databaseClockSyncMs = 60_000;
@@ -91,6 +93,8 @@ export interface ServiceOverrides {
   email?: EmailSender;
   faultPoint?: DispatchDeps['faultPoint'];
   onResult?: (result: DispatchResult) => void;
+  /** The shop platforms' connectors. Default: those the configuration sets up (src/connectors/connectors.ts). */
+  connectors?: ShopConnector[];
 }
 
 /** Opens every dependency the roles need, applies migrations and cadences, and starts the roles. */
@@ -107,6 +111,7 @@ export async function startService(
     }
   };
 
+  const connectors = overrides.connectors ?? buildConnectors(config.connectors, { logger });
   // One parse, so that the `_nth` counts of every crash point are kept in one place.
   const faultPoint = parseFaultInjection(config.faultInjection);
 
@@ -242,6 +247,7 @@ export async function startService(
         lockDurationMs: config.jobLockDurationMs,
         restoreIntervalMs: config.reconcileIntervalMs,
         restoreGraceMs: config.reconcileGraceMs,
+        writeBacks: writeBacksOf(connectors),
       });
       closers.push({ name: 'webhooks', close: () => webhooks.close() });
 
@@ -328,6 +334,7 @@ export async function startService(
       const webhookQueue = new WebhookQueue(producer, config.queuePrefix);
       closers.push({ name: 'webhook queue', close: () => webhookQueue.close() });
       app = await buildApp({
+        connectors,
         db: core.database.db,
         cadences: core.cadences,
         queue,

@@ -56,25 +56,39 @@ export const outboundEvents = pgTable(
 );
 
 /** Where the shop wants events delivered, signed with Standard Webhooks secrets. */
-export const webhookEndpoints = pgTable('webhook_endpoints', {
-  id: text('id').primaryKey(),
-  url: text('url').notNull(),
-  description: text('description'),
-  /** The event types delivered here. */
-  events: text('events').array().notNull(),
-  /** `whsec_` + base64 of the signing key. */
-  secret: text('secret').notNull(),
-  /** The secret before the last rotation: it still signs, beside the new one, until previous_secret_until. */
-  previousSecret: text('previous_secret'),
-  previousSecretUntil: ts('previous_secret_until'),
-  enabled: boolean('enabled').notNull().default(true),
-  /** Why it was disabled: `ops`, or `failing` when deliveries failed for WEBHOOK_DISABLE_AFTER. */
-  disabledReason: text('disabled_reason'),
-  /** The first failed attempt since the last delivered one. */
-  failingSince: ts('failing_since'),
-  createdAt: ts('created_at').notNull().defaultNow(),
-  updatedAt: ts('updated_at').notNull().defaultNow(),
-});
+export const webhookEndpoints = pgTable(
+  'webhook_endpoints',
+  {
+    id: text('id').primaryKey(),
+    url: text('url').notNull(),
+    description: text('description'),
+    /** The event types delivered here. */
+    events: text('events').array().notNull(),
+    /** `whsec_` + base64 of the signing key. */
+    secret: text('secret').notNull(),
+    /** The secret before the last rotation: it still signs, beside the new one, until previous_secret_until. */
+    previousSecret: text('previous_secret'),
+    previousSecretUntil: ts('previous_secret_until'),
+    enabled: boolean('enabled').notNull().default(true),
+    /**
+     * Set for a connector's write-back (src/connectors/): deliveries go to that platform's admin API
+     * instead of `url`, and only for the platform's own orders.
+     */
+    platform: text('platform'),
+    /** Why it was disabled: `ops`, or `failing` when deliveries failed for WEBHOOK_DISABLE_AFTER. */
+    disabledReason: text('disabled_reason'),
+    /** The first failed attempt since the last delivered one. */
+    failingSince: ts('failing_since'),
+    createdAt: ts('created_at').notNull().defaultNow(),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+  },
+  // One write-back per platform.
+  (t) => [
+    uniqueIndex('webhook_endpoints_platform_idx')
+      .on(t.platform)
+      .where(sql`${t.platform} is not null`),
+  ],
+);
 
 /** One event for one endpoint. Its id is the `webhook-id` of every attempt, so the shop can de-duplicate. */
 export const webhookDeliveries = pgTable(

@@ -47,6 +47,16 @@ export const customers = pgTable('customers', {
   updatedAt: ts('updated_at').notNull(),
 });
 
+/** A cart line as stored: the event's `order.items[]`. */
+export interface OrderItem {
+  name: string;
+  quantity: number;
+  /** The line's total in the order's minor units. */
+  amount: number;
+  sku?: string | null;
+  image_url?: string | null;
+}
+
 export const orders = pgTable(
   'orders',
   {
@@ -74,6 +84,12 @@ export const orders = pgTable(
     lastMethod: text('last_method'),
     /** When an unpaid order with no recovery counts as abandoned. Cleared once decided. */
     abandonCheckAt: ts('abandon_check_at'),
+    /** The shop platform whose connector brought the order in (`woocommerce`…); null through /v1/events. */
+    platform: text('platform'),
+    /** The shop's own page for paying it (event `order.payment_url`), for the `platform` link mode. */
+    paymentUrl: text('payment_url'),
+    /** Cart lines from the latest event that carried them (event `order.items`). */
+    items: jsonb('items').$type<OrderItem[]>(),
     createdAt: ts('created_at').notNull().defaultNow(),
     updatedAt: ts('updated_at').notNull().defaultNow(),
   },

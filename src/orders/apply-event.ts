@@ -57,8 +57,13 @@ interface OrderRow {
  * Concurrent deliveries of the same event id serialise on the events primary key, so
  * exactly one of them has an effect.
  */
-export async function applyEvent(deps: ApplyEventDeps, event: EventInput, now: Date): Promise<ApplyResult> {
-  if (oneStatementTypes.has(event.type)) return applyOrderEvent(deps, event, now);
+export async function applyEvent(
+  deps: ApplyEventDeps,
+  event: EventInput,
+  now: Date,
+  platform: string | null = null,
+): Promise<ApplyResult> {
+  if (oneStatementTypes.has(event.type)) return applyOrderEvent(deps, event, now, platform);
   // payment.succeeded and order.cancelled wait for the order's lock, which a sender may hold.
   return retryingTransaction(deps.db, async (tx) => {
     const occurredAt = new Date(event.occurred_at);
@@ -73,7 +78,7 @@ export async function applyEvent(deps: ApplyEventDeps, event: EventInput, now: D
     );
     if (claimed.length === 0) return { status: 'duplicate' };
 
-    const result = await applyClaimedEvent(tx, deps, event, occurredAt, now);
+    const result = await applyClaimedEvent(tx, deps, event, occurredAt, now, platform);
     await tx.execute(sql`update events set outcome = ${result.outcome} where id = ${event.id}`);
     return { status: 'accepted', ...result };
   });
@@ -88,8 +93,13 @@ const oneStatementTypes = new Set<EventInput['type']>(['order.created', 'payment
  * the same order row lock, in the statement's own transaction. The cadence is chosen here beforehand
  * (the function starts a recovery with it only if the order has none); the failure is classified here.
  */
-async function applyOrderEvent(deps: ApplyEventDeps, event: EventInput, now: Date): Promise<ApplyResult> {
-  const [result] = await applyOrderEvents(deps, [await prepareOrderEvent(deps, event, now)]);
+async function applyOrderEvent(
+  deps: ApplyEventDeps,
+  event: EventInput,
+  now: Date,
+  platform: string | null,
+): Promise<ApplyResult> {
+  const [result] = await applyOrderEvents(deps, [await prepareOrderEvent(deps, event, now, platform)]);
   if (!result) throw new Error('applyOrderEvents returned no result');
   if (result.status === 'rejected') throw result.reason;
   return result.value;
@@ -137,6 +147,9 @@ const orderEventColumns = [
   ['step_index', 'integer'],
   ['recovery_run_at', 'timestamptz'],
   ['recovery_expires_at', 'timestamptz'],
+  ['items', 'jsonb'],
+  ['payment_url', 'text'],
+  ['platform', 'text'],
 ] as const;
 
 const orderEventRecord = sql.raw(
@@ -144,7 +157,12 @@ const orderEventRecord = sql.raw(
 );
 const orderEventArguments = sql.raw(orderEventColumns.map(([name]) => `p_${name} => j.${name}`).join(', '));
 
-async function prepareOrderEvent(deps: ApplyEventDeps, event: EventInput, now: Date): Promise<PreparedOrderEvent> {
+async function prepareOrderEvent(
+  deps: ApplyEventDeps,
+  event: EventInput,
+  now: Date,
+  platform: string | null,
+): Promise<PreparedOrderEvent> {
   const occurredAt = new Date(event.occurred_at);
   const customer = event.order?.customer ?? event.customer;
   const input = event.order;
@@ -204,6 +222,9 @@ async function prepareOrderEvent(deps: ApplyEventDeps, event: EventInput, now: D
       step_index: plan?.stepIndex ?? null,
       recovery_run_at: plan?.runAt ?? null,
       recovery_expires_at: plan?.expiresAt ?? null,
+      items: input?.items ?? null,
+      payment_url: input?.payment_url ?? null,
+      platform,
     },
     plan: plan ? { recoveryId: plan.recoveryId, runAt: plan.runAt } : undefined,
   };
@@ -284,9 +305,10 @@ export class EventApplier {
     this.#batcher = new Batcher((events) => applyOrderEvents(deps, events), options);
   }
 
-  async apply(event: EventInput, now: Date): Promise<ApplyResult> {
-    if (!oneStatementTypes.has(event.type)) return applyEvent(this.#deps, event, now);
-    const settled = await this.#batcher.submit(await prepareOrderEvent(this.#deps, event, now));
+  /** `platform`: the connector the event came through (src/connectors/), null for /v1/events. */
+  async apply(event: EventInput, now: Date, platform: string | null = null): Promise<ApplyResult> {
+    if (!oneStatementTypes.has(event.type)) return applyEvent(this.#deps, event, now, platform);
+    const settled = await this.#batcher.submit(await prepareOrderEvent(this.#deps, event, now, platform));
     if (settled.status === 'rejected') throw settled.reason;
     return settled.value;
   }
@@ -298,6 +320,7 @@ async function applyClaimedEvent(
   event: EventInput,
   occurredAt: Date,
   now: Date,
+  platform: string | null,
 ): Promise<{ outcome: EventOutcome; wakeups: Wakeup[]; ended: Array<{ recoveryId: string; wakeSeq: number }> }> {
   const none = { wakeups: [], ended: [] };
   const customer = event.order?.customer ?? event.customer;
@@ -305,7 +328,7 @@ async function applyClaimedEvent(
   const input = event.order;
   if (event.type === 'customer.updated' || !input) return { outcome: 'customer_updated', ...none };
 
-  const order = await lockOrder(tx, input, occurredAt);
+  const order = await lockOrder(tx, input, occurredAt, platform);
   const payment = event.payment ?? undefined;
 
   if (event.type === 'payment.succeeded') {
@@ -375,14 +398,20 @@ async function applyClaimedEvent(
  * Creates the order if it is new, then takes its row lock: the lock every path that
  * changes an order's recovery or sends for it holds (payment, cancellation, step dispatch).
  */
-async function lockOrder(tx: Tx, input: NonNullable<EventInput['order']>, occurredAt: Date): Promise<OrderRow> {
+async function lockOrder(
+  tx: Tx,
+  input: NonNullable<EventInput['order']>,
+  occurredAt: Date,
+  platform: string | null,
+): Promise<OrderRow> {
   await tx.execute(
     sql`insert into orders (id, customer_id, amount, currency, description, coupon_code, coupon_discount_amount,
-                            coupon_expires_at, requested_cadence, status, state_at)
+                            coupon_expires_at, requested_cadence, status, state_at, items, payment_url, platform)
         values (${input.id}, ${input.customer.id}, ${input.amount}, ${input.currency}, ${input.description ?? null},
                 ${couponCode(input)}, ${input.coupon?.discount_amount ?? null},
                 ${input.coupon?.expires_at ? new Date(input.coupon.expires_at) : null}, ${input.cadence ?? null},
-                'pending', ${occurredAt})
+                'pending', ${occurredAt}, ${input.items ? JSON.stringify(input.items) : null}::jsonb,
+                ${input.payment_url ?? null}, ${platform})
         on conflict (id) do nothing`,
   );
   const [order] = await rows<OrderRow>(

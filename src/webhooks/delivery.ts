@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { Webhook } from 'standardwebhooks';
+import type { ShopWriteBack, WriteBackResult } from '../connectors/shop-connector.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import type { Logger } from '../platform/logger.js';
@@ -13,6 +14,19 @@ export interface DeliveryDeps {
   config: WebhooksConfig;
   /** Test seam: how a delivery is posted. */
   post?: (options: PostOptions) => Promise<PostResult>;
+  /** The connectors' write-backs by platform: deliveries to their endpoints go through them. */
+  writeBacks?: ReadonlyMap<string, ShopWriteBack>;
+}
+
+/** One attempt's result, whoever made it: an HTTP post, or a connector's write-back. */
+interface AttemptResult {
+  success: boolean;
+  /** The HTTP status answered, if any. */
+  status: number | null;
+  /** The start of the answer (an endpoint's body, a write-back's account of what it did). */
+  excerpt: string | null;
+  error: string | null;
+  latencyMs: number;
 }
 
 export type DeliveryOutcome =
@@ -31,6 +45,7 @@ interface Claimed {
   attempts: number;
   event_id: string;
   url: string;
+  platform: string | null;
   secret: string;
   previous_secret: string | null;
   type: string;
@@ -78,11 +93,14 @@ export async function attemptDelivery(deps: DeliveryDeps, job: WebhookJobData): 
           and d.next_attempt_at <= clock_timestamp() + ${earlyToleranceMs} * interval '1 millisecond'
           and (d.lease_until is null or d.lease_until < clock_timestamp())
           and w.id = d.endpoint_id and w.enabled and e.id = d.event_id
-        returning d.attempts, w.url, w.secret,
+        returning d.attempts, w.url, w.platform, w.secret,
                   case when w.previous_secret_until > clock_timestamp() then w.previous_secret end as previous_secret,
                   e.id as event_id, e.type, e.data, e.sequence, e.created_at as occurred_at, clock_timestamp() as now`,
   );
   if (!claimed) return notClaimed(db, job);
+  if (claimed.platform !== null) {
+    return recordAttempt(deps, job.deliveryId, claimed.attempts, await writeBack(deps, claimed.platform, claimed));
+  }
 
   const body = deliveryBody(claimed);
   const secrets = claimed.previous_secret ? [claimed.secret, claimed.previous_secret] : [claimed.secret];
@@ -97,7 +115,50 @@ export async function attemptDelivery(deps: DeliveryDeps, job: WebhookJobData): 
     timeoutMs: config.timeoutMs,
     allowPrivateNetworks: config.allowPrivateNetworks,
   });
-  return recordAttempt(deps, job.deliveryId, claimed.attempts, result);
+  return recordAttempt(deps, job.deliveryId, claimed.attempts, {
+    success: isSuccess(result),
+    status: result.kind === 'answered' ? result.status : null,
+    excerpt: result.kind === 'answered' ? result.excerpt : null,
+    error: result.kind === 'failed' ? `${result.reason}: ${result.detail}` : null,
+    latencyMs: result.latencyMs,
+  });
+}
+
+/** A delivery to a connector's write-back: the platform's admin API is told, by the connector. */
+async function writeBack(deps: DeliveryDeps, platform: string, event: Claimed): Promise<AttemptResult> {
+  const connector = deps.writeBacks?.get(platform);
+  if (!connector) {
+    // Its endpoint is disabled at the next start; until then the delivery waits, retried.
+    return {
+      success: false,
+      status: null,
+      excerpt: null,
+      error: `no ${platform} write-back is configured`,
+      latencyMs: 0,
+    };
+  }
+  const started = performance.now();
+  let result: WriteBackResult;
+  try {
+    result = await connector.apply({ id: event.event_id, type: event.type, data: event.data });
+  } catch (err) {
+    result = { kind: 'failed', status: null, detail: err instanceof Error ? err.message : String(err) };
+  }
+  const latencyMs = performance.now() - started;
+  switch (result.kind) {
+    case 'done':
+      return { success: true, status: result.status, excerpt: result.detail.slice(0, 200), error: null, latencyMs };
+    case 'skipped':
+      return {
+        success: true,
+        status: null,
+        excerpt: `nothing to do: ${result.reason}`.slice(0, 200),
+        error: null,
+        latencyMs,
+      };
+    case 'failed':
+      return { success: false, status: result.status, excerpt: null, error: result.detail.slice(0, 500), latencyMs };
+  }
 }
 
 /** Why a wake-up found nothing to do; one that fired early is moved to when the delivery is due. */
@@ -126,13 +187,10 @@ async function recordAttempt(
   deps: DeliveryDeps,
   deliveryId: string,
   attempt: number,
-  result: PostResult,
+  result: AttemptResult,
 ): Promise<DeliveryOutcome> {
   const { config } = deps;
-  const status = result.kind === 'answered' ? result.status : null;
-  const success = isSuccess(result);
-  const error = result.kind === 'failed' ? `${result.reason}: ${result.detail}` : null;
-  const excerpt = result.kind === 'answered' ? result.excerpt : null;
+  const { status, success, error, excerpt } = result;
   const waitMs = config.retryScheduleMs[attempt - 1];
   return deps.db.transaction(async (tx) => {
     await tx.execute(

@@ -13,6 +13,8 @@ export interface EndpointView {
   url: string;
   description: string | null;
   events: string[];
+  /** A connector's write-back (src/connectors/): delivered to that platform's admin API. */
+  platform: string | null;
   enabled: boolean;
   /** `ops` (turned off by a person) or `failing` (deliveries failed for WEBHOOK_DISABLE_AFTER). */
   disabled_reason: string | null;
@@ -24,7 +26,7 @@ export interface EndpointView {
   secret?: string;
 }
 
-const columns = sql`id, url, description, events, enabled, disabled_reason, failing_since,
+const columns = sql`id, url, description, events, platform, enabled, disabled_reason, failing_since,
   case when previous_secret_until > clock_timestamp() then previous_secret_until end as previous_secret_until,
   created_at, updated_at`;
 
@@ -35,6 +37,13 @@ export function newSecret(): string {
 
 function textArray(values: readonly string[]) {
   return sql`array(select jsonb_array_elements_text(${JSON.stringify(values)}::jsonb))`;
+}
+
+function managed(platform: string): RecoupError {
+  return new RecoupError(
+    'conflict',
+    `This endpoint is the ${platform} connector's write-back: its configuration decides where it goes and what it takes. It can be disabled and enabled.`,
+  );
 }
 
 function notFound(id: string): RecoupError {
@@ -77,11 +86,12 @@ export async function updateEndpoint(
   change: { url?: string; events?: OutboundEventType[]; description?: string | null; enabled?: boolean },
 ): Promise<{ endpoint: EndpointView; wakeups: DeliveryWakeup[] }> {
   return db.transaction(async (tx) => {
-    const [before] = await rows<{ enabled: boolean }>(
+    const [before] = await rows<{ enabled: boolean; platform: string | null }>(
       tx,
-      sql`select enabled from webhook_endpoints where id = ${id} for update`,
+      sql`select enabled, platform from webhook_endpoints where id = ${id} for update`,
     );
     if (!before) throw notFound(id);
+    if (before.platform && (change.url !== undefined || change.events !== undefined)) throw managed(before.platform);
     const events = change.events === undefined ? sql`events` : textArray(change.events);
     const enabling = change.enabled === true && !before.enabled;
     const [updated] = await rows<EndpointView>(
@@ -114,8 +124,13 @@ export async function updateEndpoint(
 /** Deletes an endpoint; its pending deliveries are cancelled, its log kept. */
 export async function deleteEndpoint(db: Db, id: string): Promise<void> {
   await db.transaction(async (tx) => {
-    const [deleted] = await rows<{ id: string }>(tx, sql`delete from webhook_endpoints where id = ${id} returning id`);
-    if (!deleted) throw notFound(id);
+    const [endpoint] = await rows<{ platform: string | null }>(
+      tx,
+      sql`select platform from webhook_endpoints where id = ${id} for update`,
+    );
+    if (!endpoint) throw notFound(id);
+    if (endpoint.platform) throw managed(endpoint.platform);
+    await tx.execute(sql`delete from webhook_endpoints where id = ${id}`);
     await tx.execute(
       sql`update webhook_deliveries set status = 'cancelled', next_attempt_at = null, updated_at = clock_timestamp()
           where endpoint_id = ${id} and status = 'pending'`,
@@ -136,4 +151,36 @@ export async function rotateSecret(db: Db, id: string, overlapMs: number): Promi
   );
   if (!row) throw notFound(id);
   return { ...row, secret };
+}
+
+/**
+ * The endpoints of the connectors' write-backs, as the configuration has them: one per platform
+ * (url `connector:<platform>`), taking the event types its write-back acts on. A platform no longer
+ * configured keeps its endpoint, disabled (`not_configured`), with its log; configured again, it is
+ * enabled again. Every worker runs this as it starts: the statements are idempotent.
+ */
+export async function syncWriteBackEndpoints(
+  db: Db,
+  writeBacks: ReadonlyArray<{ platform: string; events: readonly string[] }>,
+): Promise<void> {
+  for (const { platform, events } of writeBacks) {
+    await db.execute(
+      sql`insert into webhook_endpoints (id, url, description, events, secret, platform, created_at, updated_at)
+          values (${`ep_${platform}`}, ${`connector:${platform}`}, ${`The ${platform} connector's write-back`},
+                  ${textArray(events)}, ${newSecret()}, ${platform}, clock_timestamp(), clock_timestamp())
+          on conflict (platform) where platform is not null do update set
+            events = excluded.events,
+            enabled = webhook_endpoints.enabled or webhook_endpoints.disabled_reason = 'not_configured',
+            disabled_reason = case when webhook_endpoints.disabled_reason = 'not_configured' then null
+                                   else webhook_endpoints.disabled_reason end,
+            updated_at = clock_timestamp()
+          where webhook_endpoints.events is distinct from excluded.events
+             or webhook_endpoints.disabled_reason = 'not_configured'`,
+    );
+  }
+  await db.execute(
+    sql`update webhook_endpoints set enabled = false, disabled_reason = 'not_configured', updated_at = clock_timestamp()
+        where platform is not null and enabled
+          and platform <> all (${textArray(writeBacks.map((w) => w.platform))})`,
+  );
 }

@@ -16,7 +16,7 @@ const sequencerLock = 7_311_402_009;
  * events it sees the next feed `positions` and their orders' next `sequence`, in the order they
  * were written, so no event is ever numbered below one a reader has already seen. The same
  * transaction creates a delivery for each enabled endpoint that subscribes to the event and existed
- * when it happened; the wake-ups of the new deliveries are returned, to queue once that committed.
+ * when it happened (for a connector's write-back, only of its platform's orders); the wake-ups of the new deliveries are returned, to queue once that committed.
  */
 export async function numberEvents(db: Db, limit = 1_000): Promise<{ numbered: number; wakeups: DeliveryWakeup[] }> {
   return db.transaction(async (tx) => {
@@ -41,13 +41,16 @@ export async function numberEvents(db: Db, limit = 1_000): Promise<{ numbered: n
           ), updated as (
             update outbound_events e set position = n.position, sequence = n.sequence
             from numbered n where e.id = n.id
-            returning e.id, e.type, e.created_at
+            returning e.id, e.type, e.created_at, e.order_id
           ), deliveries as (
             insert into webhook_deliveries (id, endpoint_id, event_id, status, next_attempt_at, created_at, updated_at)
             select 'msg_' || substr(replace(gen_random_uuid()::text, '-', ''), 1, 24), w.id, u.id, 'pending',
                    clock_timestamp(), clock_timestamp(), clock_timestamp()
             from updated u
             join webhook_endpoints w on w.enabled and u.type = any (w.events) and w.created_at <= u.created_at
+              -- A connector's write-back takes only the orders its platform sent.
+              and (w.platform is null
+                   or exists (select 1 from orders o where o.id = u.order_id and o.platform = w.platform))
             returning id, wake_seq, next_attempt_at
           )
           select (select count(*) from updated)::int as numbered,

@@ -1,9 +1,11 @@
 import type { ConnectionOptions } from 'bullmq';
+import type { ShopWriteBack } from '../connectors/shop-connector.js';
 import type { Db } from '../db/client.js';
 import type { Clock } from '../platform/clock.js';
 import type { Logger } from '../platform/logger.js';
 import { startLoop } from '../platform/loop.js';
 import { startWebhookWorker, WebhookQueue, type DeliveryWakeup } from '../queue/webhook-queue.js';
+import { syncWriteBackEndpoints } from './endpoints.js';
 import { attemptDelivery, restoreDeliveries, type DeliveryDeps, type DeliveryOutcome } from './delivery.js';
 import { numberEvents } from './sequencer.js';
 import type { WebhooksConfig } from './webhooks-config.js';
@@ -22,6 +24,8 @@ export interface WebhookRunnerOptions {
   /** How often lost wake-ups are looked for, and how overdue a delivery must be to count as lost. */
   restoreIntervalMs: number;
   restoreGraceMs: number;
+  /** The configured connectors' write-backs, by platform: each gets an endpoint (src/webhooks/endpoints.ts). */
+  writeBacks?: ReadonlyMap<string, ShopWriteBack>;
   /** Test seam: called with each attempt's outcome. */
   onOutcome?: (outcome: DeliveryOutcome) => void;
   post?: DeliveryDeps['post'];
@@ -43,7 +47,14 @@ export function startWebhookRunner(options: WebhookRunnerOptions): { close(): Pr
       logger.warn({ err, deliveries: wakeups.length }, 'could not queue webhook deliveries; the restore pass will');
     }
   };
-  const deps: DeliveryDeps = { db, logger, config: options.config, ...(options.post ? { post: options.post } : {}) };
+  const writeBacks = options.writeBacks ?? new Map<string, ShopWriteBack>();
+  const deps: DeliveryDeps = {
+    db,
+    logger,
+    config: options.config,
+    writeBacks,
+    ...(options.post ? { post: options.post } : {}),
+  };
   const worker = startWebhookWorker({
     connection: options.workerConnection,
     prefix: options.prefix,
@@ -58,7 +69,16 @@ export function startWebhookRunner(options: WebhookRunnerOptions): { close(): Pr
     },
   });
 
+  let endpointsSynced = false;
   const number = async () => {
+    // The write-backs' endpoints are there before the first events are numbered for them.
+    if (!endpointsSynced) {
+      await syncWriteBackEndpoints(
+        db,
+        [...writeBacks].map(([platform, writeBack]) => ({ platform, events: writeBack.events })),
+      );
+      endpointsSynced = true;
+    }
     // A backlog (after an outage) is numbered a page at a time, without waiting between pages.
     for (;;) {
       const { numbered, wakeups } = await numberEvents(db);

@@ -161,6 +161,7 @@ function endpointView(endpoint: EndpointView) {
     url: endpoint.url,
     description: endpoint.description,
     events: endpoint.events,
+    platform: endpoint.platform,
     enabled: endpoint.enabled,
     disabled_reason: endpoint.disabled_reason,
     failing_since: endpoint.failing_since?.toISOString() ?? null,

@@ -1,0 +1,51 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { EventInput } from '../domain/event-schema.js';
+import type { Db } from '../db/client.js';
+import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js';
+import type { Clock } from '../platform/clock.js';
+import type { StepQueue } from '../queue/queues.js';
+import type { ApplyResult, EventApplier } from './apply-event.js';
+
+export interface IngestDeps {
+  db: Db;
+  queue: StepQueue;
+  clock: Clock;
+  /** How long answers wait for messages in flight (src/messages/in-flight.ts). */
+  inFlightWait?: InFlightWait | undefined;
+}
+
+/** Events after which no reminder may be accepted by a provider once they are answered. */
+const endsOrder = new Set(['payment.succeeded', 'order.cancelled']);
+
+/**
+ * Applies one parsed shop event, whatever it came through (`POST /v1/events`, a platform's
+ * webhook, `platform` naming its connector): commits it, then waits for a reminder already on its way to that order or customer
+ * (so that nothing is accepted for a paid or cancelled order, or at an old address, after the
+ * answer), then queues the wake-ups it produced.
+ */
+export async function ingestEvent(
+  deps: IngestDeps,
+  applier: EventApplier,
+  event: EventInput,
+  log: Pick<FastifyBaseLogger, 'warn'>,
+  platform: string | null = null,
+): Promise<ApplyResult> {
+  const result = await applier.apply(event, deps.clock.now(), platform);
+  if (event.order && endsOrder.has(event.type)) {
+    await settleInFlightSends(deps.db, { orderId: event.order.id }, deps.inFlightWait);
+  } else if (event.type === 'customer.updated') {
+    const customerId = (event.customer ?? event.order?.customer)?.id;
+    if (customerId) await settleInFlightSends(deps.db, { customerId }, deps.inFlightWait);
+  }
+  if (result.status === 'duplicate') return result;
+  try {
+    await deps.queue.add(result.wakeups, deps.clock.now());
+  } catch (err) {
+    // Accepted and committed: the reconciler queues it from Postgres once Redis is back.
+    log.warn({ err, eventId: event.id }, 'could not queue wake-up; the reconciler will');
+  }
+  for (const ended of result.ended) {
+    deps.queue.remove(ended.recoveryId, ended.wakeSeq).catch(() => undefined);
+  }
+  return result;
+}
