@@ -191,7 +191,8 @@ describe('WooCommerce orders → recoup events', () => {
       },
       // Served over http, the image is left out: a page served over https could not load it.
       {
-        name: 'Ship Your Idea &ndash; Color: Black, Size: M Test',
+        // WordPress's HTML entities decoded: recoup's templates escape text themselves.
+        name: 'Ship Your Idea – Color: Black, Size: M Test',
         quantity: 1,
         amount: 1200,
         sku: undefined,

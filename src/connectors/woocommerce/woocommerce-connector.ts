@@ -208,7 +208,7 @@ function itemsOf(order: WooOrder, currency: string): NonNullable<NonNullable<Eve
   for (const entry of order.line_items ?? []) {
     const line = wooLine.safeParse(entry);
     if (!line.success) continue;
-    const name = clip(line.data.name.trim(), 200);
+    const name = clip(decodeEntities(line.data.name).trim(), 200);
     const amount = toMinor(line.data.total, currency);
     if (!name || amount === undefined || !Number.isInteger(line.data.quantity) || line.data.quantity < 1) continue;
     items.push({
@@ -273,6 +273,37 @@ function httpUrl(value: string | null | undefined, protocol: RegExp): string | u
   } catch {
     return undefined;
   }
+}
+
+/**
+ * WordPress stores product titles with HTML entities (`Ship Your Idea &ndash; Black`); recoup's
+ * templates escape text themselves, so the entities are decoded once here.
+ */
+const namedEntities: Readonly<Record<string, string>> = {
+  amp: '&',
+  lt: '<',
+  gt: '>',
+  quot: '"',
+  apos: "'",
+  nbsp: '\u00a0',
+  ndash: '\u2013',
+  mdash: '\u2014',
+  hellip: '\u2026',
+  lsquo: '\u2018',
+  rsquo: '\u2019',
+  ldquo: '\u201c',
+  rdquo: '\u201d',
+  times: '\u00d7',
+};
+
+function decodeEntities(value: string): string {
+  return value.replace(/&(#x[0-9a-f]{1,6}|#\d{1,7}|[a-z]{2,8});/gi, (entity, body: string) => {
+    if (body.startsWith('#')) {
+      const code = body[1] === 'x' || body[1] === 'X' ? parseInt(body.slice(2), 16) : parseInt(body.slice(1), 10);
+      return code > 0 && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff) ? String.fromCodePoint(code) : entity;
+    }
+    return namedEntities[body.toLowerCase()] ?? entity;
+  });
 }
 
 function header(request: ConnectorRequest, name: string): string | undefined {
