@@ -115,11 +115,15 @@ class StripeSourceConnector implements ShopConnector {
           `Stripe customer ${draft.stripeCustomerId ?? ''} could not be fetched (${fetchFailure.failed}); Stripe will deliver ${event.id} again`,
         );
       }
-      throw new Rejection(
-        fetchFailure
-          ? `no email or phone: the event has none, and fetching customer ${draft.stripeCustomerId ?? ''} failed (${fetchFailure.failed})`
-          : 'no email or phone: the event has none, and no Stripe customer to fetch them from',
-      );
+      const named = draft.stripeCustomerId ? `customer ${draft.stripeCustomerId}` : undefined;
+      const why = !named
+        ? 'it names no Stripe customer'
+        : fetchFailure
+          ? `fetching ${named} failed (${fetchFailure.failed})`
+          : !this.#stripe && !draft.customerExpanded
+            ? `${named} is not fetched without STRIPE_SOURCE_SECRET_KEY`
+            : `${named} has none either`;
+      throw new Rejection(`no email or phone: the event has none, and ${why}`);
     }
     const customerId = customerIdOf(draft.stripeCustomerId, contact);
     if (!customerId) throw new Rejection('no customer: the event has no email, phone or Stripe customer');
