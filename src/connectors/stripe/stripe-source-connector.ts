@@ -287,15 +287,17 @@ function draftOf(event: Envelope): Draft | { ignored: string } {
 
 function paymentIntentOf(event: Envelope): PaymentIntent {
   const parsed = paymentIntentSchema.safeParse(event.data.object);
-  if (!parsed.success)
+  if (!parsed.success) {
     throw new Rejection(`${event.type} without a readable PaymentIntent (${fieldsOf(parsed.error)})`);
+  }
   return parsed.data;
 }
 
 function checkoutSessionOf(event: Envelope): CheckoutSession {
   const parsed = checkoutSessionSchema.safeParse(event.data.object);
-  if (!parsed.success)
+  if (!parsed.success) {
     throw new Rejection(`${event.type} without a readable Checkout Session (${fieldsOf(parsed.error)})`);
+  }
   return parsed.data;
 }
 
@@ -348,7 +350,8 @@ function intentDraft(type: Draft['type'], intent: PaymentIntent): Draft | { igno
 }
 
 function expiredSessionDraft(session: CheckoutSession): Draft | { ignored: string } {
-  // Checkout's consent collection: the customer said no to being contacted about this purchase.
+  // Checkout's consent collection: the customer declined promotional messages, and Stripe asks
+  // that recovery messages respect that.
   if (session.consent?.promotions === 'opt_out') {
     return { ignored: `Checkout Session ${session.id} expired, and its customer declined promotional messages` };
   }
@@ -399,7 +402,8 @@ function sessionDraft(type: 'order.created' | 'payment.succeeded', session: Chec
 }
 
 function orderIdOf(metadata: Record<string, string> | null | undefined, fallback: string): string {
-  const id = metadata?.[metadataKeys.orderId]?.trim() || fallback;
+  // The shop's own order number, where its integration tags its Stripe objects with it.
+  const id = metadata?.order_id?.trim() || fallback;
   if (id.length > 200) throw new Rejection(`order id ${id.slice(0, 40)}… is longer than 200 characters`);
   return id;
 }
