@@ -10,7 +10,9 @@ import Stripe from 'stripe';
  * Implements, form-decoding bodies and queries like Stripe (bracket notation, indexed arrays):
  * - `POST /v1/payment_intents`, `GET|POST /v1/payment_intents/:id`, `POST …/:id/confirm`,
  *   `POST …/:id/cancel` (with `expand[]=latest_charge` on GET);
- * - `POST /v1/refunds`.
+ * - `POST /v1/refunds`;
+ * - `GET /v1/customers/:id`, for customers added with `addCustomer` (a deleted one answers as
+ *   Stripe does, `{ id, object, deleted: true }`).
  *
  * Like Stripe it checks the bearer key (401), refuses unknown parameters (so the removed
  * `payment_method_types` is caught), enforces the PaymentIntent state machine
@@ -47,6 +49,8 @@ export interface FakeStripe {
   paymentIntent(id: string): FakeJson | undefined;
   paymentIntentCount(): number;
   refundCount(): number;
+  /** Stores a customer (`id` default: a new `cus_…`), as `GET /v1/customers/:id` then returns it. */
+  addCustomer(customer: FakeJson): FakeJson;
   /** The next `count` requests of this operation (any, by default) get `fault`. */
   failNext(fault: FakeStripeFault, options?: { count?: number; on?: FakeStripeOperation }): void;
   /** The customer completes the payment (Alipay page, WeChat scan, card in Stripe.js). Returns the succeeded event. */
@@ -66,7 +70,8 @@ export interface FakeStripe {
   close(): Promise<void>;
 }
 
-export type FakeStripeOperation = 'create' | 'update' | 'retrieve' | 'confirm' | 'cancel' | 'refund';
+export type FakeStripeOperation =
+  'create' | 'update' | 'retrieve' | 'confirm' | 'cancel' | 'refund' | 'retrieve_customer';
 
 export interface FakeStripeRequest {
   method: string;
@@ -119,6 +124,7 @@ class ApiError extends Error {
   }
 }
 
+const customerPath = /^\/v1\/customers\/([^/]+)$/;
 const paymentIntentPath = /^\/v1\/payment_intents(?:\/([^/]+)(?:\/(confirm|cancel))?)?$/;
 const knownMethodTypes = new Set(['card', 'alipay', 'wechat_pay']);
 const createParams = new Set([
@@ -165,6 +171,7 @@ export async function startFakeStripe(
   const intents = new Map<string, FakeJson>();
   const charges = new Map<string, FakeJson>();
   const refunds = new Map<string, FakeJson>();
+  const customers = new Map<string, FakeJson>();
   const idempotent = new Map<string, { fingerprint: string; status: number; body: FakeJson }>();
   const faults: { fault: FakeStripeFault; on: FakeStripeOperation | undefined }[] = [];
   const sockets = new Set<Socket>();
@@ -297,6 +304,8 @@ export async function startFakeStripe(
         return cancelIntent(requireIntent(route.id), params);
       case 'refund':
         return createRefund(params);
+      case 'retrieve_customer':
+        return retrieveCustomer(route.id);
     }
   }
 
@@ -489,6 +498,22 @@ export async function startFakeStripe(
     return structuredClone(refund);
   }
 
+  function retrieveCustomer(id: string | undefined): FakeJson {
+    const customer = id === undefined ? undefined : customers.get(id);
+    if (!customer) {
+      throw new ApiError(404, {
+        error: {
+          type: 'invalid_request_error',
+          code: 'resource_missing',
+          param: 'id',
+          message: `No such customer: '${id ?? ''}'`,
+        },
+      });
+    }
+    if (customer.deleted === true) return { id: customer.id, object: 'customer', deleted: true };
+    return structuredClone(customer);
+  }
+
   function succeed(intent: FakeJson, methodType?: string): void {
     const type = methodType ?? currentMethodType(intent) ?? 'card';
     if (currentMethodType(intent) !== type) intent.payment_method = newPaymentMethod(type, undefined);
@@ -598,6 +623,22 @@ export async function startFakeStripe(
     },
     paymentIntentCount: () => intents.size,
     refundCount: () => refunds.size,
+    addCustomer(customer) {
+      const stored: FakeJson = {
+        id: `cus_${randomBytes(7).toString('hex')}`,
+        object: 'customer',
+        email: null,
+        phone: null,
+        name: null,
+        preferred_locales: [],
+        metadata: {},
+        created: now(),
+        livemode: false,
+        ...structuredClone(customer),
+      };
+      customers.set(String(stored.id), stored);
+      return structuredClone(stored);
+    },
     failNext(fault, failOptions = {}) {
       for (let i = 0; i < (failOptions.count ?? 1); i++) faults.push({ fault, on: failOptions.on });
     },
@@ -637,6 +678,7 @@ export async function startFakeStripe(
       intents.clear();
       charges.clear();
       refunds.clear();
+      customers.clear();
       idempotent.clear();
       faults.length = 0;
     },
@@ -657,6 +699,12 @@ interface Route {
 
 function routeOf(method: string, path: string): Route | undefined {
   if (method === 'POST' && path === '/v1/refunds') return { operation: 'refund', id: undefined };
+  const customer = customerPath.exec(path);
+  if (customer) {
+    return method === 'GET' && customer[1]
+      ? { operation: 'retrieve_customer', id: decodeURIComponent(customer[1]) }
+      : undefined;
+  }
   const match = paymentIntentPath.exec(path);
   if (!match) return undefined;
   const [, id, action] = match;
