@@ -11,6 +11,7 @@ import {
   itemsOf,
   knownCurrency,
   numericId,
+  objectId,
   pageUrl,
   record,
   text,
@@ -77,7 +78,7 @@ const ignored = (reason: string): ConnectorMapping => ({ kind: 'ignored', reason
 type Subject = 'order' | 'checkout';
 
 function orderIdOf(subject: Subject, payload: Record<string, unknown>): string | undefined {
-  if (subject === 'order') return numericId(payload.id);
+  if (subject === 'order') return objectId(payload, 'Order');
   const token = text(payload.token);
   return token && /^[A-Za-z0-9_-]{1,200}$/.test(token) ? token : undefined;
 }

@@ -22,9 +22,20 @@ export function text(value: unknown): string | undefined {
 
 /** Shopify's ids are JSON numbers (or numeric strings in some topics). */
 export function numericId(value: unknown): string | undefined {
+  // Past 2^53 a JSON number has already lost digits: it names some other order.
   if (typeof value === 'number' && Number.isSafeInteger(value) && value > 0) return String(value);
   if (typeof value === 'string' && /^[1-9]\d{0,30}$/.test(value)) return value;
   return undefined;
+}
+
+/**
+ * The id of a Shopify object: from `admin_graphql_api_id` (`gid://shopify/Order/123`), a string
+ * that keeps every digit, else from the numeric `id`.
+ */
+export function objectId(object: Json | undefined, type: 'Order' | 'Customer'): string | undefined {
+  const gid = text(object?.admin_graphql_api_id);
+  const match = gid === undefined ? null : new RegExp(`^gid://shopify/${type}/([1-9]\\d{0,30})$`).exec(gid);
+  return match?.[1] ?? numericId(object?.id);
 }
 
 /** At most `max` characters, or undefined. */
@@ -107,7 +118,7 @@ export function customerIdsToForget(payload: Json): string[] {
   const email = validEmail(customer.email);
   const phone = validPhone(customer.phone);
   const ids = [
-    customerIdFor(numericId(customer.id)),
+    customerIdFor(objectId(customer, 'Customer')),
     email === undefined ? undefined : customerIdFor(undefined, email),
     phone === undefined ? undefined : customerIdFor(undefined, undefined, phone),
   ];
@@ -123,7 +134,7 @@ export function customerOf(payload: Json): CustomerInput | { missing: string } {
   if (email === undefined && phone === undefined) {
     return { missing: 'no contact: neither an email address nor an E.164 phone number' };
   }
-  const id = customerIdFor(numericId(customer.id), email, phone);
+  const id = customerIdFor(objectId(customer, 'Customer'), email, phone);
   if (id === undefined) return { missing: 'no customer' };
   const fullName = [text(customer.first_name), text(customer.last_name)].filter(Boolean).join(' ');
   const locale = text(payload.customer_locale);
