@@ -215,7 +215,8 @@ function money(data: Record<string, unknown>): string {
   const { amount, currency } = data;
   if (typeof amount !== 'number' || typeof currency !== 'string') return 'an amount';
   try {
-    return formatAmount(amount, currency, 'en', { currencyDisplay: 'code' });
+    // Intl puts a no-break space after the code; a note is plain text the merchant edits.
+    return formatAmount(amount, currency, 'en', { currencyDisplay: 'code' }).replace(/\s/g, ' ');
   } catch {
     return `${amount} ${currency} minor units`;
   }
