@@ -35,7 +35,12 @@ import { checkQueueEnv, parseClusterNodes, queueEnv, type RedisNode } from './qu
 import { sendLeaseFor } from './recoveries/send-lease.js';
 import { checkFinanceEnv, financeConfig, financeEnv, type FinanceConfig } from './reports/finance-config.js';
 import { webhooksConfig, webhooksEnv, type WebhooksConfig } from './webhooks/webhooks-config.js';
-import type { ConnectorsConfig } from './connectors/connectors.js';
+import {
+  checkConnectorsEnv,
+  connectorsConfig,
+  connectorsEnv,
+  type ConnectorsConfig,
+} from './connectors/connectors-config.js';
 import { isValidTimezone } from './platform/timezones.js';
 
 export { gatewayNames, type GatewayName } from './payments/payments-config.js';
@@ -168,6 +173,7 @@ const envSchema = z
     ...financeEnv,
     ...circuitEnv,
     ...webhooksEnv,
+    ...connectorsEnv,
     ...opsEnv,
     ...harnessEnv,
   })
@@ -182,6 +188,7 @@ const envSchema = z
       checkAlipayEnv(env, ctx);
       checkWechatPayEnv(env, ctx);
       checkFinanceEnv(env, ctx);
+      checkConnectorsEnv(env, ctx);
     },
     // Zod skips refinements once a field failed; run these anyway so that every problem
     // (a bad PORT *and* missing Twilio keys) is reported in one go. They only read fields
@@ -388,6 +395,6 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     finance: financeConfig(env),
     circuits: circuitConfig(env),
     webhooks: webhooksConfig(env),
-    connectors: {},
+    connectors: connectorsConfig(env),
   };
 }

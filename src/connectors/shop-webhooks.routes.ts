@@ -49,10 +49,17 @@ export async function shopWebhookRoutes(app: FastifyInstance, deps: ShopWebhookD
         );
         return reply.send({ status: 'rejected', reason: mapping.reason });
       case 'forget': {
+        let forgotten = 0;
         for (const customerId of mapping.customerIds) {
-          await forgetCustomer(deps, customerId, `${connector.platform}:privacy`);
+          try {
+            await forgetCustomer(deps, customerId, `${connector.platform}:privacy`);
+            forgotten += 1;
+          } catch (err) {
+            // A customer recoup never had (the platform asks for every one of its customers): nothing to erase.
+            if (!isRecoupError(err, 'not_found')) throw err;
+          }
         }
-        return reply.send({ status: 'accepted', forgotten: mapping.customerIds.length });
+        return reply.send({ status: 'accepted', forgotten });
       }
       case 'events': {
         // Checked as the intake checks its own events: a mapping that does not parse is rejected whole.

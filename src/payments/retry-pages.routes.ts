@@ -26,6 +26,7 @@ import {
   type RetryPageContext,
 } from './retry-page-views.js';
 import { loadRetryLink, recordClick, type RetryDeps } from './retry-session.js';
+import { shopPaymentPage } from './platform-link.js';
 
 export interface RetryPageDeps {
   /** The retry session's domain logic: loadRetryLink, recordClick, initiatePayment, refreshAttempt. */
@@ -44,6 +45,11 @@ export interface RetryPageDeps {
    * always allowed (the sandbox's hosted pages live there). Default none.
    */
   formActionOrigins?: string[];
+  /**
+   * Platforms whose connector's link mode is `platform`: an open link for one of their orders
+   * leads, once its click is counted, to the order's payment page on the platform.
+   */
+  platformLinks?: ReadonlySet<string>;
 }
 
 /** The deps plus what registration derived from them. */
@@ -159,6 +165,8 @@ function routes(r: FastifyInstance, deps: Ctx): void {
         request.log.warn({ err }, 'could not record a retry-link click'),
       );
     }
+    const shopPage = await shopPaymentPage(deps.retry.db, state.view.orderId, deps.platformLinks ?? new Set());
+    if (shopPage) return reply.redirect(shopPage, 303);
     return retryPage(deps, request, reply, { view: state.view, status: 200 });
   });
 

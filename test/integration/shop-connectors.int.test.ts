@@ -166,6 +166,21 @@ describe('a shop platform connector', () => {
     expect(orders).toEqual([]);
   });
 
+  it('erases the customers a privacy request names; one recoup never had is nothing to erase', async () => {
+    const event = makeEvent();
+    expect((await deliver({ event }, { delivery: 'd-known' })).status).toBe(200);
+    const known = await deliver({ forget: event.order.customer.id }, { delivery: 'd-forget' });
+    expect(await known.json()).toEqual({ status: 'accepted', forgotten: 1 });
+    const [customer] = await rows<{ email: string | null }>(
+      svc.database.db,
+      sql`select email from customers where id = ${event.order.customer.id}`,
+    );
+    expect(customer?.email ?? null).toBeNull();
+    const unknown = await deliver({ forget: 'never-seen' }, { delivery: 'd-forget-unknown' });
+    expect(unknown.status).toBe(200);
+    expect(await unknown.json()).toEqual({ status: 'accepted', forgotten: 0 });
+  });
+
   it('tells the platform of a payment recoup collected, retrying until it takes it, and only for its own orders', async () => {
     const ours = makeEvent();
     expect((await deliver({ event: ours }, { delivery: 'd-pay' })).status).toBe(200);
