@@ -255,3 +255,53 @@ describe('WooCommerce hold-stock setting and on-hold', () => {
     expect(shop.order(727)?.status).toBe('on-hold');
   });
 });
+
+describe('WooCommerce write-back of a recovery: the hold that keeps an unpaid order from being cancelled', () => {
+  const started = (): EventForShop => ({
+    id: 'evt_started_1',
+    type: 'recovery.started',
+    data: { order_id: '727', recovery_id: 'rec_5d1e', cadence: 'default', failure_category: 'abandoned' },
+  });
+  const ended = (state: string): EventForShop => ({
+    id: `evt_ended_${state}`,
+    type: 'recovery.ended',
+    data: {
+      order_id: '727',
+      recovery_id: 'rec_5d1e',
+      state,
+      reason: state === 'exhausted' ? 'cadence_exhausted' : 'stopped_by_ops',
+    },
+  });
+
+  it('puts a pending order on hold with a note saying why, once, even when the first hold failed', async () => {
+    shop.addOrder(727, { status: 'pending' });
+    shop.failNext(1, { status: 503 }, { method: 'PUT', path: /\/orders\/727$/ });
+    expect((await writeBack.apply(started())).kind).toBe('failed');
+    expect((await writeBack.apply(started())).kind).toBe('done');
+    expect((await writeBack.apply(started())).kind).toBe('done');
+    expect(shop.order(727)?.status).toBe('on-hold');
+    expect(notePosts()).toHaveLength(1);
+    expect((notePosts()[0]!.body as { note: string }).note).toContain('recovery rec_5d1e');
+  });
+
+  it('leaves a failed order as it is: WooCommerce never cancels those', async () => {
+    shop.addOrder(727, { status: 'failed' });
+    expect((await writeBack.apply(started())).kind).toBe('skipped');
+    expect(puts()).toEqual([]);
+  });
+
+  it('gives a held order back as pending when the recovery ends unpaid, and leaves it alone when it was paid', async () => {
+    shop.addOrder(727, { status: 'pending' });
+    await writeBack.apply(started());
+    expect((await writeBack.apply(ended('recovered'))).kind).toBe('skipped');
+    expect(shop.order(727)?.status).toBe('on-hold');
+    expect((await writeBack.apply(ended('exhausted'))).kind).toBe('done');
+    expect(shop.order(727)?.status).toBe('pending');
+  });
+
+  it('never releases a hold the shop put itself', async () => {
+    shop.addOrder(727, { status: 'on-hold' });
+    expect((await writeBack.apply(ended('stopped'))).kind).toBe('skipped');
+    expect(shop.order(727)?.status).toBe('on-hold');
+  });
+});

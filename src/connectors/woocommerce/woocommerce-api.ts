@@ -15,6 +15,8 @@ export interface WoocommerceApi {
   addNote(orderId: string, note: string): Promise<void>;
   /** Status `on-hold`: WooCommerce's unpaid-order cleanup only cancels `pending` orders. */
   putOnHold(orderId: string): Promise<void>;
+  /** Status `pending` again: back in WooCommerce's own hands, cleanup included. */
+  putBackToPending(orderId: string): Promise<void>;
   /** A setting's value, e.g. group `products`, id `woocommerce_hold_stock_minutes`. */
   getSetting(group: string, id: string): Promise<string>;
 }
@@ -120,6 +122,9 @@ export function createWoocommerceApi(config: WoocommerceApiConfig, deps: Woocomm
     },
     async putOnHold(orderId) {
       await call('PUT', order(orderId), { status: 'on-hold' });
+    },
+    async putBackToPending(orderId) {
+      await call('PUT', order(orderId), { status: 'pending' });
     },
     async getSetting(group, id) {
       const { value } = await parsed(

@@ -8,16 +8,24 @@ import { WoocommerceApiError, type WoocommerceApi, type WoocommerceNote } from '
  * adds a note only: the money went back through recoup's gateway, and a WooCommerce refund would
  * try to move it again or restock.
  *
+ * WooCommerce cancels a `pending` order nobody paid once its hold-stock time (60 minutes by default)
+ * has passed, far sooner than a recovery ends: while a recovery runs for a pending order, the order
+ * is put `on-hold` (which that cleanup leaves alone, stock still held), and given back as `pending`
+ * if the recovery ends without a payment. A failed order is never cancelled that way and stays as
+ * it is.
+ *
  * A delivery is retried after any failure, so each step first looks whether an earlier attempt
  * already did it: the order paid with this transaction, a note naming this payment or refund.
  */
 export function createWoocommerceWriteBack(api: WoocommerceApi): ShopWriteBack {
   return {
-    events: ['payment.succeeded', 'refund.succeeded'],
+    events: ['recovery.started', 'recovery.ended', 'payment.succeeded', 'refund.succeeded'],
     async apply(event) {
       try {
         if (event.type === 'payment.succeeded') return await markPaid(api, event);
         if (event.type === 'refund.succeeded') return await noteRefund(api, event);
+        if (event.type === 'recovery.started') return await holdWhileRecovering(api, event);
+        if (event.type === 'recovery.ended') return await releaseHold(api, event);
         return { kind: 'skipped', reason: `${event.type} is not written back to WooCommerce` };
       } catch (err) {
         if (err instanceof WoocommerceApiError) return { kind: 'failed', status: err.status, detail: err.message };
@@ -79,6 +87,52 @@ async function noteRefund(api: WoocommerceApi, event: EventForShop): Promise<Wri
   return { kind: 'done', status: null, detail: `WooCommerce order ${orderId}: refund note added` };
 }
 
+async function holdWhileRecovering(api: WoocommerceApi, event: EventForShop): Promise<WriteBackResult> {
+  const orderId = wooOrderId(event.data.order_id);
+  if (!orderId)
+    return { kind: 'skipped', reason: `order ${String(event.data.order_id)} is not a WooCommerce order id` };
+  const recoveryId = text(event.data.recovery_id);
+  const order = await api.getOrder(orderId);
+  const notes = await api.listNotes(orderId);
+  const held = mentions(notes, 'recovery', recoveryId);
+  // Held by an earlier attempt whose answer was lost, or moved on by the shop: left as it is.
+  if (order.status !== 'pending' && !(held && order.status === 'on-hold')) {
+    return { kind: 'skipped', reason: `WooCommerce order ${orderId} is ${order.status}: nothing to hold` };
+  }
+  if (!held) {
+    await api.addNote(
+      orderId,
+      `On hold while recoup reminds the customer to pay (recovery ${recoveryId}), so that WooCommerce does not cancel it as unpaid`,
+    );
+  }
+  if (order.status === 'pending') await api.putOnHold(orderId);
+  return { kind: 'done', status: null, detail: `WooCommerce order ${orderId}: on hold while the recovery runs` };
+}
+
+async function releaseHold(api: WoocommerceApi, event: EventForShop): Promise<WriteBackResult> {
+  const orderId = wooOrderId(event.data.order_id);
+  if (!orderId)
+    return { kind: 'skipped', reason: `order ${String(event.data.order_id)} is not a WooCommerce order id` };
+  const state = text(event.data.state);
+  // Recovered: marked paid by the payment's write-back or by the shop. Cancelled: the shop did it.
+  if (state !== 'exhausted' && state !== 'stopped') {
+    return { kind: 'skipped', reason: `the recovery ended ${state}: the order's status is WooCommerce's` };
+  }
+  const recoveryId = text(event.data.recovery_id);
+  const order = await api.getOrder(orderId);
+  const notes = await api.listNotes(orderId);
+  // Only a hold recoup put: an order the shop put on hold itself stays so.
+  if (order.status !== 'on-hold' || !mentions(notes, 'recovery', recoveryId)) {
+    return { kind: 'skipped', reason: `WooCommerce order ${orderId} is ${order.status}, not held by recoup` };
+  }
+  await api.putBackToPending(orderId);
+  await api.addNote(
+    orderId,
+    `Back to pending payment: recoup's recovery ${recoveryId} ended ${state} (${text(event.data.reason) || 'no reason given'})`,
+  );
+  return { kind: 'done', status: null, detail: `WooCommerce order ${orderId}: back to pending` };
+}
+
 function paidNote(data: Record<string, unknown>, paymentId: string, duplicate: boolean): string {
   const method = text(data.method) || 'payment';
   const gateway = text(data.gateway) || 'unknown gateway';
@@ -88,7 +142,7 @@ function paidNote(data: Record<string, unknown>, paymentId: string, duplicate: b
 }
 
 /** A note recoup wrote for this payment or refund: `payment pay_…,` as the notes above spell it. */
-function mentions(notes: readonly WoocommerceNote[], what: 'payment' | 'refund', id: string): boolean {
+function mentions(notes: readonly WoocommerceNote[], what: 'payment' | 'refund' | 'recovery', id: string): boolean {
   if (id === '') return false;
   const pattern = new RegExp(`\\b${what} ${id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\w-])`);
   return notes.some((note) => pattern.test(note.note));
