@@ -2,6 +2,7 @@ ALTER TABLE "orders" ADD COLUMN "platform" text;--> statement-breakpoint
 ALTER TABLE "orders" ADD COLUMN "payment_url" text;--> statement-breakpoint
 ALTER TABLE "orders" ADD COLUMN "items" jsonb;--> statement-breakpoint
 ALTER TABLE "webhook_endpoints" ADD COLUMN "platform" text;--> statement-breakpoint
+CREATE INDEX "events_rejected_idx" ON "events" USING btree ("received_at") WHERE "events"."outcome" = 'rejected';--> statement-breakpoint
 CREATE UNIQUE INDEX "webhook_endpoints_platform_idx" ON "webhook_endpoints" USING btree ("platform") WHERE "webhook_endpoints"."platform" is not null;
 --> statement-breakpoint
 -- recoup_apply_order_event (0004) also keeps the order's cart lines, its page on the shop and the

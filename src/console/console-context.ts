@@ -3,6 +3,7 @@ import { principalActor } from '../access/audit.js';
 import { hasScope } from '../access/auth.js';
 import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Clock } from '../platform/clock.js';
+import type { ShopConnector } from '../connectors/shop-connector.js';
 import type { Db } from '../db/client.js';
 import { RecoupError } from '../platform/errors.js';
 import type { Logger } from '../platform/logger.js';
@@ -41,6 +42,8 @@ export interface ConsoleRouteDeps {
    * when it fails, they go out with the next restore pass of the worker processes.
    */
   wakeWebhooks?: (wakeups: DeliveryWakeup[]) => Promise<void>;
+  /** The shop platforms' connectors, listed with what they could not map. */
+  connectors?: readonly ShopConnector[] | undefined;
 }
 
 /** What every console page's routes share: the deps, the access guards and the page frame. */

@@ -6,6 +6,7 @@ import { listDeliveries } from '../webhooks/delivery-log.js';
 import { getEndpoint, listEndpoints, updateEndpoint } from '../webhooks/endpoints.js';
 import { actorOf, webhookEndpointHref, type ConsoleContext } from './console-context.js';
 import type { ConsoleFrame } from './console-pages.js';
+import { shopPlatformsView } from './shop-platforms.js';
 import { deliveryRow, deliveryStatuses, endpointSummary, isDeliveryStatus } from './webhook-views.js';
 
 /** The delivery log shows this many, the newest first. */
@@ -41,9 +42,11 @@ export function consoleWebhookRoutes(app: FastifyInstance, ctx: ConsoleContext):
 
   app.get('/console/webhooks', ops, async (request, reply) => {
     const endpoints = (await listEndpoints(deps.db)).map(endpointSummary);
+    const platforms = await shopPlatformsView(deps.db, deps.connectors ?? [], await deps.cadences.active(deps.db));
     return page(reply, 200, 'webhooks', frame(request, 'webhooks', 'Webhooks'), {
       endpoints,
       troubled: endpoints.filter((e) => e.state.key !== 'enabled').length,
+      platforms,
     });
   });
 

@@ -24,11 +24,20 @@ export const events = pgTable(
     customerId: text('customer_id'),
     occurredAt: ts('occurred_at').notNull(),
     receivedAt: ts('received_at').notNull().defaultNow(),
-    /** What the event did: applied, stale (older than the order's state), ignored (order already final). */
+    /**
+     * What the event did: applied, stale (older than the order's state), ignored (order already
+     * final); `rejected` for a platform's delivery that could not be mapped (its reason in payload).
+     */
     outcome: text('outcome').notNull(),
     payload: jsonb('payload').notNull(),
   },
-  (t) => [index('events_order_idx').on(t.orderId, t.occurredAt)],
+  (t) => [
+    index('events_order_idx').on(t.orderId, t.occurredAt),
+    // A shop platform's deliveries recoup could not map (src/connectors/), the newest first in the console.
+    index('events_rejected_idx')
+      .on(t.receivedAt)
+      .where(sql`${t.outcome} = 'rejected'`),
+  ],
 );
 
 export const customers = pgTable('customers', {

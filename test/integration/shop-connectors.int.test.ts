@@ -8,11 +8,20 @@ import type {
   ShopConnector,
   WriteBackResult,
 } from '../../src/connectors/shop-connector.js';
+import { createWoocommerceConnector } from '../../src/connectors/woocommerce/woocommerce-connector.js';
 import { rows } from '../../src/db/rows.js';
 import { RecoupError } from '../../src/platform/errors.js';
 import { SandboxGateway } from '../../src/payments/gateways/sandbox/sandbox-gateway.js';
 import { initiatePayment } from '../../src/payments/initiate-payment.js';
-import { freePort, makeEvent, startTestService, testApiKey, waitFor, type TestService } from '../helpers/service.js';
+import {
+  freePort,
+  makeEvent,
+  signIn,
+  startTestService,
+  testApiKey,
+  waitFor,
+  type TestService,
+} from '../helpers/service.js';
 
 const cadence = `
 name: default
@@ -78,7 +87,10 @@ describe('a shop platform connector', () => {
         WEBHOOK_POLL_INTERVAL: '50ms',
         WEBHOOK_RETRY_SCHEDULE: '300ms,300ms,300ms',
       },
-      overrides: { connectors: [shop] },
+      // WooCommerce without its API keys: nothing holds its orders, which the console warns of.
+      overrides: {
+        connectors: [shop, createWoocommerceConnector({ webhookSecret: 'woo', linkMode: 'recoup', api: undefined })],
+      },
     });
   });
   afterAll(async () => svc?.close());
@@ -164,6 +176,19 @@ describe('a shop platform connector', () => {
     ]);
     const orders = await rows(svc.database.db, sql`select 1 from orders where id = ${invalid.order.id}`);
     expect(orders).toEqual([]);
+
+    // Ops see them, with the reason, where the webhooks are.
+    const { cookie } = await signIn(svc, ['ops']);
+    const page = await svc.service.app!.inject({ method: 'GET', url: '/console/webhooks', headers: { cookie } });
+    expect(page.statusCode).toBe(200);
+    const table = /<table class="list stack" id="rejected-deliveries">[\s\S]*?<\/table>/.exec(page.body)?.[0] ?? '';
+    expect(table).toContain('data-delivery="d-rejected"');
+    expect(table).toContain('no email or phone');
+    expect(table).toContain('testshop · order');
+    expect(page.body).toContain('<li data-platform="testshop">');
+    expect(page.body).toMatch(
+      /<p class="notice notice-warn" data-warning>WooCommerce cancels a pending order nobody paid after its hold-stock time[^<]*default runs longer/,
+    );
   });
 
   it('erases the customers a privacy request names; one recoup never had is nothing to erase', async () => {
