@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { Webhook } from 'standardwebhooks';
-import type { ShopWriteBack, WriteBackResult } from '../connectors/shop-connector.js';
+import type { ShopWriteBack, WriteBackResult } from './write-back.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import type { Logger } from '../platform/logger.js';

@@ -1,5 +1,5 @@
 import type { ConnectionOptions } from 'bullmq';
-import type { ShopWriteBack } from '../connectors/shop-connector.js';
+import type { ShopWriteBack } from './write-back.js';
 import type { Db } from '../db/client.js';
 import type { Clock } from '../platform/clock.js';
 import type { Logger } from '../platform/logger.js';

@@ -115,12 +115,12 @@ const fixtures: ConnectorFixture[] = [
   {
     name: 'a shop redact request',
     request: webhook('shop/redact', fixture('shop-redact')),
-    expected: { kind: 'ignored' },
+    expected: { kind: 'rejected' },
   },
   {
     name: 'a customer data request',
     request: webhook('customers/data_request', fixture('customers-data-request')),
-    expected: { kind: 'ignored' },
+    expected: { kind: 'rejected' },
   },
   {
     name: 'a checkout no one left an address on',
@@ -346,8 +346,9 @@ describe('Shopify privacy webhooks', () => {
     expect(mapping).toEqual({ kind: 'forget', customerIds: ['shopify-cus-191167', guest.order?.customer.id] });
   });
 
-  it('tells ops what a shop redact and a data request ask of them', async () => {
+  it('tells ops what a shop redact and a data request ask of them, as deliveries the console lists', async () => {
     const shop = await connector.map(webhook('shop/redact', fixture('shop-redact')));
+    expect(shop.kind).toBe('rejected');
     expect(reason(shop)).toContain('snowdevil.myshopify.com');
     expect(reason(shop)).toContain('recoup customers forget');
     const data = await connector.map(webhook('customers/data_request', fixture('customers-data-request')));

@@ -29,8 +29,8 @@ import {
  *   recoup order id → `order.created` (an `abandoned` recovery once the grace period passes).
  *   Completed (`completed_at` set) → `payment.succeeded` for the token, so that recovery ends; the
  *   order it became arrives on its own webhooks under its own id.
- * - `customers/redact` → forget; `shop/redact`, `customers/data_request` → ignored, with what ops
- *   must do in the reason.
+ * - `customers/redact` → forget; `shop/redact`, `customers/data_request` → rejected, with what ops
+ *   must do in the reason: recoup cannot do it alone, and rejected deliveries are what ops see.
  *
  * Orders are recoup orders under Shopify's numeric id, which write-back relies on to tell an
  * order (it can be marked paid) from a checkout token (Shopify collected it itself).
@@ -193,7 +193,7 @@ function mapPrivacy(delivery: Delivery): ConnectorMapping {
   const shop = text(payload.shop_domain) ?? 'the shop';
   if (topic === 'shop/redact') {
     // The payload names only the shop: which customers came from it is recoup's to find.
-    return ignored(
+    return rejected(
       `${shop} asked for all its customer data to be erased: run \`recoup customers forget ID\` for each customer whose id starts with shopify-`,
     );
   }
@@ -204,7 +204,7 @@ function mapPrivacy(delivery: Delivery): ConnectorMapping {
   const request = text(String(record(payload.data_request)?.id ?? '')) ?? 'unnumbered';
   const orders = Array.isArray(payload.orders_requested) ? payload.orders_requested.map(numericId) : [];
   const orderList = orders.filter((id) => id !== undefined).join(', ');
-  return ignored(
+  return rejected(
     `${shop} asks for the data held on customer ${ids.join(' / ') || '(none named)'} (data request ${request}` +
       `${orderList ? `, orders ${orderList}` : ''}): recoup has no export command; ` +
       'send it the orders (GET /v1/orders/:id) within 30 days',
