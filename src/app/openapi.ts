@@ -73,6 +73,22 @@ const orderViewSchema = {
         currency: text,
         description: nullable(text),
         coupon_code: nullable(text),
+        items: nullable({
+          type: 'array',
+          description: 'Cart lines from the latest event that carried them',
+          items: {
+            type: 'object',
+            properties: {
+              name: text,
+              quantity: integer,
+              amount: { type: 'integer', description: "The line's total, minor units" },
+              sku: nullable(text),
+              image_url: nullable(text),
+            },
+          },
+        }),
+        platform: { ...nullable(text), description: 'woocommerce, shopify or stripe: the connector it came through' },
+        payment_url: { ...nullable(text), description: "The shop's own page for paying the order" },
         customer_id: text,
         last_failure: nullable({
           type: 'object',

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
+import type { OrderItem } from '../db/schema.js';
 import { rows } from '../db/rows.js';
 import { maskAddress } from '../platform/logger.js';
 import { retryUrl } from '../retry-links/retry-token.js';
@@ -13,6 +14,12 @@ export interface OrderView {
     currency: string;
     description: string | null;
     coupon_code: string | null;
+    /** The cart lines, as the latest event that carried them had them. */
+    items: OrderItem[] | null;
+    /** The shop platform whose connector brought the order in; null through /v1/events. */
+    platform: string | null;
+    /** The shop's own page for paying it. */
+    payment_url: string | null;
     customer_id: string;
     last_failure: { code: string | null; category: string | null; message: string | null } | null;
     paid_at: string | null;
@@ -127,6 +134,9 @@ export async function loadOrderView(db: Db, orderId: string, publicUrl: string):
       currency: String(order.currency),
       description: s(order.description),
       coupon_code: s(order.coupon_code),
+      items: (order.items as OrderItem[] | null) ?? null,
+      platform: s(order.platform),
+      payment_url: s(order.payment_url),
       customer_id: String(order.customer_id),
       last_failure:
         order.last_failure_code || order.last_failure_category
