@@ -1,5 +1,6 @@
 import type { Channel, FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
 import { channels, paymentMethods } from '../domain/vocabulary.js';
+import type { OrderItem } from '../db/schema.js';
 import type { Issue } from '../platform/errors.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
@@ -36,6 +37,15 @@ export function cadenceValidationOptions(deps: CadenceCheckDeps): CadenceValidat
   };
 }
 
+/**
+ * The sample order's cart (12900 minor units in all). No pictures: a made-up image address would
+ * show as a broken image in a test send.
+ */
+export const sampleItems: readonly OrderItem[] = [
+  { name: 'West Lake Longjing tea gift box', quantity: 2, amount: 9800 },
+  { name: 'Celadon tea cup', quantity: 1, amount: 3100 },
+];
+
 /** An order to render templates against when there is no real one (validation, test sends). */
 export function sampleMessageContext(options: {
   publicUrl: string;
@@ -47,7 +57,13 @@ export function sampleMessageContext(options: {
   return {
     shop: { name: options.shopName },
     customer: { name: 'Li Lei' },
-    order: { id: 'ord_SAMPLE', description: '2 items', amount: 12900, currency: options.currency ?? 'CNY' },
+    order: {
+      id: 'ord_SAMPLE',
+      description: '2 items',
+      amount: 12900,
+      currency: options.currency ?? 'CNY',
+      items: sampleItems,
+    },
     failureCategory: options.failureCategory ?? 'insufficient_funds',
     offerMethods: options.offerMethods ?? [...paymentMethods],
     retryUrl: previewRetryUrl(options.publicUrl),

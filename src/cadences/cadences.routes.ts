@@ -213,6 +213,7 @@ export async function cadenceRoutes(app: FastifyInstance, deps: CadenceRouteDeps
         currency: body.order.currency,
         description: body.order.description,
         couponCode: body.order.coupon_code ?? body.order.coupon?.code,
+        items: body.order.items,
         customer: body.order.customer,
       };
     } else {

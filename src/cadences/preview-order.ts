@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { findSuppressions } from '../compliance/suppressions.js';
 import { rows } from '../db/rows.js';
+import type { OrderItem } from '../db/schema.js';
 import type { DbOrTx } from '../db/tx.js';
 import type { Channel, FailureCategory } from '../domain/vocabulary.js';
 import { failureCategories } from '../domain/vocabulary.js';
@@ -24,6 +25,7 @@ interface Row {
   currency: string;
   description: string | null;
   coupon_code: string | null;
+  items: OrderItem[] | null;
   last_failure_category: string | null;
   customer_id: string;
   name: string | null;
@@ -40,7 +42,7 @@ interface Row {
 export async function loadPreviewOrder(db: DbOrTx, id: string, since: Date): Promise<StoredPreviewOrder | undefined> {
   const [row] = await rows<Row>(
     db,
-    sql`select o.id, o.amount::text as amount, o.currency, o.description, o.coupon_code, o.last_failure_category,
+    sql`select o.id, o.amount::text as amount, o.currency, o.description, o.coupon_code, o.items, o.last_failure_category,
                o.customer_id, c.name, c.email, c.phone, c.locale, c.timezone, c.email_bad_reason, c.phone_bad_reason,
                r.failure_category as recovery_category
         from orders o
@@ -82,6 +84,7 @@ export async function loadPreviewOrder(db: DbOrTx, id: string, since: Date): Pro
       currency: row.currency,
       description: row.description,
       couponCode: row.coupon_code,
+      items: row.items,
       customer: {
         name: row.name,
         email: row.email,

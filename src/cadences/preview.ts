@@ -1,6 +1,7 @@
 import { DateTime } from 'luxon';
 import type { Channel, FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
 import { isRecoupError, validationError, type Issue } from '../platform/errors.js';
+import type { OrderItem } from '../db/schema.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { RenderedEmail, RenderedSms, TemplateRenderer } from '../messages/template-renderer.js';
 import { capCounted, chooseContact } from './step-rules.js';
@@ -39,6 +40,8 @@ export interface PreviewOrder {
   currency: string;
   description?: string | null | undefined;
   couponCode?: string | null | undefined;
+  /** Cart lines, as an event's `order.items`. */
+  items?: readonly OrderItem[] | null | undefined;
   customer: {
     name?: string | null | undefined;
     email?: string | null | undefined;
@@ -179,6 +182,7 @@ export function previewCadence(input: PreviewInput, deps: PreviewDeps): Preview 
         amount: order.amount,
         currency: order.currency,
         couponCode: order.couponCode ?? undefined,
+        items: order.items,
       },
       failureCategory: input.failureCategory,
       offerMethods: step.offerMethods,

@@ -1,4 +1,5 @@
 import { DateTime } from 'luxon';
+import { sampleItems } from '../cadences/cadence-checks.js';
 import type { Cadence } from '../cadences/cadence.js';
 import { previewCadence, previewLocales, type PreviewDeps } from '../cadences/preview.js';
 import { isValidTimezone } from '../platform/timezones.js';
@@ -104,7 +105,8 @@ export function runPreview(
           id: 'ord_PREVIEW',
           amount: Math.max(12_900, cadence.match.minAmount),
           currency,
-          description: 'West Lake Longjing tea gift box ×2',
+          description: 'Longjing tea and a celadon cup',
+          items: sampleItems,
           customer: {
             name: 'Li Lei',
             email: 'li.lei@example.com',

@@ -1,3 +1,4 @@
+import type { OrderItem } from '../db/schema.js';
 import type { FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
 
 /** Everything a reminder template may refer to. Built by the dispatcher; rendered in strict mode. */
@@ -12,6 +13,8 @@ export interface MessageContext {
     /** ISO 4217. */
     currency: string;
     couponCode?: string | undefined;
+    /** Cart lines as the shop sent them (event `order.items`); missing or null when it sent none. */
+    items?: readonly OrderItem[] | null | undefined;
   };
   failureCategory: FailureCategory;
   offerMethods: PaymentMethod[];

@@ -22,6 +22,9 @@ import { countSegments, type SegmentInfo } from './segments.js';
  * - `shop.name`, `customer.name` (may be empty: use `{{#if customer.name}}`), `order.id`,
  *   `order.description` (may be empty), `order.amount` and `amount` (formatted, e.g. `¥129.00`),
  *   `order.currency`, `order.couponCode` (or null).
+ * - `order.items`: the first few cart lines (`maxItemsShown`), `[{ name, quantity, amount, imageUrl }]`
+ *   with `amount` formatted and `imageUrl` an https URL or null; empty when the shop sent none.
+ *   `order.moreItems`: the localised "and 3 more items" for the lines left out, or null.
  * - `retryUrl`; `unsubscribeUrl` (or null; emails only in practice).
  * - `failure.category`, `failure.attempted` (false for `abandoned`), `failure.reason` and
  *   `failure.advice` (one short localised sentence each), `failure.suggestOtherMethod`.
@@ -389,6 +392,8 @@ interface Phrases {
   advice: Record<FailureCategory, string>;
   /** `coupon_invalid` when the order names its coupon. */
   couponReason: (code: string) => string;
+  /** Under a cart list cut short: `count` lines are not shown. */
+  moreItems: (count: number) => string;
 }
 
 /**
@@ -430,6 +435,7 @@ const phrasesByLanguage: Record<'en' | 'zh', Phrases> = {
       unknown: 'You can simply try again.',
     },
     couponReason: (code) => `The coupon ${code} couldn't be applied to your order.`,
+    moreItems: (count) => (count === 1 ? 'and 1 more item' : `and ${count} more items`),
   },
   zh: {
     methods: {
@@ -464,8 +470,12 @@ const phrasesByLanguage: Record<'en' | 'zh', Phrases> = {
       unknown: '您可以直接重新尝试。',
     },
     couponReason: (code) => `优惠券“${code}”未能用于您的订单。`,
+    moreItems: (count) => `另有 ${count} 件商品`,
   },
 };
+
+/** Cart lines an email lists before summing up the rest: a long cart must not push the button out of sight. */
+export const maxItemsShown = 5;
 
 /** Categories where the customer is better served by another method than by the same one again. */
 const suggestOtherMethod: ReadonlySet<FailureCategory> = new Set([
@@ -504,6 +514,27 @@ function displayAmount(order: MessageContext['order'], locale: string, channel: 
   return isGsm7(coded) ? coded : amount;
 }
 
+/**
+ * The cart lines an email lists. A line's image is shown only from https (what the event schema
+ * accepts; anything else, e.g. from rows stored before that check, is left out rather than failing
+ * the message).
+ */
+function cartLines(order: MessageContext['order'], locale: string, phrases: Phrases) {
+  const items = order.items ?? [];
+  const shown = items.slice(0, maxItemsShown).map((item) => ({
+    name: oneLine(item.name),
+    quantity: item.quantity,
+    amount: formatAmount(item.amount, order.currency, locale),
+    imageUrl: item.image_url && isHttps(item.image_url) ? item.image_url : null,
+  }));
+  const left = items.length - shown.length;
+  return { items: shown, moreItems: left > 0 ? phrases.moreItems(left) : null };
+}
+
+function isHttps(value: string): boolean {
+  return URL.canParse(value) && new URL(value).protocol === 'https:';
+}
+
 function isGsm7(text: string): boolean {
   return countSegments(text.replace(/[\u00a0\u2007\u202f]/g, ' ')).encoding === 'GSM-7';
 }
@@ -517,8 +548,10 @@ function buildView(context: MessageContext, locale: string, channel: 'sms' | 'em
     });
   }
   let amount: string;
+  let cart: ReturnType<typeof cartLines>;
   try {
     amount = displayAmount(context.order, locale, channel);
+    cart = cartLines(context.order, locale, phrases);
   } catch (err) {
     if (!isRecoupError(err)) throw err;
     throw new RecoupError(err.code, err.message, {
@@ -539,6 +572,8 @@ function buildView(context: MessageContext, locale: string, channel: 'sms' | 'em
       amount,
       currency: context.order.currency,
       couponCode: couponCode || null,
+      items: cart.items,
+      moreItems: cart.moreItems,
     },
     amount,
     retryUrl: checkUrl(context.retryUrl, 'retryUrl'),

@@ -64,12 +64,23 @@ export function retryPage(deps: RetryPageContext, request: FastifyRequest, reply
   const wanted = r.checked !== undefined ? r.checked : view.defaultMethod;
   const checked = wanted && view.methods.includes(wanted) ? wanted : (view.methods[0] ?? null);
   const errors = { email: r.errors?.email ?? null, phone: r.errors?.phone ?? null, method: r.errors?.method ?? null };
+  const items = view.items.map((item) => ({
+    name: item.name,
+    quantity: item.quantity,
+    amount: money(item.amount),
+    imageUrl: item.image_url && imageOrigin(item.image_url) ? item.image_url : null,
+  }));
+  allowImages(
+    reply,
+    items.flatMap((item) => (item.imageUrl ? [imageOrigin(item.imageUrl)!] : [])),
+  );
   return sendPage(deps, reply, r.status, 'retry', locale, {
     title: r.title ?? t.retryTitle,
     shopName: view.shopName,
     notice: r.notice ?? null,
     intro: r.intro ?? null,
     description: view.description,
+    items,
     orderAmount: charge.total !== charge.orderAmount ? money(charge.orderAmount) : null,
     coupon,
     incentive: charge.incentiveAmount > 0 ? `−${money(charge.incentiveAmount)}` : null,
@@ -83,6 +94,33 @@ export function retryPage(deps: RetryPageContext, request: FastifyRequest, reply
     methods: view.methods.map((code) => ({ code, title: t.methods[code], checked: code === checked })),
     payLabel: fillIn(t.payButton, { amount: total }),
   });
+}
+
+/**
+ * The origin of a cart line's picture when the page may show it: https, and a host that can stand in
+ * a CSP source list as it is. Other addresses (not from the event schema, e.g. older rows) are left out.
+ */
+function imageOrigin(url: string): string | undefined {
+  if (!URL.canParse(url)) return undefined;
+  const { protocol, origin } = new URL(url);
+  return protocol === 'https:' && /^https:\/\/[a-z0-9.-]+(:\d{1,5})?$/.test(origin) ? origin : undefined;
+}
+
+/**
+ * Lets this response load the pictures of its cart lines: their origins join the `img-src` of the
+ * CSP the retry pages send (nothing else changes, and other pages keep recoup's own images only).
+ */
+function allowImages(reply: FastifyReply, origins: string[]): void {
+  const csp = reply.getHeader('content-security-policy');
+  if (origins.length === 0 || typeof csp !== 'string') return;
+  const sources = [...new Set(origins)].join(' ');
+  reply.header(
+    'content-security-policy',
+    csp
+      .split(';')
+      .map((directive) => (/^\s*img-src\b/.test(directive) ? `${directive.trimEnd()} ${sources}` : directive))
+      .join(';'),
+  );
 }
 
 /** The "payment failed, try another method" page: the form again, another method pre-selected. */

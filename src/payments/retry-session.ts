@@ -3,6 +3,7 @@ import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Cadence } from '../cadences/cadence.js';
 import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
+import type { OrderItem } from '../db/schema.js';
 import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
 import type { FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
@@ -46,6 +47,8 @@ export interface RetryView {
   locale: string;
   shopName: string;
   description: string;
+  /** The cart lines the shop sent (event `order.items`); empty when it sent none. */
+  items: OrderItem[];
   currency: string;
   charge: Charge;
   /** The last failure, for a sentence in customer language. */
@@ -85,6 +88,7 @@ export interface LinkRow {
   coupon_code: string | null;
   coupon_discount_amount: string | null;
   coupon_expires_at: Date | null;
+  items: OrderItem[] | null;
   last_failure_category: FailureCategory | null;
   last_failure_code: string | null;
   last_method: string | null;
@@ -100,7 +104,7 @@ export async function loadLinkRow(db: Db | Tx, messageId: string, lock: boolean)
     db,
     sql`select m.id as message_id, m.step, r.id as recovery_id, r.cadence_name, r.cadence_version, r.failure_category,
                o.id as order_id, o.status as order_status, o.amount::text as amount, o.currency, o.description,
-               o.coupon_code, o.coupon_discount_amount::text as coupon_discount_amount, o.coupon_expires_at,
+               o.coupon_code, o.coupon_discount_amount::text as coupon_discount_amount, o.coupon_expires_at, o.items,
                o.last_failure_category, o.last_failure_code, o.last_method,
                c.id as customer_id, c.email, c.phone, c.locale
         from messages m
@@ -175,6 +179,7 @@ export async function buildView(
     locale: row.locale ?? deps.defaultLocale,
     shopName: deps.shopName,
     description: row.description ?? '',
+    items: row.items ?? [],
     currency: row.currency,
     charge: computeCharge({ orderAmount: Number(row.amount), coupon, incentiveAmount: incentive, now }),
     lastFailure,

@@ -273,6 +273,7 @@ function newClaim(
       amount: Number(order.amount),
       currency: order.currency,
       couponCode: order.coupon_code ?? undefined,
+      items: read.items,
     },
     failureCategory: recovery.failure_category,
     offerMethods: step.offerMethods,

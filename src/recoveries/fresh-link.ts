@@ -5,6 +5,7 @@ import type { SmsSender } from '../channels/sms-sender.js';
 import { findSuppressions } from '../compliance/suppressions.js';
 import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
+import type { OrderItem } from '../db/schema.js';
 import { rows } from '../db/rows.js';
 import type { Channel, FailureCategory } from '../domain/vocabulary.js';
 import { paymentMethods } from '../domain/vocabulary.js';
@@ -65,6 +66,7 @@ interface SourceRow {
   currency: string;
   description: string | null;
   coupon_code: string | null;
+  items: OrderItem[] | null;
   customer_id: string;
   name: string | null;
   email: string | null;
@@ -112,7 +114,7 @@ export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Pro
       sql`select m.id as message_id, m.channel, m.link_expires_at, m.link_revoked_at,
                  r.id as recovery_id, r.state as recovery_state, r.failure_category,
                  o.id as order_id, o.status as order_status, o.amount::text as amount, o.currency, o.description,
-                 o.coupon_code,
+                 o.coupon_code, o.items,
                  c.id as customer_id, c.name, c.email, c.phone, c.locale, c.email_bad_reason, c.phone_bad_reason
           from messages m
           join recoveries r on r.id = m.recovery_id
@@ -176,6 +178,7 @@ export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Pro
           amount: Number(row.amount),
           currency: row.currency,
           couponCode: row.coupon_code ?? undefined,
+          items: row.items,
         },
         failureCategory: row.failure_category,
         offerMethods: [...paymentMethods],

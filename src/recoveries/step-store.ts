@@ -3,6 +3,7 @@ import type { CadenceBook } from '../cadences/cadence-book.js';
 import { linkGateways, readCircuits, restoredTemplate, type CircuitHold } from '../circuits/circuit-hold.js';
 import { findSuppressions, normaliseAddress } from '../compliance/suppressions.js';
 import type { Db } from '../db/client.js';
+import type { OrderItem } from '../db/schema.js';
 import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
 import type { Channel, OrderStatus } from '../domain/vocabulary.js';
@@ -59,12 +60,16 @@ interface SnapshotRow extends RecoveryRow {
   sms_address_sends: string | null;
   email_address_sends: string | null;
   open_gateways: string[] | null;
+  /** Read beside the snapshot function, from the order's row in the same statement. */
+  items: OrderItem[] | null;
 }
 
 /** What a read found: the decision's input, and what a claim needs besides it. */
 export interface StepRead {
   snapshot: StepSnapshot;
   customerName: string | null | undefined;
+  /** The order's cart lines, for the message (the decision does not look at them). */
+  items: OrderItem[] | null;
   /** The step message's last change as read (fast path only): recoup_claim_step checks it is unchanged. */
   messageUpdatedAt?: Date | null;
 }
@@ -81,9 +86,10 @@ export async function readSnapshots(
 ): Promise<Array<StepRead | undefined>> {
   const found = await rows<SnapshotRow & { i: number }>(
     db,
-    sql`select j.i, s.* from jsonb_to_recordset(${JSON.stringify(jobs.map((job, i) => ({ i, id: job.recoveryId })))}::jsonb)
+    sql`select j.i, s.*, o.items from jsonb_to_recordset(${JSON.stringify(jobs.map((job, i) => ({ i, id: job.recoveryId })))}::jsonb)
           as j(i integer, id text)
-        cross join lateral recoup_step_snapshot(j.id, ${capSince}::timestamptz) s`,
+        cross join lateral recoup_step_snapshot(j.id, ${capSince}::timestamptz) s
+        left join orders o on o.id = s.order_id`,
   );
   return Promise.all(
     jobs.map(async (job, i) => {
@@ -156,6 +162,7 @@ async function snapshotOf(db: Db, cadences: CadenceBook, row: SnapshotRow, wakeS
       circuits: (row.open_gateways ?? []).map((gateway) => ({ gateway, state: 'open', closed_at: null })),
     },
     customerName: row.customer_name,
+    items: row.items,
     messageUpdatedAt: row.message_updated_at,
   };
 }
@@ -234,9 +241,9 @@ export async function readLocked(
   },
   job: { recoveryId: string; wakeSeq: number },
 ): Promise<StepRead> {
-  const [order] = await rows<OrderRow>(
+  const [order] = await rows<OrderRow & Pick<StepRead, 'items'>>(
     tx,
-    sql`select id, customer_id, status, amount::text as amount, currency, description, coupon_code
+    sql`select id, customer_id, status, amount::text as amount, currency, description, coupon_code, items
         from orders where id = (select order_id from recoveries where id = ${job.recoveryId})
         for update`,
   );
@@ -253,7 +260,7 @@ export async function readLocked(
     addressSends: new Map(),
     circuits: [],
   };
-  if (!recovery || !order || decideHead(snapshot)) return { snapshot, customerName: undefined };
+  if (!recovery || !order || decideHead(snapshot)) return { snapshot, customerName: undefined, items: null };
 
   snapshot.cadence = (await opts.cadences.version(recovery.cadence_name, recovery.cadence_version, tx))?.cadence;
   // A claim's age on Postgres's clock, the clock it was written with.
@@ -321,7 +328,7 @@ export async function readLocked(
   if (opts.circuits && step) {
     snapshot.circuits = await readCircuits(tx, linkGateways(opts.circuits, step.offerMethods, order.currency));
   }
-  return { snapshot, customerName: customer?.name };
+  return { snapshot, customerName: customer?.name, items: order.items };
 }
 
 /** The locked path's claim: the step message recorded as `sending` with this claim's id. Returns its attempts. */

@@ -22,6 +22,7 @@ import {
 } from '../../src/recoveries/dispatch-step.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { makeEvent } from '../helpers/service.js';
+import { readLocked, readSnapshots } from '../../src/recoveries/step-store.js';
 
 // Steps minutes apart on a fixed clock: every wake-up is fired by hand, at the instant the test chooses.
 const cadencesYaml = `
@@ -735,6 +736,63 @@ describe('dispatchStep on a fixed clock', () => {
       expect((await fire(expiry)).action).toBe('ended');
       expect(await recoveryOf(recoveryId)).toMatchObject({ state: 'exhausted', ended_reason: 'expired' });
       expect((await messagesOf(recoveryId)).map((m) => m.status)).toEqual(['sent', 'sent', 'sent']);
+    });
+  });
+
+  describe('cart lines', () => {
+    const items = [
+      { name: 'Longjing tea gift box', quantity: 2, amount: 9800, image_url: 'https://cdn.example-shop.com/tea.jpg' },
+      { name: 'Celadon cup', quantity: 1, amount: 3100, sku: 'CUP-1' },
+    ];
+
+    async function startWithItems(orderItems: unknown) {
+      const base = makeEvent({ occurred_at: clock.now().toISOString() });
+      const email = `cart-${randomInt(1e9)}@example.com`;
+      const event = parseEvent({
+        ...base,
+        order: {
+          ...base.order,
+          cadence: 'capped-email',
+          items: orderItems,
+          customer: { ...base.order.customer, email, locale: 'en' },
+        },
+      });
+      const result = await applyEvent(intake, event, clock.now());
+      if (result.status !== 'accepted' || !result.wakeups[0]) throw new Error('the recovery did not start');
+      return { wakeup: result.wakeups[0], email };
+    }
+
+    it('lists the order lines in the reminder email, html and text', async () => {
+      clock.set('2026-11-25T02:00:00Z');
+      const { wakeup, email: to } = await startWithItems(items);
+      const result = await fire(wakeup);
+      expect(result.action).toBe('sent');
+      const [sent] = email.callsFor(result.messageId);
+      expect(sent?.to).toBe(to);
+      expect(sent?.text).toContain('Longjing tea gift box × 2  CN¥98.00\nCeladon cup × 1  CN¥31.00\n');
+      expect(sent?.html).toContain('<img src="https://cdn.example-shop.com/tea.jpg" width="48" height="48"');
+      expect(sent?.html).toContain('Celadon cup <span');
+    });
+
+    it('reads the lines on the unlocked fast path and under the order lock alike', async () => {
+      clock.set('2026-11-25T02:00:00Z');
+      const withItems = await startWithItems(items);
+      const without = await startWithItems(undefined);
+      const jobs = [withItems.wakeup, without.wakeup].map((w) => ({ recoveryId: w.recoveryId, wakeSeq: w.wakeSeq }));
+      const fast = await readSnapshots(database.db, dispatch.cadences, jobs, clock.now());
+      expect(fast.map((read) => read?.items)).toEqual([items, null]);
+      const locked = await database.db.transaction(async (tx) =>
+        Promise.all(
+          jobs.map((job) =>
+            readLocked(
+              tx,
+              { cadences: dispatch.cadences, circuits: undefined, claimStaleAfterMs, now: clock.now() },
+              job,
+            ),
+          ),
+        ),
+      );
+      expect(locked.map((read) => read.items)).toEqual([items, null]);
     });
   });
 });

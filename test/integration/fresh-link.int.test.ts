@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
+import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CadenceBook } from '../../src/cadences/cadence-book.js';
 import { applyCadences } from '../../src/cadences/cadence-store.js';
@@ -109,11 +110,15 @@ describe('sendFreshLink', () => {
   });
 
   /** A failed payment whose first reminder went out with a link, which has since expired. */
-  async function expiredLink(cadence: 'texts' | 'mails', customer: Record<string, unknown> = {}): Promise<Link> {
+  async function expiredLink(
+    cadence: 'texts' | 'mails',
+    customer: Record<string, unknown> = {},
+    order: Record<string, unknown> = {},
+  ): Promise<Link> {
     const base = makeEvent({ occurred_at: clock.now().toISOString() });
     const event = parseEvent({
       ...base,
-      order: { ...base.order, cadence, customer: { ...base.order.customer, ...customer } },
+      order: { ...base.order, ...order, cadence, customer: { ...base.order.customer, ...customer } },
     });
     const result = await applyEvent(intake, event, clock.now());
     const [wakeup] = result.status === 'accepted' ? result.wakeups : [];
@@ -195,6 +200,15 @@ describe('sendFreshLink', () => {
     const eml = fs.readFileSync(path.join(outbox, `${fresh!.id}.eml`), 'utf8');
     expect(eml).toMatch(/^To: new-li@example\.com\r?$/m);
     expect(eml.replace(/=\r?\n/g, '')).toContain(`/r/${fresh!.link_token}`);
+  });
+
+  it("lists the order's lines in a fresh link sent by email", async () => {
+    const items = [{ name: 'Longjing tea', quantity: 2, amount: 9800 }];
+    const link = await expiredLink('mails', { locale: 'en' }, { items });
+    expect(await sendFreshLink(deps, link.messageId)).toBe('sent');
+    const [fresh] = await freshMessages(link);
+    const mail = await simpleParser(fs.readFileSync(path.join(outbox, `${fresh!.id}.eml`)));
+    expect(mail.text).toContain('Longjing tea × 2  CN¥98.00\n');
   });
 
   it('is not possible for a paid order, a suppressed address, a link that still works or an unknown message', async () => {

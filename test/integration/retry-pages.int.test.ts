@@ -328,6 +328,44 @@ describe('retry pages', () => {
     expect(page).toContain('<input type="radio" name="method" value="card" checked>');
   });
 
+  it('lists the cart lines above the methods, and lets this page alone load their pictures', async () => {
+    const items = [
+      { name: 'Longjing tea gift box', quantity: 2, amount: 9800, image_url: 'https://cdn.example-shop.com/tea.jpg' },
+      { name: `Cup ${evil}`, quantity: 1, amount: 3100 },
+      { name: 'Tea towel', quantity: 3, amount: 0, image_url: 'https://img.example.net:8443/towel.png?s=96' },
+    ];
+    const link = await openLink({ items });
+    const { response } = await open(link);
+    expect(response.statusCode).toBe(200);
+    const html = response.body;
+    const list = html.slice(html.indexOf('<ul class="items"'), html.indexOf('</ul>'));
+    expect(list).toContain(`aria-label="${zh.itemsLabel}"`);
+    expect(list).toContain('<img src="https://cdn.example-shop.com/tea.jpg" alt="Longjing tea gift box"');
+    expect(list).toContain('Longjing tea gift box <span class="item-quantity">× 2</span>');
+    expect(list).toContain(`<span class="item-amount">${formatAmount(9800, 'CNY', 'zh-CN')}</span>`);
+    expect(list).toContain('Cup &lt;script&gt;alert(1)&lt;/script&gt; <span class="item-quantity">× 1</span>');
+    expect(list).toContain(`<span class="item-amount">${formatAmount(0, 'CNY', 'zh-CN')}</span>`);
+    expect(list.match(/<img /g)).toHaveLength(2);
+    expect(html).not.toContain(evil);
+    expect(html.indexOf('<ul class="items"')).toBeLessThan(html.indexOf('name="method"'));
+    // The pictures' origins, and nothing else, join img-src.
+    expect(response.headers['content-security-policy']).toBe(
+      strict.replace(
+        "img-src 'self' data:",
+        "img-src 'self' data: https://cdn.example-shop.com https://img.example.net:8443",
+      ),
+    );
+
+    // A form sent back with errors shows them again; an order without lines shows no list and the strict CSP.
+    const { cookie, csrf } = await open(link);
+    const again = await post(link, { csrf, email: 'not-an-email', phone: '', method: 'alipay' }, cookie);
+    expect(again.statusCode).toBe(400);
+    expect(again.body).toContain('Longjing tea gift box <span class="item-quantity">× 2</span>');
+    const plain = (await open(await openLink())).response;
+    expect(plain.body).not.toContain('class="items"');
+    expect(plain.headers['content-security-policy']).toBe(strict);
+  });
+
   it('records a click on GET and changes nothing else (HEAD records nothing)', async () => {
     const link = await openLink();
     const before = await snapshot(link);

@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { sampleItems, sampleMessageContext } from '../../src/cadences/cadence-checks.js';
 import { validateCadence } from '../../src/cadences/parse-cadence.js';
+import { runPreview } from '../../src/console/cadence-preview.js';
 import { previewCadence, type PreviewDeps, type PreviewInput, type PreviewOrder } from '../../src/cadences/preview.js';
 import { isRecoupError } from '../../src/platform/errors.js';
 import { TemplateRenderer } from '../../src/messages/template-renderer.js';
@@ -312,5 +314,32 @@ describe('previewCadence', () => {
       expect(issues[0]?.message).toMatch(/^broken\/en\/sms: .*total/);
       expect(issues[1]?.message).toMatch(/^broken\/zh-CN\/sms: /);
     });
+  });
+});
+
+describe('previews of the cart', () => {
+  it("renders an order's lines in each preview email", () => {
+    const items = [{ name: 'Longjing tea', quantity: 2, amount: 9800, image_url: 'https://cdn.example.com/t.jpg' }];
+    const preview = previewCadence(input(dstCadence, { order: { ...order(), items } }), deps);
+    const email = preview.steps[1]?.rendered['en']?.email;
+    expect(email?.text).toContain('Longjing tea × 2  CN¥98.00');
+    expect(email?.html).toContain('<img src="https://cdn.example.com/t.jpg"');
+  });
+
+  it('gives the console preview and the sample context (checks, test sends) a sample cart', () => {
+    const doc = validateCadence(dstCadence, { templates: renderer, requiredLocales: ['en', 'zh-CN'] });
+    const outcome = runPreview(
+      { name: 'dst', version: 1, cadence: doc },
+      { timezone: 'Asia/Shanghai', locale: 'zh-CN', start: '' },
+      deps,
+      new Date('2026-11-01T00:00:00Z'),
+    );
+    if (!outcome.ok) throw new Error(JSON.stringify(outcome.issues));
+    const text = outcome.view.steps[1]?.renders[0]?.email.text;
+    expect(text).toContain('West Lake Longjing tea gift box × 2  ¥98.00\nCeladon tea cup × 1  ¥31.00\n');
+
+    const context = sampleMessageContext({ publicUrl: deps.publicUrl, shopName: deps.shopName });
+    expect(context.order.items).toEqual(sampleItems);
+    expect(renderer.renderEmail('nudge', 'en', context).text).toContain('Celadon tea cup × 1  CN¥31.00');
   });
 });

@@ -36,6 +36,7 @@ function views(locale: PageLocale): { [P in PageName]: PageData[P] } {
       notice: { tone: 'warn', text: t.unavailable },
       intro: t.failedIntro,
       description: `2 items ${evil}`,
+      items: [{ name: `Tea ${evil}`, quantity: 2, amount: formatAmount(9800, 'CNY', locale), imageUrl: null }],
       orderAmount: formatAmount(12900, 'CNY', locale),
       coupon: {
         tone: 'warn',
@@ -139,6 +140,33 @@ describe('PageRenderer', () => {
         expect(html).toContain(escape(t.reasons.account_frozen));
         expect(html).toContain(escape(all.retry.coupon!.text));
         expect(html).toContain(escape(all.retry.payLabel));
+      });
+
+      it('lists the cart lines above the payment choice, a picture only where a line has one', () => {
+        const items = [
+          {
+            name: 'Longjing tea',
+            quantity: 2,
+            amount: formatAmount(9800, 'CNY', locale),
+            imageUrl: 'https://cdn.example.com/tea.jpg?w=96&h=96',
+          },
+          { name: `Cup ${evil}`, quantity: 1, amount: formatAmount(3100, 'CNY', locale), imageUrl: null },
+        ];
+        const html = renderer.render('retry', locale, { ...all.retry, items });
+        const list = /<ul class="items" aria-label="([^"]+)">([\s\S]*?)<\/ul>/.exec(html);
+        expect(list?.[1]).toBe(escape(t.itemsLabel));
+        const lines = list?.[2]?.split('</li>').filter((l) => l.includes('<li')) ?? [];
+        expect(lines).toHaveLength(2);
+        expect(lines[0]).toContain(
+          '<img src="https://cdn.example.com/tea.jpg?w&#x3D;96&amp;h&#x3D;96" alt="Longjing tea" width="48" height="48" loading="lazy">',
+        );
+        expect(lines[0]).toContain('Longjing tea <span class="item-quantity">× 2</span>');
+        expect(lines[0]).toContain(`<span class="item-amount">${escape(items[0]!.amount)}</span>`);
+        expect(lines[1]).not.toContain('<img');
+        expect(lines[1]).toContain('Cup &lt;script&gt;alert(1)&lt;/script&gt; <span class="item-quantity">× 1</span>');
+        expect(html.indexOf('class="items"')).toBeLessThan(html.indexOf('<form'));
+
+        expect(renderer.render('retry', locale, { ...all.retry, items: [] })).not.toContain('class="items"');
       });
 
       it('says so, without a button, when no method is available', () => {

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { failureCategories, type FailureCategory, type PaymentMethod } from '../../src/domain/vocabulary.js';
 import { RecoupError, isRecoupError } from '../../src/platform/errors.js';
 import type { MessageContext } from '../../src/messages/message-context.js';
-import { TemplateRenderer, templateParts } from '../../src/messages/template-renderer.js';
+import { TemplateRenderer, maxItemsShown, templateParts } from '../../src/messages/template-renderer.js';
 
 const templatesDir = fileURLToPath(new URL('../../templates', import.meta.url));
 const renderer = TemplateRenderer.load(templatesDir);
@@ -256,6 +256,117 @@ describe('localised view model', () => {
     expect(renderer.renderSms('nudge', 'en', ctx).body).toContain('is waiting for payment');
     expect(renderer.renderSms('nudge', 'en', ctx).body).not.toContain("didn't go through");
     expect(renderer.renderSms('nudge', 'zh-CN', ctx).body).toContain('尚未完成付款');
+  });
+});
+
+describe('cart lines', () => {
+  const items = [
+    { name: 'Longjing tea gift box', quantity: 2, amount: 9800, image_url: 'https://cdn.example-shop.com/tea.jpg' },
+    { name: 'Celadon cup', quantity: 1, amount: 3100, sku: 'CUP-1' },
+  ];
+  const lines = (count: number) =>
+    Array.from({ length: count }, (_, i) => ({ name: `Line ${i + 1}`, quantity: 1, amount: 100 * (i + 1) }));
+  const imgTags = (html: string) => html.match(/<img\b[^>]*>/g) ?? [];
+
+  it.each(['alternative-methods', 'gateway-restored', 'last-call', 'nudge'])(
+    '%s lists each line with its quantity and amount in html and text, in en and zh-CN',
+    (template) => {
+      const en = renderer.renderEmail(template, 'en', context({ order: { items } }));
+      expect(en.html).toContain('Longjing tea gift box <span style="color:#6b7280;white-space:nowrap;">× 2</span>');
+      expect(en.html).toContain('CN¥98.00');
+      expect(en.html).toContain('Celadon cup <span style="color:#6b7280;white-space:nowrap;">× 1</span>');
+      expect(en.html).toContain('CN¥31.00');
+      expect(en.text).toContain('Longjing tea gift box × 2  CN¥98.00\nCeladon cup × 1  CN¥31.00\n');
+
+      const zh = renderer.renderEmail(template, 'zh-CN', context({ order: { items } }));
+      expect(zh.text).toContain('Longjing tea gift box × 2  ¥98.00\nCeladon cup × 1  ¥31.00\n');
+      expect(zh.html).toContain('¥31.00');
+    },
+  );
+
+  it('shows a thumbnail only for a line with an https image, sized, with the name as its text', () => {
+    const { html } = renderer.renderEmail('nudge', 'en', context({ order: { items } }));
+    expect(imgTags(html)).toEqual([
+      expect.stringMatching(
+        /^<img src="https:\/\/cdn\.example-shop\.com\/tea\.jpg" width="48" height="48" alt="Longjing tea gift box" /,
+      ),
+    ]);
+    const plain = renderer.renderEmail(
+      'nudge',
+      'en',
+      context({ order: { items: [{ ...items[0]!, image_url: null }] } }),
+    );
+    expect(imgTags(plain.html)).toEqual([]);
+    // Not through the event schema (an older row, say): shown without its picture rather than failing.
+    const http = renderer.renderEmail(
+      'nudge',
+      'en',
+      context({ order: { items: [{ ...items[0]!, image_url: 'http://cdn.example-shop.com/tea.jpg' }] } }),
+    );
+    expect(imgTags(http.html)).toEqual([]);
+    expect(http.html).toContain('Longjing tea gift box');
+  });
+
+  it('escapes line names in the html part (text and alt) and keeps them literal in the text part', () => {
+    const hostile = {
+      name: '<script>alert(1)</script> "tea"',
+      quantity: 1,
+      amount: 100,
+      image_url: 'https://cdn.example-shop.com/x.jpg?a=1&b="2"',
+    };
+    const email = renderer.renderEmail('nudge', 'en', context({ order: { items: [hostile] } }));
+    expect(email.html).not.toContain('<script>');
+    expect(email.html).toContain('&lt;script&gt;alert(1)&lt;/script&gt; &quot;tea&quot; <span');
+    expect(email.html).toContain('alt="&lt;script&gt;alert(1)&lt;/script&gt; &quot;tea&quot;"');
+    expect(email.html).toContain('src="https://cdn.example-shop.com/x.jpg?a&#x3D;1&amp;b&#x3D;&quot;2&quot;"');
+    expect(email.text).toContain('<script>alert(1)</script> "tea" × 1');
+  });
+
+  it('lists at most five lines, then says how many more there are', () => {
+    expect(maxItemsShown).toBe(5);
+    const five = renderer.renderEmail('nudge', 'en', context({ order: { items: lines(5) } }));
+    expect(five.text).toContain('Line 5 × 1');
+    expect(five.text).not.toMatch(/more item/);
+
+    const six = renderer.renderEmail('nudge', 'en', context({ order: { items: lines(6) } }));
+    expect(six.text).toContain('Line 5 × 1  CN¥5.00\nand 1 more item\nAmount due:');
+    expect(six.text).not.toContain('Line 6');
+    expect(six.html).toContain('>and 1 more item</td>');
+    expect(six.html).not.toContain('Line 6');
+
+    const nine = renderer.renderEmail('nudge', 'en', context({ order: { items: lines(9) } }));
+    expect(nine.text).toContain('and 4 more items');
+    expect(nine.html).toContain('>and 4 more items</td>');
+  });
+
+  it('says "and N more" in Chinese for a Chinese customer', () => {
+    const email = renderer.renderEmail('last-call', 'zh-CN', context({ order: { items: lines(8) } }));
+    expect(email.text).toContain('Line 5 × 1  ¥5.00\n另有 3 件商品\n应付金额：');
+    expect(email.html).toContain('>另有 3 件商品</td>');
+    expect(email.html).not.toMatch(/more item/);
+  });
+
+  it('formats line amounts with the currency exponent and the customer locale', () => {
+    const jpy = renderer.renderEmail(
+      'nudge',
+      'en',
+      context({ order: { currency: 'JPY', amount: 3000, items: [{ name: 'Sencha', quantity: 3, amount: 3000 }] } }),
+    );
+    expect(jpy.text).toContain('Sencha × 3  ¥3,000\n');
+  });
+
+  it('shows no list when the shop sent no lines, and leaves the SMS as it was', () => {
+    for (const none of [undefined, null, []]) {
+      const email = renderer.renderEmail('nudge', 'en', context({ order: { items: none } }));
+      expect(email.text).not.toContain(' × ');
+      expect(email.html).not.toContain('× ');
+      expect(email).toEqual(renderer.renderEmail('nudge', 'en', context()));
+    }
+    for (const locale of ['en', 'zh-CN']) {
+      expect(renderer.renderSms('nudge', locale, context({ order: { items } }))).toEqual(
+        renderer.renderSms('nudge', locale, context()),
+      );
+    }
   });
 });
 

@@ -38,6 +38,8 @@ export interface RetryPageData extends CommonData {
   /** A line under the heading (e.g. "Nothing was charged…" after a decline). */
   intro: string | null;
   description: string;
+  /** The cart lines: `amount` formatted, `imageUrl` an https URL the page's CSP allows, or null. */
+  items: Array<{ name: string; quantity: number; amount: string; imageUrl: string | null }>;
   /** The order amount as the shop sent it, shown only when the total differs from it. */
   orderAmount: string | null;
   coupon: Notice | null;

@@ -12,6 +12,8 @@ export type PageLocale = (typeof pageLocales)[number];
 export interface PageStrings {
   /** Labels the templates use directly. */
   orderSummary: string;
+  /** The accessible name of the list of cart lines. */
+  itemsLabel: string;
   total: string;
   orderAmount: string;
   incentive: string;
@@ -93,6 +95,7 @@ export interface PageStrings {
 
 const en: PageStrings = {
   orderSummary: 'Your order',
+  itemsLabel: 'Items in your order',
   total: 'Total to pay',
   orderAmount: 'Order amount',
   incentive: 'Special discount',
@@ -196,6 +199,7 @@ const en: PageStrings = {
 
 const zhCN: PageStrings = {
   orderSummary: '您的订单',
+  itemsLabel: '订单商品',
   total: '应付金额',
   orderAmount: '订单金额',
   incentive: '专属优惠',

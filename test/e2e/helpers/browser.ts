@@ -39,13 +39,16 @@ const mobileUserAgent =
   'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) ' +
   'Version/17.5 Mobile/15E148 Safari/604.1';
 
-/** A fresh phone-sized context (iPhone 14-ish): what most customers open a reminder on. */
+/**
+ * A fresh phone-sized context (iPhone 14-ish by default; `viewport` for another phone): what most
+ * customers open a reminder on.
+ */
 export async function newMobileContext(
   browser: Browser,
-  options: { locale?: string; timezoneId?: string } = {},
+  options: { locale?: string; timezoneId?: string; viewport?: { width: number; height: number } } = {},
 ): Promise<BrowserContext> {
   const context = await browser.newContext({
-    viewport: { width: 390, height: 844 },
+    viewport: options.viewport ?? { width: 390, height: 844 },
     deviceScaleFactor: 2,
     isMobile: true,
     hasTouch: true,
