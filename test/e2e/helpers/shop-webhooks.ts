@@ -34,11 +34,7 @@ export interface ShopDelivery {
   headers: Record<string, string>;
 }
 
-export function postShopWebhook(
-  svc: TestService,
-  platform: string,
-  delivery: ShopDelivery,
-): Promise<Response> {
+export function postShopWebhook(svc: TestService, platform: string, delivery: ShopDelivery): Promise<Response> {
   return fetch(`${svc.url}/webhooks/shops/${platform}`, {
     method: 'POST',
     headers: delivery.headers,
@@ -140,7 +136,9 @@ export async function sentMessagesOf(svc: TestService, orderId: string): Promise
 export async function paymentsOf(
   svc: TestService,
   orderId: string,
-): Promise<Array<{ id: string; gateway: string | null; external_id: string; duplicate: boolean; attribution: string }>> {
+): Promise<
+  Array<{ id: string; gateway: string | null; external_id: string; duplicate: boolean; attribution: string }>
+> {
   return rows(
     svc.database.db,
     sql`select id, gateway, external_id, duplicate, attribution from payments where order_id = ${orderId}
