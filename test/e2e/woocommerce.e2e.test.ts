@@ -149,8 +149,20 @@ describe('WooCommerce → recoup → WooCommerce, end to end', () => {
     expect(shopOrder.notes).toHaveLength(1);
     expect(shopOrder.notes[0]!.note).toMatch(/^Paid through recoup: card via sandbox, GBP 29\.35, payment pay_/);
     expect(shopOrder.notes[0]!.customerNote).toBe(false);
-    expect(await writeBackDeliveries(svc, 'woocommerce', id)).toEqual([
-      expect.objectContaining({ type: 'payment.succeeded', status: 'delivered' }),
+    // The delivery is recorded once WooCommerce has answered the last call.
+    const deliveries = await waitFor(
+      async () => {
+        const found = await writeBackDeliveries(svc, 'woocommerce', id);
+        return found.some((d) => d.status !== 'pending') ? found : undefined;
+      },
+      { what: 'the write-back delivery settled' },
+    );
+    expect(deliveries).toEqual([
+      expect.objectContaining({
+        type: 'payment.succeeded',
+        status: 'delivered',
+        excerpt: expect.stringMatching(/marked paid, note added/) as unknown,
+      }),
     ]);
     expect((await recoveryOf(svc, id))?.state).toBe('recovered');
 
