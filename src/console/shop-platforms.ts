@@ -51,11 +51,12 @@ export async function shopPlatformsView(
   );
   const warnings: string[] = [];
   const woo = connectors.find((c) => c.platform === 'woocommerce');
-  if (woo && !woo.writeBack) {
+  // Its write-back holds pending orders while they are recovered, unless reminders lead to WooCommerce's own page.
+  if (woo && !woo.writeBack?.events.includes('recovery.started')) {
     const outliving = cadences.filter((c) => c.cadence.expireAfterMs > wooHoldStockDefaultMs).map((c) => c.name);
     if (outliving.length > 0) {
       warnings.push(
-        `WooCommerce cancels a pending order nobody paid after its hold-stock time (${formatDuration(wooHoldStockDefaultMs)} unless the store changed it), and ${outliving.join(', ')} ${outliving.length === 1 ? 'runs' : 'run'} longer. Set WOOCOMMERCE_URL, WOOCOMMERCE_CONSUMER_KEY and WOOCOMMERCE_CONSUMER_SECRET: recoup then holds those orders while their recovery runs.`,
+        `WooCommerce cancels a pending order nobody paid after its hold-stock time (${formatDuration(wooHoldStockDefaultMs)} unless the store changed it), and ${outliving.join(', ')} ${outliving.length === 1 ? 'runs' : 'run'} longer. ${woo.writeBack ? 'With WOOCOMMERCE_LINK_MODE=platform recoup cannot hold those orders (WooCommerce’s payment page does not take a held order): raise the store’s hold-stock time, or keep cadences within it.' : 'Set WOOCOMMERCE_URL, WOOCOMMERCE_CONSUMER_KEY and WOOCOMMERCE_CONSUMER_SECRET: recoup then holds those orders while their recovery runs.'}`,
       );
     }
   }

@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
+import { writeBackEndpointId } from '../webhooks/endpoints.js';
 import { retryingTransaction, type Tx } from '../db/tx.js';
 import type { FailureCategory, OrderStatus } from '../domain/vocabulary.js';
 import { newId } from '../platform/ids.js';
@@ -23,6 +24,8 @@ export type EventOutcome =
   | 'order_cancelled'
   | 'customer_updated'
   | 'payment_recorded'
+  /** A platform confirming a payment recoup collected and told it of (its write-back): not a second payment. */
+  | 'payment_confirmed'
   | 'stale'
   | 'order_already_final';
 
@@ -332,6 +335,9 @@ async function applyClaimedEvent(
   const payment = event.payment ?? undefined;
 
   if (event.type === 'payment.succeeded') {
+    if (platform && order.status === 'paid' && (await platformWasTold(tx, input.id, platform))) {
+      return { outcome: 'payment_confirmed', ...none };
+    }
     // The shop's own attempts, for the order's story; money received is recorded in payments.
     await tx.execute(
       sql`insert into payment_attempts (id, order_id, event_id, gateway, method, status, amount, currency,
@@ -392,6 +398,24 @@ async function applyClaimedEvent(
 
   // order.created, payment.failed and customer.updated take applyOrderEvent's one statement.
   throw new Error(`${event.type} is not applied in a transaction`);
+}
+
+/**
+ * Whether recoup told `platform` (its connector's write-back) of a payment it collected for this
+ * order. The platform's own "paid" that follows (WooCommerce's `processing` after set_paid,
+ * Shopify's `orders/paid` after orderMarkAsPaid) confirms that payment: the customer did not pay
+ * twice. The delivery exists from before its first attempt, so an echo the platform sends while
+ * that attempt is still waiting for its answer is recognised too.
+ */
+async function platformWasTold(tx: Tx, orderId: string, platform: string): Promise<boolean> {
+  const [told] = await rows<{ told: boolean }>(
+    tx,
+    sql`select exists (
+          select 1 from outbound_events e join webhook_deliveries d on d.event_id = e.id
+          where e.order_id = ${orderId} and e.type = 'payment.succeeded' and e.data->>'collected_by' = 'recoup'
+            and d.endpoint_id = ${writeBackEndpointId(platform)}) as told`,
+  );
+  return told?.told ?? false;
 }
 
 /**

@@ -153,6 +153,11 @@ export async function rotateSecret(db: Db, id: string, overlapMs: number): Promi
   return { ...row, secret };
 }
 
+/** The endpoint of a connector's write-back: one per platform. */
+export function writeBackEndpointId(platform: string): string {
+  return `ep_${platform}`;
+}
+
 /**
  * The endpoints of the connectors' write-backs, as the configuration has them: one per platform
  * (url `connector:<platform>`), taking the event types its write-back acts on. A platform no longer
@@ -166,7 +171,7 @@ export async function syncWriteBackEndpoints(
   for (const { platform, events } of writeBacks) {
     await db.execute(
       sql`insert into webhook_endpoints (id, url, description, events, secret, platform, created_at, updated_at)
-          values (${`ep_${platform}`}, ${`connector:${platform}`}, ${`The ${platform} connector's write-back`},
+          values (${writeBackEndpointId(platform)}, ${`connector:${platform}`}, ${`The ${platform} connector's write-back`},
                   ${textArray(events)}, ${newSecret()}, ${platform}, clock_timestamp(), clock_timestamp())
           on conflict (platform) where platform is not null do update set
             events = excluded.events,

@@ -174,11 +174,13 @@ describe('Shopify → recoup → Shopify, end to end', () => {
     const paidOrder = { ...order, financial_status: 'paid', updated_at: new Date().toISOString() };
     const echo = await postShopWebhook(svc, 'shopify', shopifyDelivery('orders/paid', paidOrder, secret));
     expect(echo.status).toBe(200);
+    // The platform confirming recoup's own payment: not a second payment.
+    expect(await echo.json()).toMatchObject({ status: 'accepted', events: [{ outcome: 'payment_confirmed' }] });
     expect((await svc.getOrder(id)).order).toMatchObject({ status: 'paid' });
     expect(await recoveryOf(svc, id)).toMatchObject({ state: 'recovered', ended_reason: 'paid' });
     await pause(3_500);
     expect(await messagesOf(svc, id)).toEqual(messagesBefore);
-    expect((await paymentsOf(svc, id)).filter((p) => !p.duplicate)).toEqual([payment]);
+    expect(await paymentsOf(svc, id)).toEqual([payment]);
     // Nothing new was asked of Shopify beyond, at most, reading the order.
     expect(
       shopify

@@ -299,6 +299,16 @@ describe('WooCommerce write-back of a recovery: the hold that keeps an unpaid or
     expect(shop.order(727)?.status).toBe('pending');
   });
 
+  it("holds nothing when reminders lead to WooCommerce's own payment page, which does not take a held order", () => {
+    const connector = createWoocommerceConnector({
+      webhookSecret: 'whsec',
+      linkMode: 'platform',
+      api: { url: shop.url, consumerKey: shop.consumerKey, consumerSecret: shop.consumerSecret },
+    });
+    expect(connector.writeBack?.events).toEqual(['payment.succeeded', 'refund.succeeded']);
+    expect(writeBack.events).toContain('recovery.started');
+  });
+
   it('never releases a hold the shop put itself', async () => {
     shop.addOrder(727, { status: 'on-hold' });
     expect((await writeBack.apply(ended('stopped'))).kind).toBe('skipped');

@@ -372,7 +372,10 @@ describe('WooCommerce configuration', () => {
     );
     expect(webhooksOnly).toEqual({ webhookSecret: 'whsec', linkMode: 'platform', api: undefined });
     expect(createWoocommerceConnector(webhooksOnly!).writeBack).toBeUndefined();
+    // With the default link mode its write-back also holds pending orders while they are recovered.
     expect(createWoocommerceConnector(woocommerceConfig(schema.parse(full))!).writeBack?.events).toEqual([
+      'recovery.started',
+      'recovery.ended',
       'payment.succeeded',
       'refund.succeeded',
     ]);

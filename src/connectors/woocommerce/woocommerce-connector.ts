@@ -25,7 +25,13 @@ export function createWoocommerceConnector(
     verify: (request) => verifyWoocommerce(request, config.webhookSecret),
     describe: describeWoocommerce,
     map: async (request) => mapWoocommerce(request),
-    writeBack: config.api ? createWoocommerceWriteBack(createWoocommerceApi(config.api, deps)) : undefined,
+    writeBack: config.api
+      ? createWoocommerceWriteBack(createWoocommerceApi(config.api, deps), {
+          // WooCommerce's own payment page takes only pending and failed orders: a held order
+          // could not be paid there.
+          holdPendingOrders: config.linkMode === 'recoup',
+        })
+      : undefined,
   };
 }
 

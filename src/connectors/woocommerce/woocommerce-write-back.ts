@@ -12,14 +12,19 @@ import { WoocommerceApiError, type WoocommerceApi, type WoocommerceNote } from '
  * has passed, far sooner than a recovery ends: while a recovery runs for a pending order, the order
  * is put `on-hold` (which that cleanup leaves alone, stock still held), and given back as `pending`
  * if the recovery ends without a payment. A failed order is never cancelled that way and stays as
- * it is.
+ * it is. Not with link mode `platform`: WooCommerce's payment page does not take a held order.
  *
  * A delivery is retried after any failure, so each step first looks whether an earlier attempt
  * already did it: the order paid with this transaction, a note naming this payment or refund.
  */
-export function createWoocommerceWriteBack(api: WoocommerceApi): ShopWriteBack {
+export function createWoocommerceWriteBack(
+  api: WoocommerceApi,
+  options: { holdPendingOrders: boolean } = { holdPendingOrders: true },
+): ShopWriteBack {
   return {
-    events: ['recovery.started', 'recovery.ended', 'payment.succeeded', 'refund.succeeded'],
+    events: options.holdPendingOrders
+      ? ['recovery.started', 'recovery.ended', 'payment.succeeded', 'refund.succeeded']
+      : ['payment.succeeded', 'refund.succeeded'],
     async apply(event) {
       try {
         if (event.type === 'payment.succeeded') return await markPaid(api, event);
