@@ -187,10 +187,12 @@ describe('free text through the service: stored exactly, inert in the retry page
     if (!stored) throw new Error('order not stored');
     const token = newRetryToken();
     await svc.database.db.execute(
+      // Sent 5 s on: after the event for the shop, whose entry is placed a second after the recovery's
+      // start, however long this took to get here (the two orders' pages must have the same layout).
       sql`insert into messages (id, recovery_id, order_id, customer_id, step, channel, template, status, to_address,
-                                link_token, link_expires_at, attempts)
+                                link_token, link_expires_at, attempts, sent_at)
           values (${newId('msg')}, ${stored.recovery_id}, ${orderId}, ${stored.customer_id}, 0, 'sms', 'nudge', 'sent',
-                  '+8613800138000', ${token}, ${new Date(Date.now() + 3_600_000)}, 1)`,
+                  '+8613800138000', ${token}, ${new Date(Date.now() + 3_600_000)}, 1, ${new Date(Date.now() + 5_000)})`,
     );
     const page = await inject({ method: 'GET', url: `/r/${token}`, headers: { 'accept-language': 'en' } });
     expect(page.statusCode).toBe(200);
