@@ -58,7 +58,7 @@ import { startMetricsServer } from '../ops/metrics-server.js';
 import { opsSettings } from '../ops/ops-settings.js';
 import { registerStateMetrics } from '../ops/state-metrics.js';
 import { GatewayHealth } from '../circuits/gateway-health.js';
-import { buildConnectors, platformLinkModes, writeBacksOf } from '../connectors/connectors.js';
+import { buildConnectors, paidOnPlatform, writeBacksOf } from '../connectors/connectors.js';
 import type { ShopConnector } from '../connectors/shop-connector.js';
 
 /** How often a process measures its clock against Postgres's: hosts drift by seconds a day at most. */
@@ -406,7 +406,7 @@ export async function startService(
             rateLimit: { max: config.retryPageRateLimit, timeWindowMs: 60_000 },
             // A form POST redirects to the gateway's hosted page: Chrome checks that against form-action.
             formActionOrigins: gatewayPageOrigins(config),
-            platformLinks: platformLinkModes(config.connectors),
+            paidOnPlatform: connectors.length > 0 ? paidOnPlatform(config.connectors, connectors) : undefined,
             pages: PageRenderer.load(path.join(config.templatesDir, 'pages')),
             freshLink: (messageId) =>
               sendFreshLink(

@@ -19,13 +19,21 @@ export function buildConnectors(config: ConnectorsConfig): ShopConnector[] {
   return connectors;
 }
 
-/** The platforms whose reminders lead to the shop's own payment page (link mode `platform`). */
-export function platformLinkModes(config: ConnectorsConfig): Set<string> {
-  const platforms = new Set<string>();
-  if (config.woocommerce?.linkMode === 'platform') platforms.add('woocommerce');
-  if (config.shopify?.linkMode === 'platform') platforms.add('shopify');
-  if (config.stripe?.linkMode === 'platform') platforms.add('stripe');
-  return platforms;
+/**
+ * Whether a platform's order is paid on the platform's own page rather than recoup's retry page:
+ * its connector's link mode is `platform`, or the platform alone can collect it.
+ */
+export function paidOnPlatform(
+  config: ConnectorsConfig,
+  connectors: readonly ShopConnector[],
+): (platform: string, orderId: string) => boolean {
+  const byLinkMode = new Set<string>();
+  if (config.woocommerce?.linkMode === 'platform') byLinkMode.add('woocommerce');
+  if (config.shopify?.linkMode === 'platform') byLinkMode.add('shopify');
+  if (config.stripe?.linkMode === 'platform') byLinkMode.add('stripe');
+  const byPlatform = new Map(connectors.map((c) => [c.platform, c]));
+  return (platform, orderId) =>
+    byLinkMode.has(platform) || (byPlatform.get(platform)?.paysOnPlatform?.(orderId) ?? false);
 }
 
 /** The write-backs of those connectors that have one, by platform. */

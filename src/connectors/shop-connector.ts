@@ -44,6 +44,11 @@ export interface ShopConnector {
   describe(request: ConnectorRequest): { deliveryId: string; topic: string };
   /** Maps a verified delivery. Never throws for bad content: that is a `rejected` mapping. */
   map(request: ConnectorRequest): Promise<ConnectorMapping>;
+  /**
+   * Orders only the platform can collect (Shopify's abandoned checkouts: there is no order yet to
+   * mark paid): their reminders lead to the platform's own page, whatever the link mode.
+   */
+  paysOnPlatform?(orderId: string): boolean;
   /** Present when the platform's admin API credentials are configured. */
   readonly writeBack?: ShopWriteBack | undefined;
 }

@@ -4,20 +4,19 @@ import { rows } from '../db/rows.js';
 
 /**
  * Where a reminder's link leads instead of the retry page: the order's own payment page on its
- * shop platform, when that platform's connector has link mode `platform` and the platform gave one.
+ * shop platform, when `paidOnPlatform` says the order is paid there and the platform gave one.
  * The reminder still links to recoup first, so the click is counted (attribution, the order's story)
  * and an expired or paid order still gets recoup's page.
  */
 export async function shopPaymentPage(
   db: Db,
   orderId: string,
-  platforms: ReadonlySet<string>,
+  paidOnPlatform: (platform: string, orderId: string) => boolean,
 ): Promise<string | undefined> {
-  if (platforms.size === 0) return undefined;
   const [order] = await rows<{ platform: string | null; payment_url: string | null }>(
     db,
     sql`select platform, payment_url from orders where id = ${orderId}`,
   );
-  if (!order?.platform || !order.payment_url || !platforms.has(order.platform)) return undefined;
+  if (!order?.platform || !order.payment_url || !paidOnPlatform(order.platform, orderId)) return undefined;
   return order.payment_url;
 }

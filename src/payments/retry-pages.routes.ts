@@ -46,10 +46,11 @@ export interface RetryPageDeps {
    */
   formActionOrigins?: string[];
   /**
-   * Platforms whose connector's link mode is `platform`: an open link for one of their orders
-   * leads, once its click is counted, to the order's payment page on the platform.
+   * Whether a shop platform's order is paid on the platform's own page (its connector's link mode
+   * is `platform`, or only the platform can collect it): an open link for it leads there once its
+   * click is counted. Default: never.
    */
-  platformLinks?: ReadonlySet<string>;
+  paidOnPlatform?: (platform: string, orderId: string) => boolean;
 }
 
 /** The deps plus what registration derived from them. */
@@ -165,7 +166,9 @@ function routes(r: FastifyInstance, deps: Ctx): void {
         request.log.warn({ err }, 'could not record a retry-link click'),
       );
     }
-    const shopPage = await shopPaymentPage(deps.retry.db, state.view.orderId, deps.platformLinks ?? new Set());
+    const shopPage = deps.paidOnPlatform
+      ? await shopPaymentPage(deps.retry.db, state.view.orderId, deps.paidOnPlatform)
+      : undefined;
     if (shopPage) return reply.redirect(shopPage, 303);
     return retryPage(deps, request, reply, { view: state.view, status: 200 });
   });

@@ -246,6 +246,8 @@ export function createShopifyConnector(config: ShopifyConfig, deps: ShopifyConne
     verify: (request) => verify(config.webhookSecret, request),
     describe,
     map: async (request) => map(request),
+    // An abandoned checkout is a recoup order under its token; Shopify's orders have numeric ids.
+    paysOnPlatform: (orderId) => !/^\d+$/.test(orderId),
     writeBack: config.admin ? createShopifyWriteBack(config.admin, deps) : undefined,
   };
 }
