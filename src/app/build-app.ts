@@ -174,7 +174,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register((scope) => eventRoutes(scope, { ...deps, keys }));
   const connectors = deps.connectors ?? [];
   if (connectors.length > 0) await app.register((scope) => shopWebhookRoutes(scope, { ...deps, connectors }));
-  await app.register((scope) => orderRoutes(scope, { db: deps.db, publicUrl: deps.publicUrl, payments, keys }));
+  await app.register((scope) => orderRoutes(scope, { db: deps.db, payments, keys }));
   const cadenceAdmin = deps.cadenceAdmin;
   if (cadenceAdmin) {
     await app.register((scope) =>

@@ -140,7 +140,15 @@ const orderViewSchema = {
             description:
               'Set when the provider accepted the message after the order was paid or cancelled: when recoup found out',
           },
-          retry_url: nullable(text),
+          link: nullable({
+            type: 'object',
+            description:
+              "The message's retry link: its state and expiry, never the link (a bearer credential for the customer's page)",
+            properties: {
+              state: { type: 'string', enum: ['open', 'expired', 'revoked'] },
+              expires_at: nullable(timestamp),
+            },
+          }),
         },
       },
     },

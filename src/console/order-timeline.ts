@@ -111,12 +111,8 @@ const shopAttemptOrder = 0.5;
 // the app's clock): it is placed as if this much later, after its cause; its time shows unchanged.
 const toldAfterMs = 1_000;
 
-export async function loadOrderTimeline(
-  db: Db,
-  orderId: string,
-  publicUrl: string,
-): Promise<OrderTimeline | undefined> {
-  const view = await loadOrderView(db, orderId, publicUrl);
+export async function loadOrderTimeline(db: Db, orderId: string): Promise<OrderTimeline | undefined> {
+  const view = await loadOrderView(db, orderId);
   if (!view) return undefined;
   const customerId = view.order.customer_id;
   const [customer] = await rows<{

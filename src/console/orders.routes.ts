@@ -39,7 +39,7 @@ export function consoleOrderRoutes(app: FastifyInstance, ctx: ConsoleContext): v
     '/console/orders/:id',
     readers,
     async (request, reply) => {
-      const timeline = await loadOrderTimeline(deps.db, request.params.id, deps.publicUrl);
+      const timeline = await loadOrderTimeline(deps.db, request.params.id);
       if (!timeline) throw new RecoupError('not_found', `No order ${request.params.id}`);
       const { view, customer } = timeline;
       const tz = customer?.timezone ?? null;

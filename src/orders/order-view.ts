@@ -3,7 +3,6 @@ import type { Db } from '../db/client.js';
 import type { OrderItem } from '../db/schema.js';
 import { rows } from '../db/rows.js';
 import { maskAddress } from '../platform/logger.js';
-import { retryUrl } from '../retry-links/retry-token.js';
 
 /** The timeline ops read for one order (GET /v1/orders/:id). Addresses are masked. */
 export interface OrderView {
@@ -59,7 +58,11 @@ export interface OrderView {
      * when recoup found out.
      */
     after_payment_at: string | null;
-    retry_url: string | null;
+    /**
+     * The message's retry link: its state and expiry, never the link itself, which is a bearer
+     * credential (it shows the customer's contact unmasked and lets its holder change it).
+     */
+    link: { state: 'open' | 'expired' | 'revoked'; expires_at: string | null } | null;
   }>;
   /** Money received (the ledger), with attribution. */
   payments: Array<{
@@ -101,7 +104,7 @@ export interface OrderView {
 
 const iso = (d: Date | null | undefined): string | null => (d ? d.toISOString() : null);
 
-export async function loadOrderView(db: Db, orderId: string, publicUrl: string): Promise<OrderView | undefined> {
+export async function loadOrderView(db: Db, orderId: string): Promise<OrderView | undefined> {
   const [order] = await rows<Record<string, unknown> & { amount: string }>(
     db,
     sql`select *, amount::text as amount from orders where id = ${orderId}`,
@@ -110,7 +113,9 @@ export async function loadOrderView(db: Db, orderId: string, publicUrl: string):
   const [recovery] = await rows<Record<string, unknown>>(db, sql`select * from recoveries where order_id = ${orderId}`);
   const messageRows = await rows<Record<string, unknown>>(
     db,
-    sql`select * from messages where order_id = ${orderId} order by step, created_at`,
+    sql`select *, case when link_revoked_at is not null then 'revoked'
+                       when link_expires_at <= now() then 'expired' else 'open' end as link_state
+        from messages where order_id = ${orderId} order by step, created_at`,
   );
   const attemptRows = await rows<Record<string, unknown> & { amount: string }>(
     db,
@@ -179,7 +184,9 @@ export async function loadOrderView(db: Db, orderId: string, publicUrl: string):
       planned_at: d(m.planned_at),
       sent_at: d(m.sent_at),
       after_payment_at: d(m.after_payment_at),
-      retry_url: m.link_token ? retryUrl(publicUrl, String(m.link_token)) : null,
+      link: m.link_token
+        ? { state: m.link_state as 'open' | 'expired' | 'revoked', expires_at: d(m.link_expires_at) }
+        : null,
     })),
     payments: paymentRows.map((p) => ({
       id: String(p.id),

@@ -10,7 +10,6 @@ import { requireJson } from '../http/request.js';
 
 export interface OrderRouteDeps {
   db: Db;
-  publicUrl: string;
   keys: KeyResolver;
   payments: { retry: RetryDeps } | undefined;
 }
@@ -26,7 +25,7 @@ export async function orderRoutes(app: FastifyInstance, deps: OrderRouteDeps): P
     '/v1/orders/:id',
     { onRequest: requireScope(deps.keys, 'ops') },
     async (request) => {
-      const view = await loadOrderView(deps.db, request.params.id, deps.publicUrl);
+      const view = await loadOrderView(deps.db, request.params.id);
       if (!view) throw new RecoupError('not_found', `No order ${request.params.id}`);
       return view;
     },
