@@ -30,12 +30,26 @@ export interface IncentiveContext {
   periodMs: number;
 }
 
+export interface EligibleOptions {
+  /**
+   * Set by the transaction that goes on to `grantIncentive`: it holds the customer's and the
+   * budget's locks until it commits, so two of them never both read "nothing granted yet".
+   * Default false (a page view only reads).
+   */
+  forGrant?: boolean;
+}
+
 /**
  * The incentive this order may have, guarded against abuse: never for suspected fraud, one
  * per customer per period (an order that already has one keeps it), and within the
- * cadence's monthly budget per currency. Reads only; `grantIncentive` records it.
+ * cadence's monthly budget per currency. Reads only (with `forGrant` it also locks);
+ * `grantIncentive` records it.
  */
-export async function eligibleIncentive(db: Db | Tx, ctx: IncentiveContext): Promise<number> {
+export async function eligibleIncentive(
+  db: Db | Tx,
+  ctx: IncentiveContext,
+  options: EligibleOptions = {},
+): Promise<number> {
   const [granted] = await rows<{ amount: string }>(
     db,
     sql`select amount::text as amount from incentives where order_id = ${ctx.orderId}`,
@@ -46,6 +60,8 @@ export async function eligibleIncentive(db: Db | Tx, ctx: IncentiveContext): Pro
   const amount = incentiveAmount(incentive, ctx.total);
   if (amount === 0) return 0;
 
+  const monthStart = new Date(Date.UTC(ctx.now.getUTCFullYear(), ctx.now.getUTCMonth(), 1));
+  if (options.forGrant) await lockIncentiveScope(db, ctx, monthStart);
   const [recent] = await rows<{ id: string }>(
     db,
     sql`select id from incentives where customer_id = ${ctx.customerId}
@@ -53,7 +69,6 @@ export async function eligibleIncentive(db: Db | Tx, ctx: IncentiveContext): Pro
   );
   if (recent) return 0;
   if (ctx.cadence.incentiveMonthlyBudget !== undefined) {
-    const monthStart = new Date(Date.UTC(ctx.now.getUTCFullYear(), ctx.now.getUTCMonth(), 1));
     const [spent] = await rows<{ total: string }>(
       db,
       sql`select coalesce(sum(amount), 0)::text as total from incentives
@@ -64,7 +79,30 @@ export async function eligibleIncentive(db: Db | Tx, ctx: IncentiveContext): Pro
   return amount;
 }
 
-/** Records an incentive as granted (once per order). Runs under the order's row lock. */
+/**
+ * Two orders of one customer hold different order locks, so without these both could read "no
+ * incentive yet" (or "budget left") before either grants, and both would grant. Transaction
+ * advisory locks serialise the read-then-grant per customer and per (cadence, currency, month)
+ * budget until the granting transaction commits; under read committed the reads that follow see
+ * whatever the previous holder granted. Only payment initiation takes them, always in this
+ * order: the order's row lock, then the customer's, then the budget's (and only then the
+ * customers row, when the contact details change). The keys are distinct from dispatch's
+ * per-customer lock so a send in progress does not hold up a payment.
+ */
+async function lockIncentiveScope(db: Db | Tx, ctx: IncentiveContext, monthStart: Date): Promise<void> {
+  await db.execute(sql`select pg_advisory_xact_lock(hashtext(${`recoup:incentive:customer:${ctx.customerId}`}))`);
+  if (ctx.cadence.incentiveMonthlyBudget === undefined) return;
+  const month = monthStart.toISOString().slice(0, 7);
+  await db.execute(
+    sql`select pg_advisory_xact_lock(
+          hashtext(${`recoup:incentive:budget:${ctx.cadenceName}:${ctx.currency}:${month}`}))`,
+  );
+}
+
+/**
+ * Records an incentive as granted (once per order). Runs in the transaction whose
+ * `eligibleIncentive` call, with `forGrant`, took the locks.
+ */
 export async function grantIncentive(tx: Tx, ctx: IncentiveContext, amount: number): Promise<void> {
   if (amount <= 0) return;
   await tx.execute(

@@ -62,7 +62,8 @@ export async function initiatePayment(deps: RetryDeps, input: InitiateInput): Pr
     if (row.order_status === 'paid') return { kind: 'completed' };
     if (row.order_status !== 'pending') return { kind: 'closed' };
 
-    const view = await buildView(deps, tx, input.token, row, link.expiresAt, now);
+    // Holding the order's row lock, it takes the customer's and the budget's incentive locks.
+    const view = await buildView(deps, tx, input.token, row, link.expiresAt, now, { forGrant: true });
     const gateway = view.methods.includes(input.method)
       ? deps.gateways.forMethod(input.method, row.currency)
       : undefined;

@@ -15,7 +15,7 @@ import { customerAdvice } from '../recoveries/classify-failure.js';
 import { lookupRetryToken } from '../retry-links/retry-token.js';
 import { computeCharge, type Charge } from './charge.js';
 import type { PaymentGateways } from './gateways.js';
-import { eligibleIncentive, type IncentiveContext } from './incentives.js';
+import { eligibleIncentive, type EligibleOptions, type IncentiveContext } from './incentives.js';
 
 export interface RetryDeps {
   db: Db;
@@ -138,7 +138,10 @@ export async function loadRetryLink(deps: RetryDeps, token: string): Promise<Ret
   return { kind: 'open', view: await buildView(deps, deps.db, token, row, link.expiresAt, now) };
 }
 
-/** The page's view of an open link (also read under the lock when a payment starts). */
+/**
+ * The page's view of an open link (also read under the lock when a payment starts: then
+ * `forGrant` takes the incentive's locks, see src/payments/incentives.ts).
+ */
 export async function buildView(
   deps: RetryDeps,
   db: Db | Tx,
@@ -146,6 +149,7 @@ export async function buildView(
   row: LinkRow,
   expiresAt: Date,
   now: Date,
+  options: EligibleOptions = {},
 ): Promise<RetryView> {
   const version = await deps.cadences.version(row.cadence_name, row.cadence_version, db);
   const step = row.step === null ? undefined : version?.cadence.steps[row.step];
@@ -169,7 +173,7 @@ export async function buildView(
     : null;
   const withoutIncentive = computeCharge({ orderAmount: Number(row.amount), coupon, now });
   const incentive = version
-    ? await eligibleIncentive(db, incentiveContext(deps, row, version.cadence, withoutIncentive.total, now))
+    ? await eligibleIncentive(db, incentiveContext(deps, row, version.cadence, withoutIncentive.total, now), options)
     : 0;
   return {
     token,

@@ -6,13 +6,19 @@ import { initiatePayment } from '../../src/payments/initiate-payment.js';
 import { loadRetryLink, type RetryDeps } from '../../src/payments/retry-session.js';
 import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
 
-// One step, with 10 % off capped at 5.00, and a monthly budget of 8.00 per currency.
+// One step, with 10 % off capped at 5.00, and a monthly budget of 8.00 per currency; EUR
+// orders take the same step without a budget, so only the per-customer guard applies to them.
 const cadence = `
-name: default
-expire_after: 2h
-incentive_monthly_budget: 800
-steps:
-  - { after: 1s, channel: sms, template: last-call, incentive: { percent: 10, max_amount: 500 } }
+- name: default
+  expire_after: 2h
+  incentive_monthly_budget: 800
+  steps:
+    - { after: 1s, channel: sms, template: last-call, incentive: { percent: 10, max_amount: 500 } }
+- name: unbudgeted
+  match: { currencies: [EUR] }
+  expire_after: 2h
+  steps:
+    - { after: 1s, channel: sms, template: last-call, incentive: { percent: 10, max_amount: 500 } }
 `;
 
 describe('incentives', () => {
@@ -27,8 +33,11 @@ describe('incentives', () => {
     await svc.close();
   });
 
-  async function linkFor(customerId: string, amount: number) {
-    const event = makeEvent({}, { amount, customer: { id: customerId, phone: '+8613800138000', locale: 'en' } });
+  async function linkFor(customerId: string, amount: number, currency = 'CNY') {
+    const event = makeEvent(
+      {},
+      { amount, currency, customer: { id: customerId, phone: '+8613800138000', locale: 'en' } },
+    );
     await svc.post(event);
     const token = await waitFor(
       async () => {
@@ -86,5 +95,41 @@ describe('incentives', () => {
     await initiatePayment(retry, { token: a.token, method: 'alipay', email: null, phone: null });
     const b = await linkFor('cus_incentive_c', 5_000);
     expect(await chargeOf(b.token)).toMatchObject({ incentiveAmount: 0, total: 5_000 });
+  });
+
+  async function grantedFor(orderIds: string[]) {
+    return rows<{ order_id: string; amount: string }>(
+      svc.database.db,
+      sql`select order_id, amount::text as amount from incentives where order_id in ${orderIds}`,
+    );
+  }
+
+  it('grants one incentive when four orders of one customer start paying at the same moment', async () => {
+    const links = await Promise.all([1, 2, 3, 4].map(() => linkFor('cus_incentive_race', 1_000, 'EUR')));
+    for (const link of links) expect(await chargeOf(link.token)).toMatchObject({ incentiveAmount: 100 });
+
+    const results = await Promise.all(
+      links.map((link) => initiatePayment(retry, { token: link.token, method: 'alipay', email: null, phone: null })),
+    );
+    expect(results.map((r) => r.kind)).toEqual(['next_action', 'next_action', 'next_action', 'next_action']);
+    expect(await grantedFor(links.map((l) => l.orderId))).toHaveLength(1);
+    const discounted = results.filter((r) => r.kind === 'next_action' && r.charge.incentiveAmount > 0);
+    expect(discounted).toHaveLength(1);
+  });
+
+  it('keeps within the monthly budget when two customers start paying at the same moment', async () => {
+    // 500 each against a budget of 800: only one fits (a currency of its own, so nothing is spent yet).
+    const links = await Promise.all([
+      linkFor('cus_incentive_budget_a', 50_000, 'USD'),
+      linkFor('cus_incentive_budget_b', 50_000, 'USD'),
+    ]);
+    for (const link of links) expect(await chargeOf(link.token)).toMatchObject({ incentiveAmount: 500 });
+
+    await Promise.all(
+      links.map((link) => initiatePayment(retry, { token: link.token, method: 'alipay', email: null, phone: null })),
+    );
+    expect(await grantedFor(links.map((l) => l.orderId))).toEqual([
+      { order_id: expect.any(String) as string, amount: '500' },
+    ]);
   });
 });
