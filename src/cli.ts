@@ -113,6 +113,13 @@ function printBanner(
   lines.push(
     `  Database      ${databaseKind === 'pglite' ? `embedded (PGlite) in ${config.dataDir}/pglite` : 'Postgres'}`,
   );
+  if (url) {
+    const methods = Object.entries(config.payments.gatewayFor).map(([method, gateway]) => `${method}: ${gateway}`);
+    lines.push(`  Payments      ${methods.join(', ')}`);
+    if (Object.values(config.payments.gatewayFor).includes('sandbox')) {
+      lines.push('                the sandbox takes no money: set PAYMENT_GATEWAY for real payments');
+    }
+  }
   if (roles.worker) {
     lines.push(`  SMS           ${config.sms.transport}`, `  Email         ${config.email.transport}`);
     if (config.sms.transport === 'outbox' || config.email.transport === 'outbox') {

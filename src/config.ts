@@ -29,7 +29,7 @@ import {
   wechatPayEnv,
   type WechatPayConfig,
 } from './payments/gateways/wechat-pay/wechat-pay-config.js';
-import { gatewayFor, paymentsEnv, type GatewayName } from './payments/payments-config.js';
+import { checkSandboxInProduction, gatewayFor, paymentsEnv, type GatewayName } from './payments/payments-config.js';
 import { opsEnv } from './ops/ops-config.js';
 import { checkQueueEnv, parseClusterNodes, queueEnv, type RedisNode } from './queue/queue-config.js';
 import { sendLeaseFor } from './recoveries/send-lease.js';
@@ -189,6 +189,7 @@ const envSchema = z
       checkWechatPayEnv(env, ctx);
       checkFinanceEnv(env, ctx);
       checkConnectorsEnv(env, ctx);
+      checkSandboxInProduction(env, ctx);
     },
     // Zod skips refinements once a field failed; run these anyway so that every problem
     // (a bad PORT *and* missing Twilio keys) is reported in one go. They only read fields

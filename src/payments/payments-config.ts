@@ -23,6 +23,17 @@ export const paymentsEnv = {
       'Gateway for every method: `sandbox` (embedded), `stripe`, or a direct wallet (`alipay`, `wechat_pay`: each takes only its own method, in CNY). Choosing a gateway makes its keys required.',
     default: '`sandbox`',
   }),
+  RECOUP_ALLOW_SANDBOX: documented(z.preprocess(emptyToUndefined, z.enum(['true', 'false']).default('false')), {
+    group,
+    description:
+      'With NODE_ENV=production, recoup refuses to start while a payment method is on the `sandbox` gateway (anyone with a retry link could "pay" for free, ending reminders and counting revenue) unless this is `true`: a public demo, say.',
+    default: '`false`',
+  }),
+  NODE_ENV: documented(z.preprocess(emptyToUndefined, z.string().optional()), {
+    group,
+    description: '`production` refuses the sandbox gateway (see RECOUP_ALLOW_SANDBOX).',
+    default: 'unset',
+  }),
   PAYMENT_GATEWAY_CARD: methodGateway('card'),
   PAYMENT_GATEWAY_ALIPAY: methodGateway('Alipay'),
   PAYMENT_GATEWAY_WECHAT_PAY: methodGateway('WeChat Pay'),
@@ -57,6 +68,28 @@ export type GatewayChoice = Pick<
   PaymentsEnv,
   'PAYMENT_GATEWAY' | 'PAYMENT_GATEWAY_CARD' | 'PAYMENT_GATEWAY_ALIPAY' | 'PAYMENT_GATEWAY_WECHAT_PAY'
 >;
+
+/** In production, a method on the sandbox gateway is a forgotten PAYMENT_GATEWAY unless said otherwise. */
+export function checkSandboxInProduction(
+  env: GatewayChoice & Pick<PaymentsEnv, 'NODE_ENV' | 'RECOUP_ALLOW_SANDBOX'>,
+  ctx: z.RefinementCtx,
+): void {
+  if (env.NODE_ENV !== 'production' || env.RECOUP_ALLOW_SANDBOX === 'true' || !gatewayChosen(env, 'sandbox')) return;
+  const keys = [
+    'PAYMENT_GATEWAY',
+    'PAYMENT_GATEWAY_CARD',
+    'PAYMENT_GATEWAY_ALIPAY',
+    'PAYMENT_GATEWAY_WECHAT_PAY',
+  ] as const;
+  const onSandbox = keys.filter((key) => env[key] === 'sandbox');
+  ctx.addIssue({
+    code: 'custom',
+    path: [onSandbox[0] ?? 'PAYMENT_GATEWAY'],
+    message: `the sandbox gateway takes payments for free: with NODE_ENV=production choose stripe, alipay or wechat_pay${
+      onSandbox.length > 0 ? ` (${onSandbox.join(', ')} name the sandbox)` : ' (PAYMENT_GATEWAY defaults to sandbox)'
+    }, or set RECOUP_ALLOW_SANDBOX=true for a demo`,
+  });
+}
 
 /** Whether `name` takes some payment method. */
 export function gatewayChosen(env: GatewayChoice, name: GatewayName): boolean {

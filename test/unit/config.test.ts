@@ -24,6 +24,24 @@ const twilioKeys = {
 };
 
 describe('loadConfig', () => {
+  it('refuses, in production, a payment method left on the free sandbox gateway, unless allowed', () => {
+    const error = configError({ NODE_ENV: 'production' });
+    expect(error.issues).toEqual([
+      { path: 'PAYMENT_GATEWAY', message: expect.stringContaining('the sandbox gateway takes payments for free') },
+    ]);
+    const oneMethod = configError({
+      NODE_ENV: 'production',
+      PAYMENT_GATEWAY: 'alipay',
+      ALIPAY_APP_ID: 'x',
+      PAYMENT_GATEWAY_CARD: 'sandbox',
+    });
+    expect(oneMethod.issues.map((i) => i.path)).toContain('PAYMENT_GATEWAY_CARD');
+    expect(loadConfig({ NODE_ENV: 'production', RECOUP_ALLOW_SANDBOX: 'true' }).payments.gatewayFor.card).toBe(
+      'sandbox',
+    );
+    expect(loadConfig({}).payments.gatewayFor.card).toBe('sandbox');
+  });
+
   it('runs with an empty environment, on documented defaults', () => {
     const config = loadConfig({});
     expect(config).toMatchObject({
