@@ -86,6 +86,8 @@ export function planRecovery(
   requestedCadence: string | null | undefined,
   defaultHoldoutPercent: number,
 ): RecoveryPlan | undefined {
+  // Nothing is due: a "please pay 0.00" helps no one.
+  if (order.amount <= 0) return undefined;
   // A cadence the shop named wins, but fraud never gets reminders unless that cadence asks for it.
   const requested = requestedCadence
     ? active.find(

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../../src/db/rows.js';
-import { makeEvent, startTestService, type TestService } from '../helpers/service.js';
+import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
 
 // A cadence whose first step is far away, so these tests see intake effects only.
 const slowCadence = `
@@ -220,6 +220,31 @@ describe('POST /v1/events', () => {
     const response = await svc.post(event);
     expect(await response.json()).toMatchObject({ outcome: 'recovery_not_started' });
     expect((await svc.getOrder(event.order.id)).recovery).toBeNull();
+  });
+
+  it('starts no recovery for an order with nothing to pay, failed or abandoned', async () => {
+    const failed = makeEvent({}, { amount: 0 });
+    const response = await svc.post(failed);
+    expect(await response.json()).toMatchObject({ outcome: 'recovery_not_started' });
+    expect((await svc.getOrder(failed.order.id)).recovery).toBeNull();
+    // Created long enough ago to count as abandoned at once: the reconciler's pass starts nothing either.
+    const created = makeEvent(
+      { type: 'order.created', occurred_at: new Date(Date.now() - 3_600_000).toISOString() },
+      { amount: 0 },
+    );
+    delete (created as { payment?: unknown }).payment;
+    expect((await svc.post(created)).status).toBe(202);
+    await waitFor(
+      async () => {
+        const [order] = await rows<{ abandon_check_at: Date | null }>(
+          svc.database.db,
+          sql`select abandon_check_at from orders where id = ${created.order.id}`,
+        );
+        return order && order.abandon_check_at === null ? true : undefined;
+      },
+      { what: "the reconciler's abandonment pass" },
+    );
+    expect((await svc.getOrder(created.order.id)).recovery).toBeNull();
   });
 
   it('answers 404 problem for an unknown order', async () => {
