@@ -315,12 +315,16 @@ export async function consoleAuthRoutes(
       const key = body.success ? body.data.key : '';
       if (key === '') return again(400, 'Enter an API key.');
       const principal = await sessions.authenticateKey(key);
+      // A key that exists but cannot sign in gets the same answer as one that does not: the form
+      // must not tell a guesser which keys are real.
+      const refused = 'That key cannot sign in: it is unknown, revoked, or has no ops, finance or admin scope.';
       if (!principal) {
         request.log.warn('console login with an unknown or revoked key');
-        return again(401, 'That key is unknown or revoked.');
+        return again(401, refused);
       }
       if (!hasScope(principal, consoleScopes)) {
-        return again(403, 'That key can only send shop events. Sign in with an ops, finance or admin key.');
+        request.log.warn({ keyId: principal.keyId }, 'console login with a key without a console scope');
+        return again(401, refused);
       }
       const cookie = await sessions.open({ ...principal, kind: 'session' });
       if (!cookie) return again(403, 'That key cannot open a console session.');
