@@ -235,8 +235,10 @@ describe('hostile input on the public HTTP surface', () => {
       for (const name of params)
         cases.push({ what: `${method} ${url} :${name}`, options: { ...base, url: fill(name) }, names: name });
       cases.push({ what: `${method} ${url} ?note`, options: { ...base, url: `${fill()}?note=x%00y` }, names: 'note' });
-      // A raw body (a payment webhook's bytes) is its signer's: checked by signature, not here.
-      if (method === 'GET' || url.startsWith('/webhooks/payments')) continue;
+      // A raw body (a payment webhook's bytes) is its signer's: checked by signature, not here. Twilio's
+      // webhooks and the console's sign-in forms take forms only: a JSON body there is a 415 unread.
+      const formsOnly = url.startsWith('/webhooks/twilio') || ['/console/login', '/console/logout'].includes(url);
+      if (method === 'GET' || url.startsWith('/webhooks/payments') || formsOnly) continue;
       for (const [body, names] of [
         [{ note: 'x\u0000y' }, 'note'],
         [{ deep: { list: ['ok', '\ud800'] } }, 'deep.list[1]'],
