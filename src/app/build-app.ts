@@ -8,7 +8,14 @@ import type { Db } from '../db/client.js';
 import { RecoupError, validationError } from '../platform/errors.js';
 import { formatPath } from '../platform/errors.js';
 import { randomHex } from '../platform/random.js';
-import { isStorableText, unstorableTextMessage, unstorableTextPaths } from '../platform/storable-text.js';
+import {
+  isStorableText,
+  maxNestingDepth,
+  nestsDeeperThan,
+  tooDeepMessage,
+  unstorableTextMessage,
+  unstorableTextPaths,
+} from '../platform/storable-text.js';
 import type { Logger } from '../platform/logger.js';
 import type { StepQueue } from '../queue/queues.js';
 import { EnvKeyResolver, type KeyResolver } from '../access/auth.js';
@@ -114,7 +121,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // Every route, before its handler reads anything: a NUL or a lone surrogate in the path, query
   // or body is a 400 naming where it is, not a Postgres error mid-statement (a 500, or a partial write).
+  // A body nested past the cap is refused first, whoever sent it: nothing ever walks it.
   app.addHook('preValidation', async (request) => {
+    if (nestsDeeperThan(request.body, maxNestingDepth)) {
+      throw validationError([{ path: '(body)', message: tooDeepMessage }]);
+    }
     const paths = [
       ...unstorableTextPaths(request.params),
       ...unstorableTextPaths(request.query),

@@ -39,6 +39,8 @@ export const twilioStatusCallbackPath = '/webhooks/twilio/status';
  * hosts; a request that fails it is answered 403 before anything is read or recorded.
  */
 export async function twilioWebhookRoutes(app: FastifyInstance, deps: TwilioWebhookDeps): Promise<void> {
+  // Twilio only ever posts forms: any other body (JSON above all, which a walk would have to read) is a 415.
+  app.removeAllContentTypeParsers();
   await app.register(formbody);
 
   const deliveryCallback = async (request: FastifyRequest, path: string, messageId: string | undefined) => {

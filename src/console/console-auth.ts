@@ -291,6 +291,8 @@ export async function consoleAuthRoutes(
   options: ConsoleAuthRouteOptions = {},
 ): Promise<void> {
   const limit = options.loginRateLimit ?? { max: 20, timeWindowMs: 60_000 };
+  // The sign-in and sign-out forms post form fields only: any other body (JSON above all) is a 415.
+  app.removeAllContentTypeParsers();
   await app.register(formbody, { bodyLimit: 4_096 });
   await app.register(rateLimit, {
     global: false,

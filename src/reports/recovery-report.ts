@@ -283,7 +283,15 @@ export function reportCsv(result: ReportRow[], groupBy: ReportGrouping): string 
   return `${lines.join('\r\n')}\r\n`;
 }
 
+/**
+ * Spreadsheets run a cell that starts with = + - @ TAB or CR as a formula, also behind leading
+ * spaces and also when it starts like a number (`-1+HYPERLINK(…)`). Such a cell gets a leading '
+ * (OWASP's CSV injection advice) unless it is a whole number, like a negative amount.
+ */
+const formulaStart = /^\s*[=+\-@\t\r]/;
+const wholeNumber = /^-?\d+(\.\d+)?(e[+-]?\d+)?$/i;
+
 function csvCell(text: string): string {
-  const safe = /^[=+\-@\t\r]/.test(text) && !/^-?\d/.test(text) ? `'${text}` : text;
+  const safe = formulaStart.test(text) && !wholeNumber.test(text) ? `'${text}` : text;
   return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
 }

@@ -5,6 +5,7 @@ import twilio from 'twilio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scopes } from '../../src/access/auth.js';
 import { rows } from '../../src/db/rows.js';
+import { maxNestingDepth } from '../../src/platform/storable-text.js';
 import { listRoutes } from '../helpers/routes.js';
 import { makeEvent, signIn, startTestService, testApiKey, type TestService } from '../helpers/service.js';
 
@@ -73,6 +74,47 @@ const eventPaths = [
   ['payment', 'failure_code'],
   ['payment', 'amount'],
 ];
+
+/** JSON `depth` levels deep: arrays, objects, or both in turn. */
+function nestedJson(depth: number, shape: 'arrays' | 'objects' | 'mixed'): string {
+  let open = '';
+  let close = '';
+  for (let level = 0; level < depth; level++) {
+    const array = shape === 'arrays' || (shape === 'mixed' && level % 2 === 0);
+    open += array ? '[' : '{"a":';
+    close = (array ? ']' : '}') + close;
+  }
+  return `${open}${shape === 'arrays' ? '' : '1'}${close}`;
+}
+
+/** The cells of an RFC 4180 text (CRLF between rows, quoted cells may hold commas, quotes and line breaks). */
+function csvCells(text: string): string[][] {
+  const table: string[][] = [];
+  let row: string[] = [];
+  let cell = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i] ?? '';
+    if (quoted && c === '"' && text[i + 1] === '"') {
+      cell += '"';
+      i++;
+    } else if (c === '"') {
+      quoted = !quoted;
+    } else if (!quoted && c === ',') {
+      row.push(cell);
+      cell = '';
+    } else if (!quoted && c === '\r' && text[i + 1] === '\n') {
+      row.push(cell);
+      table.push(row);
+      row = [];
+      cell = '';
+      i++;
+    } else {
+      cell += c;
+    }
+  }
+  return table;
+}
 
 /** Every byte percent-encoded: any string, lone surrogates included, becomes a valid path segment. */
 function percentEncode(text: string): string {
@@ -193,8 +235,10 @@ describe('hostile input on the public HTTP surface', () => {
       for (const name of params)
         cases.push({ what: `${method} ${url} :${name}`, options: { ...base, url: fill(name) }, names: name });
       cases.push({ what: `${method} ${url} ?note`, options: { ...base, url: `${fill()}?note=x%00y` }, names: 'note' });
-      // A raw body (a payment webhook's bytes) is its signer's: checked by signature, not here.
-      if (method === 'GET' || url.startsWith('/webhooks/payments')) continue;
+      // A raw body (a payment webhook's bytes) is its signer's: checked by signature, not here. Twilio's
+      // webhooks and the console's sign-in forms take forms only: a JSON body there is a 415 unread.
+      const formsOnly = url.startsWith('/webhooks/twilio') || ['/console/login', '/console/logout'].includes(url);
+      if (method === 'GET' || url.startsWith('/webhooks/payments') || formsOnly) continue;
       for (const [body, names] of [
         [{ note: 'x\u0000y' }, 'note'],
         [{ deep: { list: ['ok', '\ud800'] } }, 'deep.list[1]'],
@@ -228,6 +272,96 @@ describe('hostile input on the public HTTP surface', () => {
     expect(wrong).toEqual([]);
     expect(await writes()).toBe(before);
   }, 120_000);
+
+  it('any route, any nesting depth: never a 5xx; past the cap, a refusal that writes nothing', async () => {
+    const app = svc.service.app;
+    if (!app) throw new Error('no HTTP role');
+    const { key, cookie } = await signIn(svc, [...scopes]);
+    const routes = listRoutes(app).filter((r) => !['GET', 'HEAD'].includes(r.method) && !r.url.includes('*'));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...routes),
+        fc.oneof(
+          fc.integer({ min: 1, max: maxNestingDepth + 2 }),
+          fc.integer({ min: maxNestingDepth + 1, max: 100_000 }),
+        ),
+        fc.constantFrom('arrays', 'objects', 'mixed'),
+        fc.boolean(),
+        async ({ method, url }, depth, shape, signedIn) => {
+          const before = await writes();
+          const response = await inject({
+            method: method as InjectOptions['method'],
+            url: url.replace(/:(\w+)/g, 'x1'),
+            headers: {
+              'content-type': 'application/json',
+              ...(signedIn ? { authorization: `Bearer ${key}`, cookie } : {}),
+            },
+            payload: nestedJson(depth, shape),
+          });
+          expect(response.statusCode, `${method} ${url} ${depth} ${shape}`).toBeLessThan(500);
+          if (depth > maxNestingDepth) {
+            expect(response.statusCode).toBeGreaterThanOrEqual(400);
+            expect(await writes()).toBe(before);
+          }
+        },
+      ),
+      { numRuns: runs },
+    );
+  }, 600_000);
+
+  it('CSV reports: whatever payment methods events carry, no cell is a formula to a spreadsheet', async () => {
+    const { key } = await signIn(svc, ['finance']);
+    // What a spreadsheet runs: a trigger after any spaces, unless the whole cell is a number.
+    const formula = /^\s*[=+\-@\t\r]/;
+    const number = /^-?\d+(\.\d+)?(e[+-]?\d+)?$/i;
+    const formulaLike = fc
+      .tuple(fc.stringMatching(/^\s{0,3}$/), fc.constantFrom('=', '+', '-', '@', '\t', '\r'), nasty)
+      .map(([space, trigger, rest]) => `${space}${trigger}${rest}`);
+    let serial = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.oneof(
+            formulaLike,
+            nasty,
+            fc.constantFrom('-1+HYPERLINK("http://x.example","x")', "-2+3+cmd|' /C calc'!A0"),
+          ),
+          { minLength: 1, maxLength: 3 },
+        ),
+        async (methods) => {
+          const accepted: string[] = [];
+          for (const method of methods.map((m) => m.slice(0, 50))) {
+            serial += 1;
+            const event = makeEvent({ id: `evt_csv_${serial}` }, { id: `ord_csv_${serial}` });
+            event.payment.method = method;
+            const response = await inject({
+              method: 'POST',
+              url: '/v1/events',
+              headers: { 'content-type': 'application/json', authorization: `Bearer ${testApiKey}` },
+              payload: JSON.stringify(event),
+            });
+            if (response.statusCode < 300) accepted.push(method);
+          }
+          const report = await inject({
+            method: 'GET',
+            url: '/v1/reports/recovery?format=csv&group_by=method',
+            headers: { authorization: `Bearer ${key}` },
+          });
+          expect(report.statusCode).toBe(200);
+          const cells = csvCells(report.body).slice(1);
+          for (const cell of cells.flat()) {
+            expect(formula.test(cell) && !number.test(cell), JSON.stringify(cell)).toBe(false);
+          }
+          // Each method accepted is in the report: as it came, or behind the ' that disarms it.
+          const keys = cells.map((row) => row[0]);
+          for (const method of accepted) {
+            expect(keys.includes(method) || keys.includes(`'${method}`), JSON.stringify(method)).toBe(true);
+          }
+        },
+      ),
+      { numRuns: Math.max(10, Math.floor(runs / 20)) },
+    );
+  }, 600_000);
 
   it('/r/:token pages and forms: never a 5xx, and an unknown token writes nothing', async () => {
     await fc.assert(
