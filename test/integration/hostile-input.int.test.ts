@@ -195,6 +195,20 @@ describe('hostile input on the public HTTP surface', () => {
       cases.push({ what: `${method} ${url} ?note`, options: { ...base, url: `${fill()}?note=x%00y` }, names: 'note' });
       // A raw body (a payment webhook's bytes) is its signer's: checked by signature, not here.
       if (method === 'GET' || url.startsWith('/webhooks/payments')) continue;
+      // Twilio's webhooks take form posts only (anything else is a 415).
+      if (url.startsWith('/webhooks/twilio')) {
+        cases.push({
+          what: `${method} ${url} form note`,
+          options: {
+            ...base,
+            url: fill(),
+            headers: { ...auth, 'content-type': 'application/x-www-form-urlencoded' },
+            payload: 'note=x%00y',
+          },
+          names: 'note',
+        });
+        continue;
+      }
       for (const [body, names] of [
         [{ note: 'x\u0000y' }, 'note'],
         [{ deep: { list: ['ok', '\ud800'] } }, 'deep.list[1]'],
