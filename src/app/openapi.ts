@@ -409,6 +409,7 @@ export function routeDocs(): Record<string, Doc> {
         204: { description: 'Recorded', type: 'null' },
         400: problem('MessageSid or MessageStatus missing'),
         403: problem('Invalid Twilio signature'),
+        415: problem('Not application/x-www-form-urlencoded'),
       },
     },
     'POST /webhooks/twilio/status': {
@@ -428,23 +429,27 @@ export function routeDocs(): Record<string, Doc> {
         204: { description: 'Recorded', type: 'null' },
         400: problem('MessageSid or MessageStatus missing'),
         403: problem('Invalid Twilio signature'),
+        415: problem('Not application/x-www-form-urlencoded'),
       },
     },
     'POST /webhooks/twilio/inbound': {
       summary: 'Twilio incoming SMS (opt-out keywords)',
-      description: 'STOP, START, HELP and their variants; answered with TwiML.',
+      description:
+        'STOP, START, HELP and their variants; answered with TwiML. A MessageSid already seen (a webhook ' +
+        'delivered twice, or replayed) is answered with an empty reply and changes nothing.',
       tags: ['webhooks'],
       consumes: ['application/x-www-form-urlencoded'],
       headers: twilioSigned,
       body: {
         type: 'object',
-        required: ['From'],
-        properties: { From: text, Body: text, OptOutType: text },
+        required: ['From', 'MessageSid'],
+        properties: { MessageSid: text, From: text, Body: text, OptOutType: text },
       },
       response: {
         200: { description: 'TwiML reply (possibly empty)', content: { 'text/xml': { schema: { type: 'string' } } } },
-        400: problem('From missing'),
+        400: problem('From or MessageSid missing'),
         403: problem('Invalid Twilio signature'),
+        415: problem('Not application/x-www-form-urlencoded'),
       },
     },
     'POST /webhooks/payments/:gateway': {

@@ -7,6 +7,8 @@ import { parseSmsReply, replyLocale, type ReplyLocale, type SmsCommand } from '.
 import { normaliseAddress, recordConsent, suppress, unsuppress } from './suppressions.js';
 
 export interface InboundSms {
+  /** Twilio's `MessageSid`: a message already acted on is not acted on again. */
+  messageSid: string;
   /** The customer's number (Twilio's `From`, E.164). */
   from: string;
   body: string;
@@ -20,6 +22,8 @@ export interface InboundSmsResult {
   locale: ReplyLocale;
   /** The opt-out or opt-in changed the suppression list (false for a repeated STOP). */
   changed: boolean;
+  /** This very message was acted on before (a webhook delivered twice, or replayed): nothing was done. */
+  repeat: boolean;
 }
 
 /**
@@ -28,7 +32,9 @@ export interface InboundSmsResult {
  * every customer with this number stops using SMS (a later step goes by email where the cadence
  * allows switching, else it is recorded `suppressed`). START opts back in. Both are written to
  * the consent ledger with the keyword and the last message sent to the number. Only changes
- * are recorded, so a webhook Twilio delivers twice leaves one ledger row.
+ * are recorded, so a webhook Twilio delivers twice leaves one ledger row. A message whose SID was
+ * seen before is ignored: the signature never expires, so a captured START replayed after a later
+ * STOP would otherwise opt the customer back in.
  */
 export async function handleInboundSms(
   deps: { db: Db; clock: Clock; defaultLocale: string; inFlightWait?: InFlightWait | undefined },
@@ -47,6 +53,13 @@ async function actOnReply(deps: { db: Db; clock: Clock; defaultLocale: string },
   const parsed = parseSmsReply(sms.body, sms.optOutType);
   const from = normaliseAddress('sms', sms.from);
   return deps.db.transaction(async (tx): Promise<InboundSmsResult> => {
+    // In the transaction that acts: a message whose effect failed is not marked seen, and a
+    // concurrent copy waits here for the first one's commit.
+    const fresh = await rows<{ message_sid: string }>(
+      tx,
+      sql`insert into inbound_sms_seen (message_sid, received_at) values (${sms.messageSid}, ${deps.clock.now()})
+          on conflict do nothing returning message_sid`,
+    );
     // The reminder the customer is answering: its language is the one they read.
     const [last] = await rows<{ id: string; customer_id: string; locale: string | null }>(
       tx,
@@ -64,7 +77,8 @@ async function actOnReply(deps: { db: Db; clock: Clock; defaultLocale: string },
       replyLocale(last?.locale) ??
       replyLocale(customer?.locale) ??
       (parsed?.chinese ? 'zh-CN' : (replyLocale(deps.defaultLocale) ?? 'en'));
-    if (!parsed) return { command: 'none', locale, changed: false };
+    if (fresh.length === 0) return { command: 'none', locale, changed: false, repeat: true };
+    if (!parsed) return { command: 'none', locale, changed: false, repeat: false };
 
     const now = deps.clock.now();
     const consent = {
@@ -91,6 +105,6 @@ async function actOnReply(deps: { db: Db; clock: Clock; defaultLocale: string },
       changed ||= cleared.length > 0;
       if (changed) await recordConsent(tx, { ...consent, action: 'opt_in' });
     }
-    return { command: parsed.command, locale, changed };
+    return { command: parsed.command, locale, changed, repeat: false };
   });
 }

@@ -36,10 +36,10 @@ export const twilioStatusCallbackPath = '/webhooks/twilio/status';
 /**
  * Twilio webhooks: delivery callbacks and incoming messages. The signature is checked against the
  * exact public URL Twilio was given (PUBLIC_URL + path), so it holds behind proxies that rewrite
- * hosts; a request that fails it is answered 403 before anything is read or recorded.
+ * hosts; a request that fails it is answered 403 before anything is read or recorded. Twilio posts
+ * forms only: any other body (JSON too) is answered 415 unread.
  */
 export async function twilioWebhookRoutes(app: FastifyInstance, deps: TwilioWebhookDeps): Promise<void> {
-  // Twilio only ever posts forms: any other body (JSON above all, which a walk would have to read) is a 415.
   app.removeAllContentTypeParsers();
   await app.register(formbody);
 
@@ -93,14 +93,17 @@ export async function twilioWebhookRoutes(app: FastifyInstance, deps: TwilioWebh
   app.post('/webhooks/twilio/inbound', async (request, reply) => {
     const params = signedParams(deps, request, '/webhooks/twilio/inbound');
     const from = params.From;
-    if (!from) {
-      throw new RecoupError('validation', 'From is required', { issues: [{ path: 'From', message: 'required' }] });
+    const messageSid = params.MessageSid ?? params.SmsSid;
+    if (!from || !messageSid) {
+      throw new RecoupError('validation', 'From and MessageSid are required', {
+        issues: [{ path: from ? 'MessageSid' : 'From', message: 'required' }],
+      });
     }
     const result = await handleInboundSms(
       { db: deps.db, clock: deps.clock, defaultLocale: deps.defaultLocale ?? 'en', inFlightWait: deps.inFlightWait },
-      { from, body: params.Body ?? '', optOutType: params.OptOutType },
+      { messageSid, from, body: params.Body ?? '', optOutType: params.OptOutType },
     );
-    request.log.info({ command: result.command, changed: result.changed }, 'inbound sms');
+    request.log.info({ command: result.command, changed: result.changed, repeat: result.repeat }, 'inbound sms');
     const answer =
       result.command === 'none' || params.OptOutType
         ? undefined
@@ -116,8 +119,14 @@ export async function twilioWebhookRoutes(app: FastifyInstance, deps: TwilioWebh
   });
 }
 
-/** The form fields of a request Twilio signed for `${publicUrl}${path}`; throws `forbidden` otherwise. */
+/**
+ * The form fields of a request Twilio signed for `${publicUrl}${path}`; throws `forbidden` otherwise,
+ * and `unsupported_media_type` for a request that is not a form (a body-less one has no parser to refuse it).
+ */
 function signedParams(deps: TwilioWebhookDeps, request: FastifyRequest, path: string): Record<string, string> {
+  if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(request.headers['content-type'] ?? '')) {
+    throw new RecoupError('unsupported_media_type', 'Send the body as application/x-www-form-urlencoded');
+  }
   const params = (request.body ?? {}) as Record<string, string>;
   const signature = request.headers['x-twilio-signature'];
   const url = `${deps.publicUrl}${path}`;

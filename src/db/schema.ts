@@ -520,6 +520,12 @@ export const consentEvents = pgTable(
   (t) => [index('consent_events_address_idx').on(t.channel, t.address, t.at)],
 );
 
+/** Twilio `MessageSid`s of incoming messages acted on: a replayed webhook (a signed START after STOP) is ignored. */
+export const inboundSmsSeen = pgTable('inbound_sms_seen', {
+  messageSid: text('message_sid').primaryKey(),
+  receivedAt: ts('received_at').notNull(),
+});
+
 /** Circuit breakers per payment gateway: while open, reminders that would send customers there are held. */
 export const gatewayCircuits = pgTable('gateway_circuits', {
   gateway: text('gateway').primaryKey(),

@@ -117,6 +117,8 @@ export interface FakeInboundAnswer {
   status: number;
   contentType: string | null;
   body: string;
+  /** The signed request as posted, for a test to replay it verbatim (as an attacker who captured it would). */
+  sent: { url: string; headers: Record<string, string>; body: string };
 }
 
 /** An error answer in Twilio's shape (`{ code, message, more_info, status }`). */
@@ -384,18 +386,20 @@ export async function startFakeTwilio(options: FakeTwilioOptions = {}): Promise<
         ...(inboundOptions.optOutType ? { OptOutType: inboundOptions.optOutType } : {}),
       };
       params.SmsSid = params.MessageSid ?? '';
-      const response = await fetch(url, {
-        method: 'POST',
+      const sent = {
+        url,
         headers: {
           'content-type': 'application/x-www-form-urlencoded',
           'x-twilio-signature': twilio.getExpectedTwilioSignature(inboundOptions.signWith ?? authToken, url, params),
         },
         body: new URLSearchParams(params).toString(),
-      });
+      };
+      const response = await fetch(url, { method: 'POST', headers: sent.headers, body: sent.body });
       return {
         status: response.status,
         contentType: response.headers.get('content-type'),
         body: await response.text(),
+        sent,
       };
     },
     reset() {

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FixedClock } from '../../src/platform/clock.js';
 import { AlipayGateway, type AlipayGatewayOptions } from '../../src/payments/gateways/alipay/alipay-gateway.js';
-import { fromYuan, outTradeNo, toYuan } from '../../src/payments/gateways/alipay/alipay-trade.js';
+import { amountOfTradeNo, fromYuan, outTradeNo, toYuan } from '../../src/payments/gateways/alipay/alipay-trade.js';
 import { GatewayError, type PaymentRequest } from '../../src/payments/payment-gateway.js';
 import { rsaKeys, startFakeAlipay, type FakeAlipay } from '../helpers/fake-alipay.js';
 import { paymentGatewayContract, paymentRequest } from '../helpers/payment-gateway.contract.js';
@@ -69,11 +69,24 @@ describe('AlipayGateway against the fake Alipay', () => {
     });
 
     it('derives out_trade_no from order and attempt, within Alipay’s alphabet and length', () => {
-      expect(outTradeNo('ord_abc-2', 500)).toBe('ord_abc_2_A500');
+      expect(outTradeNo('ord-abc-2', 500)).toBe('ord_abc_2_A500');
+      expect(outTradeNo('ord_abc-2', 500)).toBe('_ord__abc_d2_A500');
       const odd = outTradeNo('订单/2024#1-1', 500);
       expect(odd).toMatch(/^[A-Za-z0-9_]{1,64}$/);
       expect(outTradeNo('x'.repeat(80), 500)).toMatch(/^[A-Za-z0-9_]{1,64}$/);
       expect(outTradeNo('x'.repeat(80), 500)).not.toBe(outTradeNo(`${'x'.repeat(79)}y`, 500));
+    });
+
+    it('gives every key its own out_trade_no, however its dashes and underscores fall', () => {
+      const keys = ['2026-0001-1', '2026_0001-1', '2026-0001_1', '2026_0001_1', 'a-_b-1', 'a_-b-1', 'a--b-1', '-a-1'];
+      const tradeNos = keys.map((key) => outTradeNo(key, 500));
+      expect(new Set(tradeNos).size).toBe(keys.length);
+      for (const tradeNo of tradeNos) {
+        expect(tradeNo).toMatch(/^[A-Za-z0-9_]{1,64}$/);
+        expect(amountOfTradeNo(tradeNo)).toBe(500);
+      }
+      // Keys of letters, digits and single dashes keep the form open trades already carry.
+      expect(outTradeNo('2026-0001-1', 500)).toBe('2026_0001_1_A500');
     });
   });
 
@@ -177,6 +190,29 @@ describe('AlipayGateway against the fake Alipay', () => {
       );
       expect(calls('alipay.trade.precreate')[0]?.bizContent).toMatchObject({ timeout_express: '45m' });
       expect(created.nextAction).toMatchObject({ type: 'qr', expiresAt: new Date('2026-03-08T02:15:00Z') });
+    });
+  });
+
+  describe('orders whose ids differ only by a dash and an underscore', () => {
+    it('are separate trades: paying one leaves the other unpaid, and each notify names its own attempt', async () => {
+      gateway = gatewayWith({ flow: 'qr' });
+      const dashed = request({ orderId: '2026-0001', idempotencyKey: '2026-0001-1' });
+      const underscored = request({ orderId: '2026_0001', idempotencyKey: '2026_0001-1' });
+      const one = await gateway.createPayment(dashed);
+      const two = await gateway.createPayment(underscored);
+      expect(two.gatewayPaymentId).not.toBe(one.gatewayPaymentId);
+      expect(fake.tradeCount()).toBe(2);
+
+      const notify = fake.customerPays(two.gatewayPaymentId);
+      expect(await gateway.parseWebhook(notify.rawBody, notify.headers)).toMatchObject({
+        type: 'payment.succeeded',
+        gatewayPaymentId: two.gatewayPaymentId,
+        orderId: '2026_0001',
+        attemptId: underscored.attemptId,
+      });
+      // The poll of the other order's attempt asks Alipay about its own trade only.
+      expect((await gateway.retrievePayment(one.gatewayPaymentId)).status).toBe('requires_action');
+      expect((await gateway.retrievePayment(two.gatewayPaymentId)).status).toBe('succeeded');
     });
   });
 

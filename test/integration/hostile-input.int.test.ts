@@ -235,10 +235,24 @@ describe('hostile input on the public HTTP surface', () => {
       for (const name of params)
         cases.push({ what: `${method} ${url} :${name}`, options: { ...base, url: fill(name) }, names: name });
       cases.push({ what: `${method} ${url} ?note`, options: { ...base, url: `${fill()}?note=x%00y` }, names: 'note' });
-      // A raw body (a payment webhook's bytes) is its signer's: checked by signature, not here. Twilio's
-      // webhooks and the console's sign-in forms take forms only: a JSON body there is a 415 unread.
-      const formsOnly = url.startsWith('/webhooks/twilio') || ['/console/login', '/console/logout'].includes(url);
-      if (method === 'GET' || url.startsWith('/webhooks/payments') || formsOnly) continue;
+      // A raw body (a payment webhook's bytes) is its signer's: checked by signature, not here. The
+      // console's sign-in forms take forms only: a JSON body there is a 415 unread.
+      if (method === 'GET' || url.startsWith('/webhooks/payments')) continue;
+      if (['/console/login', '/console/logout'].includes(url)) continue;
+      // Twilio's webhooks take form posts only (anything else is a 415).
+      if (url.startsWith('/webhooks/twilio')) {
+        cases.push({
+          what: `${method} ${url} form note`,
+          options: {
+            ...base,
+            url: fill(),
+            headers: { ...auth, 'content-type': 'application/x-www-form-urlencoded' },
+            payload: 'note=x%00y',
+          },
+          names: 'note',
+        });
+        continue;
+      }
       for (const [body, names] of [
         [{ note: 'x\u0000y' }, 'note'],
         [{ deep: { list: ['ok', '\ud800'] } }, 'deep.list[1]'],

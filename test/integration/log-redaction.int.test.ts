@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -125,5 +126,39 @@ describe('structured logs of real requests', () => {
       err: { message: string };
     };
     expect(failure.err.message).toBe('no answer after sending to +86*******5678');
+  });
+
+  it('never logs a retry-link token or a sandbox checkout id, however the path is spelled', async () => {
+    const token = randomBytes(16).toString('base64url');
+    const checkout = `sbx_${randomBytes(12).toString('hex')}`;
+    const paths = [
+      `/r/${token}`,
+      // The router decodes the path: these reach /r/:token and the sandbox's checkout too.
+      `/%72/${token}`,
+      `/%72/${token}/status/att_1`,
+      `/sandbox/checkout/${checkout}`,
+      `/sandbox/%63heckout/${checkout}`,
+      `/sandbox/scan/${checkout}?lang=en`,
+    ];
+    for (const path of paths) {
+      const response = await fetch(`${url}${path}`);
+      expect(response.status, path).toBeLessThan(500);
+      await response.arrayBuffer();
+    }
+    const logged = await waitFor(
+      () => {
+        const found = capture
+          .records()
+          .filter((r) => r.msg === 'incoming request')
+          .map((r) => (r.req as { url: string }).url)
+          .filter((u) => /^\/(%72|r|sandbox)\//.test(u));
+        return found.length >= paths.length ? found : undefined;
+      },
+      { what: 'the requests to be logged' },
+    );
+    expect(logged).toEqual(expect.arrayContaining(['/r/***', '/r/***/status/att_1', '/sandbox/checkout/***']));
+    const everything = capture.lines.join('\n');
+    expect(everything).not.toContain(token);
+    expect(everything).not.toContain(checkout);
   });
 });

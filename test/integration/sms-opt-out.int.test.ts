@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { sql } from 'drizzle-orm';
+import twilio from 'twilio';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rows } from '../../src/db/rows.js';
 import { startFakeTwilio, type FakeTwilio } from '../helpers/fake-twilio.js';
@@ -213,6 +214,42 @@ describe('SMS opt-out and opt-in (POST /webhooks/twilio/inbound)', () => {
     expect(reply.body).toBe('<?xml version="1.0" encoding="UTF-8"?><Response/>');
     expect(await suppressionsOf(phone)).toHaveLength(1);
     expect(await consentOf(phone)).toEqual([expect.objectContaining({ action: 'opt_out', keyword: 'ARRET' })]);
+  });
+
+  it('ignores a replayed message: a captured START posted again after STOP leaves the number opted out', async () => {
+    const phone = uniquePhone();
+    const start = await fake.sendInboundSms(phone, 'START');
+    expect(start.status).toBe(200);
+    expect((await fake.sendInboundSms(phone, 'STOP')).status).toBe(200);
+
+    const replayed = await fetch(start.sent.url, {
+      method: 'POST',
+      headers: start.sent.headers,
+      body: start.sent.body,
+    });
+    // Twilio expects a 2xx; the answer says nothing, and nothing changes.
+    expect(replayed.status).toBe(200);
+    expect(await replayed.text()).toBe('<?xml version="1.0" encoding="UTF-8"?><Response/>');
+    expect(await suppressionsOf(phone)).toEqual([{ channel: 'sms', address: phone, reason: 'stop_reply' }]);
+    expect((await consentOf(phone)).map((c) => [c.action, c.keyword])).toEqual([['opt_out', 'STOP']]);
+  });
+
+  it('takes form posts only: a signed JSON body is 415 and records nothing', async () => {
+    const phone = uniquePhone();
+    const params = { MessageSid: `SM${phone.slice(1)}`, From: phone, To: '+15005550006', Body: 'STOP' };
+    const url = fake.inboundUrl!;
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-twilio-signature': twilio.getExpectedTwilioSignature(fake.authToken, url, params),
+      },
+      body: JSON.stringify(params),
+    });
+    expect(response.status).toBe(415);
+    expect(response.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(await suppressionsOf(phone)).toEqual([]);
+    expect(await consentOf(phone)).toEqual([]);
   });
 
   it('rejects a forged or unsigned request with 403 and records nothing', async () => {

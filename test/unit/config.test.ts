@@ -346,6 +346,30 @@ describe('request log masking', () => {
     expect(maskTokens('/v1/orders/ord_1')).toBe('/v1/orders/ord_1');
   });
 
+  it('reads the path as the router does: percent-encoded spellings are masked too', async () => {
+    const { loggedUrl, maskTokens } = await import('../../src/platform/logger.js');
+    expect(maskTokens('/%72/AbCdEf/nope')).toBe('/r/***/nope');
+    expect(maskTokens('/%2572/AbCdEf')).toBe('/r/***');
+    expect(maskTokens('/sandbox/%63heckout/sbx_1/x')).toBe('/sandbox/checkout/***/x');
+    expect(maskTokens('/r/%E0%A4%A')).toBe('/r/***');
+    // A matched request is logged by its route: its tokens and the params it declares secret are masked.
+    const statusCheck = {
+      url: '/%72/AbCdEf/status/att_1?x=1',
+      routeOptions: { url: '/r/:token/status/:attemptId' },
+      params: { token: 'AbCdEf', attemptId: 'att_1' },
+    };
+    expect(loggedUrl(statusCheck)).toBe('/r/***/status/att_1?…');
+    const checkout = {
+      url: '/sandbox/checkout/sbx_1',
+      routeOptions: { url: '/sandbox/checkout/:id', config: { secretParams: ['id'] } },
+      params: { id: 'sbx_1' },
+    };
+    expect(loggedUrl(checkout)).toBe('/sandbox/checkout/***');
+    expect(
+      loggedUrl({ url: '/v1/orders/ord%201', routeOptions: { url: '/v1/orders/:id' }, params: { id: 'ord 1' } }),
+    ).toBe('/v1/orders/ord%201');
+  });
+
   describe('direct Alipay and WeChat Pay', () => {
     const keys = generateKeyPairSync('rsa', {
       modulusLength: 2048,

@@ -20,17 +20,33 @@ export function fromYuan(yuan: string | undefined): number | undefined {
 
 /**
  * `out_trade_no` of an attempt: its idempotency key (order + attempt number) and the amount
- * asked, `<key>_A<fen>`. Alipay allows 64 letters, digits and underscores; a key that does not
- * fit is replaced by its hash. Carrying the amount lets a notify be checked against the
- * attempt without a database, and tells the amount of a page-pay trade the customer has not
- * opened yet (Alipay only creates it then).
+ * asked, `<key>_A<fen>`. Alipay allows 64 letters, digits and underscores. Carrying the amount
+ * lets a notify be checked against the attempt without a database, and tells the amount of a
+ * page-pay trade the customer has not opened yet (Alipay only creates it then).
+ *
+ * Two keys never share a trade number: Alipay keeps one trade per number, so a shared one
+ * would let one order's payment answer the other order's poll. The amount suffix stays
+ * readable because the amount has no underscore: the last `_A` starts it.
  */
 export function outTradeNo(idempotencyKey: string, amount: number): string {
   const suffix = `_A${amount}`;
-  const plain = idempotencyKey.replace(/[^A-Za-z0-9_]/g, '_');
-  const key =
-    plain.length + suffix.length <= 64 && plain === idempotencyKey.replace(/-/g, '_') ? plain : digest(idempotencyKey);
-  return `${key}${suffix}`;
+  const key = tradeKey(idempotencyKey);
+  return key.length + suffix.length <= 64 ? `${key}${suffix}` : digest(idempotencyKey) + suffix;
+}
+
+/**
+ * A key in Alipay's alphabet, one per key (but for a SHA-256 collision with `digest`):
+ * - letters and digits joined by single dashes: dashes become underscores (`2026-0001-1` →
+ *   `2026_0001_1`). Such a form never starts with, ends with or doubles an underscore;
+ * - other keys of letters, digits, `-` and `_`: a leading underscore, then `_` as `__` and `-`
+ *   as `_d` (`2026_0001-1` → `_2026__0001_d1`), so `_` followed by `_` or `d` is the only
+ *   escape and the form reads back one way;
+ * - anything else: its hash.
+ */
+function tradeKey(key: string): string {
+  if (/^[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*$/.test(key)) return key.replace(/-/g, '_');
+  if (/^[A-Za-z0-9_-]+$/.test(key)) return `_${key.replace(/[_-]/g, (c) => (c === '_' ? '__' : '_d'))}`;
+  return digest(key);
 }
 
 /** The amount an `out_trade_no` made by `outTradeNo` was opened for; undefined for another's. */

@@ -37,10 +37,12 @@ export function sandboxRoutes(gateway: SandboxGateway): FastifyPluginAsync {
         .send(sandboxStylesheet),
     );
 
+    // A payment's id opens its checkout page (and, with the page's form token, pays it).
+    const config = { secretParams: ['id'] };
     for (const page of ['checkout', 'scan'] as const) {
       const path = `/sandbox/${page}/:id`;
 
-      app.get<{ Params: { id: string } }>(path, async (request, reply) => {
+      app.get<{ Params: { id: string } }>(path, { config }, async (request, reply) => {
         const payment = await gateway.checkout(request.params.id);
         if (!payment) return sendPage(reply, 404, messagePage('notFound'));
         if (payment.status !== 'requires_action') {
@@ -50,7 +52,7 @@ export function sandboxRoutes(gateway: SandboxGateway): FastifyPluginAsync {
         return sendPage(reply, 200, checkoutPage(payment, action, gateway.formToken(payment.id)), payment);
       });
 
-      app.post<{ Params: { id: string } }>(path, async (request, reply) => {
+      app.post<{ Params: { id: string } }>(path, { config }, async (request, reply) => {
         const id = request.params.id;
         const form = isRecord(request.body) ? request.body : {};
         const payment = await gateway.checkout(id);
