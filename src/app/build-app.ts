@@ -20,6 +20,7 @@ import type { Logger } from '../platform/logger.js';
 import type { StepQueue } from '../queue/queues.js';
 import { EnvKeyResolver, type KeyResolver } from '../access/auth.js';
 import { consoleAuthRoutes, consoleSession } from '../console/console-auth.js';
+import { PgEndedSessions } from '../console/ended-sessions.js';
 import { consoleRoutes, type ConsoleRouteDeps } from '../console/console.routes.js';
 import { keyRoutes } from '../access/keys.routes.js';
 import { SandboxGateway } from '../payments/gateways/sandbox/sandbox-gateway.js';
@@ -111,6 +112,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     secret: deps.secret ?? randomBytes(32).toString('base64url'),
     publicUrl: deps.publicUrl,
     clock: deps.clock,
+    ended: new PgEndedSessions(deps.db),
   });
   app.decorate('consoleSessions', consoleSessions);
 

@@ -11,6 +11,7 @@ import type {
 import Handlebars from 'handlebars';
 import { z } from 'zod';
 import type { Clock } from '../platform/clock.js';
+import type { EndedSessions } from './ended-sessions.js';
 import { RecoupError } from '../platform/errors.js';
 import {
   hasScope,
@@ -43,6 +44,8 @@ export interface ConsoleSessionDeps {
   clock: Clock;
   /** How long a login lasts. Default 12 h (no sliding renewal: log in again the next day). */
   ttlMs?: number;
+  /** Sessions ended by logging out. Without it, a copy of a cookie works until it expires. */
+  ended?: EndedSessions | undefined;
 }
 
 const payloadSchema = z.object({
@@ -60,6 +63,7 @@ type SessionPayload = z.infer<typeof payloadSchema>;
 interface SessionState {
   principal: Principal;
   sid: string;
+  expiresAt: number;
 }
 
 /**
@@ -75,7 +79,7 @@ interface SessionState {
  *
  * The cookie is stateless (HMAC over `{keyId, scopes, expiresAt, sid, kv}`) but re-checked against
  * the key on every request, so revoking the key ends its sessions at once. Logging out deletes the
- * cookie; a copy taken before that stays valid until it expires or the key is revoked.
+ * cookie and records the session as ended, so a copy taken before is refused too.
  */
 export class ConsoleSessions implements SessionAuthenticator {
   readonly #deps: ConsoleSessionDeps;
@@ -184,6 +188,12 @@ export class ConsoleSessions implements SessionAuthenticator {
     return `${sessionCookieName}=${value}; Max-Age=${Math.floor(this.#ttlMs / 1000)}; ${this.#cookieAttributes}`;
   }
 
+  /** Ends the request's session for good (logging out), not only its cookie in this browser. */
+  async end(request: FastifyRequest): Promise<void> {
+    const state = await this.#stateOf(request);
+    if (state) await this.#deps.ended?.end(state.sid, this.#deps.clock.now(), new Date(state.expiresAt));
+  }
+
   /** A `Set-Cookie` value that deletes the session cookie. */
   clearCookie(): string {
     return `${sessionCookieName}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; ${this.#cookieAttributes}`;
@@ -229,6 +239,7 @@ export class ConsoleSessions implements SessionAuthenticator {
   async #load(request: FastifyRequest): Promise<SessionState | undefined> {
     const payload = this.#verify(readCookie(request.headers.cookie, sessionCookieName));
     if (!payload || payload.expiresAt <= this.#deps.clock.now().getTime()) return undefined;
+    if (await this.#deps.ended?.isEnded(payload.sid)) return undefined;
     const record = await this.#deps.keys.resolveId?.(payload.keyId);
     if (!record || !safeEqual(this.#versionTag(record.version), payload.kv)) return undefined;
     const current = record.principal.scopes;
@@ -239,7 +250,7 @@ export class ConsoleSessions implements SessionAuthenticator {
       // Never more than at login, never more than the key holds now.
       scopes: scopes.filter((s) => payload.scopes.includes(s) && current.includes(s)),
     };
-    return { principal, sid: payload.sid };
+    return { principal, sid: payload.sid, expiresAt: payload.expiresAt };
   }
 
   #verify(value: string | undefined): SessionPayload | undefined {
@@ -343,6 +354,7 @@ export async function consoleAuthRoutes(
       if (!sessions.checkCsrf(request, token ?? request.headers[csrfHeader])) {
         throw new RecoupError('forbidden', 'This form expired or did not come from the console; reload it and retry');
       }
+      await sessions.end(request);
     }
     return reply
       .header('set-cookie', sessions.clearCookie())

@@ -431,6 +431,16 @@ export const gatewayEvents = pgTable(
   ],
 );
 
+/**
+ * Console sessions ended by logging out (src/console/console-auth.ts): a copy of the cookie taken
+ * before is refused until it would have expired anyway, when the row can go.
+ */
+export const consoleSessionsEnded = pgTable('console_sessions_ended', {
+  sid: text('sid').primaryKey(),
+  endedAt: ts('ended_at').notNull(),
+  expiresAt: ts('expires_at').notNull(),
+});
+
 /** Who changed what: contact details confirmed on a retry page, ops actions, admin changes. */
 export const auditLog = pgTable(
   'audit_log',

@@ -7,6 +7,7 @@ import { ChainedKeyResolver, EnvKeyResolver, requireScope, type Scope } from '..
 import { consoleAuthRoutes, consoleSession, type ConsoleSessions } from '../../src/console/console-auth.js';
 import { sendProblem } from '../../src/http/problem.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { PgEndedSessions } from '../../src/console/ended-sessions.js';
 import { startTestService, testApiKey } from '../helpers/service.js';
 
 const envKey = 'console-env-key-0123456789abcdef';
@@ -24,7 +25,7 @@ describe('console login', () => {
     database = await createTestDatabase();
     clock = new FixedClock('2026-11-25T10:00:00Z');
     const keys = new ChainedKeyResolver([new EnvKeyResolver([envKey]), new DbKeyResolver(database.db, clock)]);
-    sessions = consoleSession({ keys, secret, publicUrl, clock });
+    sessions = consoleSession({ keys, secret, publicUrl, clock, ended: new PgEndedSessions(database.db) });
     app = Fastify();
     app.setErrorHandler((err, request, reply) => sendProblem(request, reply, err));
     app.decorate('consoleSessions', sessions);
@@ -277,7 +278,7 @@ describe('console login', () => {
     }
   });
 
-  it('logs out: deletes the cookie (CSRF token required while the session lives)', async () => {
+  it('logs out: deletes the cookie (CSRF token required while the session lives) and ends the session', async () => {
     const cookie = await loginAs(['ops']);
     const { csrf } = (await get('/console/ops-only', cookie)).json<{ csrf: string }>();
     const logout = (fields: Record<string, string>, withCookie = true) =>
@@ -293,6 +294,11 @@ describe('console login', () => {
     expect(done.statusCode).toBe(303);
     expect(done.headers.location).toBe('/console/login');
     expect(String(done.headers['set-cookie'])).toMatch(/^recoup_session=; Max-Age=0;.*HttpOnly/);
+    // A copy of the cookie taken before works no more, on the console or the API.
+    expect((await get('/console/ops-only', cookie)).statusCode).toBe(401);
+    expect((await get('/v1/ops-thing', cookie)).statusCode).toBe(401);
+    // Another session of the same key lives on.
+    expect((await get('/console/ops-only', await loginAs(['ops']))).statusCode).toBe(200);
     // Without a session there is nothing to protect: logging out just works.
     expect((await logout({}, false)).statusCode).toBe(303);
   });
