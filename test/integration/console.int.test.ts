@@ -152,7 +152,7 @@ describe('access', () => {
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       payload: new URLSearchParams({ key }).toString(),
     });
-    expect(ingest.statusCode).toBe(403);
+    expect(ingest.statusCode).toBe(401);
     expect(ingest.headers['set-cookie']).toBeUndefined();
 
     const finance = await loginAs(['finance']);
