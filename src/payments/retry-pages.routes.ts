@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { RecoupError } from '../platform/errors.js';
 import { PageCsrf } from '../http/page-csrf.js';
 import type { Notice, PageRenderer } from '../http/pages/page-renderer.js';
-import { fillIn, pageStrings, resolvePageLocale } from '../http/pages/page-strings.js';
+import { fillIn, pageStrings, resolvePageLocale, type PageLocale } from '../http/pages/page-strings.js';
 import { sendProblem } from '../http/problem.js';
 import type { FreshLinkResult } from '../recoveries/fresh-link.js';
 import { refreshAttempt } from './attempt-status.js';
@@ -265,16 +265,35 @@ function routes(r: FastifyInstance, deps: Ctx): void {
     if (state.kind !== 'expired' || !deps.freshLink) return statePage(deps, request, reply, token, state);
     const result = await deps.freshLink(state.messageId);
     const locale = resolvePageLocale(state.locale);
-    const t = pageStrings[locale];
     const shop = deps.retry.shopName;
-    const page: Record<FreshLinkResult, [string, string, Notice['tone']]> = {
-      sent: [t.freshSentTitle, t.freshSentText, 'success'],
-      too_soon: [t.freshTooSoonTitle, t.freshTooSoonText, 'info'],
-      not_possible: [t.freshNotPossibleTitle, fillIn(t.freshNotPossibleText, { shop }), 'warn'],
-    };
-    const [title, text, tone] = page[result];
+    const [title, text, tone] = freshLinkNotice(result, locale, shop);
     return sendPage(deps, reply, 200, 'message', locale, message(shop, title, [text], tone));
   });
+}
+
+/** What the page says to a fresh-link request: a title, a paragraph and the notice's tone. */
+function freshLinkNotice(result: FreshLinkResult, locale: PageLocale, shop: string): [string, string, Notice['tone']] {
+  const t = pageStrings[locale];
+  switch (result.kind) {
+    case 'sent':
+      return [t.freshSentTitle, t.freshSentText, 'success'];
+    case 'too_soon':
+      return [t.freshTooSoonTitle, t.freshTooSoonText, 'info'];
+    case 'quiet_hours': {
+      const time = new Intl.DateTimeFormat(locale, {
+        timeZone: result.timezone,
+        weekday: 'short',
+        hour: '2-digit',
+        minute: '2-digit',
+        timeZoneName: 'short',
+      }).format(result.until);
+      return [t.freshQuietTitle, fillIn(t.freshQuietText, { time }), 'info'];
+    }
+    case 'daily_limit':
+      return [t.freshDailyLimitTitle, t.freshDailyLimitText, 'info'];
+    case 'not_possible':
+      return [t.freshNotPossibleTitle, fillIn(t.freshNotPossibleText, { shop }), 'warn'];
+  }
 }
 
 function nextActionUrl(token: string, attemptId: string, action: PaymentNextAction): string {

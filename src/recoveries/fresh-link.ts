@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
+import type { CadenceBook } from '../cadences/cadence-book.js';
+import { nextSendTime } from '../cadences/send-window.js';
+import { capCounted } from '../cadences/step-rules.js';
 import type { EmailSender } from '../channels/email-sender.js';
 import type { SmsSender } from '../channels/sms-sender.js';
 import { findSuppressions } from '../compliance/suppressions.js';
@@ -16,6 +19,7 @@ import type { MessageContext } from '../messages/message-context.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
 import { guardedSend, type Rendered } from './guarded-send.js';
 import { claimStart, defaultSendLease, type ClaimStart, type SendLease } from './send-lease.js';
+import { capLookBackMs, readCapSends } from './step-store.js';
 import { newRetryToken, retryUrl } from '../retry-links/retry-token.js';
 
 export interface FreshLinkDeps {
@@ -23,7 +27,11 @@ export interface FreshLinkDeps {
   sms: SmsSender;
   email: EmailSender;
   renderer: TemplateRenderer;
+  /** The recovery's cadence gives the quiet hours and daily cap a fresh link keeps to. */
+  cadences: CadenceBook;
   clock: Clock;
+  /** Timezone for customers without one (DEFAULT_TIMEZONE): their local day and quiet hours. */
+  defaultTimezone: string;
   publicUrl: string;
   shopName: string;
   /** How long the new link works (RETRY_LINK_TTL). */
@@ -41,13 +49,29 @@ export interface FreshLinkDeps {
  * - `sent`: a new link went out (or may have: a provider outcome that is unknown counts as sent,
  *   since it is never re-sent blindly);
  * - `too_soon`: one went out for this recovery less than `freshLinkIntervalMs` ago;
+ * - `quiet_hours`: it is inside the cadence's quiet hours for the customer; they end at `until`
+ *   (an instant; `timezone` is the customer's, to show it in);
+ * - `daily_limit`: the customer had `freshLinksPerCustomerPerDay` fresh links today, or the
+ *   cadence's daily cap is reached (both count the customer's local calendar day);
  * - `not_possible`: nothing to send (order paid or cancelled, recovery stopped, no usable or a
  *   suppressed address, the old link still works) or the provider refused it.
  */
-export type FreshLinkResult = 'sent' | 'too_soon' | 'not_possible';
+export type FreshLinkResult =
+  | { kind: 'sent' | 'too_soon' | 'daily_limit' | 'not_possible' }
+  | { kind: 'quiet_hours'; until: Date; timezone: string };
+
+function result(kind: Exclude<FreshLinkResult['kind'], 'quiet_hours'>): FreshLinkResult {
+  return { kind };
+}
 
 /** At most one fresh link per recovery in this window: a button must not become an SMS cannon. */
 export const freshLinkIntervalMs = 10 * 60_000;
+
+/**
+ * At most this many fresh links per customer per local calendar day, over all their recoveries:
+ * the per-recovery interval alone would still allow about 144 a day to one phone.
+ */
+export const freshLinksPerCustomerPerDay = 3;
 
 /** The reminder template a fresh link goes out with. */
 export const freshLinkTemplate = 'nudge';
@@ -59,6 +83,8 @@ interface SourceRow {
   link_revoked_at: Date | null;
   recovery_id: string;
   recovery_state: string;
+  cadence_name: string;
+  cadence_version: number;
   failure_category: FailureCategory;
   order_id: string;
   order_status: string;
@@ -72,6 +98,7 @@ interface SourceRow {
   email: string | null;
   phone: string | null;
   locale: string | null;
+  timezone: string | null;
   email_bad_reason: string | null;
   phone_bad_reason: string | null;
 }
@@ -98,6 +125,9 @@ interface Claim {
  * Follows the dispatcher's rules: decided under the order's row lock, recorded as `sending` before
  * the provider call, and handed over through the same guarded send (src/recoveries/guarded-send.ts),
  * so that no link goes out after the order's payment, a STOP or a change of address was answered.
+ * The button is the customer's (or anyone holding the old link's), so the recovery's cadence holds
+ * for it as for a step: its quiet hours and daily cap, counted as the dispatcher counts them; and
+ * `freshLinksPerCustomerPerDay` bounds the links themselves.
  */
 export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Promise<FreshLinkResult> {
   const claimedAt = claimStart();
@@ -108,25 +138,27 @@ export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Pro
       tx,
       sql`select o.id from orders o join messages m on m.order_id = o.id where m.id = ${messageId} for update of o`,
     );
-    if (locked.length === 0) return 'not_possible';
+    if (locked.length === 0) return result('not_possible');
     const [row] = await rows<SourceRow>(
       tx,
       sql`select m.id as message_id, m.channel, m.link_expires_at, m.link_revoked_at,
-                 r.id as recovery_id, r.state as recovery_state, r.failure_category,
+                 r.id as recovery_id, r.state as recovery_state, r.failure_category, r.cadence_name,
+                 r.cadence_version,
                  o.id as order_id, o.status as order_status, o.amount::text as amount, o.currency, o.description,
                  o.coupon_code, o.items,
-                 c.id as customer_id, c.name, c.email, c.phone, c.locale, c.email_bad_reason, c.phone_bad_reason
+                 c.id as customer_id, c.name, c.email, c.phone, c.locale, c.timezone,
+                 c.email_bad_reason, c.phone_bad_reason
           from messages m
           join recoveries r on r.id = m.recovery_id
           join orders o on o.id = m.order_id
           join customers c on c.id = o.customer_id
           where m.id = ${messageId}`,
     );
-    if (!row || row.order_status !== 'pending') return 'not_possible';
+    if (!row || row.order_status !== 'pending') return result('not_possible');
     // Ops stopped it (and revoked its links), or it ended with the order: no new links.
-    if (row.recovery_state !== 'active' && row.recovery_state !== 'exhausted') return 'not_possible';
+    if (row.recovery_state !== 'active' && row.recovery_state !== 'exhausted') return result('not_possible');
     const stillValid = !row.link_revoked_at && row.link_expires_at !== null && row.link_expires_at > now;
-    if (stillValid) return 'not_possible';
+    if (stillValid) return result('not_possible');
 
     const [recent] = await rows<{ n: number }>(
       tx,
@@ -135,16 +167,42 @@ export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Pro
             and status in ('sending', 'sent', 'delivered', 'unknown')
             and created_at > ${new Date(now.getTime() - freshLinkIntervalMs)}`,
     );
-    if ((recent?.n ?? 0) > 0) return 'too_soon';
+    if ((recent?.n ?? 0) > 0) return result('too_soon');
 
     const contact = currentContact(row);
-    if (!contact) return 'not_possible';
+    if (!contact) return result('not_possible');
     const suppressed = await findSuppressions(tx, { [contact.channel]: contact.to });
-    if (suppressed.has(contact.channel)) return 'not_possible';
+    if (suppressed.has(contact.channel)) return result('not_possible');
     if (!deps.renderer.has(freshLinkTemplate)) {
       deps.logger.error({ template: freshLinkTemplate }, 'fresh link template missing');
-      return 'not_possible';
+      return result('not_possible');
     }
+
+    // The customer lock (taken always, not only under a cap) also serialises two orders' buttons
+    // for the per-customer limit below.
+    const sends = await readCapSends(tx, { customerId: row.customer_id, customer: row, now, lock: true });
+    const timezone = row.timezone ?? deps.defaultTimezone;
+    const freshSends = await rows<{ at: Date }>(
+      tx,
+      sql`select coalesce(sent_at, claimed_at) as at from messages
+          where customer_id = ${row.customer_id} and step is null
+            and status in ('sending', 'sent', 'delivered', 'unknown')
+            and coalesce(sent_at, claimed_at) > ${new Date(now.getTime() - capLookBackMs)}`,
+    );
+    const customerLimit = nextSendTime(
+      { timezone, maxPerDay: freshLinksPerCustomerPerDay, spreadMs: 0 },
+      { planned: now, recentSends: freshSends.map((r) => r.at), jitterKey: row.recovery_id },
+    );
+    if (customerLimit.deferredBy) return result('daily_limit');
+    // A cadence version that is gone sets no window; the limits above still hold.
+    const cadence = (await deps.cadences.version(row.cadence_name, row.cadence_version, tx))?.cadence;
+    const window = nextSendTime(
+      { timezone, quietHours: cadence?.quietHours, maxPerDay: cadence?.maxMessagesPerDay, spreadMs: 0 },
+      { planned: now, recentSends: capCounted(sends, contact.channel), jitterKey: row.recovery_id },
+    );
+    // Refused rather than queued: the customer is looking at the page and can ask again then.
+    if (window.deferredBy === 'daily_cap') return result('daily_limit');
+    if (window.deferredBy === 'quiet_hours') return { kind: 'quiet_hours', until: window.at, timezone };
 
     const locale = deps.renderer.resolveLocale(freshLinkTemplate, row.locale, deps.defaultLocale ?? 'en');
     const token = newRetryToken();
@@ -186,7 +244,7 @@ export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Pro
       },
     };
   });
-  if (typeof decided === 'string') return decided;
+  if ('kind' in decided) return decided;
   return send(deps, decided);
 }
 
@@ -219,7 +277,7 @@ async function send(deps: FreshLinkDeps, claim: Claim): Promise<FreshLinkResult>
   } catch (err) {
     deps.logger.error({ err, messageId: claim.messageId }, 'fresh link template failed to render');
     await setStatus('failed', 'template_error');
-    return 'not_possible';
+    return result('not_possible');
   }
 
   const [answer] = await guardedSend(
@@ -247,14 +305,14 @@ async function send(deps: FreshLinkDeps, claim: Claim): Promise<FreshLinkResult>
     ],
   );
   const outcome = await answer;
-  if (!outcome || outcome.kind === 'stale' || outcome.kind === 'blocked') return 'not_possible';
+  if (!outcome || outcome.kind === 'stale' || outcome.kind === 'blocked') return result('not_possible');
   if (outcome.kind === 'refused') {
     const error = outcome.error;
     const log = { messageId: claim.messageId, channel: claim.channel, code: error.providerCode };
     if (error.outcome === 'unknown') {
       deps.logger.warn({ ...log, err: error }, 'fresh link outcome unknown; not re-sending');
       await setStatus('unknown', error.providerCode);
-      return 'sent';
+      return result('sent');
     }
     // `retry` too: a fresh link is not rescheduled; the customer can ask again at once.
     deps.logger.warn({ ...log, outcome: error.outcome }, 'fresh link not sent');
@@ -273,7 +331,7 @@ async function send(deps: FreshLinkDeps, claim: Claim): Promise<FreshLinkResult>
         );
       }
     });
-    return 'not_possible';
+    return result('not_possible');
   }
   const { receipt } = outcome;
   const now = deps.clock.now();
@@ -287,5 +345,5 @@ async function send(deps: FreshLinkDeps, claim: Claim): Promise<FreshLinkResult>
   });
   if (afterPayment.length > 0) deps.onReminderAfterPayment?.(afterPayment);
   deps.logger.info({ messageId: claim.messageId, channel: claim.channel }, 'fresh retry link sent');
-  return 'sent';
+  return result('sent');
 }

@@ -277,18 +277,53 @@ export async function readLocked(
   // Suppressions match hashed addresses too: a forgotten customer's opt-out outlives their address.
   snapshot.suppressions = await findSuppressions(tx, { sms: customer?.phone, email: customer?.email });
 
+  const sends = await readCapSends(tx, {
+    customerId: order.customer_id,
+    customer,
+    now: opts.now,
+    lock: snapshot.cadence?.maxMessagesPerDay !== undefined,
+  });
+  snapshot.recentSends = sends.recentSends;
+  snapshot.addressSends = sends.addressSends;
+
+  const step = snapshot.cadence?.steps[recovery.step_index];
+  if (opts.circuits && step) {
+    snapshot.circuits = await readCircuits(tx, linkGateways(opts.circuits, step.offerMethods, order.currency));
+  }
+  return { snapshot, customerName: customer?.name, items: order.items };
+}
+
+/** The sends a daily cap counts (src/cadences/step-rules.ts `capCounted`), read for one customer. */
+export interface CapSends {
+  /** The customer's sends (sent or in flight) in the cap's look-back. */
+  recentSends: Date[];
+  /** Per channel, the look-back's sends to the customer's current address there under other customer ids. */
+  addressSends: Map<Channel, Date[]>;
+}
+
+/**
+ * Reads the sends a daily cap counts for a customer, inside a transaction that holds the order's row
+ * lock. With `lock`, first takes the advisory locks that make count-then-claim safe: two recoveries
+ * of one customer hold different order locks, so without them both could count today's sends before
+ * either records its claim, and both would go out past the cap. One per address does the same for two
+ * customers with one address (guest checkouts). Always customer, then SMS, then email address, as
+ * recoup_claim_step takes them; every path that sends within a cap (steps, fresh links) reads here.
+ */
+export async function readCapSends(
+  tx: Tx,
+  c: {
+    customerId: string;
+    customer: Pick<CustomerRow, 'phone' | 'email'> | undefined;
+    now: Date;
+    lock: boolean;
+  },
+): Promise<CapSends> {
   const addresses = (['sms', 'email'] as const).flatMap((channel) => {
-    const address = channel === 'sms' ? customer?.phone : customer?.email;
+    const address = channel === 'sms' ? c.customer?.phone : c.customer?.email;
     return address ? [{ channel, address }] : [];
   });
-  if (snapshot.cadence?.maxMessagesPerDay !== undefined) {
-    // Two recoveries of one customer hold different order locks, so without this both
-    // could count today's sends before either records its claim, and both would go out
-    // past the cap. An advisory lock (only dispatch takes it, always after the order lock)
-    // serialises the count-then-claim per customer until this transaction commits; one per
-    // address does the same for two customers with one address (guest checkouts). Always
-    // customer, then SMS, then email address, as recoup_claim_step takes them.
-    await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`recoup:customer:${order.customer_id}`}))`);
+  if (c.lock) {
+    await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`recoup:customer:${c.customerId}`}))`);
     for (const { channel, address } of addresses) {
       await tx.execute(
         sql`select pg_advisory_xact_lock(
@@ -296,14 +331,13 @@ export async function readLocked(
       );
     }
   }
-  const since = new Date(opts.now.getTime() - capLookBackMs);
+  const since = new Date(c.now.getTime() - capLookBackMs);
   const recent = await rows<{ at: Date }>(
     tx,
     sql`select coalesce(sent_at, claimed_at) as at from messages
-        where customer_id = ${order.customer_id} and status in ('sending', 'sent', 'delivered', 'unknown')
+        where customer_id = ${c.customerId} and status in ('sending', 'sent', 'delivered', 'unknown')
           and coalesce(sent_at, claimed_at) > ${since}`,
   );
-  snapshot.recentSends = recent.map((r) => r.at);
   const toAddresses =
     addresses.length === 0
       ? []
@@ -315,20 +349,17 @@ export async function readLocked(
                 sql`(select channel, coalesce(sent_at, claimed_at) as at from messages
                      where channel = ${channel} and to_normalised = recoup_normalise_address(${channel}, ${address})
                        and status in ('sending', 'sent', 'delivered', 'unknown')
-                       and coalesce(sent_at, claimed_at) > ${since} and customer_id <> ${order.customer_id})`,
+                       and coalesce(sent_at, claimed_at) > ${since} and customer_id <> ${c.customerId})`,
             ),
             sql` union all `,
           ),
         );
-  snapshot.addressSends = new Map(
-    addresses.map(({ channel }) => [channel, toAddresses.filter((r) => r.channel === channel).map((r) => r.at)]),
-  );
-
-  const step = snapshot.cadence?.steps[recovery.step_index];
-  if (opts.circuits && step) {
-    snapshot.circuits = await readCircuits(tx, linkGateways(opts.circuits, step.offerMethods, order.currency));
-  }
-  return { snapshot, customerName: customer?.name, items: order.items };
+  return {
+    recentSends: recent.map((r) => r.at),
+    addressSends: new Map(
+      addresses.map(({ channel }) => [channel, toAddresses.filter((r) => r.channel === channel).map((r) => r.at)]),
+    ),
+  };
 }
 
 /** The locked path's claim: the step message recorded as `sending` with this claim's id. Returns its attempts. */

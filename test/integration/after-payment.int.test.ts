@@ -99,6 +99,8 @@ describe('reminders accepted after their order was paid', () => {
       shopName: 'Example Shop',
       retryLinkTtlMs: 86_400_000,
       logger,
+      cadences,
+      defaultTimezone: 'UTC',
       onReminderAfterPayment,
     };
   });
@@ -179,7 +181,7 @@ describe('reminders accepted after their order was paid', () => {
       sql`update messages set link_expires_at = ${new Date(clock.now().getTime() - 1)} where id = ${first.messageId!}`,
     );
     sms.beforeAccepting = () => pay(order);
-    expect(await sendFreshLink(freshLinks, first.messageId!)).toBe('sent');
+    expect(await sendFreshLink(freshLinks, first.messageId!)).toEqual({ kind: 'sent' });
     const [fresh] = await rows<{ id: string }>(
       database.db,
       sql`select id from messages where order_id = ${order.id} and step is null`,

@@ -16,7 +16,12 @@ import { TemplateRenderer } from '../../src/messages/template-renderer.js';
 import { applyEvent, type ApplyEventDeps } from '../../src/orders/apply-event.js';
 import { parseEvent } from '../../src/domain/event-schema.js';
 import { dispatchStep, type DispatchDeps } from '../../src/recoveries/dispatch-step.js';
-import { freshLinkIntervalMs, sendFreshLink, type FreshLinkDeps } from '../../src/recoveries/fresh-link.js';
+import {
+  freshLinkIntervalMs,
+  freshLinksPerCustomerPerDay,
+  sendFreshLink,
+  type FreshLinkDeps,
+} from '../../src/recoveries/fresh-link.js';
 import { lookupRetryToken } from '../../src/retry-links/retry-token.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { makeEvent } from '../helpers/service.js';
@@ -32,6 +37,16 @@ const cadencesYaml = `
   expire_after: 3d
   steps:
     - { after: 1m, channel: email, template: nudge }
+- name: nightly-quiet
+  expire_after: 3d
+  quiet_hours: { start: '21:00', end: '08:00' }
+  steps:
+    - { after: 1m, channel: sms, template: nudge }
+- name: one-a-day
+  expire_after: 3d
+  max_messages_per_day: 1
+  steps:
+    - { after: 1m, channel: sms, template: nudge }
 `;
 
 interface Link {
@@ -101,6 +116,8 @@ describe('sendFreshLink', () => {
       shopName: 'Example Shop',
       retryLinkTtlMs: ttlMs,
       logger,
+      cadences,
+      defaultTimezone: 'UTC',
     };
   });
 
@@ -111,7 +128,7 @@ describe('sendFreshLink', () => {
 
   /** A failed payment whose first reminder went out with a link, which has since expired. */
   async function expiredLink(
-    cadence: 'texts' | 'mails',
+    cadence: 'texts' | 'mails' | 'nightly-quiet' | 'one-a-day',
     customer: Record<string, unknown> = {},
     order: Record<string, unknown> = {},
   ): Promise<Link> {
@@ -150,12 +167,21 @@ describe('sendFreshLink', () => {
     );
   }
 
+  /** The SMS files in the outbox addressed to `phone`. */
+  function smsTo(phone: string): OutboxSmsFile[] {
+    return fs
+      .readdirSync(outbox)
+      .filter((name) => name.endsWith('.sms.json'))
+      .map((name) => JSON.parse(fs.readFileSync(path.join(outbox, name), 'utf8')) as OutboxSmsFile)
+      .filter((file) => file.to === phone);
+  }
+
   it('sends a new link, by SMS, to the customer’s current phone', async () => {
     const link = await expiredLink('texts');
     // The customer changed their number since the reminder went out.
     await database.db.execute(sql`update customers set phone = '+8613900139000' where id = ${link.customerId}`);
 
-    expect(await sendFreshLink(deps, link.messageId)).toBe('sent');
+    expect(await sendFreshLink(deps, link.messageId)).toEqual({ kind: 'sent' });
 
     const [fresh] = await freshMessages(link);
     expect(fresh).toMatchObject({
@@ -180,12 +206,12 @@ describe('sendFreshLink', () => {
   it('sends at most one fresh link per recovery per 10 minutes, even to two clicks at once', async () => {
     const link = await expiredLink('texts');
     const results = await Promise.all([sendFreshLink(deps, link.messageId), sendFreshLink(deps, link.messageId)]);
-    expect(results.sort()).toEqual(['sent', 'too_soon']);
-    expect(await sendFreshLink(deps, link.messageId)).toBe('too_soon');
+    expect(results.map((r) => r.kind).sort()).toEqual(['sent', 'too_soon']);
+    expect(await sendFreshLink(deps, link.messageId)).toEqual({ kind: 'too_soon' });
     expect(await freshMessages(link)).toHaveLength(1);
 
     clock.advance(freshLinkIntervalMs + 1_000);
-    expect(await sendFreshLink(deps, link.messageId)).toBe('sent');
+    expect(await sendFreshLink(deps, link.messageId)).toEqual({ kind: 'sent' });
     const sent = await freshMessages(link);
     expect(sent).toHaveLength(2);
     expect(new Set(sent.map((m) => m.link_token)).size).toBe(2);
@@ -194,7 +220,7 @@ describe('sendFreshLink', () => {
   it('sends an email link to the current address for a reminder that went by email', async () => {
     const link = await expiredLink('mails', { locale: 'en-GB' });
     await database.db.execute(sql`update customers set email = 'new-li@example.com' where id = ${link.customerId}`);
-    expect(await sendFreshLink(deps, link.messageId)).toBe('sent');
+    expect(await sendFreshLink(deps, link.messageId)).toEqual({ kind: 'sent' });
     const [fresh] = await freshMessages(link);
     expect(fresh).toMatchObject({ channel: 'email', status: 'sent', to_address: 'new-li@example.com' });
     const eml = fs.readFileSync(path.join(outbox, `${fresh!.id}.eml`), 'utf8');
@@ -205,7 +231,7 @@ describe('sendFreshLink', () => {
   it("lists the order's lines in a fresh link sent by email", async () => {
     const items = [{ name: 'Longjing tea', quantity: 2, amount: 9800 }];
     const link = await expiredLink('mails', { locale: 'en' }, { items });
-    expect(await sendFreshLink(deps, link.messageId)).toBe('sent');
+    expect(await sendFreshLink(deps, link.messageId)).toEqual({ kind: 'sent' });
     const [fresh] = await freshMessages(link);
     const mail = await simpleParser(fs.readFileSync(path.join(outbox, `${fresh!.id}.eml`)));
     expect(mail.text).toContain('Longjing tea × 2  CN¥98.00\n');
@@ -215,7 +241,7 @@ describe('sendFreshLink', () => {
     const paid = await expiredLink('texts');
     const succeeded = makeEvent({ type: 'payment.succeeded', occurred_at: clock.now().toISOString() });
     await applyEvent(intake, parseEvent({ ...succeeded, order: paid.event.order }), clock.now());
-    expect(await sendFreshLink(deps, paid.messageId)).toBe('not_possible');
+    expect(await sendFreshLink(deps, paid.messageId)).toEqual({ kind: 'not_possible' });
     expect(await freshMessages(paid)).toEqual([]);
 
     const phone = '+8613700137000';
@@ -223,15 +249,54 @@ describe('sendFreshLink', () => {
     await database.db.execute(
       sql`insert into suppressions (channel, address, reason) values ('sms', ${phone}, 'stop_reply')`,
     );
-    expect(await sendFreshLink(deps, stopped.messageId)).toBe('not_possible');
+    expect(await sendFreshLink(deps, stopped.messageId)).toEqual({ kind: 'not_possible' });
     expect(await freshMessages(stopped)).toEqual([]);
 
     const working = await expiredLink('texts');
     await database.db.execute(
       sql`update messages set link_expires_at = ${new Date(clock.now().getTime() + 60_000)} where id = ${working.messageId}`,
     );
-    expect(await sendFreshLink(deps, working.messageId)).toBe('not_possible');
+    expect(await sendFreshLink(deps, working.messageId)).toEqual({ kind: 'not_possible' });
 
-    expect(await sendFreshLink(deps, 'msg_000000000000000000000000')).toBe('not_possible');
+    expect(await sendFreshLink(deps, 'msg_000000000000000000000000')).toEqual({ kind: 'not_possible' });
+  });
+
+  it('sends a customer at most a few fresh links a local day, however far apart they are asked for', async () => {
+    const phone = '+8613600136001';
+    const link = await expiredLink('texts', { phone, timezone: 'UTC' });
+    for (let i = 0; i < freshLinksPerCustomerPerDay; i++) {
+      expect(await sendFreshLink(deps, link.messageId)).toEqual({ kind: 'sent' });
+      clock.advance(freshLinkIntervalMs + 1_000);
+    }
+    expect(await sendFreshLink(deps, link.messageId)).toEqual({ kind: 'daily_limit' });
+    expect(await freshMessages(link)).toHaveLength(freshLinksPerCustomerPerDay);
+    // The reminder and the fresh links, and nothing more.
+    expect(smsTo(phone)).toHaveLength(1 + freshLinksPerCustomerPerDay);
+  });
+
+  it('sends no fresh link in the cadence’s quiet hours and says when it can be asked for again', async () => {
+    const phone = '+8613600136002';
+    const link = await expiredLink('nightly-quiet', { phone, timezone: 'UTC' });
+    // It is past 21:00 in Tokyo now.
+    await database.db.execute(sql`update customers set timezone = 'Asia/Tokyo' where id = ${link.customerId}`);
+    const local = new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Tokyo', hour: '2-digit', minute: '2-digit' });
+    expect(local.format(clock.now()) >= '21:00').toBe(true);
+
+    const tokyoMorning = new Date(`${clock.now().toISOString().slice(0, 10)}T23:00:00Z`);
+    expect(await sendFreshLink(deps, link.messageId)).toEqual({
+      kind: 'quiet_hours',
+      until: tokyoMorning,
+      timezone: 'Asia/Tokyo',
+    });
+    expect(await freshMessages(link)).toEqual([]);
+    expect(smsTo(phone)).toHaveLength(1);
+  });
+
+  it('sends no fresh link once the cadence’s daily cap is reached', async () => {
+    const phone = '+8613600136003';
+    const link = await expiredLink('one-a-day', { phone, timezone: 'UTC' });
+    expect(await sendFreshLink(deps, link.messageId)).toEqual({ kind: 'daily_limit' });
+    expect(await freshMessages(link)).toEqual([]);
+    expect(smsTo(phone)).toHaveLength(1);
   });
 });

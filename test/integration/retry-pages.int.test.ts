@@ -158,7 +158,7 @@ describe('retry pages', () => {
       rateLimit: { max: 10_000, timeWindowMs: 60_000 },
       freshLink: async (messageId) => {
         freshLinkCalls.push(messageId);
-        return 'sent';
+        return { kind: 'sent' };
       },
       ...overrides,
       retry: { ...retry, ...overrides.retry },
@@ -435,6 +435,33 @@ describe('retry pages', () => {
     expect(plain.statusCode).toBe(410);
     expect(plain.body).not.toContain('<form');
     expect(plain.body).toContain('Example Shop');
+  });
+
+  it('answers a refused fresh link with a page saying when to ask again, never an error', async () => {
+    const link = await openLink();
+    await database.db.execute(
+      sql`update messages set link_expires_at = ${new Date(clock.now().getTime() - 1000)} where id = ${link.messageId}`,
+    );
+    const quiet = await buildApp({
+      freshLink: async () => ({
+        kind: 'quiet_hours',
+        until: new Date('2026-11-26T00:00:00Z'),
+        timezone: 'Asia/Shanghai',
+      }),
+    });
+    const form = await open(link, quiet);
+    const later = await post(link, { csrf: form.csrf }, form.cookie, '/fresh-link', quiet);
+    expect(later.statusCode).toBe(200);
+    expect(later.body).toContain(zh.freshQuietTitle);
+    // 08:00 in Shanghai, in the page's (the customer's) language.
+    expect(later.body).toMatch(/08:00/);
+
+    const capped = await buildApp({ freshLink: async () => ({ kind: 'daily_limit' }) });
+    const again = await open(link, capped);
+    const tomorrow = await post(link, { csrf: again.csrf }, again.cookie, '/fresh-link', capped);
+    expect(tomorrow.statusCode).toBe(200);
+    expect(tomorrow.body).toContain(zh.freshDailyLimitTitle);
+    expect(tomorrow.body).toContain(zh.freshDailyLimitText);
   });
 
   it('refuses a POST without, or with a wrong, CSRF token with 403 and changes nothing', async () => {

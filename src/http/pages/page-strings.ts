@@ -81,6 +81,11 @@ export interface PageStrings {
   freshSentText: string;
   freshTooSoonTitle: string;
   freshTooSoonText: string;
+  /** `{time}`: when the quiet hours end, in the customer's timezone. */
+  freshQuietTitle: string;
+  freshQuietText: string;
+  freshDailyLimitTitle: string;
+  freshDailyLimitText: string;
   freshNotPossibleTitle: string;
   freshNotPossibleText: string;
   forbiddenTitle: string;
@@ -184,6 +189,11 @@ const en: PageStrings = {
     'We have sent a new payment link to the contact details we have on file. It should arrive in a minute.',
   freshTooSoonTitle: 'A new link was sent recently',
   freshTooSoonText: 'We sent you a new link a few minutes ago. Please check your messages, or try again in 10 minutes.',
+  freshQuietTitle: 'We do not send messages at this hour',
+  freshQuietText: 'So as not to disturb you, we send no messages at this time of day. Please ask again after {time}.',
+  freshDailyLimitTitle: 'No more new links today',
+  freshDailyLimitText:
+    'We have sent you as many messages as we send in one day. Please check your messages, or ask again tomorrow.',
   freshNotPossibleTitle: 'We could not send a new link',
   freshNotPossibleText: 'We could not send a new link for this order. Please contact {shop} directly.',
   forbiddenTitle: 'Please try again',
@@ -278,6 +288,10 @@ const zhCN: PageStrings = {
   freshSentText: '我们已将新的付款链接发送到您留存的联系方式，通常一分钟内送达。',
   freshTooSoonTitle: '新链接刚刚已发送',
   freshTooSoonText: '我们几分钟前已给您发送新链接。请查看您的消息，或 10 分钟后再试。',
+  freshQuietTitle: '此时段不发送消息',
+  freshQuietText: '为避免打扰您，我们在此时段不发送消息。请在 {time} 之后再申请。',
+  freshDailyLimitTitle: '今天无法再发送新链接',
+  freshDailyLimitText: '今天我们已向您发送了一天内可发送的全部消息。请查看您的消息，或明天再申请。',
   freshNotPossibleTitle: '无法发送新链接',
   freshNotPossibleText: '我们无法为此订单发送新链接，请直接联系 {shop}。',
   forbiddenTitle: '请重试',
