@@ -35,6 +35,7 @@ import { paymentWebhookRoutes } from '../payments/payment-webhooks.routes.js';
 import { retryPageRoutes, type RetryPageDeps } from '../payments/retry-pages.routes.js';
 import { sendProblem } from '../http/problem.js';
 import { clientErrorHandler } from '../http/client-errors.js';
+import { addTransportHeaders, transportHeaders } from '../http/security-headers.js';
 import { twilioWebhookRoutes } from '../compliance/twilio-webhooks.routes.js';
 import { unsubscribeRoutes, type UnsubscribeRouteDeps } from '../compliance/unsubscribe.routes.js';
 import { forgetCustomerRoutes } from '../compliance/forget-customer.routes.js';
@@ -106,7 +107,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Behind a proxy the client IP (rate limits) and https (Secure cookies) come from X-Forwarded-*.
     trustProxy: deps.trustProxy ?? false,
     // Requests refused before routing (a URL Node or the router cannot read) answer problems too.
-    clientErrorHandler: clientErrorHandler(deps.logger as FastifyBaseLogger),
+    clientErrorHandler: clientErrorHandler(deps.logger as FastifyBaseLogger, transportHeaders(deps.publicUrl)),
     frameworkErrors: (err, request, reply) => sendProblem(request, reply, err),
   });
   const keys: KeyResolver = deps.keyResolver ?? new EnvKeyResolver(deps.apiKeys);
@@ -120,6 +121,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.decorate('consoleSessions', consoleSessions);
 
+  // Before any route, so that every answer (errors and 404s too) carries HSTS over https.
+  addTransportHeaders(app, deps.publicUrl);
   app.setErrorHandler((err, request, reply) => sendProblem(request, reply, err));
   app.setNotFoundHandler((request, reply) =>
     sendProblem(request, reply, new RecoupError('not_found', `No route ${request.method} ${request.url}`)),

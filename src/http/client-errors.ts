@@ -17,9 +17,12 @@ const requestLineStart = /^[A-Z]+ /;
 /**
  * Answers requests Node refuses before Fastify sees them (a URL or headers past Node's header
  * limit, a request not received in time, bytes that are not HTTP) with a problem document, as
- * every other refusal, instead of Fastify's own JSON.
+ * every other refusal, instead of Fastify's own JSON. `headers` (the transport headers) are added.
  */
-export function clientErrorHandler(logger: FastifyBaseLogger): (err: Error, socket: Socket) => void {
+export function clientErrorHandler(
+  logger: FastifyBaseLogger,
+  headers: Record<string, string>,
+): (err: Error, socket: Socket) => void {
   return (err: ClientError, socket) => {
     // A reset connection has nobody to answer.
     if (err.code === 'ECONNRESET' || socket.destroyed) return;
@@ -32,6 +35,7 @@ export function clientErrorHandler(logger: FastifyBaseLogger): (err: Error, sock
         'content-type': 'application/problem+json; charset=utf-8',
         'content-length': String(Buffer.byteLength(body)),
         connection: 'close',
+        ...headers,
       };
       const lines = Object.entries(head).map(([name, value]) => `${name}: ${value}\r\n`);
       socket.write(`HTTP/1.1 ${problem.status} ${http.STATUS_CODES[problem.status]}\r\n${lines.join('')}\r\n${body}`);
