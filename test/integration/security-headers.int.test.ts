@@ -39,6 +39,7 @@ describe('security headers with an https PUBLIC_URL', () => {
 
   it.each(paths)('sends HSTS on %s', async (path) => {
     const response = await fetch(`${svc.url}${path}`, { redirect: 'manual' });
+    await response.arrayBuffer();
     expect(response.headers.get('strict-transport-security')).toBe(hsts);
   });
 
@@ -65,12 +66,15 @@ describe('security headers with an https PUBLIC_URL', () => {
       expect(html).toContain(`./static/${asset}`);
       const response = await fetch(`${svc.url}/docs/static/${asset}`);
       expect(response.status).toBe(200);
+      await response.arrayBuffer();
       expect(response.headers.get('content-security-policy')).toBe(csp);
       expect(response.headers.get('x-frame-options')).toBe('DENY');
     }
     // The document is fetched from /docs/json, and "Try it out" calls the API at PUBLIC_URL.
     expect(csp).toContain("connect-src 'self' https://pay.example-shop.com");
-    expect((await fetch(`${svc.url}/docs/json`)).status).toBe(200);
+    const document = await fetch(`${svc.url}/docs/json`);
+    expect(document.status).toBe(200);
+    await document.arrayBuffer();
   });
 });
 
@@ -88,6 +92,7 @@ describe('security headers with an http PUBLIC_URL', () => {
 
   it.each(paths)('sends no HSTS on %s', async (path) => {
     const response = await fetch(`${svc.url}${path}`, { redirect: 'manual' });
+    await response.arrayBuffer();
     expect(response.headers.get('strict-transport-security')).toBeNull();
   });
 });
