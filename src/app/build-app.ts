@@ -34,6 +34,8 @@ import { cadenceRoutes, type CadenceRouteDeps } from '../cadences/cadences.route
 import { paymentWebhookRoutes } from '../payments/payment-webhooks.routes.js';
 import { retryPageRoutes, type RetryPageDeps } from '../payments/retry-pages.routes.js';
 import { sendProblem } from '../http/problem.js';
+import { clientErrorHandler } from '../http/client-errors.js';
+import { addTransportHeaders, transportHeaders } from '../http/security-headers.js';
 import { twilioWebhookRoutes } from '../compliance/twilio-webhooks.routes.js';
 import { unsubscribeRoutes, type UnsubscribeRouteDeps } from '../compliance/unsubscribe.routes.js';
 import { forgetCustomerRoutes } from '../compliance/forget-customer.routes.js';
@@ -104,6 +106,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     genReqId: () => `req_${randomHex(6)}`,
     // Behind a proxy the client IP (rate limits) and https (Secure cookies) come from X-Forwarded-*.
     trustProxy: deps.trustProxy ?? false,
+    // Requests refused before routing (a URL Node or the router cannot read) answer problems too.
+    clientErrorHandler: clientErrorHandler(deps.logger as FastifyBaseLogger, transportHeaders(deps.publicUrl)),
+    frameworkErrors: (err, request, reply) => sendProblem(request, reply, err),
   });
   const keys: KeyResolver = deps.keyResolver ?? new EnvKeyResolver(deps.apiKeys);
   // Console logins: requireConsole guards console pages; requireScope accepts a session through app.consoleSessions.
@@ -116,6 +121,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.decorate('consoleSessions', consoleSessions);
 
+  // Before any route, so that every answer (errors and 404s too) carries HSTS over https.
+  addTransportHeaders(app, deps.publicUrl);
   app.setErrorHandler((err, request, reply) => sendProblem(request, reply, err));
   app.setNotFoundHandler((request, reply) =>
     sendProblem(request, reply, new RecoupError('not_found', `No route ${request.method} ${request.url}`)),

@@ -433,7 +433,33 @@ export async function registerOpenApi(app: FastifyInstance, options: { publicUrl
       buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: false } });
+  const csp = docsCsp(options.publicUrl);
+  await app.register(async (scope) => {
+    // swagger-ui's page, its assets and the document: one policy, and never inside a frame.
+    scope.addHook('onSend', async (_request, reply) => {
+      reply.header('content-security-policy', csp).header('x-frame-options', 'DENY');
+    });
+    await scope.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: false } });
+  });
+}
+
+/**
+ * swagger-ui runs on its own files (no inline script, no CDN, no validator badge); "Try it out"
+ * calls the API at PUBLIC_URL, which may be another origin than the one serving /docs.
+ */
+function docsCsp(publicUrl: string): string {
+  return [
+    "default-src 'self'",
+    `connect-src 'self' ${new URL(publicUrl).origin}`,
+    "img-src 'self' data:",
+    "font-src 'self' data:",
+    "object-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+  ].join('; ');
 }
 
 function documentRoute(route: RouteOptions, docs: Record<string, Doc>): void {

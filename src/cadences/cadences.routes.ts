@@ -17,7 +17,7 @@ import {
   type StoredCadenceVersion,
 } from './cadence-versions.js';
 import { migrateRecoveries } from './migrate-recoveries.js';
-import { cadenceToDocument, validateCadence } from './parse-cadence.js';
+import { cadenceToDocument, validateCadence, yamlToData } from './parse-cadence.js';
 import { previewCadence, type PreviewOrder } from './preview.js';
 import { loadPreviewOrder } from './preview-order.js';
 import { sendTestStep } from './test-send.js';
@@ -316,7 +316,7 @@ function readYaml(text: string): unknown {
       'Invalid cadence',
     );
   }
-  const contents = docs.map((d): unknown => d.toJS()).filter((c) => c !== null && c !== undefined);
+  const contents = docs.map((doc) => yamlToData(doc, 'Invalid cadence')).filter((c) => c !== null && c !== undefined);
   if (contents.length === 0) throw validationError([{ path: '', message: 'the body is empty; send one cadence' }]);
   if (contents.length > 1) {
     throw validationError([{ path: '', message: 'send one cadence per request, not several YAML documents' }]);

@@ -137,7 +137,7 @@ export function parseCadenceDocument(text: string, options: CadenceValidationOpt
     );
   }
   // Documents holding only comments (a header before the first `---`) are skipped.
-  const contents = docs.map(toData).filter((data) => data !== null && data !== undefined);
+  const contents = docs.map((doc) => yamlToData(doc)).filter((data) => data !== null && data !== undefined);
   if (contents.length === 0) {
     throw validationError([{ path: '', message: 'the document is empty; expected a cadence or a list of cadences' }]);
   }
@@ -164,17 +164,17 @@ export function parseCadenceDocument(text: string, options: CadenceValidationOpt
 }
 
 /**
- * A parsed document as plain data. Aliases are resolved here, so an alias to a missing anchor
+ * A parsed YAML document as plain data. Aliases are resolved here, so an alias to a missing anchor
  * (`*x`) or an alias bomb (past yaml's maxAliasCount) throws here, after parsing succeeded: it is
- * the author's mistake, reported like a syntax error.
+ * the author's mistake, reported like a syntax error (`title` names what was being read).
  */
-function toData(doc: { toJS(): unknown }): unknown {
+export function yamlToData(doc: { toJS(): unknown }, title = 'Invalid cadence file'): unknown {
   try {
     return doc.toJS();
   } catch (err) {
     throw validationError(
       [{ path: '', message: `YAML error: ${firstLine(err instanceof Error ? err.message : String(err))}` }],
-      'Invalid cadence file',
+      title,
     );
   }
 }

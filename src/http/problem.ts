@@ -19,9 +19,12 @@ const titles: Record<ErrorCode, string> = {
   not_found: 'Not found',
   conflict: 'Conflict',
   in_progress: 'In progress',
+  request_timeout: 'Request timeout',
   payload_too_large: 'Payload too large',
+  uri_too_long: 'URI too long',
   unsupported_media_type: 'Unsupported media type',
   rate_limited: 'Too many requests',
+  headers_too_large: 'Request headers too large',
   unavailable: 'Service unavailable',
   config: 'Internal error',
   internal: 'Internal error',
@@ -35,6 +38,20 @@ const fastifyCodes: Record<string, ErrorCode> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: 'validation',
   FST_ERR_CTP_INVALID_JSON_BODY: 'validation',
   FST_ERR_VALIDATION: 'validation',
+  FST_ERR_BAD_URL: 'validation',
+  FST_ERR_MAX_PARAM_LENGTH: 'uri_too_long',
+  // A static file path that climbs out of its folder (`..%2f`): refused, never looked up.
+  FST_STATIC_FORBIDDEN_PATH: 'forbidden',
+};
+
+/**
+ * Said in recoup's words where Fastify's message would quote the URL back (it may be huge), and
+ * the part of the request at fault where that is not the body.
+ */
+const fastifyWords: Record<string, { message: string; path?: string }> = {
+  FST_ERR_BAD_URL: { message: 'not a valid URL: broken percent-encoding', path: '(url)' },
+  FST_ERR_MAX_PARAM_LENGTH: { message: 'A segment of the path is too long' },
+  FST_STATIC_FORBIDDEN_PATH: { message: 'The path leaves the folder it names' },
 };
 
 export function toRecoupError(err: unknown): RecoupError {
@@ -42,9 +59,10 @@ export function toRecoupError(err: unknown): RecoupError {
   const fastifyError = err as Partial<FastifyError> & { type?: string };
   const code = fastifyError.code ? fastifyCodes[fastifyError.code] : undefined;
   if (code) {
-    const message = fastifyError.message ?? titles[code];
+    const words = fastifyWords[fastifyError.code ?? ''];
+    const message = words?.message ?? fastifyError.message ?? titles[code];
     // Every 400 names what to fix: for Fastify's own body errors that is the body itself.
-    const issues = code === 'validation' ? [{ path: '(body)', message }] : [];
+    const issues = code === 'validation' ? [{ path: words?.path ?? '(body)', message }] : [];
     return new RecoupError(code, message, { cause: err, issues });
   }
   // JSON.parse failures surface as SyntaxError with statusCode 400.
@@ -72,18 +90,23 @@ export function httpStatusOf(err: unknown): number {
   return busyDatabaseError(err)?.statusCode ?? 500;
 }
 
-export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
-  const error = toRecoupError(err);
+/** The problem document for an error, answered to the request with this id. */
+export function problemOf(error: RecoupError, requestId: string): Problem {
   const status = errorCodes[error.code].status;
-  if (status >= 500) request.log.error({ err }, 'request failed');
-  const problem: Problem = {
+  return {
     type: `https://recoup.dev/problems/${error.code.replace(/_/g, '-')}`,
     title: titles[error.code],
     status,
     // Internal details never reach a client; the request id finds them in the logs.
-    detail: status >= 500 ? `Something went wrong on our side. Quote request id ${request.id}.` : error.message,
-    request_id: String(request.id),
+    detail: status >= 500 ? `Something went wrong on our side. Quote request id ${requestId}.` : error.message,
+    request_id: requestId,
     ...(error.issues.length > 0 ? { errors: error.issues } : {}),
   };
-  return reply.status(status).type('application/problem+json').send(problem);
+}
+
+export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+  const error = toRecoupError(err);
+  const problem = problemOf(error, String(request.id));
+  if (problem.status >= 500) request.log.error({ err }, 'request failed');
+  return reply.status(problem.status).type('application/problem+json').send(problem);
 }

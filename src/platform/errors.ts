@@ -18,9 +18,15 @@ export const errorCodes = {
   conflict: { status: 409, retryable: false },
   /** The same request is being handled right now (a webhook's event in flight); send it again later. */
   in_progress: { status: 409, retryable: true },
+  /** The request was not fully received in time (REQUEST_TIMEOUT). */
+  request_timeout: { status: 408, retryable: true },
   payload_too_large: { status: 413, retryable: false },
+  /** The URL, or one segment of its path, is longer than recoup reads. */
+  uri_too_long: { status: 414, retryable: false },
   unsupported_media_type: { status: 415, retryable: false },
   rate_limited: { status: 429, retryable: true },
+  /** The request's headers are larger than the server reads. */
+  headers_too_large: { status: 431, retryable: false },
   /** A dependency (Postgres, Redis, a provider) is unreachable; try again later. */
   unavailable: { status: 503, retryable: true },
   /** Configuration is invalid; the process cannot start. */
