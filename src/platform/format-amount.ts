@@ -84,3 +84,28 @@ export function formatAmount(
   // Intl accepts a decimal string and formats it exactly (ECMA-402 "Intl.NumberFormat v3").
   return numberFormat(code, locale, options.currencyDisplay).format(decimal as `${number}`);
 }
+
+let iso4217: ReadonlySet<string> | undefined;
+
+/** An ISO 4217 code Intl knows, and so whose minor unit recoup knows (`USD`, not `usd` or `XYZ`). */
+export function isKnownCurrency(code: string): boolean {
+  iso4217 ??= new Set(Intl.supportedValuesOf('currency'));
+  return /^[A-Z]{3}$/.test(code) && iso4217.has(code);
+}
+
+/**
+ * A decimal amount as shops write it (`"12.50"` USD → 1250, `"1500"` JPY → 1500) in the currency's
+ * minor units, worked on the digit string so no float rounds it. More fraction digits than the
+ * currency has are accepted only as zeros (`"1000.00"` JPY is 1000, `"10.005"` USD is undefined),
+ * as is anything that is not a plain non-negative decimal or is too large to count exactly.
+ */
+export function decimalToMinor(value: string | number, currency: string): number | undefined {
+  const written = typeof value === 'number' ? (Number.isFinite(value) ? String(value) : '') : value.trim();
+  const match = /^(\d{1,16})(?:\.(\d{1,12}))?$/.exec(written);
+  if (!match) return undefined;
+  const digits = minorUnitDigits(currency);
+  const fraction = match[2] ?? '';
+  if (/[^0]/.test(fraction.slice(digits))) return undefined;
+  const minor = Number(`${match[1]}${fraction.slice(0, digits).padEnd(digits, '0')}`);
+  return Number.isSafeInteger(minor) ? minor : undefined;
+}

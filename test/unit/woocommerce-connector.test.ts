@@ -9,7 +9,8 @@ import {
   woocommerceEnv,
   type WoocommerceConfig,
 } from '../../src/connectors/woocommerce/woocommerce-config.js';
-import { createWoocommerceConnector, toMinor } from '../../src/connectors/woocommerce/woocommerce-connector.js';
+import { createWoocommerceConnector } from '../../src/connectors/woocommerce/woocommerce-connector.js';
+import { decimalToMinor as toMinor } from '../../src/platform/format-amount.js';
 import { toE164 } from '../../src/connectors/woocommerce/woocommerce-phone.js';
 import type { EventInput } from '../../src/domain/event-schema.js';
 import { isRecoupError } from '../../src/platform/errors.js';

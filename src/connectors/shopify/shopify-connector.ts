@@ -1,4 +1,5 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { verifyBodyHmac } from '../body-signature.js';
 import { parseEvent, type EventInput } from '../../domain/event-schema.js';
 import { isRecoupError, RecoupError } from '../../platform/errors.js';
 import type { ConnectorMapping, ConnectorRequest, ShopConnector } from '../shop-connector.js';
@@ -43,17 +44,10 @@ function header(request: ConnectorRequest, name: string): string | undefined {
   return (Array.isArray(value) ? value[0] : value)?.trim() || undefined;
 }
 
-const base64 = /^[A-Za-z0-9+/]+={0,2}$/;
-
 function verify(secret: string, request: ConnectorRequest): void {
   const signature = header(request, 'x-shopify-hmac-sha256');
   if (!signature) throw new RecoupError('unauthorized', 'Missing X-Shopify-Hmac-Sha256 header');
-  const expected = createHmac('sha256', secret).update(request.rawBody).digest();
-  // Buffer's base64 decoder skips characters it does not know; only the canonical text may match.
-  const given = base64.test(signature) ? Buffer.from(signature, 'base64') : Buffer.alloc(0);
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-    throw new RecoupError('unauthorized', 'X-Shopify-Hmac-Sha256 does not match the body');
-  }
+  verifyBodyHmac(request.rawBody, signature, secret, 'X-Shopify-Hmac-Sha256');
 }
 
 function describe(request: ConnectorRequest): { deliveryId: string; topic: string } {

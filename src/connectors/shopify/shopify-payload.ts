@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { normaliseAddress } from '../../domain/addresses.js';
 import type { CustomerInput, EventInput } from '../../domain/event-schema.js';
-import { minorUnitDigits } from '../../platform/format-amount.js';
+import { decimalToMinor, isKnownCurrency } from '../../platform/format-amount.js';
 
 /**
  * Reading Shopify's webhook payloads (orders, checkouts, privacy requests) into the parts of
@@ -43,28 +43,16 @@ function clip(value: string | undefined, max: number): string | undefined {
   return value === undefined ? undefined : value.slice(0, max);
 }
 
-const knownCurrencies = new Set(Intl.supportedValuesOf('currency'));
-
 /** An ISO 4217 code Intl knows (and so knows its minor unit), upper-cased; undefined otherwise. */
 export function knownCurrency(value: unknown): string | undefined {
   const code = text(value)?.toUpperCase();
-  return code && /^[A-Z]{3}$/.test(code) && knownCurrencies.has(code) ? code : undefined;
+  return code && isKnownCurrency(code) ? code : undefined;
 }
 
-/**
- * A decimal amount as Shopify writes it (`"199.00"`) in the currency's minor units, on the digit
- * string so no float rounds it. More fraction digits than the currency has are accepted only as
- * zeros (`"1000.00"` JPY is 1000; `"10.005"` USD is refused).
- */
+/** A decimal amount as Shopify writes it (`"199.00"`) in the currency's minor units. */
 export function toMinorUnits(value: unknown, currency: string): number | undefined {
-  const written = typeof value === 'number' ? String(value) : text(value);
-  const match = written === undefined ? null : /^(\d{1,16})(?:\.(\d{1,12}))?$/.exec(written);
-  if (!match) return undefined;
-  const digits = minorUnitDigits(currency);
-  const fraction = match[2] ?? '';
-  if (/[^0]/.test(fraction.slice(digits))) return undefined;
-  const minor = Number(`${match[1]}${fraction.slice(0, digits).padEnd(digits, '0')}`);
-  return Number.isSafeInteger(minor) ? minor : undefined;
+  const written = typeof value === 'number' ? value : text(value);
+  return written === undefined ? undefined : decimalToMinor(written, currency);
 }
 
 const emailSchema = z.email();

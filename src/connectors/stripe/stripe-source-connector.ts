@@ -7,7 +7,7 @@ import { paymentMethods } from '../../domain/vocabulary.js';
 import { metadataKeys } from '../../payments/gateways/stripe/stripe-events.js';
 import { systemClock, type Clock } from '../../platform/clock.js';
 import { isRecoupError, RecoupError } from '../../platform/errors.js';
-import { minorUnitDigits } from '../../platform/format-amount.js';
+import { isKnownCurrency, minorUnitDigits } from '../../platform/format-amount.js';
 import type { ConnectorMapping, ConnectorRequest, ShopConnector } from '../shop-connector.js';
 import type { StripeSourceConfig } from './stripe-source-config.js';
 
@@ -421,7 +421,6 @@ function methodOf(stripeType: string): string {
 const stripeZeroDecimal = new Set('BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF'.split(' '));
 /** Stripe's three-decimal currencies; every other one has two in Stripe's API. */
 const stripeThreeDecimal = new Set(['BHD', 'JOD', 'KWD', 'OMR', 'TND']);
-const isoCurrencies = new Set(Intl.supportedValuesOf('currency'));
 
 /**
  * Stripe amounts are in Stripe's minor units, which are not always recoup's (ISO's, as
@@ -431,7 +430,7 @@ const isoCurrencies = new Set(Intl.supportedValuesOf('currency'));
  */
 function moneyOf(raw: unknown): { currency: string; toMinor: (amount: unknown, field: string) => number } {
   const currency = typeof raw === 'string' ? raw.toUpperCase() : '';
-  if (!isoCurrencies.has(currency)) throw new Rejection(`unknown currency ${JSON.stringify(raw ?? null)}`);
+  if (!isKnownCurrency(currency)) throw new Rejection(`unknown currency ${JSON.stringify(raw ?? null)}`);
   const stripeDigits = stripeZeroDecimal.has(currency) ? 0 : stripeThreeDecimal.has(currency) ? 3 : 2;
   const shift = minorUnitDigits(currency) - stripeDigits;
   return {

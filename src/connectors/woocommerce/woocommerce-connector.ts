@@ -1,7 +1,8 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { EventInput } from '../../domain/event-schema.js';
-import { minorUnitDigits } from '../../platform/format-amount.js';
+import { decimalToMinor, isKnownCurrency } from '../../platform/format-amount.js';
+import { verifyBodyHmac } from '../body-signature.js';
 import { RecoupError } from '../../platform/errors.js';
 import type { ConnectorMapping, ConnectorRequest, ShopConnector } from '../shop-connector.js';
 import { createWoocommerceApi, type WoocommerceApiDeps } from './woocommerce-api.js';
@@ -52,11 +53,7 @@ export function verifyWoocommerce(request: ConnectorRequest, secret: string): vo
     if (isPing(request)) return;
     throw new RecoupError('unauthorized', 'WooCommerce webhook without X-WC-Webhook-Signature');
   }
-  const expected = createHmac('sha256', secret).update(request.rawBody).digest();
-  const given = Buffer.from(signature.trim(), 'base64');
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-    throw new RecoupError('unauthorized', 'WooCommerce webhook signature does not match its body');
-  }
+  verifyBodyHmac(request.rawBody, signature, secret, 'X-WC-Webhook-Signature');
 }
 
 export function describeWoocommerce(request: ConnectorRequest): { deliveryId: string; topic: string } {
@@ -147,7 +144,7 @@ export function mapWoocommerce(request: ConnectorRequest): ConnectorMapping {
 
   const currency = order.currency.trim().toUpperCase();
   if (!isKnownCurrency(currency)) return { kind: 'rejected', reason: `unknown currency "${order.currency}"` };
-  const amount = toMinor(order.total, currency);
+  const amount = decimalToMinor(order.total, currency);
   if (amount === undefined || amount <= 0) {
     return { kind: 'rejected', reason: `order total "${order.total}" is not a positive ${currency} amount` };
   }
@@ -215,7 +212,7 @@ function itemsOf(order: WooOrder, currency: string): NonNullable<NonNullable<Eve
     const line = wooLine.safeParse(entry);
     if (!line.success) continue;
     const name = clip(decodeEntities(line.data.name).trim(), 200);
-    const amount = toMinor(line.data.total, currency);
+    const amount = decimalToMinor(line.data.total, currency);
     if (!name || amount === undefined || !Number.isInteger(line.data.quantity) || line.data.quantity < 1) continue;
     items.push({
       name,
@@ -244,25 +241,6 @@ function paymentOf(order: WooOrder, type: MappedType): EventInput['payment'] {
   }
   if (type === 'payment.succeeded') return { gateway };
   return undefined;
-}
-
-/** `12.50` → 1250 (USD), `1500` → 1500 (JPY); undefined for anything not exact in the currency's minor unit. */
-export function toMinor(value: string | number, currency: string): number | undefined {
-  const decimalText = typeof value === 'number' ? (Number.isFinite(value) ? String(value) : '') : value.trim();
-  const match = /^(\d{1,15})(?:\.(\d+))?$/.exec(decimalText);
-  if (!match) return undefined;
-  const digits = minorUnitDigits(currency);
-  const fraction = match[2] ?? '';
-  // WooCommerce rounds totals to the shop's decimals; digits beyond the currency's must be zeros.
-  if (!/^0*$/.test(fraction.slice(digits))) return undefined;
-  const minor = BigInt(`${match[1]}${fraction.slice(0, digits).padEnd(digits, '0')}`);
-  return minor <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(minor) : undefined;
-}
-
-let currencies: ReadonlySet<string> | undefined;
-function isKnownCurrency(code: string): boolean {
-  currencies ??= new Set(Intl.supportedValuesOf('currency'));
-  return /^[A-Z]{3}$/.test(code) && currencies.has(code);
 }
 
 /** WooCommerce's `_gmt` dates are UTC without a zone: `2026-03-08T09:30:00`. */
