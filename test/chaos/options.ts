@@ -117,6 +117,8 @@ export const serviceEnv = {
   // A gateway event claimed by a server that was then killed is taken over within the run: past
   // the slowest handling of one event here (a send lease of 3.5 s), far below the default 2 minutes.
   WEBHOOK_STALE_AFTER: '5s',
+  // Every customer of the harness opens their retry page from the same address.
+  RETRY_PAGE_RATE_LIMIT: '100000',
   LOG_LEVEL: 'warn',
 };
 export const shutdownTimeoutMs = 5_000;

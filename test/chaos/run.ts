@@ -162,6 +162,7 @@ async function main(): Promise<number> {
       twilio,
       smtp,
       pausedWorkers: () => paused.count,
+      db,
     });
     // The server crashes at its nth claim of a gateway event, while payments come in.
     const gatewayPayments = plans.filter((p) => p.payViaGateway).length;

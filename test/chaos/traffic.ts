@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import { signSandboxPayload } from '../../src/payments/gateways/sandbox/sandbox-signature.js';
 import { mulberry32, type FakeSmtp } from '../helpers/fake-smtp.js';
 import type { FakeTwilio } from '../helpers/fake-twilio.js';
@@ -114,9 +115,21 @@ export interface TrafficDeps {
   smtp: FakeSmtp;
   /** How many workers are stopped (SIGSTOP) right now. */
   pausedWorkers: () => number;
+  /** The run's database: the harness reads the retry links recoup sent, as the customer reads their SMS. */
+  db: pg.Pool;
 }
 
 type Answer = { status: number; text: string; at: number; headers?: Headers };
+
+/** A payment the sandbox gateway holds for an attempt recoup opened. */
+interface GatewayPayment {
+  paymentId: string;
+  amount: number;
+  currency: string;
+}
+
+/** How long a paying customer waits for a reminder's retry link before paying at the shop instead. */
+const linkWaitMs = 6_000;
 
 export class Traffic {
   readonly #deps: TrafficDeps;
@@ -214,22 +227,74 @@ export class Traffic {
   }
 
   /**
-   * The sandbox gateway's payment.succeeded for the order, delivered as a gateway does: signed,
-   * sometimes twice at once, sometimes given up on before the answer, and sent again after
-   * anything but a 2xx. Resolves with the time of the first 2xx, or undefined.
+   * The customer opens the newest retry link recoup sent them for the order and picks card:
+   * recoup opens an attempt, and the sandbox gateway a payment for it. Waits up to `waitMs` for
+   * a link to have been sent; undefined when none came (quiet hours, STOP) or the page refused.
    */
-  async payViaGateway(plan: OrderPlan): Promise<number | undefined> {
-    const paymentId = `sbx_chaos_${this.#deps.runId}_${plan.index}`;
+  async openCardAttempt(plan: OrderPlan, waitMs: number): Promise<GatewayPayment | undefined> {
+    const deadline = Date.now() + waitMs;
+    let token: string | undefined;
+    while (!token) {
+      const { rows } = await this.#deps.db.query<{ link_token: string }>(
+        `select link_token from messages
+          where order_id = $1 and link_token is not null and status in ('sent', 'delivered')
+            and link_revoked_at is null and link_expires_at > now()
+          order by created_at desc limit 1`,
+        [plan.orderId],
+      );
+      token = rows[0]?.link_token;
+      if (token) break;
+      if (Date.now() >= deadline) return undefined;
+      await sleep(200);
+    }
+    const page = `${this.#deps.serverUrl}/r/${token}`;
+    const opened = await this.#until(
+      'retry page',
+      () => this.request(page, {}),
+      (status) => status === 200,
+    );
+    const cookie = opened?.headers?.get('set-cookie')?.split(';')[0];
+    const csrf = opened && /name="csrf" value="([^"]+)"/.exec(opened.text)?.[1];
+    if (!cookie || !csrf) return undefined;
+    const chosen = await this.#until(
+      'card on the retry page',
+      () =>
+        this.request(page, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+          body: new URLSearchParams({ csrf, email: '', phone: '', method: 'card' }).toString(),
+        }),
+      (status) => status === 303,
+    );
+    if (!chosen) return undefined;
+    const { rows } = await this.#deps.db.query<{ gateway_payment_id: string; amount: string; currency: string }>(
+      `select gateway_payment_id, amount::text as amount, currency from payment_attempts
+        where order_id = $1 and gateway = 'sandbox' and status = 'open' and gateway_payment_id is not null
+        order by attempt_number desc limit 1`,
+      [plan.orderId],
+    );
+    const attempt = rows[0];
+    return attempt
+      ? { paymentId: attempt.gateway_payment_id, amount: Number(attempt.amount), currency: attempt.currency }
+      : undefined;
+  }
+
+  /**
+   * The sandbox gateway's payment.succeeded for the attempt's payment, delivered as a gateway
+   * does: signed, sometimes twice at once, sometimes given up on before the answer, and sent
+   * again after anything but a 2xx. Resolves with the time of the first 2xx, or undefined.
+   */
+  async payViaGateway(plan: OrderPlan, payment: GatewayPayment): Promise<number | undefined> {
     const body = JSON.stringify({
-      id: `evt_${paymentId}`,
+      id: `evt_${payment.paymentId}`,
       type: 'payment.succeeded',
       created: Math.floor(Date.now() / 1000),
       data: {
-        payment_id: paymentId,
+        payment_id: payment.paymentId,
         order_id: plan.orderId,
         attempt_id: '',
-        amount: plan.amount,
-        currency: 'USD',
+        amount: payment.amount,
+        currency: payment.currency,
         method: 'card',
         failure_code: null,
         refund_id: null,
@@ -400,10 +465,13 @@ export class Traffic {
       await act();
     };
     const payment = async () => {
+      // A customer no link reached (quiet hours, STOP) pays at the shop instead.
+      const opened = plan.payViaGateway ? await this.openCardAttempt(plan, linkWaitMs) : undefined;
+      plan.payViaGateway = opened !== undefined;
       const requestedAt = Date.now();
       const duringPause = this.#deps.pausedWorkers() > 0;
-      if (plan.payViaGateway) {
-        plan.paidAckAt = await this.payViaGateway(plan);
+      if (opened) {
+        plan.paidAckAt = await this.payViaGateway(plan, opened);
       } else {
         const succeeded = this.event(plan, 'payment.succeeded', `evt_pay_${runId}_${plan.index}`);
         plan.paidAckAt = await this.post(succeeded);
