@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import { loadOrderView, type OrderView } from '../orders/order-view.js';
+import { mismatches } from '../payments/settle-success.js';
 import { orderSubject } from '../recoveries/ops-actions.js';
 import { actorNames } from './actor-names.js';
 import { masked, maskedJson, money, utcText } from './format.js';
@@ -58,6 +59,16 @@ interface EventRow {
   failure_code: string | null;
   method: string | null;
   gateway: string | null;
+}
+
+interface FlaggedGatewayEvent {
+  gateway: string;
+  event_id: string;
+  outcome: string;
+  received_at: Date;
+  gateway_payment_id: string | null;
+  amount: string | null;
+  currency: string | null;
 }
 
 interface MessageExtra {
@@ -143,6 +154,23 @@ export async function loadOrderTimeline(db: Db, orderId: string): Promise<OrderT
   const clicks = await rows<ClickRow>(
     db,
     sql`select id, message_id, at, user_agent from clicks where order_id = ${orderId} order by at`,
+  );
+  // Gateway payments that were not settled because they did not match what recoup asked for:
+  // named by the order in the gateway's metadata, or paying one of the order's attempts.
+  const flaggedPayments = await rows<FlaggedGatewayEvent>(
+    db,
+    sql`select g.gateway, g.event_id, g.outcome, g.received_at, g.gateway_payment_id,
+               g.event->>'amount' as amount, g.event->>'currency' as currency
+        from gateway_events g
+        where g.outcome in (${sql.join(
+          mismatches.map((m) => sql`${m}`),
+          sql`, `,
+        )})
+          and (g.event->>'orderId' = ${orderId}
+               or exists (select 1 from payment_attempts a
+                          where a.order_id = ${orderId} and a.gateway = g.gateway
+                            and a.gateway_payment_id = g.gateway_payment_id))
+        order by g.received_at`,
   );
   const customerSubject = `customer:${customerId}`;
   const audits = await rows<AuditRow>(
@@ -304,6 +332,22 @@ export async function loadOrderTimeline(db: Db, orderId: string): Promise<OrderT
         ['channel', p.channel],
         ['message id', p.message_id],
         ['click id', p.click_id],
+      ]),
+    });
+  }
+
+  for (const f of flaggedPayments) {
+    entries.push({
+      at: f.received_at,
+      kind: 'payment',
+      title: `Gateway payment not settled · ${f.outcome === 'amount_mismatch' ? 'amount differs' : 'unknown attempt'}`,
+      tone: 'bad',
+      flag: f.outcome,
+      details: compact([
+        ['gateway', f.gateway],
+        ['gateway payment id', f.gateway_payment_id],
+        ['event id', f.event_id],
+        ['paid', f.amount && f.currency ? money(Number(f.amount), f.currency) : null],
       ]),
     });
   }

@@ -4,7 +4,7 @@ import { RecoupError } from '../platform/errors.js';
 import { isGatewayError, type GatewayEvent, type WebhookHeaders } from './payment-gateway.js';
 import { closeAttempt } from './payment-attempts.js';
 import type { RetryDeps } from './retry-session.js';
-import { settleSuccess } from './settle-success.js';
+import { settleSuccess, type Mismatch } from './settle-success.js';
 
 export type WebhookOutcome =
   | 'ignored'
@@ -15,7 +15,8 @@ export type WebhookOutcome =
   | 'attempt_failed'
   | 'attempt_cancelled'
   | 'refund_updated'
-  | 'unknown_payment';
+  | 'unknown_payment'
+  | Mismatch;
 
 /** WEBHOOK_STALE_AFTER's default: a claim this old belongs to a delivery that died. */
 export const defaultWebhookStaleAfterMs = 120_000;
@@ -213,6 +214,10 @@ async function applyEvent(deps: RetryDeps, gateway: string, event: GatewayEvent)
       method: event.method ?? null,
       paidAt: event.occurredAt,
     });
+    // Recorded as the event's outcome and answered 2xx like any applied event: a resend would
+    // carry the same verified facts and be refused again, so retrying helps no one; the money
+    // is for ops to settle (the order's timeline shows the event, the log warned).
+    if (settled.kind === 'mismatch') return settled.problem;
     if (settled.kind === 'duplicate') return 'duplicate_payment_refunded';
     return settled.kind === 'recorded' ? 'payment_recorded' : 'payment_already_recorded';
   }

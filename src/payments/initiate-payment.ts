@@ -229,7 +229,7 @@ async function followConflict(deps: RetryDeps, conflict: ConflictResult, now: Da
               and gateway_payment_id = ${conflict.gatewayPaymentId}
             order by attempt_number desc nulls last limit 1`,
       );
-      await settleSuccess(deps, {
+      const settled = await settleSuccess(deps, {
         gateway: conflict.gateway,
         gatewayPaymentId: conflict.gatewayPaymentId,
         attemptId: attempt?.id ?? null,
@@ -239,7 +239,8 @@ async function followConflict(deps: RetryDeps, conflict: ConflictResult, now: Da
         method: status.method ?? null,
         paidAt: status.paidAt ?? now,
       });
-      return { kind: 'completed' };
+      // A payment that does not match the attempt did not pay the order (ops see it).
+      if (settled.kind !== 'mismatch') return { kind: 'completed' };
     }
   } catch (err) {
     deps.logger.warn(

@@ -29,6 +29,9 @@ export interface AttemptRow {
   failure_category: FailureCategory | null;
   failure_code: string | null;
   next_action: PaymentNextAction | null;
+  /** What the attempt asked the gateway for, after coupon and incentive (minor units). */
+  amount: string;
+  currency: string;
   incentive_amount: string;
   click_id: string | null;
 }
@@ -38,7 +41,7 @@ export async function loadAttempt(db: Db | Tx, attemptId: string, orderId: strin
   const [row] = await rows<AttemptRow>(
     db,
     sql`select id, order_id, status, gateway, method, gateway_payment_id, failure_category, failure_code, next_action,
-               incentive_amount::text as incentive_amount, click_id
+               amount::text as amount, currency, incentive_amount::text as incentive_amount, click_id
         from payment_attempts where id = ${attemptId} and order_id = ${orderId} and source = 'retry_link'`,
   );
   return row;

@@ -3,7 +3,7 @@ import { rows } from '../db/rows.js';
 import { retryingTransaction } from '../db/tx.js';
 import { newId } from '../platform/ids.js';
 import { settleInFlightSends } from '../messages/in-flight.js';
-import { loadAttempt } from './payment-attempts.js';
+import { closeAttempt, loadAttempt, type AttemptRow } from './payment-attempts.js';
 import { recordPayment } from './record-payment.js';
 import type { RetryDeps } from './retry-session.js';
 
@@ -21,18 +21,41 @@ export interface SuccessFact {
 export type SettleResult =
   | { kind: 'recorded'; paymentId: string; endedRecovery: { id: string; wakeSeq: number } | null }
   | { kind: 'already_recorded' }
-  | { kind: 'duplicate'; paymentId: string; refundId: string | null };
+  | { kind: 'duplicate'; paymentId: string; refundId: string | null }
+  /** Left for ops, nothing recorded: see `Mismatch`. */
+  | { kind: 'mismatch'; problem: Mismatch };
+
+/**
+ * Why a gateway's success was not recorded:
+ * - `unknown_attempt`: it pays no attempt recoup opened at that gateway (its payment id is not the attempt's).
+ * - `amount_mismatch`: the amount or currency paid is not what the attempt asked for.
+ */
+export const mismatches = ['unknown_attempt', 'amount_mismatch'] as const;
+export type Mismatch = (typeof mismatches)[number];
 
 /**
  * Records a gateway's successful payment under the order lock (from a webhook or a status
  * poll, whichever comes first). A second payment for a paid order is refunded automatically:
  * a refund row is written in the same transaction, and the gateway is asked after commit.
+ *
+ * Only a payment of an attempt recoup opened at that gateway, for exactly the amount and
+ * currency it asked, settles the order: a validly signed event proves only that the gateway
+ * saw some payment (another checkout on the same account, or a cent). Anything else is a
+ * `mismatch`: the order stays unpaid and its recovery goes on, and the attempt, if any, is
+ * closed as failed with the problem as its failure code for ops to see.
  */
 export async function settleSuccess(deps: RetryDeps, fact: SuccessFact): Promise<SettleResult> {
   const now = deps.clock.now();
   const result = await retryingTransaction(deps.db, async (tx): Promise<SettleResult> => {
     await tx.execute(sql`select id from orders where id = ${fact.orderId} for update`);
     const attempt = fact.attemptId ? await loadAttempt(tx, fact.attemptId, fact.orderId) : undefined;
+    const problem = mismatchOf(fact, attempt);
+    if (problem) {
+      if (attempt && problem === 'amount_mismatch') {
+        await closeAttempt(tx, attempt.id, 'failed', problem, null, now);
+      }
+      return { kind: 'mismatch', problem };
+    }
     const recorded = await recordPayment(
       tx,
       {
@@ -86,12 +109,43 @@ export async function settleSuccess(deps: RetryDeps, fact: SuccessFact): Promise
     );
     return { kind: 'duplicate', paymentId: recorded.paymentId, refundId };
   });
+  if (result.kind === 'mismatch') {
+    deps.logger.warn(
+      {
+        problem: result.problem,
+        orderId: fact.orderId,
+        attemptId: fact.attemptId,
+        gateway: fact.gateway,
+        gatewayPaymentId: fact.gatewayPaymentId,
+        amount: fact.amount,
+        currency: fact.currency,
+      },
+      'gateway payment does not match the attempt; order left unpaid for ops',
+    );
+    return result;
+  }
   // A reminder already on its way when the payment committed: answer once its provider answered.
   await settleInFlightSends(deps.db, { orderId: fact.orderId }, deps.inFlightWait);
   if (result.kind === 'duplicate' && result.refundId) {
     await submitRefund(deps, result.refundId);
   }
   return result;
+}
+
+/**
+ * The attempt must be one of this gateway's, for this gateway payment. An attempt without a
+ * payment id yet is accepted by its id alone: the gateway may report the payment before
+ * recoup has stored the id it returned (or after `unknown_outcome`), and the attempt id came
+ * back in the gateway's own signed metadata.
+ */
+function mismatchOf(fact: SuccessFact, attempt: AttemptRow | undefined): Mismatch | null {
+  if (!attempt || attempt.gateway !== fact.gateway) return 'unknown_attempt';
+  if (attempt.gateway_payment_id !== null && attempt.gateway_payment_id !== fact.gatewayPaymentId) {
+    return 'unknown_attempt';
+  }
+  const askedCurrency = attempt.currency.toUpperCase();
+  if (Number(attempt.amount) !== fact.amount || askedCurrency !== fact.currency.toUpperCase()) return 'amount_mismatch';
+  return null;
 }
 
 /** Asks the gateway for a refund row's money back; safe to repeat (the refund key is idempotent). */

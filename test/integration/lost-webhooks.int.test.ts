@@ -10,6 +10,7 @@ import { sandboxWebhookSecret } from '../../src/app/deps.js';
 import type { SandboxGateway } from '../../src/payments/gateways/sandbox/sandbox-gateway.js';
 import { signSandboxPayload } from '../../src/payments/gateways/sandbox/sandbox-signature.js';
 import { initiatePayment } from '../../src/payments/initiate-payment.js';
+import { openAttempt } from '../helpers/attempts.js';
 import { testRedisUrl } from '../helpers/redis.js';
 import { freePort, makeEvent, startTestService, testApiKey, waitFor, type TestService } from '../helpers/service.js';
 
@@ -26,10 +27,20 @@ const secret = 'lost-webhooks-test-secret-0123456789';
 
 let counter = 0;
 
-/** A signed sandbox `payment.succeeded` for the order, as the gateway (re)sends it: same event id every time. */
-function gatewayEvent(orderId: string) {
+/**
+ * A signed sandbox `payment.succeeded` for an attempt opened on the order, as the gateway
+ * (re)sends it: same event id every time.
+ */
+async function gatewayEvent(svc: TestService, orderId: string) {
   counter += 1;
   const paymentId = `sbx_lost_${process.pid}_${Date.now().toString(36)}_${counter}`;
+  const attemptId = await openAttempt(svc.database.db, {
+    orderId,
+    gateway: 'sandbox',
+    gatewayPaymentId: paymentId,
+    amount: 12900,
+    currency: 'CNY',
+  });
   const eventId = `evt_${paymentId}`;
   const deliver = (baseUrl: string) => {
     const body = JSON.stringify({
@@ -39,7 +50,7 @@ function gatewayEvent(orderId: string) {
       data: {
         payment_id: paymentId,
         order_id: orderId,
-        attempt_id: '',
+        attempt_id: attemptId,
         amount: 12900,
         currency: 'CNY',
         method: 'alipay',
@@ -96,7 +107,7 @@ async function ageClaim(svc: TestService, eventId: string, interval: string) {
  * Delivers the event to a separate `recoup server` over the service's database, which kills
  * itself (SIGKILL) right after claiming it: what a deploy or the OOM killer leaves behind.
  */
-async function deliverToServerKilledAfterClaim(svc: TestService, event: ReturnType<typeof gatewayEvent>) {
+async function deliverToServerKilledAfterClaim(svc: TestService, event: Awaited<ReturnType<typeof gatewayEvent>>) {
   const port = await freePort();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'recoup-killed-'));
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'server'], {
@@ -151,7 +162,7 @@ describe('a payment webhook whose delivery dies or fails is not lost', () => {
 
   it('a server killed between claim and payment: resends are refused until the claim is stale, then applied once', async () => {
     const orderId = await unpaidOrder(svc);
-    const event = gatewayEvent(orderId);
+    const event = await gatewayEvent(svc, orderId);
     await deliverToServerKilledAfterClaim(svc, event);
     expect(await storedEvent(svc, event.eventId)).toEqual({ outcome: 'processing', claims: 1 });
     expect(await orderState(svc, orderId)).toEqual({ status: 'pending', recovery: 'active', payments: 0 });
@@ -178,7 +189,7 @@ describe('a payment webhook whose delivery dies or fails is not lost', () => {
 
   it('a duplicate delivery while the first is held gets 409; when the first fails, the next resend records the payment', async () => {
     const orderId = await unpaidOrder(svc);
-    const event = gatewayEvent(orderId);
+    const event = await gatewayEvent(svc, orderId);
     const holder = new pg.Client({ connectionString: svc.database.url });
     await holder.connect();
     let inFlight: Promise<Response> | undefined;
@@ -245,7 +256,7 @@ describe('the payment sweeper', () => {
 
   it('applies an event whose server was killed after claiming it, with no resend', async () => {
     const orderId = await unpaidOrder(svc);
-    const event = gatewayEvent(orderId);
+    const event = await gatewayEvent(svc, orderId);
     await deliverToServerKilledAfterClaim(svc, event);
     expect(await orderState(svc, orderId)).toEqual({ status: 'pending', recovery: 'active', payments: 0 });
 

@@ -18,6 +18,7 @@ import type { RetryDeps } from '../../src/payments/retry-session.js';
 import { settleSuccess } from '../../src/payments/settle-success.js';
 import { dispatchStep, type DispatchDeps } from '../../src/recoveries/dispatch-step.js';
 import { settleInFlightSends } from '../../src/messages/in-flight.js';
+import { openAttempt } from '../helpers/attempts.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { makeEvent } from '../helpers/service.js';
 
@@ -193,12 +194,19 @@ describe('payment arriving while a step is being sent', () => {
       defaultLocale: 'en',
       clickWindowMs: 86_400_000,
     };
+    const attemptId = await openAttempt(database.db, {
+      orderId: order.id,
+      gateway: 'sandbox',
+      gatewayPaymentId: `sbx_${order.id}`,
+      amount: order.amount,
+      currency: order.currency,
+    });
     let settled: Promise<{ outcome: unknown; answeredAt: number }> | undefined;
     sender.onCall = async () => {
       settled = settleSuccess(retry, {
         gateway: 'sandbox',
         gatewayPaymentId: `sbx_${order.id}`,
-        attemptId: null,
+        attemptId,
         orderId: order.id,
         amount: order.amount,
         currency: order.currency,
