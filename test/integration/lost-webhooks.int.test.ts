@@ -265,7 +265,15 @@ describe('the payment sweeper', () => {
       what: 'the sweeper to apply the event',
     });
     expect(await orderState(svc, orderId)).toEqual({ status: 'paid', recovery: 'recovered', payments: 1 });
-    expect(await storedEvent(svc, event.eventId)).toEqual({ outcome: 'payment_recorded', claims: 2 });
+    // The outcome is recorded just after the payment commits.
+    const stored = await waitFor(
+      async () => {
+        const e = await storedEvent(svc, event.eventId);
+        return e?.outcome === 'processing' ? undefined : e;
+      },
+      { what: "the event's outcome" },
+    );
+    expect(stored).toEqual({ outcome: 'payment_recorded', claims: 2 });
   }, 60_000);
 
   it('records a payment whose webhook never came from the gateway', async () => {
