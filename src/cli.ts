@@ -216,7 +216,11 @@ async function customers(args: string[]): Promise<number> {
   });
   try {
     await database.migrate();
-    const result = await forgetCustomer({ db: database.db, clock: systemClock }, id, `cli:${osUser()}`);
+    const result = await forgetCustomer(
+      { db: database.db, clock: systemClock, outboxDir: config.outboxDir },
+      id,
+      `cli:${osUser()}`,
+    );
     if (result.status === 'already_forgotten') {
       console.log(`${id}: already forgotten on ${result.forgottenAt.toISOString()}; nothing left to erase`);
     } else {

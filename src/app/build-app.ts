@@ -63,6 +63,8 @@ export interface AppDeps {
   clickWindowMs: number;
   /** How long answers wait for messages in flight (src/messages/in-flight.ts). Default: the default send lease and accept grace. */
   inFlightWait?: InFlightWait | undefined;
+  /** The outbox transports' folder (OUTBOX_DIR): forgetting a customer deletes their files there. */
+  outboxDir?: string | undefined;
   bodyLimit: number;
   /** A request not fully received after this long is answered 408. Default 30 s. */
   requestTimeoutMs?: number | undefined;
@@ -188,7 +190,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     );
   }
   await app.register((scope) =>
-    forgetCustomerRoutes(scope, { db: deps.db, clock: deps.clock, inFlightWait: deps.inFlightWait, keys }),
+    forgetCustomerRoutes(scope, {
+      db: deps.db,
+      clock: deps.clock,
+      inFlightWait: deps.inFlightWait,
+      outboxDir: deps.outboxDir,
+      keys,
+    }),
   );
 
   await app.register((scope) => eventRoutes(scope, { ...deps, keys }));

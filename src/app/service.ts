@@ -351,6 +351,8 @@ export async function startService(
         abandonAfterMs: config.abandonAfterMs,
         clickWindowMs: config.payments.clickAttributionWindowMs,
         inFlightWait: { leaseMs: lease.leaseMs, acceptGraceMs: config.providerAcceptGraceMs },
+        // Whatever the transports are now: files an earlier outbox wrote are erased as well.
+        outboxDir: config.outboxDir,
         bodyLimit: config.bodyLimit,
         requestTimeoutMs: config.requestTimeoutMs,
         twilioAuthToken: config.sms.transport === 'twilio' ? config.sms.authToken : undefined,

@@ -11,6 +11,8 @@ export interface ForgetCustomerRouteDeps {
   keys: KeyResolver;
   /** How long answers wait for messages in flight (src/messages/in-flight.ts). Default: the default send lease and accept grace. */
   inFlightWait?: InFlightWait | undefined;
+  /** The outbox transports' folder (OUTBOX_DIR): the customer's files there are deleted too. */
+  outboxDir?: string | undefined;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
+import { eraseOutboxFiles } from '../channels/outbox-erasure.js';
 import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
@@ -7,7 +8,7 @@ import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js
 import type { Tx } from '../db/tx.js';
 import type { Channel } from '../domain/vocabulary.js';
 import { RecoupError } from '../platform/errors.js';
-import { addressForms, addressHash, isHashedAddress } from './suppressions.js';
+import { addressForms, addressHash, isHashedAddress, normaliseAddress } from './suppressions.js';
 
 /** Fields of a customer object (in event payloads and audit entries) that identify a person. */
 const personalFields = ['name', 'email', 'phone', 'locale', 'timezone'] as const;
@@ -29,7 +30,17 @@ export interface ForgetResult {
     recoveriesStopped: number;
     /** Events for the shop whose masked address was removed. */
     outboundEvents: number;
+    /** Files deleted from the outbox (OUTBOX_DIR): the customer's messages, and any file addressed to them. */
+    outboxFiles: number;
   };
+}
+
+export interface ForgetDeps {
+  db: Db;
+  clock: Clock;
+  inFlightWait?: InFlightWait | undefined;
+  /** The outbox transports' folder (OUTBOX_DIR). None: there is no outbox to erase. */
+  outboxDir?: string | undefined;
 }
 
 /**
@@ -43,24 +54,31 @@ export interface ForgetResult {
  *   opted-out number or email stays opted out (dispatch matches hashes too);
  * - audit entries about the customer (contact changes on a retry page) lose the addresses;
  * - clicks lose their user agent; active recoveries stop (no address is left to remind);
+ * - outbox files (`outboxDir`) of the customer's messages, or addressed to one of their addresses
+ *   (a cadence test send, say), are deleted;
  * - orders, payment attempts, payments and refunds are kept as they are.
  *
  * Idempotent: running it again finds nothing to erase, changes nothing and writes no audit
  * entry. A customer that came back with new details (a later shop event) is erased again.
  * Locks the customer's orders first, as dispatch and the payment path do, then the customer.
  */
-export async function forgetCustomer(
-  deps: { db: Db; clock: Clock; inFlightWait?: InFlightWait | undefined },
-  customerId: string,
-  actor: string,
-): Promise<ForgetResult> {
-  const result = await erase(deps, customerId, actor);
+export async function forgetCustomer(deps: ForgetDeps, customerId: string, actor: string): Promise<ForgetResult> {
+  const { result, inFlight } = await erase(deps, customerId, actor);
   // A reminder already on its way to the customer: answer once its provider answered it.
   await settleInFlightSends(deps.db, { customerId }, deps.inFlightWait);
+  // The outbox file of a reminder that was on its way is written after the erasure committed.
+  if (deps.outboxDir && inFlight.size > 0) {
+    result.erased.outboxFiles += await eraseOutboxFiles(deps.outboxDir, { messageIds: inFlight });
+  }
   return result;
 }
 
-async function erase(deps: { db: Db; clock: Clock }, customerId: string, actor: string): Promise<ForgetResult> {
+/** The erasure in one transaction, and the customer's messages that were on their way meanwhile. */
+async function erase(
+  deps: ForgetDeps,
+  customerId: string,
+  actor: string,
+): Promise<{ result: ForgetResult; inFlight: Set<string> }> {
   return deps.db.transaction(async (tx) => {
     const now = deps.clock.now();
     const orderIds = (
@@ -83,6 +101,11 @@ async function erase(deps: { db: Db; clock: Clock }, customerId: string, actor: 
     if (!customer) throw new RecoupError('not_found', `No customer ${customerId}`);
 
     const addresses = await knownAddresses(tx, customerId, customer);
+    const messages = await rows<{ id: string; status: string }>(
+      tx,
+      sql`select id, status from messages where customer_id = ${customerId}`,
+    );
+    const inFlight = new Set(messages.filter((m) => m.status === 'sending' || m.status === 'unknown').map((m) => m.id));
     const erased: ForgetResult['erased'] = {
       customer: 0,
       messages: 0,
@@ -93,6 +116,7 @@ async function erase(deps: { db: Db; clock: Clock }, customerId: string, actor: 
       clicks: 0,
       recoveriesStopped: 0,
       outboundEvents: 0,
+      outboxFiles: 0,
     };
 
     erased.recoveriesStopped = await count(
@@ -137,6 +161,14 @@ async function erase(deps: { db: Db; clock: Clock }, customerId: string, actor: 
             returning id`,
       );
     }
+    if (deps.outboxDir) {
+      // Inside the transaction: a file that cannot be deleted undoes the erasure, so that running it
+      // again still knows the addresses to look for.
+      erased.outboxFiles = await eraseOutboxFiles(deps.outboxDir, {
+        messageIds: new Set(messages.map((m) => m.id)),
+        isAddressee: addresseeTest(addresses),
+      });
+    }
     const personal = (
       ['name', 'email', 'phone', 'locale', 'timezone', 'email_bad_reason', 'phone_bad_reason'] as const
     ).filter((field) => customer[field] !== null);
@@ -153,7 +185,10 @@ async function erase(deps: { db: Db; clock: Clock }, customerId: string, actor: 
 
     const changed = Object.values(erased).some((n) => n > 0);
     if (!changed) {
-      return { customerId, status: 'already_forgotten', forgottenAt: customer.forgotten_at ?? now, erased };
+      return {
+        result: { customerId, status: 'already_forgotten', forgottenAt: customer.forgotten_at ?? now, erased },
+        inFlight,
+      };
     }
     // What was erased, never the values.
     await tx.execute(
@@ -163,7 +198,7 @@ async function erase(deps: { db: Db; clock: Clock }, customerId: string, actor: 
                   ${JSON.stringify({ fields: personal, forgottenAt: customer.forgotten_at })}::jsonb,
                   ${JSON.stringify({ forgottenAt: now, erased })}::jsonb)`,
     );
-    return { customerId, status: 'forgotten', forgottenAt: now, erased };
+    return { result: { customerId, status: 'forgotten', forgottenAt: now, erased }, inFlight };
   });
 }
 
@@ -193,6 +228,12 @@ async function knownAddresses(
   );
   for (const row of used) add(row.channel, row.address);
   return [...found.values()];
+}
+
+/** Whether an address is one of `addresses`, compared in their normalised forms. */
+function addresseeTest(addresses: readonly Address[]): (channel: Channel, address: string) => boolean {
+  const known = new Set(addresses.map(({ channel, address }) => `${channel}:${normaliseAddress(channel, address)}`));
+  return (channel, address) => known.has(`${channel}:${normaliseAddress(channel, address)}`);
 }
 
 async function hashSuppressions(tx: Tx, addresses: Address[]): Promise<number> {

@@ -10,6 +10,8 @@ import type { ConnectorRequest, ShopConnector } from './shop-connector.js';
 export interface ShopWebhookDeps extends IngestDeps, ApplyEventDeps {
   /** The connectors configured, by platform. */
   connectors: ShopConnector[];
+  /** The outbox transports' folder (OUTBOX_DIR), erased too when the platform asks to forget a customer. */
+  outboxDir?: string | undefined;
 }
 
 /**

@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
+import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addressHash, findSuppressions, recordConsent, suppress } from '../../src/compliance/suppressions.js';
 import { rows } from '../../src/db/rows.js';
@@ -15,6 +17,11 @@ const cadences = `
   steps:
     - { after: 1s, channel: sms, template: nudge }
     - { after: 30m, channel: sms, template: last-call }
+- name: forget-email
+  expire_after: 1h
+  switch_channel_on_failure: false
+  steps:
+    - { after: 1s, channel: email, template: nudge }
 `;
 
 const repoRoot = path.resolve(import.meta.dirname, '../..');
@@ -52,11 +59,11 @@ describe('forgetting a customer', () => {
 
   const db = () => svc.database.db;
 
-  function orderEvent(customer: Person, type = 'payment.failed', orderId?: string) {
+  function orderEvent(customer: Person, type = 'payment.failed', orderId?: string, cadence = 'forget-sms') {
     const base = makeEvent({ type });
     return {
       ...base,
-      order: { ...base.order, id: orderId ?? base.order.id, cadence: 'forget-sms', customer: { ...customer } },
+      order: { ...base.order, id: orderId ?? base.order.id, cadence, customer: { ...customer } },
     };
   }
 
@@ -83,6 +90,25 @@ describe('forgetting a customer', () => {
       method: 'POST',
       headers: key ? { authorization: `Bearer ${key}` } : {},
     });
+  }
+
+  /** Every outbox file by name, with what it says in lower case: emails decoded (headers, text and HTML). */
+  async function outbox(): Promise<Map<string, string>> {
+    const files = new Map<string, string>();
+    for (const entry of await readdir(svc.outboxDir, { withFileTypes: true })) {
+      if (!entry.isFile()) continue;
+      const raw = await readFile(path.join(svc.outboxDir, entry.name));
+      const mail = entry.name.endsWith('.eml') ? await simpleParser(raw) : undefined;
+      const html = typeof mail?.html === 'string' ? mail.html : '';
+      files.set(entry.name, [raw.toString('utf8'), mail?.text ?? '', html].join('\n').toLowerCase());
+    }
+    return files;
+  }
+
+  /** The outbox files that name the person (name, email or phone). */
+  function naming(files: Map<string, string>, who: Person): Map<string, string> {
+    const values = [who.name, who.email, who.phone].map((v) => v.toLowerCase());
+    return new Map([...files].filter(([, text]) => values.some((v) => text.includes(v))));
   }
 
   /** Everything recoup holds that could name the customer, plus the money. */
@@ -215,6 +241,53 @@ describe('forgetting a customer', () => {
     expect(await snapshot(wang.id)).toEqual(after);
   });
 
+  it("deletes the customer's outbox files, those of their reminders and those addressed to them, and no one else's", async () => {
+    const wang = person();
+    const li = person();
+    for (const who of [wang, li]) {
+      for (const cadence of ['forget-sms', 'forget-email']) {
+        const event = orderEvent(who, 'payment.failed', undefined, cadence);
+        await post(event);
+        await firstSent(event.order.id);
+      }
+    }
+    // Cadence test sends to Wang's number and email (in other letter case): no message of his names them.
+    for (const to of [wang.phone, wang.email.toUpperCase()]) {
+      const response = await fetch(`${svc.url}/v1/cadences/forget-sms/test-send`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${testApiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ to }),
+      });
+      expect(response.status).toBe(200);
+    }
+    // Files that cannot be read as outbox files are left alone, and do not stop the erasure.
+    await writeFile(path.join(svc.outboxDir, 'broken.sms.json'), '{"to": "+86');
+    await mkdir(path.join(svc.outboxDir, 'folder.eml'));
+
+    const before = await outbox();
+    const wangsFiles = naming(before, wang);
+    expect([...wangsFiles.keys()].filter((name) => name.endsWith('.sms.json'))).toHaveLength(2);
+    expect([...wangsFiles.keys()].filter((name) => name.endsWith('.eml'))).toHaveLength(2);
+    expect([...wangsFiles.values()].some((text) => text.includes(wang.name.toLowerCase()))).toBe(true);
+    const lisFiles = naming(before, li);
+    expect(lisFiles.size).toBe(2);
+
+    const response = await forget(wang.id);
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { status: string; erased: Record<string, number> };
+    expect(body).toMatchObject({ status: 'forgotten', erased: { outboxFiles: 4 } });
+
+    const after = await outbox();
+    expect(naming(after, wang)).toEqual(new Map());
+    expect(naming(after, li)).toEqual(lisFiles);
+    expect(await readdir(svc.outboxDir)).toEqual(expect.arrayContaining(['broken.sms.json', 'folder.eml']));
+    const [audit] = await rows<{ after: { erased: Record<string, number> } }>(
+      db(),
+      sql`select after from audit_log where subject = ${`customer:${wang.id}`} and action = 'customer.forget'`,
+    );
+    expect(audit?.after.erased.outboxFiles).toBe(4);
+  });
+
   it("keeps a forgotten customer's number suppressed for the dispatcher (matched by hash)", async () => {
     const wang = person();
     await suppress(db(), { channel: 'sms', address: wang.phone, reason: 'stop_reply', at: new Date() });
@@ -252,10 +325,17 @@ describe('forgetting a customer', () => {
     const event = orderEvent(li);
     await post(event);
     await firstSent(event.order.id);
-    const env = { DATABASE_URL: svc.database.url, DATA_DIR: path.join(os.tmpdir(), `recoup-forget-${li.id}`) };
+    expect(naming(await outbox(), li).size).toBe(1);
+    const env = {
+      DATABASE_URL: svc.database.url,
+      DATA_DIR: path.join(os.tmpdir(), `recoup-forget-${li.id}`),
+      OUTBOX_DIR: svc.outboxDir,
+    };
     const first = await runCli(['customers', 'forget', li.id], env);
     expect(first).toMatchObject({ code: 0 });
     expect(first.stdout).toContain(`${li.id}: personal data erased`);
+    expect(first.stdout).toContain('outboxFiles 1');
+    expect(naming(await outbox(), li).size).toBe(0);
     const [customer] = await rows<{ email: string | null; forgotten_at: Date | null }>(
       db(),
       sql`select email, forgotten_at from customers where id = ${li.id}`,

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { simpleParser } from 'mailparser';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OutboxEmailSender } from '../../src/channels/outbox-email-sender.js';
+import { eraseOutboxFiles } from '../../src/channels/outbox-erasure.js';
 import { OutboxSmsSender, type OutboxSmsFile } from '../../src/channels/outbox-sms-sender.js';
 import { FixedClock } from '../../src/platform/clock.js';
 import { email, emailSenderContract } from '../helpers/email-sender.contract.js';
@@ -135,5 +136,64 @@ describe('OutboxEmailSender', () => {
     expect(await readdir(dir)).toEqual([`${message.messageId}.eml`]);
     const mail = await simpleParser(await readFile(path.join(dir, `${message.messageId}.eml`)));
     expect(mail.subject).toBe('second');
+  });
+});
+
+describe('eraseOutboxFiles', () => {
+  let dir: string;
+  let dispose: () => Promise<void>;
+  beforeEach(async () => ({ dir, dispose } = await freshDir()));
+  afterEach(() => dispose());
+
+  const wang = (channel: 'sms' | 'email', address: string) =>
+    channel === 'sms' ? address === '+8613600000001' : address.toLowerCase() === 'wang@example.com';
+
+  it('erases nothing, and does not fail, when there is no outbox folder', async () => {
+    expect(await eraseOutboxFiles(dir, { messageIds: new Set(['msg_1']), isAddressee: wang })).toBe(0);
+  });
+
+  it("deletes the files of the messages and those addressed to the person, and no one else's", async () => {
+    const smsSender = new OutboxSmsSender({ dir });
+    const emailSender = new OutboxEmailSender({ dir, from: 'Shop <noreply@shop.example>' });
+    const own = sms({ to: '+8613600000001' });
+    const named = sms({ to: '+8613900000009' });
+    const other = sms({ to: '+8613900000009' });
+    await Promise.all([smsSender.send(own), smsSender.send(named), smsSender.send(other)]);
+    const otherMail = email({ to: 'li@example.com' });
+    await emailSender.send(otherMail);
+    // A message as a mail client would write it: display names, the To header folded.
+    await writeFile(
+      path.join(dir, 'by-hand.eml'),
+      'From: shop@example.com\r\nTo: "Li, Mei" <li@example.com>,\r\n "Wang" <WANG@example.com>\r\n\r\nHi\r\n',
+    );
+    // Writes a crash left behind: one of a named message (cut short), one addressed to Wang, one of somebody else's.
+    const leftover = (messageId: string) => path.join(dir, `.${messageId}.sms.json.0123456789ab.tmp`);
+    await writeFile(leftover(named.messageId), '{"to": "+86139');
+    await writeFile(leftover('msg_crashed'), JSON.stringify({ to: '+8613600000001', body: 'Hello' }));
+    await writeFile(leftover(other.messageId), '{"to": "+86139');
+    // Not outbox files anyone can be told from: left alone.
+    await writeFile(path.join(dir, 'broken.sms.json'), '{"to": "+8613600000001"');
+    await writeFile(path.join(dir, 'notes.txt'), 'wang@example.com');
+
+    const erased = await eraseOutboxFiles(dir, { messageIds: new Set([named.messageId]), isAddressee: wang });
+
+    expect(erased).toBe(5);
+    expect((await readdir(dir)).sort()).toEqual(
+      [
+        path.basename(leftover(other.messageId)),
+        'broken.sms.json',
+        'notes.txt',
+        `${other.messageId}.sms.json`,
+        `${otherMail.messageId}.eml`,
+      ].sort(),
+    );
+  });
+
+  it("without an addressee test, deletes the named messages' files only", async () => {
+    const sender = new OutboxSmsSender({ dir });
+    await sender.send(sms({ messageId: 'msg_kept', to: '+8613600000001' }));
+    await sender.send(sms({ messageId: 'msg_gone', to: '+8613600000001' }));
+    expect(await eraseOutboxFiles(dir, { messageIds: new Set(['msg_gone']) })).toBe(1);
+    expect(await readdir(dir)).toEqual(['msg_kept.sms.json']);
   });
 });
