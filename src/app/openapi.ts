@@ -439,7 +439,9 @@ export async function registerOpenApi(app: FastifyInstance, options: { publicUrl
     scope.addHook('onSend', async (_request, reply) => {
       reply.header('content-security-policy', csp).header('x-frame-options', 'DENY');
     });
-    await scope.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: false } });
+    // BaseLayout: no top bar, whose logo SVG carries an inline <style> the policy refuses and
+    // whose "Explore" box would load any other document into the page.
+    await scope.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: false, layout: 'BaseLayout' } });
   });
 }
 

@@ -41,7 +41,7 @@ export const bullBoardPath = '/admin/queues';
  *   `/healthz` stays a process probe.
  * - `GET /metrics` (scope `ops`, or `Authorization: Bearer $METRICS_TOKEN`): Prometheus text.
  * - `/admin/queues` (scope `ops`, bearer key or console session): bull-board over the steps
- *   queue, read-only (see below).
+ *   queue, read-only, loading nothing from another origin (see below).
  */
 export async function opsRoutes(app: FastifyInstance, deps: OpsRouteDeps): Promise<void> {
   app.get('/readyz', async (request, reply) => {
@@ -88,6 +88,13 @@ export async function opsRoutes(app: FastifyInstance, deps: OpsRouteDeps): Promi
         return sendProblem(request, reply, err);
       }
     });
+    // Every answer under /admin/queues carries the policy; the board's page (its one HTML answer)
+    // also loses its links to other origins.
+    scope.addHook('onSend', async (_request, reply, payload) => {
+      reply.headers(boardHeaders);
+      const html = typeof payload === 'string' && String(reply.getHeader('content-type')).startsWith('text/html');
+      return html ? ownOriginOnly(payload) : payload;
+    });
     const serverAdapter = new FastifyAdapter().setBasePath(bullBoardPath);
     createBullBoard({
       // @bull-board/fastify pins its own copy of @bull-board/api's types (9.10.1 beside our 9.10.2);
@@ -100,6 +107,37 @@ export async function opsRoutes(app: FastifyInstance, deps: OpsRouteDeps): Promi
     });
     await scope.register(serverAdapter.registerPlugin(), { prefix: bullBoardPath });
   });
+}
+
+/**
+ * bull-board's page may load only from recoup's origin: its scripts, stylesheets, locales, icons
+ * and highlighting worker are served under /admin/queues, and it calls nothing but its own API
+ * there. Its React code renders `<style>` elements without a nonce (an inline SVG logo, base-ui's
+ * scrollbar rule, CodeMirror's themes), hence inline styles; scripts stay same-origin files. The
+ * page sets `<base href>` under /admin/queues, hence `base-uri 'self'`.
+ */
+const boardHeaders = {
+  'content-security-policy': [
+    "default-src 'self'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data:",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+  ].join('; '),
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'same-origin',
+};
+
+/**
+ * bull-board's page without links to other origins: its template asks Google Fonts for a
+ * stylesheet, which would tell Google whenever someone opens the board (the policy would refuse
+ * it anyway, noisily). The board then falls back to system fonts.
+ */
+function ownOriginOnly(html: string): string {
+  return html.replace(/<link\b[^>]*\bhref="(?:https?:)?\/\/[^"]*"[^>]*>/g, '');
 }
 
 /** Runs a guard hook (callback or async style) from inside another hook; rejects with its error. */

@@ -113,7 +113,11 @@ describe('/readyz, /metrics and /admin/queues', () => {
     const page = await fetch(`${svc.url}/admin/queues`, { headers: auth(opsKey) });
     expect(page.status).toBe(200);
     expect(page.headers.get('content-type')).toMatch(/text\/html/);
-    expect(await page.text()).toContain('recoup queues');
+    expect(page.headers.get('content-security-policy')).toMatch(/default-src 'self';.*frame-ancestors 'none'/);
+    const html = await page.text();
+    expect(html).toContain('recoup queues');
+    // Nothing from another origin (bull-board's template links Google Fonts).
+    expect(html).not.toMatch(/(?:src|href)="(?:https?:)?\/\//);
 
     const api = await fetch(`${svc.url}/admin/queues/api/queues`, { headers: auth(opsKey) });
     expect(api.status).toBe(200);
