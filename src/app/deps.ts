@@ -107,16 +107,21 @@ export function sandboxWebhookSecret(secret: string): string {
   return createHmac('sha256', secret).update('sandbox-webhooks').digest('hex');
 }
 
-/** Builds the configured payment gateways (the sandbox is always there: it costs nothing). */
+/** Builds the configured payment gateways. */
 export function buildPaymentGateways(config: Config, secret: string, logger: Logger): PaymentGateways {
   const gateways: PaymentGateway[] = [];
-  const sandbox = new SandboxGateway({
-    publicUrl: config.publicUrl,
-    webhookSecret: sandboxWebhookSecret(secret),
-    webhookUrl: `${config.publicUrl}/webhooks/payments/sandbox`,
-    logger,
-  });
-  gateways.push(sandbox);
+  // Only where a method is on it: its checkout pages and webhook settle orders without money,
+  // so beside a real gateway they would let anyone holding a link "pay" for free.
+  if (Object.values(config.payments.gatewayFor).includes('sandbox')) {
+    gateways.push(
+      new SandboxGateway({
+        publicUrl: config.publicUrl,
+        webhookSecret: sandboxWebhookSecret(secret),
+        webhookUrl: `${config.publicUrl}/webhooks/payments/sandbox`,
+        logger,
+      }),
+    );
+  }
   const stripe = config.payments.stripe;
   if (stripe) {
     const api = stripe.apiUrl ? new URL(stripe.apiUrl) : undefined;

@@ -26,6 +26,8 @@ export type InitiateResult =
   | { kind: 'next_action'; attemptId: string; gateway: string; action: PaymentNextAction; charge: Charge }
   | { kind: 'declined'; attemptId: string; category: FailureCategory | null; code: string | null }
   | { kind: 'unavailable'; attemptId: string | null }
+  /** Another gateway's open payment could not be closed: nothing new was started; try again shortly. */
+  | { kind: 'previous_attempt_open' }
   | { kind: 'method_not_offered' }
   | { kind: 'completed' }
   | { kind: 'closed' }
@@ -105,14 +107,13 @@ export async function initiatePayment(deps: RetryDeps, input: InitiateInput): Pr
       attempt = { id: open.id, number: open.attempt_number, idempotencyKey: open.idempotency_key };
     } else {
       if (open) {
-        // At most one open attempt: supersede the previous one (closing it at its gateway).
+        // At most one open attempt: supersede the previous one. Its own gateway does that as it
+        // creates the next payment; another gateway's payment is closed first.
+        if (open.gateway === gateway.name) previousGatewayPaymentId = open.gateway_payment_id ?? undefined;
+        else if (!(await closedAtItsGateway(deps, open))) return { kind: 'previous_attempt_open' };
         await tx.execute(
           sql`update payment_attempts set status = 'cancelled', updated_at = ${now} where id = ${open.id}`,
         );
-        if (open.gateway_payment_id) {
-          if (open.gateway === gateway.name) previousGatewayPaymentId = open.gateway_payment_id;
-          else await deps.gateways.byName(open.gateway)?.cancelPayment(open.gateway_payment_id);
-        }
       } else {
         previousGatewayPaymentId = await lastGatewayPayment(tx, row.order_id, gateway.name);
       }
@@ -249,6 +250,30 @@ async function followConflict(deps: RetryDeps, conflict: ConflictResult, now: Da
     );
   }
   return { kind: 'unavailable', attemptId: null };
+}
+
+/**
+ * Closes an open attempt at its own gateway before the customer pays through another one. When
+ * that gateway cannot close it now (down, or the payment is being processed), the switch waits:
+ * the old page or QR code may still take the customer's money, and opening a second payment
+ * beside it invites paying twice. The attempt stays open, so its webhook or the payment sweeper
+ * still records it if it is paid, and the customer is asked to try again shortly.
+ */
+async function closedAtItsGateway(deps: RetryDeps, open: OpenAttemptRow): Promise<boolean> {
+  const previous = deps.gateways.byName(open.gateway);
+  // Nothing to close: no payment was created, or its gateway is no longer configured.
+  if (!open.gateway_payment_id || !previous) return true;
+  try {
+    await previous.cancelPayment(open.gateway_payment_id);
+    return true;
+  } catch (err) {
+    if (!isGatewayError(err)) throw err;
+    deps.logger.warn(
+      { err, attemptId: open.id, gateway: open.gateway },
+      'could not close the previous payment attempt; the method switch waits',
+    );
+    return false;
+  }
 }
 
 function isExpired(action: PaymentNextAction | null, now: Date): boolean {

@@ -209,14 +209,15 @@ function routes(r: FastifyInstance, deps: Ctx): void {
           category: result.category ?? 'unknown',
           method: input.method,
         });
-      case 'unavailable': {
+      case 'unavailable':
+      case 'previous_attempt_open': {
         const again = await loadRetryLink(deps.retry, token);
         if (again.kind !== 'open') return statePage(deps, request, reply, token, again);
         // Not a 5xx: the customer did nothing wrong, and some proxies replace 5xx pages with their own.
         return retryPage(deps, request, reply, {
           view: again.view,
           status: 200,
-          notice: { tone: 'warn', text: t.unavailable },
+          notice: { tone: 'warn', text: result.kind === 'unavailable' ? t.unavailable : t.previousAttemptOpen },
           failure: null,
           checked: input.method,
         });

@@ -46,6 +46,7 @@ export interface PageStrings {
   couponExpired: string;
   couponExpiredPlain: string;
   unavailable: string;
+  previousAttemptOpen: string;
   cancelledAttempt: string;
   qrExpired: string;
   reasons: Record<FailureCategory, string>;
@@ -133,6 +134,8 @@ const en: PageStrings = {
     'Coupon {code} has expired and no longer applies, so its discount of {discount} is not included. You will be charged {total}.',
   couponExpiredPlain: 'Coupon {code} has expired and no longer applies. You will be charged {total}.',
   unavailable: 'The payment service is briefly unavailable, so nothing was charged. Please try again in a minute.',
+  previousAttemptOpen:
+    'Your earlier payment could not be closed just now, so no new one was started: that way you cannot be charged twice. Please try again in a minute.',
   cancelledAttempt: 'That payment was closed before it was completed. Nothing was charged. Please start again.',
   qrExpired: 'The payment code has expired. Please start the payment again.',
   reasons: {
@@ -241,6 +244,7 @@ const zhCN: PageStrings = {
   couponExpired: '优惠券 {code} 已过期，不再适用，因此不含 {discount} 的优惠。实际扣款金额为 {total}。',
   couponExpiredPlain: '优惠券 {code} 已过期，不再适用。实际扣款金额为 {total}。',
   unavailable: '支付服务暂时不可用，本次未产生任何扣款。请一分钟后重试。',
+  previousAttemptOpen: '您之前发起的付款暂时无法关闭，为避免重复扣款，本次未发起新的付款。请一分钟后重试。',
   cancelledAttempt: '该笔付款在完成前已关闭，未产生任何扣款。请重新发起付款。',
   qrExpired: '付款码已过期，请重新发起付款。',
   reasons: {
