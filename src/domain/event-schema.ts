@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { normaliseAddress } from './addresses.js';
+import { emailAddressProblem, normaliseAddress } from './addresses.js';
 import { isValidTimezone } from '../platform/timezones.js';
 import { eventTypes } from './vocabulary.js';
 import { formatPath, validationError, zodIssues } from '../platform/errors.js';
@@ -11,11 +11,15 @@ const optionalText = (max: number) => z.string().max(max, `must be at most ${max
 const customerSchema = z.object({
   id,
   name: optionalText(200),
-  // Stored trimmed and lower-cased, the form suppressions and send-time checks compare.
+  // Stored normalised (src/domain/addresses.ts), the form suppressions and send-time checks compare.
   email: z
     .string()
     .overwrite((address) => normaliseAddress('email', address))
-    .check(z.email('must be an email address'), z.maxLength(254))
+    .superRefine((address, ctx) => {
+      const problem = emailAddressProblem(address);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .meta({ format: 'idn-email' })
     .optional()
     .nullable(),
   phone: z

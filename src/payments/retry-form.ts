@@ -1,14 +1,11 @@
 import { parsePhoneNumberWithError, type CountryCode } from 'libphonenumber-js/max';
-import { z } from 'zod';
-import { normaliseAddress } from '../domain/addresses.js';
+import { storableEmail } from '../domain/addresses.js';
 import { paymentMethods, type PaymentMethod } from '../domain/vocabulary.js';
 import type { PageStrings } from '../http/pages/page-strings.js';
 import type { RetryView } from './retry-session.js';
 
 /** The form field that carries the CSRF token. */
 export const csrfField = 'csrf';
-
-const emailSchema = z.email().max(254);
 
 export type FormFields = Partial<Record<string, string>>;
 
@@ -33,8 +30,8 @@ export function validateForm(form: FormFields, view: RetryView, t: PageStrings):
   const emailInput = (form.email ?? '').trim();
   let email: string | null = null;
   if (emailInput) {
-    if (emailSchema.safeParse(emailInput).success) email = normaliseAddress('email', emailInput);
-    else errors.email = t.emailInvalid;
+    email = storableEmail(emailInput) ?? null;
+    if (!email) errors.email = t.emailInvalid;
   }
   const phoneInput = (form.phone ?? '').trim();
   let phone: string | null = null;
