@@ -3,6 +3,7 @@ import type { InFlightWait } from '../messages/in-flight.js';
 import type { ReminderAfterPaymentObserver } from '../messages/after-payment.js';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { CadenceBook } from '../cadences/cadence-book.js';
+import type { PhoneNumberType } from '../domain/phone-numbers.js';
 import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { RecoupError, validationError } from '../platform/errors.js';
@@ -63,6 +64,8 @@ export interface AppDeps {
   clickWindowMs: number;
   /** How long answers wait for messages in flight (src/messages/in-flight.ts). Default: the default send lease and accept grace. */
   inFlightWait?: InFlightWait | undefined;
+  /** SMS_NUMBER_TYPES: the kinds of phone number an event's customer keeps. Default: mobile and fixed-line ones. */
+  smsNumberTypes?: readonly PhoneNumberType[] | undefined;
   bodyLimit: number;
   /** A request not fully received after this long is answered 408. Default 30 s. */
   requestTimeoutMs?: number | undefined;

@@ -351,6 +351,7 @@ export async function startService(
         abandonAfterMs: config.abandonAfterMs,
         clickWindowMs: config.payments.clickAttributionWindowMs,
         inFlightWait: { leaseMs: lease.leaseMs, acceptGraceMs: config.providerAcceptGraceMs },
+        smsNumberTypes: config.smsNumberTypes,
         bodyLimit: config.bodyLimit,
         requestTimeoutMs: config.requestTimeoutMs,
         twilioAuthToken: config.sms.transport === 'twilio' ? config.sms.authToken : undefined,
@@ -404,6 +405,7 @@ export async function startService(
           pages: {
             secret,
             rateLimit: { max: config.retryPageRateLimit, timeWindowMs: 60_000 },
+            smsNumberTypes: config.smsNumberTypes,
             // A form POST redirects to the gateway's hosted page: Chrome checks that against form-action.
             formActionOrigins: gatewayPageOrigins(config),
             paidOnPlatform: connectors.length > 0 ? paidOnPlatform(config.connectors, connectors) : undefined,

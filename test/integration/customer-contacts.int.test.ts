@@ -2,13 +2,15 @@ import { sql } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../../src/db/rows.js';
+import { pageStrings } from '../../src/http/pages/page-strings.js';
 import { startFakeSmtp, type FakeSmtp, type FakeSmtpMessage } from '../helpers/fake-smtp.js';
 import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
 
 /**
  * Customer contacts end to end, through the real service and SMTP: an internationalised email
  * address is taken, stored in one form and delivered; the same address written the other way is
- * the same address for an opt-out.
+ * the same address for an opt-out; a premium-rate number is left out at intake and refused on the
+ * retry page.
  */
 const cadences = `
 - name: mail-now
@@ -166,4 +168,51 @@ describe('customer contacts', () => {
       reason: 'email_unsubscribe',
     });
   });
+
+  it('applies an event without a premium-rate phone and reminds the customer by email', async () => {
+    const { event, body } = await order({ email: 'li@example.com', phone: '+19005550123' });
+    expect(body).toMatchObject({
+      status: 'accepted',
+      warnings: [{ path: 'order.customer.phone', message: expect.stringContaining('premium_rate') }],
+    });
+    expect(await customer(event.order.customer.id)).toEqual({ email: 'li@example.com', phone: null });
+    const message = await firstMessage(event.order.id);
+    expect(message).toMatchObject({ status: 'sent', to_address: 'li@example.com' });
+
+    // A mobile number is kept, and the answer has nothing to warn about.
+    const mobile = await order({ phone: '+8613800138000' });
+    expect(mobile.body).not.toHaveProperty('warnings');
+    expect(await customer(mobile.event.order.customer.id)).toMatchObject({ phone: '+8613800138000' });
+  });
+
+  it('refuses a premium-rate number on the retry page with a field error', async () => {
+    const { event } = await order({ email: 'li@example.com', phone: '+8613800138000', locale: 'en' });
+    const message = await firstMessage(event.order.id);
+    const page = await retryPage(message);
+    const refused = await app().inject({
+      method: 'POST',
+      url: `/r/${message.link_token}`,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: csrfCookie(page) },
+      payload: new URLSearchParams({
+        csrf: csrfField(page.body),
+        email: 'li@example.com',
+        phone: '+1 900 555 0123',
+        method: 'alipay',
+      }).toString(),
+    });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.body).toContain(`<p class="field-error" id="phone-error">${pageStrings.en.phoneNotTexted}</p>`);
+    expect(refused.body).not.toContain('id="email-error"');
+    expect(await customer(event.order.customer.id)).toEqual({ email: 'li@example.com', phone: '+8613800138000' });
+  });
 });
+
+function csrfCookie(response: LightMyRequestResponse): string {
+  const header = response.headers['set-cookie'];
+  const all = Array.isArray(header) ? header : header ? [header] : [];
+  return all.find((c) => c.startsWith('recoup_csrf='))?.split(';')[0] ?? '';
+}
+
+function csrfField(html: string): string {
+  return /<input type="hidden" name="csrf" value="([^"]+)">/.exec(html)?.[1] ?? '';
+}

@@ -9,7 +9,8 @@ import {
   normaliseAddress,
   storableEmail,
 } from '../../src/domain/addresses.js';
-import { parseEvent } from '../../src/domain/event-schema.js';
+import { parseEvent, withoutRefusedPhones } from '../../src/domain/event-schema.js';
+import { phoneNumberType, refusedNumberType } from '../../src/domain/phone-numbers.js';
 import { pageStrings } from '../../src/http/pages/page-strings.js';
 import { isRecoupError } from '../../src/platform/errors.js';
 import { validateForm } from '../../src/payments/retry-form.js';
@@ -144,6 +145,38 @@ describe('email addresses', () => {
   });
 });
 
+describe('phone number kinds', () => {
+  it.each([
+    ['+8613800138000', 'mobile'],
+    ['+447400123456', 'mobile'],
+    ['+442079460018', 'fixed_line'],
+    ['+14155550100', 'fixed_line_or_mobile'],
+    ['+19005550123', 'premium_rate'],
+    ['+448712345678', 'premium_rate'],
+    ['+18005551234', 'toll_free'],
+    ['+80812345678', 'shared_cost'],
+    ['+8821012345678', 'voip'],
+    ['+447012345678', 'personal_number'],
+    ['+447640123456', 'pager'],
+  ])('%s is a %s number', (number, kind) => {
+    expect(phoneNumberType(number)).toBe(kind);
+  });
+
+  it('refuses every kind but mobile and fixed-line ones by default, as configured otherwise', () => {
+    expect(refusedNumberType('+19005550123')).toBe('premium_rate');
+    expect(refusedNumberType('+8821012345678')).toBe('voip');
+    expect(refusedNumberType('+447640123456')).toBe('pager');
+    expect(refusedNumberType('+8613800138000')).toBeUndefined();
+    expect(refusedNumberType('+442079460018')).toBeUndefined();
+    expect(refusedNumberType('+14155550100')).toBeUndefined();
+    expect(refusedNumberType('+19005550123', ['mobile', 'premium_rate'])).toBeUndefined();
+    expect(refusedNumberType('+14155550100', ['mobile'])).toBe('fixed_line_or_mobile');
+    // Not placed by libphonenumber: left to the provider to refuse.
+    expect(phoneNumberType('+15555550123')).toBeUndefined();
+    expect(refusedNumberType('+15555550123')).toBeUndefined();
+  });
+});
+
 describe('event intake', () => {
   const base = {
     id: 'evt_1',
@@ -174,6 +207,28 @@ describe('event intake', () => {
       { path: 'order.customer.email', message: expect.stringContaining('not a valid domain name') },
     ]);
   });
+
+  it('applies an event without a phone recoup does not text, and says so', () => {
+    const event = parseEvent({
+      ...withCustomer({ phone: '+19005550123' }),
+      type: 'customer.updated',
+      customer: { id: 'cus_1', phone: '+447640123456', email: 'li@example.com' },
+    });
+    const { event: kept, warnings } = withoutRefusedPhones(event);
+    expect(kept.order?.customer.phone).toBeUndefined();
+    expect(kept.customer?.phone).toBeUndefined();
+    expect(kept.customer?.email).toBe('li@example.com');
+    expect(warnings).toEqual([
+      { path: 'order.customer.phone', message: expect.stringContaining('premium_rate') },
+      { path: 'customer.phone', message: expect.stringContaining('pager') },
+    ]);
+    // Configured to text premium-rate numbers, it keeps that one.
+    expect(withoutRefusedPhones(event, ['mobile', 'premium_rate']).warnings.map((w) => w.path)).toEqual([
+      'customer.phone',
+    ]);
+    const mobile = parseEvent(withCustomer({ phone: '+8613800138000' }));
+    expect(withoutRefusedPhones(mobile)).toEqual({ event: mobile, warnings: [] });
+  });
 });
 
 describe('the retry form', () => {
@@ -183,6 +238,24 @@ describe('the retry form', () => {
     contact: { email: 'li@example.com', phone: '+8613800138000' },
   } as unknown as RetryView;
   const t = pageStrings.en;
+
+  it('refuses a premium-rate number with its own field error', () => {
+    expect(validateForm({ phone: '+1 900 555 0123', method: 'alipay' }, view, t)).toEqual({
+      ok: false,
+      errors: { phone: t.phoneNotTexted },
+      method: 'alipay',
+    });
+    expect(validateForm({ phone: '+1 900 555 0123', method: 'alipay' }, view, t, ['mobile', 'premium_rate'])).toEqual({
+      ok: true,
+      email: null,
+      phone: '+19005550123',
+      method: 'alipay',
+    });
+    // An invalid number is still told apart from a number of the wrong kind.
+    expect(validateForm({ phone: '+1 555 555 0123', method: 'alipay' }, view, t)).toMatchObject({
+      errors: { phone: t.phoneInvalid },
+    });
+  });
 
   it('takes an internationalised email, stored as intake stores it', () => {
     expect(validateForm({ email: 'José@Bücher.de', method: 'card' }, view, t)).toEqual({
