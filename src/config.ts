@@ -8,6 +8,7 @@ import { circuitConfig, circuitEnv, type CircuitConfig } from './circuits/circui
 import { documented, duration, emptyToUndefined, optionalText, whole } from './platform/config-fields.js';
 import type { ConnectionLimits } from './db/client.js';
 import { checkDatabaseEnv, databaseEnv } from './db/database-config.js';
+import type { PhoneNumberType } from './domain/phone-numbers.js';
 import type { PaymentMethod } from './domain/vocabulary.js';
 import { formatDuration } from './platform/duration.js';
 import { RecoupError } from './platform/errors.js';
@@ -275,6 +276,8 @@ export interface Config {
   databaseLimits: ConnectionLimits;
   /** SEND_RATE_LIMIT per SEND_RATE_WINDOW, across all workers; undefined: unlimited. */
   sendRateLimit: { max: number; durationMs: number } | undefined;
+  /** SMS_NUMBER_TYPES: the kinds of phone number intake keeps and the retry page takes. */
+  smsNumberTypes: PhoneNumberType[];
   sendMaxAttempts: number;
   sendRetryBaseMs: number;
   providerTimeoutMs: number;
@@ -369,6 +372,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     sendRateLimit:
       env.SEND_RATE_LIMIT === undefined ? undefined : { max: env.SEND_RATE_LIMIT, durationMs: env.SEND_RATE_WINDOW },
+    smsNumberTypes: env.SMS_NUMBER_TYPES,
     sendMaxAttempts: env.SEND_MAX_ATTEMPTS,
     sendRetryBaseMs: env.SEND_RETRY_BACKOFF,
     providerTimeoutMs: env.PROVIDER_TIMEOUT,

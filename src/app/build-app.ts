@@ -3,6 +3,7 @@ import type { InFlightWait } from '../messages/in-flight.js';
 import type { ReminderAfterPaymentObserver } from '../messages/after-payment.js';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { CadenceBook } from '../cadences/cadence-book.js';
+import type { PhoneNumberType } from '../domain/phone-numbers.js';
 import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import { RecoupError, validationError } from '../platform/errors.js';
@@ -65,6 +66,8 @@ export interface AppDeps {
   inFlightWait?: InFlightWait | undefined;
   /** The outbox transports' folder (OUTBOX_DIR): forgetting a customer deletes their files there. */
   outboxDir?: string | undefined;
+  /** SMS_NUMBER_TYPES: the kinds of phone number an event's customer keeps. Default: mobile and fixed-line ones. */
+  smsNumberTypes?: readonly PhoneNumberType[] | undefined;
   bodyLimit: number;
   /** A request not fully received after this long is answered 408. Default 30 s. */
   requestTimeoutMs?: number | undefined;

@@ -163,6 +163,12 @@ export function routeDocs(): Record<string, Doc> {
               description:
                 'What the event did, e.g. order_recorded, recovery_started, order_paid, order_cancelled, stale',
             },
+            warnings: {
+              type: 'array',
+              description:
+                'Fields the event was applied without, e.g. a premium-rate phone number recoup does not text (SMS_NUMBER_TYPES)',
+              items: { type: 'object', properties: { path: text, message: text } },
+            },
           },
         }),
         400: problem('Invalid event; every bad field is listed'),

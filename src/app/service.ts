@@ -353,6 +353,7 @@ export async function startService(
         inFlightWait: { leaseMs: lease.leaseMs, acceptGraceMs: config.providerAcceptGraceMs },
         // Whatever the transports are now: files an earlier outbox wrote are erased as well.
         outboxDir: config.outboxDir,
+        smsNumberTypes: config.smsNumberTypes,
         bodyLimit: config.bodyLimit,
         requestTimeoutMs: config.requestTimeoutMs,
         twilioAuthToken: config.sms.transport === 'twilio' ? config.sms.authToken : undefined,
@@ -406,6 +407,7 @@ export async function startService(
           pages: {
             secret,
             rateLimit: { max: config.retryPageRateLimit, timeWindowMs: 60_000 },
+            smsNumberTypes: config.smsNumberTypes,
             // A form POST redirects to the gateway's hosted page: Chrome checks that against form-action.
             formActionOrigins: gatewayPageOrigins(config),
             paidOnPlatform: connectors.length > 0 ? paidOnPlatform(config.connectors, connectors) : undefined,

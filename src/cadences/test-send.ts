@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { z } from 'zod';
+import { storableEmail } from '../domain/addresses.js';
 import { audit } from '../access/audit.js';
 import type { EmailSender } from '../channels/email-sender.js';
 import { ProviderError } from '../channels/provider-error.js';
@@ -39,12 +39,11 @@ export interface TestSendResult {
 }
 
 const e164 = /^\+[1-9]\d{6,14}$/;
-const email = z.email();
 
-/** `sms` for an E.164 number, `email` for an email address, else undefined. */
+/** `sms` for an E.164 number, `email` for an email address (internationalised ones too), else undefined. */
 export function channelForAddress(to: string): Channel | undefined {
   if (e164.test(to)) return 'sms';
-  return email.safeParse(to).success ? 'email' : undefined;
+  return storableEmail(to) ? 'email' : undefined;
 }
 
 /**

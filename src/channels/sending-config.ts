@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { defaultTextableTypes, phoneNumberTypes, type PhoneNumberType } from '../domain/phone-numbers.js';
 import { documented, duration, emptyToUndefined, optionalText, whole, type EnvOf } from '../platform/config-fields.js';
 
 const group = 'Sending';
@@ -23,6 +24,31 @@ export const sendingEnv = {
     description: 'Sender of reminder emails.',
     default: '`recoup <noreply@localhost>`',
   }),
+  SMS_NUMBER_TYPES: documented(
+    z.preprocess(
+      emptyToUndefined,
+      z
+        .string()
+        .default(defaultTextableTypes.join(','))
+        .transform((text, ctx) => {
+          const types = text.split(',').map((part) => part.trim().toLowerCase());
+          const unknown = types.filter((type) => !(phoneNumberTypes as readonly string[]).includes(type));
+          if (unknown.length > 0) {
+            ctx.addIssue({
+              code: 'custom',
+              message: `unknown number type ${unknown.map((t) => `"${t}"`).join(', ')}; expected some of ${phoneNumberTypes.join(', ')}`,
+            });
+            return z.NEVER;
+          }
+          return [...new Set(types)] as PhoneNumberType[];
+        }),
+    ),
+    {
+      group,
+      description: `The kinds of phone number recoup texts, comma separated, as libphonenumber tells them apart: ${phoneNumberTypes.map((t) => `\`${t}\``).join(', ')}. A number of another kind is left out of the event that brings it (the event is applied without it, the order gets the other reminders, and the answer lists it under \`warnings\`) and refused on the retry page. At intake a number libphonenumber cannot place is kept (its metadata can lag behind new ranges) until a provider refuses it.`,
+      default: `\`${defaultTextableTypes.join(',')}\``,
+    },
+  ),
   OUTBOX_DIR: optionalText({
     group,
     description: 'Where outbox transports write messages (`.eml` and `.sms.json` files).',

@@ -81,6 +81,7 @@ export async function shopWebhookRoutes(app: FastifyInstance, deps: ShopWebhookD
             event_id: event.id,
             status: result.status,
             ...(result.status === 'accepted' ? { outcome: result.outcome } : {}),
+            ...(result.warnings.length > 0 ? { warnings: result.warnings } : {}),
           });
         }
         return reply.send({ status: 'accepted', events: outcomes });

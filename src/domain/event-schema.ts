@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { normaliseAddress } from './addresses.js';
+import { emailAddressProblem, normaliseAddress } from './addresses.js';
+import { refusedNumberType, type PhoneNumberType } from './phone-numbers.js';
 import { isValidTimezone } from '../platform/timezones.js';
 import { eventTypes } from './vocabulary.js';
 import { formatPath, validationError, zodIssues } from '../platform/errors.js';
@@ -11,11 +12,15 @@ const optionalText = (max: number) => z.string().max(max, `must be at most ${max
 const customerSchema = z.object({
   id,
   name: optionalText(200),
-  // Stored trimmed and lower-cased, the form suppressions and send-time checks compare.
+  // Stored normalised (src/domain/addresses.ts), the form suppressions and send-time checks compare.
   email: z
     .string()
     .overwrite((address) => normaliseAddress('email', address))
-    .check(z.email('must be an email address'), z.maxLength(254))
+    .superRefine((address, ctx) => {
+      const problem = emailAddressProblem(address);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .meta({ format: 'idn-email' })
     .optional()
     .nullable(),
   phone: z
@@ -139,4 +144,35 @@ export function parseEvent(body: unknown): EventInput {
     throw validationError(malformed.map((p) => ({ path: formatPath(p), message: unstorableTextMessage })));
   }
   return parsed.data;
+}
+
+/** A field recoup left out of an event it applied, and why: listed in the answer. */
+export interface FieldWarning {
+  path: string;
+  message: string;
+}
+
+/**
+ * The event without the phone numbers recoup does not text (premium-rate, shared-cost, …: see
+ * src/domain/phone-numbers.ts). As with a connector's number that cannot be written in E.164, the
+ * event is applied without it: the order is recorded and the customer gets the other reminders.
+ */
+export function withoutRefusedPhones(
+  event: EventInput,
+  textable?: readonly PhoneNumberType[],
+): { event: EventInput; warnings: FieldWarning[] } {
+  const warnings: FieldWarning[] = [];
+  const keep = <C extends CustomerInput | undefined>(customer: C, path: string): C => {
+    const refused = customer?.phone ? refusedNumberType(customer.phone, textable) : undefined;
+    if (!customer || !refused) return customer;
+    warnings.push({
+      path,
+      message: `a ${refused} number: recoup does not text those (SMS_NUMBER_TYPES), so it was left out`,
+    });
+    return { ...customer, phone: undefined };
+  };
+  const kept: EventInput = { ...event };
+  if (event.order) kept.order = { ...event.order, customer: keep(event.order.customer, 'order.customer.phone') };
+  if (event.customer) kept.customer = keep(event.customer, 'customer.phone');
+  return warnings.length === 0 ? { event, warnings } : { event: kept, warnings };
 }

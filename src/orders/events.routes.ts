@@ -17,6 +17,11 @@ export async function eventRoutes(app: FastifyInstance, deps: EventRouteDeps): P
     const event = parseEvent(request.body);
     const result = await ingestEvent(deps, applier, event, request.log);
     if (result.status === 'duplicate') return reply.status(200).send({ event_id: event.id, status: 'duplicate' });
-    return reply.status(202).send({ event_id: event.id, status: 'accepted', outcome: result.outcome });
+    return reply.status(202).send({
+      event_id: event.id,
+      status: 'accepted',
+      outcome: result.outcome,
+      ...(result.warnings.length > 0 ? { warnings: result.warnings } : {}),
+    });
   });
 }

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { EventInput } from '../domain/event-schema.js';
+import { withoutRefusedPhones, type EventInput, type FieldWarning } from '../domain/event-schema.js';
+import type { PhoneNumberType } from '../domain/phone-numbers.js';
 import type { Db } from '../db/client.js';
 import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js';
 import type { Clock } from '../platform/clock.js';
@@ -12,24 +13,31 @@ export interface IngestDeps {
   clock: Clock;
   /** How long answers wait for messages in flight (src/messages/in-flight.ts). */
   inFlightWait?: InFlightWait | undefined;
+  /** The kinds of phone number kept (SMS_NUMBER_TYPES). Default: mobile and fixed-line ones. */
+  smsNumberTypes?: readonly PhoneNumberType[] | undefined;
 }
+
+/** What applying the event did, and the fields it was applied without. */
+export type IngestResult = ApplyResult & { warnings: FieldWarning[] };
 
 /** Events after which no reminder may be accepted by a provider once they are answered. */
 const endsOrder = new Set(['payment.succeeded', 'order.cancelled']);
 
 /**
  * Applies one parsed shop event, whatever it came through (`POST /v1/events`, a platform's
- * webhook, `platform` naming its connector): commits it, then waits for a reminder already on its way to that order or customer
+ * webhook, `platform` naming its connector), without the phone numbers recoup does not text:
+ * commits it, then waits for a reminder already on its way to that order or customer
  * (so that nothing is accepted for a paid or cancelled order, or at an old address, after the
  * answer), then queues the wake-ups it produced.
  */
 export async function ingestEvent(
   deps: IngestDeps,
   applier: EventApplier,
-  event: EventInput,
+  received: EventInput,
   log: Pick<FastifyBaseLogger, 'warn'>,
   platform: string | null = null,
-): Promise<ApplyResult> {
+): Promise<IngestResult> {
+  const { event, warnings } = withoutRefusedPhones(received, deps.smsNumberTypes);
   const result = await applier.apply(event, deps.clock.now(), platform);
   if (event.order && endsOrder.has(event.type)) {
     await settleInFlightSends(deps.db, { orderId: event.order.id }, deps.inFlightWait);
@@ -37,7 +45,7 @@ export async function ingestEvent(
     const customerId = (event.customer ?? event.order?.customer)?.id;
     if (customerId) await settleInFlightSends(deps.db, { customerId }, deps.inFlightWait);
   }
-  if (result.status === 'duplicate') return result;
+  if (result.status === 'duplicate') return { ...result, warnings: [] };
   try {
     await deps.queue.add(result.wakeups, deps.clock.now());
   } catch (err) {
@@ -47,5 +55,5 @@ export async function ingestEvent(
   for (const ended of result.ended) {
     deps.queue.remove(ended.recoveryId, ended.wakeSeq).catch(() => undefined);
   }
-  return result;
+  return { ...result, warnings };
 }

@@ -1,14 +1,12 @@
 import { parsePhoneNumberWithError, type CountryCode } from 'libphonenumber-js/max';
-import { z } from 'zod';
-import { normaliseAddress } from '../domain/addresses.js';
+import { storableEmail } from '../domain/addresses.js';
+import { refusedNumberType, type PhoneNumberType } from '../domain/phone-numbers.js';
 import { paymentMethods, type PaymentMethod } from '../domain/vocabulary.js';
 import type { PageStrings } from '../http/pages/page-strings.js';
 import type { RetryView } from './retry-session.js';
 
 /** The form field that carries the CSRF token. */
 export const csrfField = 'csrf';
-
-const emailSchema = z.email().max(254);
 
 export type FormFields = Partial<Record<string, string>>;
 
@@ -27,21 +25,30 @@ export type FormResult =
   | { ok: true; email: string | null; phone: string | null; method: PaymentMethod }
   | { ok: false; errors: Partial<Record<'email' | 'phone' | 'method', string>>; method: PaymentMethod | null };
 
-/** Empty email or phone means "keep what is on file"; a new email is stored normalised, a new phone in E.164. */
-export function validateForm(form: FormFields, view: RetryView, t: PageStrings): FormResult {
+/**
+ * Empty email or phone means "keep what is on file"; a new email is stored normalised, a new phone
+ * in E.164, and only a phone of a kind recoup texts (`textable`, SMS_NUMBER_TYPES) is taken.
+ */
+export function validateForm(
+  form: FormFields,
+  view: RetryView,
+  t: PageStrings,
+  textable?: readonly PhoneNumberType[],
+): FormResult {
   const errors: Partial<Record<'email' | 'phone' | 'method', string>> = {};
   const emailInput = (form.email ?? '').trim();
   let email: string | null = null;
   if (emailInput) {
-    if (emailSchema.safeParse(emailInput).success) email = normaliseAddress('email', emailInput);
-    else errors.email = t.emailInvalid;
+    email = storableEmail(emailInput) ?? null;
+    if (!email) errors.email = t.emailInvalid;
   }
   const phoneInput = (form.phone ?? '').trim();
   let phone: string | null = null;
   if (phoneInput) {
     const parsed = normalisePhone(phoneInput, defaultCountry(view));
-    if (parsed.ok) phone = parsed.e164;
-    else errors.phone = parsed.needsCountry ? t.phoneNeedsCountry : t.phoneInvalid;
+    if (!parsed.ok) errors.phone = parsed.needsCountry ? t.phoneNeedsCountry : t.phoneInvalid;
+    else if (refusedNumberType(parsed.e164, textable)) errors.phone = t.phoneNotTexted;
+    else phone = parsed.e164;
   }
   const method = paymentMethodOf(form.method ?? null);
   if (!method) errors.method = t.methodRequired;

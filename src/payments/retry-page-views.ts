@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { displayEmail } from '../domain/addresses.js';
 import type { FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
 import { RecoupError } from '../platform/errors.js';
 import type { PageCsrf } from '../http/page-csrf.js';
@@ -88,7 +89,11 @@ export function retryPage(deps: RetryPageContext, request: FastifyRequest, reply
     failureReason: failure ? t.reasons[failure] : null,
     formAction: `/r/${view.token}`,
     csrf: deps.csrf.issue(request, reply, view.token),
-    form: r.form ?? { email: view.contact.email ?? '', phone: view.contact.phone ?? '' },
+    // The address on file as its owner writes it (`bücher.de`, not `xn--bcher-kva.de`).
+    form: r.form ?? {
+      email: view.contact.email ? displayEmail(view.contact.email) : '',
+      phone: view.contact.phone ?? '',
+    },
     errors,
     hasErrors: Boolean(errors.email || errors.phone || errors.method),
     methods: view.methods.map((code) => ({ code, title: t.methods[code], checked: code === checked })),

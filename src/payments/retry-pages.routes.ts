@@ -3,6 +3,7 @@ import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance } from 'fastify';
+import type { PhoneNumberType } from '../domain/phone-numbers.js';
 import { RecoupError } from '../platform/errors.js';
 import { PageCsrf } from '../http/page-csrf.js';
 import type { Notice, PageRenderer } from '../http/pages/page-renderer.js';
@@ -51,6 +52,8 @@ export interface RetryPageDeps {
    * click is counted. Default: never.
    */
   paidOnPlatform?: (platform: string, orderId: string) => boolean;
+  /** The kinds of phone number the form takes (SMS_NUMBER_TYPES). Default: mobile and fixed-line ones. */
+  smsNumberTypes?: readonly PhoneNumberType[] | undefined;
 }
 
 /** The deps plus what registration derived from them. */
@@ -182,7 +185,7 @@ function routes(r: FastifyInstance, deps: Ctx): void {
     const { view } = state;
 
     const t = pageStrings[resolvePageLocale(view.locale)];
-    const input = validateForm(form, view, t);
+    const input = validateForm(form, view, t, deps.smsNumberTypes);
     if (!input.ok) {
       return retryPage(deps, request, reply, {
         view,

@@ -28,7 +28,12 @@ export interface FakeSmtpFaultRates {
 }
 
 export interface FakeSmtpMessage {
+  /** The envelope's recipients, as smtp-server reports them (a punycode domain shown in Unicode). */
   rcptTo: string[];
+  /** Whether the sender asked for SMTPUTF8 (RFC 6531): it does when an envelope address is not ASCII. */
+  smtpUtf8: boolean;
+  /** The To header as written. */
+  to: string | undefined;
   /** recoup's own message id (the X-Recoup-Message-Id header). */
   recoupMessageId: string | undefined;
   subject: string | undefined;
@@ -70,6 +75,8 @@ export async function startFakeSmtp(options: { seed?: number } = {}): Promise<Fa
           .replace(/\r\n[ \t]+/g, ' ');
         messages.push({
           rcptTo: session.envelope.rcptTo.map((rcpt) => rcpt.address),
+          smtpUtf8: session.envelope.smtpUtf8 === true,
+          to: /^To:\s*(.+)$/im.exec(head)?.[1]?.trim(),
           recoupMessageId: /^X-Recoup-Message-Id:\s*(.+)$/im.exec(head)?.[1]?.trim(),
           subject: /^Subject:\s*(.+)$/im.exec(head)?.[1]?.trim(),
           listUnsubscribeUrl: /^List-Unsubscribe:.*?<(https?:\/\/[^>]+)>/im.exec(head)?.[1],

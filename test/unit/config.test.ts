@@ -79,6 +79,22 @@ describe('loadConfig', () => {
     expect(config.payments).toMatchObject({ webhookStaleAfterMs: 120_000, checkOpenAttemptAfterMs: 300_000 });
   });
 
+  it('reads the kinds of phone number recoup texts, and names a kind it does not know', () => {
+    expect(loadConfig({}).smsNumberTypes).toEqual(['mobile', 'fixed_line', 'fixed_line_or_mobile']);
+    expect(loadConfig({ SMS_NUMBER_TYPES: '' }).smsNumberTypes).toEqual([
+      'mobile',
+      'fixed_line',
+      'fixed_line_or_mobile',
+    ]);
+    expect(loadConfig({ SMS_NUMBER_TYPES: ' Mobile, premium_rate,mobile' }).smsNumberTypes).toEqual([
+      'mobile',
+      'premium_rate',
+    ]);
+    expect(configError({ SMS_NUMBER_TYPES: 'mobile,premium' }).issues).toEqual([
+      { path: 'SMS_NUMBER_TYPES', message: expect.stringContaining('unknown number type "premium"') },
+    ]);
+  });
+
   it('reads the payment follow-up durations and refuses ones under a second', () => {
     const config = loadConfig({ WEBHOOK_STALE_AFTER: '90s', PAYMENT_CHECK_AFTER: '10m' });
     expect(config.payments).toMatchObject({ webhookStaleAfterMs: 90_000, checkOpenAttemptAfterMs: 600_000 });

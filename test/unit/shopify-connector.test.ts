@@ -335,6 +335,14 @@ describe('Shopify checkouts', () => {
     expect(again.order?.customer.id).toBe(first.order?.customer.id);
     expect(first.order?.customer.email).toBe('mei.lin@example.com');
   });
+
+  it('keeps an internationalised email, and knows the guest by it whichever way the domain is written', async () => {
+    const guest = { ...fixture('checkout-abandoned'), customer: null, email: '美琳@例子.广告' };
+    const first = await only(webhook('checkouts/create', guest));
+    const again = await only(webhook('checkouts/update', { ...guest, email: '美琳@xn--fsqu00a.xn--4rr70v' }));
+    expect(first.order?.customer.email).toBe('美琳@xn--fsqu00a.xn--4rr70v');
+    expect(again.order?.customer.id).toBe(first.order?.customer.id);
+  });
 });
 
 describe('Shopify privacy webhooks', () => {

@@ -295,6 +295,17 @@ describe('WooCommerce orders → recoup events', () => {
     expect(customer.phone).toBeUndefined();
   });
 
+  it('keeps an internationalised email, its domain in ASCII, and knows the guest by it either way', async () => {
+    const withEmail = (email: string) => ({
+      ...fixture('order-pending'),
+      billing: { ...fixture('order-pending').billing, email },
+    });
+    const unicode = onlyEvent(await connector.map(delivery(withEmail('José@Bücher.de')))).order!.customer;
+    const ascii = onlyEvent(await connector.map(delivery(withEmail('josé@xn--bcher-kva.de')))).order!.customer;
+    expect(unicode.email).toBe('josé@xn--bcher-kva.de');
+    expect(ascii.id).toBe(unicode.id);
+  });
+
   it('takes a phone alone when the email is missing or not an address', async () => {
     const billing = { ...fixture('order-failed').billing, email: 'not-an-email' };
     const customer = onlyEvent(await connector.map(delivery({ ...fixture('order-failed'), billing }))).order!.customer;

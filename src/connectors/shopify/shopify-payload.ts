@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { normaliseAddress } from '../../domain/addresses.js';
+import { normaliseAddress, storableEmail } from '../../domain/addresses.js';
 import type { CustomerInput, EventInput } from '../../domain/event-schema.js';
 import { decimalToMinor, isKnownCurrency } from '../../platform/format-amount.js';
 
@@ -55,14 +55,11 @@ export function toMinorUnits(value: unknown, currency: string): number | undefin
   return written === undefined ? undefined : decimalToMinor(written, currency);
 }
 
-const emailSchema = z.email();
 const e164 = /^\+[1-9]\d{6,14}$/;
 
 function validEmail(value: unknown): string | undefined {
   const address = text(value);
-  if (address === undefined) return undefined;
-  const normalised = normaliseAddress('email', address);
-  return normalised.length <= 254 && emailSchema.safeParse(normalised).success ? normalised : undefined;
+  return address === undefined ? undefined : storableEmail(address);
 }
 
 /** Only numbers already in E.164: a national number's country is a guess recoup does not make. */

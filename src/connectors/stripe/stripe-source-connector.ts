@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import Stripe from 'stripe';
 import { z } from 'zod';
-import { normaliseAddress } from '../../domain/addresses.js';
+import { normaliseAddress, storableEmail } from '../../domain/addresses.js';
 import { parseEvent, type CustomerInput, type EventInput } from '../../domain/event-schema.js';
 import { paymentMethods } from '../../domain/vocabulary.js';
 import { metadataKeys } from '../../payments/gateways/stripe/stripe-events.js';
@@ -461,12 +461,12 @@ function contactOf(fields: {
   name?: string | null | undefined;
   locale?: string | null | undefined;
 }): Contact {
-  const email = fields.email ? normaliseAddress('email', fields.email) : '';
+  const email = fields.email ? storableEmail(fields.email) : undefined;
   const phone = fields.phone ? normaliseAddress('sms', fields.phone).replace(/^00/, '+') : '';
   const name = fields.name?.trim().slice(0, 200) ?? '';
   const locale = fields.locale ?? '';
   return {
-    ...(z.email().max(254).safeParse(email).success ? { email } : {}),
+    ...(email ? { email } : {}),
     // Only a number with its country code: a national number cannot be dialled without guessing.
     ...(e164.test(phone) ? { phone } : {}),
     ...(name ? { name } : {}),

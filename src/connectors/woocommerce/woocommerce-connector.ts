@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { storableEmail } from '../../domain/addresses.js';
 import type { EventInput } from '../../domain/event-schema.js';
 import { decimalToMinor, isKnownCurrency } from '../../platform/format-amount.js';
 import { verifyBodyHmac } from '../body-signature.js';
@@ -174,8 +175,7 @@ export function mapWoocommerce(request: ConnectorRequest): ConnectorMapping {
 
 function customerOf(order: WooOrder): EventInput['customer'] | undefined {
   const billing = order.billing ?? {};
-  const rawEmail = billing.email?.trim().toLowerCase();
-  const email = rawEmail && z.email().max(254).safeParse(rawEmail).success ? rawEmail : undefined;
+  const email = billing.email ? storableEmail(billing.email) : undefined;
   const phone = toE164(billing.phone, billing.country);
   if (!email && !phone) return undefined;
   const name = clip(

@@ -53,6 +53,8 @@ export interface PageStrings {
   emailInvalid: string;
   phoneInvalid: string;
   phoneNeedsCountry: string;
+  /** A valid number of a kind recoup does not text (premium-rate, shared-cost, …). */
+  phoneNotTexted: string;
   methodRequired: string;
   methodNotOffered: string;
   qrTitle: string;
@@ -156,6 +158,8 @@ const en: PageStrings = {
   emailInvalid: 'Enter a valid email address, like name@example.com.',
   phoneInvalid: 'Enter a valid mobile number, like +86 138 0013 8000.',
   phoneNeedsCountry: 'Start the number with + and the country code, like +86 138 0013 8000.',
+  phoneNotTexted:
+    'We cannot send text messages to premium-rate, shared-cost or other service numbers. Enter a mobile number, or leave this empty.',
   methodRequired: 'Choose a payment method.',
   methodNotOffered: 'This payment method is not available for this order. Please choose another one.',
   qrTitle: 'Pay with WeChat Pay',
@@ -263,6 +267,7 @@ const zhCN: PageStrings = {
   emailInvalid: '请输入有效的电子邮箱，例如 name@example.com。',
   phoneInvalid: '请输入有效的手机号码，例如 +86 138 0013 8000。',
   phoneNeedsCountry: '请以 + 和国家区号开头，例如 +86 138 0013 8000。',
+  phoneNotTexted: '我们无法向付费号码、分摊付费号码等服务号码发送短信。请输入手机号码，或留空。',
   methodRequired: '请选择一种支付方式。',
   methodNotOffered: '此订单不支持该支付方式，请选择其他方式。',
   qrTitle: '微信支付',
