@@ -383,6 +383,8 @@ export const refunds = pgTable(
     /** pending | succeeded | failed */
     status: text('status').notNull(),
     refundKey: text('refund_key').notNull().unique(),
+    /** How gateways derive their reference from the key (`RefundKeyVersion`); refunds recorded before it was kept are 1. */
+    keyVersion: integer('key_version').notNull(),
     gatewayRefundId: text('gateway_refund_id'),
     requestedBy: text('requested_by'),
     /** When the gateway confirmed it: the day it reduces recovered revenue. */
