@@ -5,7 +5,10 @@ import { newId } from '../platform/ids.js';
 
 /** One admin change: who did what to which thing, with its state before and after. */
 export interface AuditEntry {
-  /** Who: `key:<key id>` (see `principalActor`), `cli:<os user>`, `customer:<id>`. */
+  /**
+   * Who: `key:<key id>` (see `principalActor`), `cli:<os user>`, `customer:<id>`, or `link:<message id>`
+   * (whoever held a retry link ops issued by hand).
+   */
   actor: string;
   /** What, as `<thing>.<past tense>`: `key.created`, `key.revoked`, `cadence.activated`. */
   action: string;

@@ -60,6 +60,8 @@ export interface AppDeps {
    */
   secret?: string | undefined;
   publicUrl: string;
+  /** How long a retry link works (RETRY_LINK_TTL), also one ops issue by hand. */
+  retryLinkTtlMs: number;
   abandonAfterMs: number;
   clickWindowMs: number;
   /** How long answers wait for messages in flight (src/messages/in-flight.ts). Default: the default send lease and accept grace. */
@@ -205,7 +207,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register((scope) => eventRoutes(scope, { ...deps, keys }));
   const connectors = deps.connectors ?? [];
   if (connectors.length > 0) await app.register((scope) => shopWebhookRoutes(scope, { ...deps, connectors }));
-  await app.register((scope) => orderRoutes(scope, { db: deps.db, payments, keys }));
+  const retryLinks = payments?.pages
+    ? { publicUrl: deps.publicUrl, ttlMs: deps.retryLinkTtlMs, clock: deps.clock }
+    : undefined;
+  await app.register((scope) => orderRoutes(scope, { db: deps.db, payments, keys, retryLinks }));
   const cadenceAdmin = deps.cadenceAdmin;
   if (cadenceAdmin) {
     await app.register((scope) =>

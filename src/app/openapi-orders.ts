@@ -64,13 +64,21 @@ export const orderViewSchema = {
         type: 'object',
         properties: {
           id: text,
-          step: { ...nullable(integer), description: 'null for a fresh link the customer asked for' },
-          channel: { type: 'string', enum: ['sms', 'email'] },
+          step: {
+            ...nullable(integer),
+            description: 'null for a fresh link the customer asked for, or a link ops issued',
+          },
+          channel: {
+            type: 'string',
+            enum: ['sms', 'email', 'ops'],
+            description: '`ops`: a retry link ops issued by hand (POST /v1/orders/{id}/retry-link); nothing was sent',
+          },
           template: text,
           locale: nullable(text),
           status: {
             type: 'string',
-            description: 'scheduled, sending, sent, delivered, failed, skipped, suppressed or unknown',
+            description:
+              'scheduled, sending, sent, delivered, failed, skipped, suppressed, unknown, or issued (an ops link)',
           },
           reason: nullable(text),
           to: nullable(text),

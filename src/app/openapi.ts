@@ -245,6 +245,36 @@ export function routeDocs(): Record<string, Doc> {
         415: problem('Not application/json'),
       },
     },
+    'POST /v1/orders/:id/retry-link': {
+      summary: 'Issue a retry link to hand to the customer',
+      description:
+        "Scope `admin`. A new link to the customer's retry page for the order's active recovery, for ops to " +
+        'hand over by hand (on a support call, say); nothing is sent. The link is a bearer credential (its ' +
+        'page shows the contact unmasked and lets its holder change it): it is in this answer only. Audited as ' +
+        "`retry_link.issued` with the caller and `reason`, and shown in the order's story as a message on " +
+        'channel `ops` with status `issued`; contact changes made through it are audited with the link as actor. ' +
+        'Works for `RETRY_LINK_TTL`.',
+      tags: ['orders'],
+      security: bearer,
+      params: { type: 'object', required: ['id'], properties: { id: text } },
+      body: {
+        type: 'object',
+        required: ['reason'],
+        properties: { reason: { type: 'string', minLength: 1, maxLength: 500, description: 'Why, for the audit' } },
+      },
+      response: {
+        201: json('Link issued', {
+          type: 'object',
+          required: ['url', 'expires_at', 'message_id', 'recovery_id'],
+          properties: { url: text, expires_at: timestamp, message_id: text, recovery_id: text },
+        }),
+        400: problem('No reason'),
+        ...authProblems,
+        404: problem('No such order, or the retry pages are not served'),
+        409: problem('The order is paid or cancelled, has no active recovery, or its customer was forgotten'),
+        415: problem('Not application/json'),
+      },
+    },
     'POST /webhooks/twilio/status/:messageId': {
       summary: 'Twilio delivery status callback of one message',
       description:

@@ -348,6 +348,7 @@ export async function startService(
         ]),
         secret,
         publicUrl: config.publicUrl,
+        retryLinkTtlMs: config.retryLinkTtlMs,
         abandonAfterMs: config.abandonAfterMs,
         clickWindowMs: config.payments.clickAttributionWindowMs,
         inFlightWait: { leaseMs: lease.leaseMs, acceptGraceMs: config.providerAcceptGraceMs },

@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
+import { opsLinkChannel } from '../domain/vocabulary.js';
 import { loadOrderView, type OrderView } from '../orders/order-view.js';
 import { mismatches } from '../payments/settle-success.js';
 import { orderSubject } from '../recoveries/ops-actions.js';
@@ -246,7 +247,10 @@ export async function loadOrderTimeline(db: Db, orderId: string): Promise<OrderT
     entries.push({
       at: sentAt ?? d(m.planned_at) ?? x?.created_at ?? new Date(0),
       kind: 'message',
-      title: `${m.channel === 'sms' ? 'SMS' : 'Email'} ${m.step === null ? '(fresh link)' : `step ${m.step}`} · ${m.template} · ${m.status}`,
+      title:
+        m.channel === opsLinkChannel
+          ? 'Retry link issued by ops (nothing sent)'
+          : `${m.channel === 'sms' ? 'SMS' : 'Email'} ${m.step === null ? '(fresh link)' : `step ${m.step}`} · ${m.template} · ${m.status}`,
       tone: flag ? 'bad' : messageTone(m.status),
       flag,
       details: compact([

@@ -196,12 +196,13 @@ export const messages = pgTable(
     recoveryId: text('recovery_id').notNull(),
     orderId: text('order_id').notNull(),
     customerId: text('customer_id').notNull(),
-    /** The cadence step; NULL for a fresh link the customer asked for outside the cadence. */
+    /** The cadence step; NULL for a fresh link the customer asked for, or a link ops issued, outside the cadence. */
     step: integer('step'),
+    /** sms | email, or `ops` for a retry link ops issued by hand (template `none`, status `issued`). */
     channel: text('channel').notNull(),
     template: text('template').notNull(),
     locale: text('locale'),
-    /** scheduled | sending | sent | delivered | failed | skipped | suppressed | unknown */
+    /** scheduled | sending | sent | delivered | failed | skipped | suppressed | unknown | issued (an ops link) */
     status: text('status').notNull(),
     toAddress: text('to_address'),
     /**
@@ -383,6 +384,8 @@ export const refunds = pgTable(
     /** pending | succeeded | failed */
     status: text('status').notNull(),
     refundKey: text('refund_key').notNull().unique(),
+    /** How gateways derive their reference from the key (`RefundKeyVersion`); refunds recorded before it was kept are 1. */
+    keyVersion: integer('key_version').notNull(),
     gatewayRefundId: text('gateway_refund_id'),
     requestedBy: text('requested_by'),
     /** When the gateway confirmed it: the day it reduces recovered revenue. */

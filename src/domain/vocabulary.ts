@@ -18,6 +18,12 @@ export type FailureCategory = (typeof failureCategories)[number];
 export const channels = ['sms', 'email'] as const;
 export type Channel = (typeof channels)[number];
 
+/**
+ * The `channel` of a retry link ops issued by hand (a person hands it over, e.g. on a support call):
+ * nothing was sent, so its message stays `issued`.
+ */
+export const opsLinkChannel = 'ops';
+
 export const paymentMethods = ['card', 'alipay', 'wechat_pay'] as const;
 export type PaymentMethod = (typeof paymentMethods)[number];
 
@@ -36,6 +42,7 @@ export const messageStatuses = [
   'skipped',
   'suppressed',
   'unknown',
+  'issued',
 ] as const;
 export type MessageStatus = (typeof messageStatuses)[number];
 

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { rows } from '../db/rows.js';
 import { retryingTransaction, type Tx } from '../db/tx.js';
-import type { FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
+import { opsLinkChannel, type FailureCategory, type PaymentMethod } from '../domain/vocabulary.js';
 import { newId } from '../platform/ids.js';
 import { lookupRetryToken } from '../retry-links/retry-token.js';
 import type { Charge } from './charge.js';
@@ -295,6 +295,9 @@ async function updateContact(tx: Tx, row: LinkRow, input: InitiateInput, now: Da
   if (input.email && input.email !== row.email) changes.email = { before: row.email, after: input.email };
   if (input.phone && input.phone !== row.phone) changes.phone = { before: row.phone, after: input.phone };
   if (Object.keys(changes).length === 0) return;
+  // A link ops issued by hand is used by whoever it was handed to (ops themselves, on a call): the
+  // change is recorded as made through that link, not as the customer's own.
+  const actor = row.channel === opsLinkChannel ? `link:${row.message_id}` : `customer:${row.customer_id}`;
   // A corrected address is used for later reminders and forgets that the old one was bad.
   await tx.execute(
     sql`update customers set
@@ -307,7 +310,7 @@ async function updateContact(tx: Tx, row: LinkRow, input: InitiateInput, now: Da
   );
   await tx.execute(
     sql`insert into audit_log (id, at, actor, action, subject, before, after)
-        values (${newId('aud')}, ${now}, ${`customer:${row.customer_id}`}, 'contact.confirmed',
+        values (${newId('aud')}, ${now}, ${actor}, 'contact.confirmed',
                 ${`customer:${row.customer_id}`},
                 ${JSON.stringify(Object.fromEntries(Object.entries(changes).map(([k, v]) => [k, v.before])))}::jsonb,
                 ${JSON.stringify(Object.fromEntries(Object.entries(changes).map(([k, v]) => [k, v.after])))}::jsonb)`,

@@ -11,7 +11,7 @@ import type { FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
  * - `idempotencyKey` is derived from the order and the attempt, so a double submit, a
  *   refresh or a retry after `unknown_outcome` reaches the same gateway payment.
  * - Persist per attempt: `gatewayPaymentId` (it may equal the previous attempt's), and per
- *   refund: `refundKey` and `gatewayRefundId`.
+ *   refund: `refundKey`, `keyVersion` and `gatewayRefundId`.
  * - Outcomes arrive by webhook (`parseWebhook`), de-duplicated by the event `id`; events may
  *   arrive late, twice or out of order, so apply them as forward-only state changes.
  *   `retrievePayment` answers the same question on demand (polling pages, reconciling
@@ -153,9 +153,23 @@ export interface RefundRequest {
   currency: string;
   /** Idempotency key of this refund, e.g. `${orderId}-duplicate-${paymentId}`. */
   refundKey: string;
+  /**
+   * How the gateway derives its own refund reference from `refundKey`, as it did when this
+   * refund was first requested (stored with the refund). A gateway that changes its derivation
+   * keeps the old one for older versions, so a repeat reaches the refund already made instead
+   * of making a second. Default: `currentRefundKeyVersion`.
+   */
+  keyVersion?: RefundKeyVersion;
   /** Why, e.g. `duplicate` (the order was paid twice) or what ops wrote. */
   reason: string;
 }
+
+/**
+ * 1: refunds requested when a gateway's reference could be shared by keys that differ only in
+ * `-` and `_`. 2: one reference per key.
+ */
+export type RefundKeyVersion = 1 | 2;
+export const currentRefundKeyVersion: RefundKeyVersion = 2;
 
 export interface RefundResult {
   gatewayRefundId: string;

@@ -3,6 +3,7 @@ import { rows } from '../db/rows.js';
 import { retryingTransaction } from '../db/tx.js';
 import { RecoupError } from '../platform/errors.js';
 import { newId } from '../platform/ids.js';
+import { currentRefundKeyVersion } from './payment-gateway.js';
 import type { RetryDeps } from './retry-session.js';
 import { submitRefund } from './settle-success.js';
 
@@ -50,10 +51,10 @@ export async function requestRefund(
     }
     const id = newId('ref');
     await tx.execute(
-      sql`insert into refunds (id, order_id, payment_id, amount, currency, reason, status, refund_key, requested_by,
-                               created_at, updated_at)
+      sql`insert into refunds (id, order_id, payment_id, amount, currency, reason, status, refund_key, key_version,
+                               requested_by, created_at, updated_at)
           values (${id}, ${input.orderId}, ${payment.id}, ${amount}, ${payment.currency}, ${input.reason}, 'pending',
-                  ${key}, ${input.requestedBy}, ${now}, ${now})`,
+                  ${key}, ${currentRefundKeyVersion}, ${input.requestedBy}, ${now}, ${now})`,
     );
     return id;
   });

@@ -76,6 +76,8 @@ export type RetryLinkState =
 export interface LinkRow {
   message_id: string;
   step: number | null;
+  /** `sms` or `email`; `ops` for a link ops issued by hand. */
+  channel: string;
   recovery_id: string;
   cadence_name: string;
   cadence_version: number;
@@ -102,7 +104,7 @@ export interface LinkRow {
 export async function loadLinkRow(db: Db | Tx, messageId: string, lock: boolean): Promise<LinkRow | undefined> {
   const [row] = await rows<LinkRow>(
     db,
-    sql`select m.id as message_id, m.step, r.id as recovery_id, r.cadence_name, r.cadence_version, r.failure_category,
+    sql`select m.id as message_id, m.step, m.channel, r.id as recovery_id, r.cadence_name, r.cadence_version, r.failure_category,
                o.id as order_id, o.status as order_status, o.amount::text as amount, o.currency, o.description,
                o.coupon_code, o.coupon_discount_amount::text as coupon_discount_amount, o.coupon_expires_at, o.items,
                o.last_failure_category, o.last_failure_code, o.last_method,

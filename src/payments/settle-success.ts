@@ -4,6 +4,7 @@ import { retryingTransaction } from '../db/tx.js';
 import { newId } from '../platform/ids.js';
 import { settleInFlightSends } from '../messages/in-flight.js';
 import { closeAttempt, loadAttempt, type AttemptRow } from './payment-attempts.js';
+import { currentRefundKeyVersion } from './payment-gateway.js';
 import { recordPayment } from './record-payment.js';
 import type { RetryDeps } from './retry-session.js';
 
@@ -102,10 +103,10 @@ export async function settleSuccess(deps: RetryDeps, fact: SuccessFact): Promise
     }
     const refundId = newId('ref');
     await tx.execute(
-      sql`insert into refunds (id, order_id, payment_id, amount, currency, reason, status, refund_key, requested_by,
-                               created_at, updated_at)
+      sql`insert into refunds (id, order_id, payment_id, amount, currency, reason, status, refund_key, key_version,
+                               requested_by, created_at, updated_at)
           values (${refundId}, ${fact.orderId}, ${recorded.paymentId}, ${fact.amount}, ${fact.currency}, 'duplicate',
-                  'pending', ${`dup-${recorded.paymentId}`}, 'recoup', ${now}, ${now})`,
+                  'pending', ${`dup-${recorded.paymentId}`}, ${currentRefundKeyVersion}, 'recoup', ${now}, ${now})`,
     );
     return { kind: 'duplicate', paymentId: recorded.paymentId, refundId };
   });
@@ -156,12 +157,14 @@ export async function submitRefund(deps: RetryDeps, refundId: string): Promise<v
     currency: string;
     reason: string;
     refund_key: string;
+    key_version: number;
     status: string;
     gateway: string | null;
     external_id: string;
   }>(
     deps.db,
-    sql`select f.id, f.amount::text as amount, f.currency, f.reason, f.refund_key, f.status, p.gateway, p.external_id
+    sql`select f.id, f.amount::text as amount, f.currency, f.reason, f.refund_key, f.key_version, f.status, p.gateway,
+               p.external_id
         from refunds f join payments p on p.id = f.payment_id where f.id = ${refundId}`,
   );
   if (!refund || refund.status !== 'pending') return;
@@ -176,6 +179,7 @@ export async function submitRefund(deps: RetryDeps, refundId: string): Promise<v
       amount: Number(refund.amount),
       currency: refund.currency,
       refundKey: refund.refund_key,
+      keyVersion: refund.key_version === 1 ? 1 : currentRefundKeyVersion,
       reason: refund.reason,
     });
     await deps.db.execute(

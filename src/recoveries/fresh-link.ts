@@ -78,7 +78,8 @@ export const freshLinkTemplate = 'nudge';
 
 interface SourceRow {
   message_id: string;
-  channel: Channel;
+  /** A `Channel`, or `ops` for a link ops issued by hand. */
+  channel: string;
   link_expires_at: Date | null;
   link_revoked_at: Date | null;
   recovery_id: string;
@@ -253,7 +254,9 @@ function currentContact(row: SourceRow): { channel: Channel; to: string } | unde
     if (channel === 'sms') return row.phone && !row.phone_bad_reason ? row.phone : undefined;
     return row.email && !row.email_bad_reason ? row.email : undefined;
   };
-  for (const channel of [row.channel, row.channel === 'sms' ? 'email' : 'sms'] as const) {
+  // The old message's channel first; a link ops issued came by neither: SMS first, then email.
+  const first: Channel = row.channel === 'email' ? 'email' : 'sms';
+  for (const channel of [first, first === 'sms' ? 'email' : 'sms'] as const) {
     const to = usable(channel);
     if (to) return { channel, to };
   }

@@ -6,14 +6,16 @@ import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
 import { RecoupError } from '../platform/errors.js';
 import type { Wakeup } from '../queue/queues.js';
-import { revokeRetryLinks } from '../retry-links/retry-token.js';
+import { opsLinkChannel } from '../domain/vocabulary.js';
+import { newId } from '../platform/ids.js';
+import { newRetryToken, retryUrl, revokeRetryLinks } from '../retry-links/retry-token.js';
 import { settleInFlightSends, type InFlightWait } from '../messages/in-flight.js';
 
 /**
  * What ops may do to one order's recovery by hand: stop it (nothing more goes out, its links stop
- * working) and restart a stopped one. Both take the order's row lock first, the lock the payment
- * path and the dispatcher take, so neither races a payment or a send in flight. Both are audited
- * under `order:<id>` in the same transaction.
+ * working), restart a stopped one, and issue a retry link to hand to the customer. Each takes the
+ * order's row lock first, the lock the payment path and the dispatcher take, so none races a payment
+ * or a send in flight. Each is audited under `order:<id>` in the same transaction.
  */
 
 /** The `ended_reason` of a recovery ops stopped. */
@@ -214,6 +216,83 @@ export async function restartRecovery(db: Db, orderId: string, change: OpsChange
   });
 }
 
+export interface IssuedLink {
+  messageId: string;
+  recoveryId: string;
+  /** The link itself: a bearer credential for the customer's page. Shown once, never stored elsewhere or logged. */
+  url: string;
+  expiresAt: Date;
+}
+
+/** Where issued links lead and how long they work. */
+export interface LinkSettings {
+  publicUrl: string;
+  /** RETRY_LINK_TTL. */
+  ttlMs: number;
+}
+
+/**
+ * Issues a new retry link for the order's active recovery, for ops to hand to the customer (on a
+ * support call, say). Nothing is sent: the link is recorded as a message outside the cadence (step
+ * NULL) on channel `ops` with status `issued`, which no cap counts. What is done through it is
+ * attributed to it: its clicks, attempts and payment, and contact changes, audited with the link as
+ * actor rather than as the customer's own. Audited as `retry_link.issued` with the actor and
+ * `reason`; the entry names the link's message, never its token.
+ *
+ * Refused (`conflict`) when the order is paid or cancelled, has no recovery or none that is active
+ * (a stopped recovery's links were revoked on purpose), or its customer was forgotten. `not_found`
+ * for an unknown order.
+ */
+export async function issueRetryLink(
+  db: Db,
+  orderId: string,
+  change: OpsChange & { reason: string },
+  settings: LinkSettings,
+): Promise<IssuedLink> {
+  return db.transaction(async (tx) => {
+    const [order] = await rows<{
+      status: string;
+      customer_id: string;
+      locale: string | null;
+      forgotten_at: Date | null;
+    }>(
+      tx,
+      sql`select o.status, o.customer_id, c.locale, c.forgotten_at
+          from orders o left join customers c on c.id = o.customer_id
+          where o.id = ${orderId} for update of o`,
+    );
+    if (!order) throw new RecoupError('not_found', `No order ${orderId}`);
+    const refuse = (why: string) => new RecoupError('conflict', `Cannot issue a retry link for ${orderId}: ${why}`);
+    if (order.status !== 'pending') throw refuse(`the order is ${order.status}`);
+    if (order.forgotten_at) throw refuse('its customer was forgotten');
+    const [recovery] = await rows<{ id: string; state: string; ended_reason: string | null }>(
+      tx,
+      sql`select id, state, ended_reason from recoveries where order_id = ${orderId} for update`,
+    );
+    if (!recovery) throw refuse('it has no recovery');
+    if (recovery.state !== 'active') throw refuse(`its recovery is ${describeState(recovery)}, not active`);
+
+    const now = change.at;
+    const id = newId('msg');
+    const token = newRetryToken();
+    const expiresAt = new Date(now.getTime() + settings.ttlMs);
+    await tx.execute(
+      sql`insert into messages (id, recovery_id, order_id, customer_id, step, channel, template, locale, status,
+                                link_token, link_expires_at, created_at, updated_at)
+          values (${id}, ${recovery.id}, ${orderId}, ${order.customer_id}, null, ${opsLinkChannel}, 'none',
+                  ${order.locale}, 'issued', ${token}, ${expiresAt}, ${now}, ${now})`,
+    );
+    await audit(tx, {
+      actor: change.actor,
+      action: 'retry_link.issued',
+      subject: orderSubject(orderId),
+      after: { recovery_id: recovery.id, message_id: id, expires_at: expiresAt, reason: change.reason },
+      at: now,
+    });
+    return { messageId: id, recoveryId: recovery.id, url: retryUrl(settings.publicUrl, token), expiresAt };
+  });
+}
+
 /** Locks the order row (the lock every writer of a recovery takes first), then its recovery. */
 async function lockRecovery(tx: Tx, orderId: string): Promise<RecoveryRow> {
   const [order] = await rows<{ id: string }>(tx, sql`select id from orders where id = ${orderId} for update`);
@@ -228,6 +307,6 @@ async function lockRecovery(tx: Tx, orderId: string): Promise<RecoveryRow> {
   return recovery;
 }
 
-function describeState(recovery: RecoveryRow): string {
+function describeState(recovery: Pick<RecoveryRow, 'state' | 'ended_reason'>): string {
   return recovery.ended_reason ? `${recovery.state} (${recovery.ended_reason})` : recovery.state;
 }

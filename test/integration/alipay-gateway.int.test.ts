@@ -216,6 +216,47 @@ describe('AlipayGateway against the fake Alipay', () => {
     });
   });
 
+  describe('refunds whose keys differ only by a dash and an underscore', () => {
+    const refundOf = (gatewayPaymentId: string, refundKey: string, keyVersion?: 1 | 2) =>
+      gateway.refund({
+        gatewayPaymentId,
+        amount: 300,
+        currency: 'CNY',
+        refundKey,
+        reason: 'damaged item',
+        ...(keyVersion ? { keyVersion } : {}),
+      });
+    const requestNos = () => calls('alipay.trade.refund').map((r) => r.bizContent.out_request_no);
+
+    it('are two refunds at Alipay, each under its own out_request_no', async () => {
+      gateway = gatewayWith({ flow: 'qr' });
+      const created = await gateway.createPayment(request({ amount: 1_000 }));
+      fake.customerPays(created.gatewayPaymentId);
+      const one = await refundOf(created.gatewayPaymentId, 'ops-2026-0001-k-1');
+      const two = await refundOf(created.gatewayPaymentId, 'ops-2026_0001-k_1');
+      expect(two.gatewayRefundId).not.toBe(one.gatewayRefundId);
+      expect(fake.trade(created.gatewayPaymentId)?.refunds.size).toBe(2);
+      expect(fake.trade(created.gatewayPaymentId)?.refundedFen).toBe(600);
+      for (const requestNo of requestNos()) expect(requestNo).toMatch(/^[A-Za-z0-9_]{1,64}$/);
+      // Keys of letters, digits and single dashes keep their readable form.
+      expect(one.gatewayRefundId).toBe('ops_2026_0001_k_1');
+    });
+
+    it('a refund first requested with version 1 is repeated under the number it was sent with', async () => {
+      gateway = gatewayWith({ flow: 'qr' });
+      const created = await gateway.createPayment(request({ amount: 1_000 }));
+      fake.customerPays(created.gatewayPaymentId);
+      const key = 'dup-pay_0a1b2c';
+      const first = await refundOf(created.gatewayPaymentId, key, 1);
+      const repeat = await refundOf(created.gatewayPaymentId, key, 1);
+      expect(requestNos()).toEqual(['dup_pay_0a1b2c', 'dup_pay_0a1b2c']);
+      expect(repeat).toEqual(first);
+      expect(fake.trade(created.gatewayPaymentId)?.refundedFen).toBe(300);
+      // The same key today has a number of its own.
+      expect((await refundOf(created.gatewayPaymentId, key)).gatewayRefundId).toBe('_dup_dpay__0a1b2c');
+    });
+  });
+
   describe('unknown outcomes are queried first', () => {
     beforeEach(() => {
       gateway = gatewayWith({ flow: 'qr' });
@@ -264,7 +305,7 @@ describe('AlipayGateway against the fake Alipay', () => {
         refundKey: 'ord-1-duplicate-pay_1',
         reason: 'duplicate',
       });
-      expect(refund).toEqual({ gatewayRefundId: 'ord_1_duplicate_pay_1', status: 'succeeded' });
+      expect(refund).toEqual({ gatewayRefundId: '_ord_d1_dduplicate_dpay__1', status: 'succeeded' });
       expect(calls('alipay.trade.refund')).toHaveLength(1);
       expect(calls('alipay.trade.fastpay.refund.query')).toHaveLength(1);
       expect(fake.trade(created.gatewayPaymentId)?.refundedFen).toBe(400);

@@ -22,6 +22,7 @@ import {
   sendFreshLink,
   type FreshLinkDeps,
 } from '../../src/recoveries/fresh-link.js';
+import { issueRetryLink } from '../../src/recoveries/ops-actions.js';
 import { lookupRetryToken } from '../../src/retry-links/retry-token.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { makeEvent } from '../helpers/service.js';
@@ -201,6 +202,30 @@ describe('sendFreshLink', () => {
     // The new link works; the old one stays expired.
     expect(await lookupRetryToken(database.db, fresh!.link_token, clock.now())).toMatchObject({ valid: true });
     expect(await lookupRetryToken(database.db, link.token, clock.now())).toMatchObject({ reason: 'expired' });
+  });
+
+  it('sends a new link by SMS for an expired link ops issued by hand (which came by no channel)', async () => {
+    const base = makeEvent({ occurred_at: clock.now().toISOString() });
+    expect((await applyEvent(intake, parseEvent(base), clock.now())).status).toBe('accepted');
+    const issued = await issueRetryLink(
+      database.db,
+      base.order.id,
+      { actor: 'key:ops', at: clock.now(), reason: 'support call' },
+      { publicUrl, ttlMs },
+    );
+    await database.db.execute(
+      sql`update messages set link_expires_at = ${new Date(clock.now().getTime() - 1)} where id = ${issued.messageId}`,
+    );
+
+    expect(await sendFreshLink(deps, issued.messageId)).toEqual({ kind: 'sent' });
+    const fresh = await rows<MessageRow>(
+      database.db,
+      sql`select id, step, channel, template, status, to_address from messages
+          where order_id = ${base.order.id} and id <> ${issued.messageId}`,
+    );
+    expect(fresh).toEqual([
+      expect.objectContaining({ channel: 'sms', template: 'nudge', status: 'sent', to_address: '+8613800138000' }),
+    ]);
   });
 
   it('sends at most one fresh link per recovery per 10 minutes, even to two clicks at once', async () => {

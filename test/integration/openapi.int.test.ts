@@ -78,6 +78,7 @@ describe('OpenAPI document', () => {
         'POST /v1/events',
         'GET /v1/orders/{id}',
         'POST /v1/orders/{id}/refunds',
+        'POST /v1/orders/{id}/retry-link',
         'GET /healthz',
         'GET /readyz',
         'GET /metrics',

@@ -133,10 +133,10 @@ describe('recovery report over a hand-computed dataset', () => {
 
   async function refund(paymentId: string, orderId: string, amount: number, currency: string, when: Date) {
     await database.db.execute(
-      sql`insert into refunds (id, order_id, payment_id, amount, currency, reason, status, refund_key, succeeded_at,
-                               created_at, updated_at)
+      sql`insert into refunds (id, order_id, payment_id, amount, currency, reason, status, refund_key, key_version,
+                               succeeded_at, created_at, updated_at)
           values (${`ref_${paymentId}`}, ${orderId}, ${paymentId}, ${amount}, ${currency}, 'test', 'succeeded',
-                  ${`key_${paymentId}`}, ${when}, ${when}, ${new Date()})`,
+                  ${`key_${paymentId}`}, 2, ${when}, ${when}, ${new Date()})`,
     );
   }
 

@@ -75,8 +75,8 @@ interface Trade {
  *   The QR flow creates the trade up front, so it can always be closed.
  * - An uncertain answer (`ACQ.SYSTEM_ERROR`, a timeout, a 5xx) is followed by
  *   `alipay.trade.query` before anything else; only then is the same request repeated.
- * - Refunds use `out_request_no` derived from the refund key: Alipay answers a repeat with
- *   the same refund.
+ * - Refunds use `out_request_no` derived from the refund key (one per key, see
+ *   `outRequestNo`): Alipay answers a repeat with the same refund.
  * - Notifies are form posts signed inside the body; `parseWebhook` verifies them with the
  *   SDK's `checkNotifySignV2` and accepts only `TRADE_SUCCESS`/`TRADE_FINISHED` as paid,
  *   after checking `app_id`, `out_trade_no` and `total_amount`.
@@ -190,7 +190,7 @@ export class AlipayGateway implements PaymentGateway {
         gatewayPaymentId: input.gatewayPaymentId,
       });
     }
-    const requestNo = outRequestNo(input.refundKey);
+    const requestNo = outRequestNo(input.refundKey, input.keyVersion);
     const bizContent = {
       out_trade_no: input.gatewayPaymentId,
       refund_amount: toYuan(input.amount),

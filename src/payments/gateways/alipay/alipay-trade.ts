@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { currentRefundKeyVersion, type RefundKeyVersion } from '../../payment-gateway.js';
 
 /**
  * How recoup names and prices Alipay trades. Alipay amounts are yuan strings with exactly
@@ -55,10 +56,21 @@ export function amountOfTradeNo(tradeNo: string): number | undefined {
   return match && tradeNo.length <= 64 ? Number(match[1]) : undefined;
 }
 
-/** `out_request_no` of a refund (idempotent per refund key): at most 64 characters. */
-export function outRequestNo(refundKey: string): string {
-  const plain = refundKey.replace(/[^A-Za-z0-9_]/g, '_');
-  return plain.length <= 64 && plain === refundKey.replace(/-/g, '_') ? plain : digest(refundKey);
+/**
+ * `out_request_no` of a refund: Alipay answers a repeated number with the refund first made
+ * under it, so two refund keys never share one (`tradeKey`, or the hash beyond 64 characters).
+ *
+ * Refunds first requested with `keyVersion` 1 keep the number they were sent under then, which
+ * turned every `-` into `_`: a repeat after an upgrade must reach the same refund, not make a
+ * second one.
+ */
+export function outRequestNo(refundKey: string, keyVersion: RefundKeyVersion = currentRefundKeyVersion): string {
+  if (keyVersion === 1) {
+    const plain = refundKey.replace(/[^A-Za-z0-9_]/g, '_');
+    return plain.length <= 64 && plain === refundKey.replace(/-/g, '_') ? plain : digest(refundKey);
+  }
+  const key = tradeKey(refundKey);
+  return key.length <= 64 ? key : digest(refundKey);
 }
 
 function digest(text: string): string {
