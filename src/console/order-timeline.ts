@@ -292,7 +292,7 @@ export async function loadOrderTimeline(db: Db, orderId: string): Promise<OrderT
     entries.push({
       at: c.at,
       kind: 'click',
-      title: 'Retry link opened',
+      title: 'Retry link clicked',
       tone: 'plain',
       details: compact([
         ['message id', c.message_id],

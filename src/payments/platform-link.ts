@@ -5,8 +5,8 @@ import { rows } from '../db/rows.js';
 /**
  * Where a reminder's link leads instead of the retry page: the order's own payment page on its
  * shop platform, when `paidOnPlatform` says the order is paid there and the platform gave one.
- * The reminder still links to recoup first, so the click is counted (attribution, the order's story)
- * and an expired or paid order still gets recoup's page.
+ * The reminder still links to recoup first: its page counts the click (attribution, the order's
+ * story) before moving on, and an expired or paid order still gets recoup's page.
  */
 export async function shopPaymentPage(
   db: Db,

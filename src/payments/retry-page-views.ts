@@ -89,6 +89,7 @@ export function retryPage(deps: RetryPageContext, request: FastifyRequest, reply
     failureReason: failure ? t.reasons[failure] : null,
     formAction: `/r/${view.token}`,
     csrf: deps.csrf.issue(request, reply, view.token),
+    clickUrl: `/r/${view.token}/click`,
     // The address on file as its owner writes it (`bücher.de`, not `xn--bcher-kva.de`).
     form: r.form ?? {
       email: view.contact.email ? displayEmail(view.contact.email) : '',
@@ -98,6 +99,34 @@ export function retryPage(deps: RetryPageContext, request: FastifyRequest, reply
     hasErrors: Boolean(errors.email || errors.phone || errors.method),
     methods: view.methods.map((code) => ({ code, title: t.methods[code], checked: code === checked })),
     payLabel: fillIn(t.payButton, { amount: total }),
+  });
+}
+
+/**
+ * The page of an open link whose order is paid on the shop's own page (`shopPage`): it moves on
+ * there once it has reported the click, or, without JavaScript, once the customer presses its button.
+ */
+export function continuePage(
+  deps: RetryPageContext,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  view: RetryView,
+  shopPage: string,
+) {
+  const locale = resolvePageLocale(view.locale);
+  const t = pageStrings[locale];
+  // The button's POST is redirected to the shop's page, and form-action covers redirects too.
+  const origin = new URL(shopPage).origin;
+  if (/^https?:\/\/[a-z0-9.-]+(:\d{1,5})?$/.test(origin)) extendCsp(reply, 'form-action', [origin]);
+  return sendPage(deps, reply, 200, 'continue', locale, {
+    title: t.continueTitle,
+    shopName: view.shopName,
+    text: fillIn(t.continueText, { shop: view.shopName }),
+    formAction: `/r/${view.token}/continue`,
+    csrf: deps.csrf.issue(request, reply, view.token),
+    label: t.continueButton,
+    clickUrl: `/r/${view.token}/click`,
+    continueUrl: shopPage,
   });
 }
 
@@ -116,14 +145,20 @@ function imageOrigin(url: string): string | undefined {
  * CSP the retry pages send (nothing else changes, and other pages keep recoup's own images only).
  */
 function allowImages(reply: FastifyReply, origins: string[]): void {
+  extendCsp(reply, 'img-src', origins);
+}
+
+/** Adds `origins` to one directive of the CSP this response carries; the rest stays as it is. */
+function extendCsp(reply: FastifyReply, directive: 'img-src' | 'form-action', origins: string[]): void {
   const csp = reply.getHeader('content-security-policy');
   if (origins.length === 0 || typeof csp !== 'string') return;
   const sources = [...new Set(origins)].join(' ');
+  const name = new RegExp(`^\\s*${directive}\\b`);
   reply.header(
     'content-security-policy',
     csp
       .split(';')
-      .map((directive) => (/^\s*img-src\b/.test(directive) ? `${directive.trimEnd()} ${sources}` : directive))
+      .map((part) => (name.test(part) ? `${part.trimEnd()} ${sources}` : part))
       .join(';'),
   );
 }
@@ -239,10 +274,11 @@ export function message(shopName: string, title: string, paragraphs: string[], t
   return { title, shopName, tone, paragraphs, action: null, link: null };
 }
 
-/** The error handler's page; the polling script's status route gets problem JSON instead. */
+/** The error handler's page; the scripts' own routes (status polling, the click report) get problem JSON instead. */
 export function sendErrorPage(deps: RetryPageContext, request: FastifyRequest, reply: FastifyReply, error: unknown) {
   const status = httpStatusOf(error);
-  if (request.routeOptions.url?.endsWith('/status/:attemptId')) {
+  const route = request.routeOptions.url ?? '';
+  if (route.endsWith('/status/:attemptId') || route.endsWith('/:token/click')) {
     return sendProblem(
       request,
       reply,

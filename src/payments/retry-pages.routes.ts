@@ -2,7 +2,7 @@ import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { PhoneNumberType } from '../domain/phone-numbers.js';
 import { RecoupError } from '../platform/errors.js';
 import { PageCsrf } from '../http/page-csrf.js';
@@ -17,6 +17,7 @@ import { attemptIdPattern, attemptPage } from './retry-attempt-page.js';
 import { csrfField, formFields, validateForm } from './retry-form.js';
 import {
   afterFailure,
+  continuePage,
   forbiddenPage,
   invalidPage,
   message,
@@ -26,7 +27,7 @@ import {
   statePage,
   type RetryPageContext,
 } from './retry-page-views.js';
-import { loadRetryLink, recordClick, type RetryDeps } from './retry-session.js';
+import { loadRetryLink, recordClick, type RetryDeps, type RetryView } from './retry-session.js';
 import { shopPaymentPage } from './platform-link.js';
 
 export interface RetryPageDeps {
@@ -48,8 +49,8 @@ export interface RetryPageDeps {
   formActionOrigins?: string[];
   /**
    * Whether a shop platform's order is paid on the platform's own page (its connector's link mode
-   * is `platform`, or only the platform can collect it): an open link for it leads there once its
-   * click is counted. Default: never.
+   * is `platform`, or only the platform can collect it): an open link for it shows a page that
+   * leads there once a person's click is counted. Default: never.
    */
   paidOnPlatform?: (platform: string, orderId: string) => boolean;
   /** The kinds of phone number the form takes (SMS_NUMBER_TYPES). Default: mobile and fixed-line ones. */
@@ -72,9 +73,14 @@ const stripeSources = {
  * The customer-facing retry pages behind the link in every reminder, in one encapsulated
  * plugin (its body parser, cookies, security headers, rate limit and error pages stay inside):
  *
- * - `GET /r/:token`: the page (records the click, the only write a GET does);
+ * - `GET /r/:token`: the page; it writes nothing (link scanners and prefetchers GET every link);
+ * - `POST /r/:token/click`: the page's script reporting that a person opened it: the click
+ *   (once per message; 204, or 403 problem JSON without the page's CSRF token);
  * - `POST /r/:token`: confirm details, pick a method, (re-)initiate the payment, then 303 to
  *   the gateway, the QR page or the card page, or re-render the form with what went wrong;
+ *   a click too, for browsers without JavaScript;
+ * - `POST /r/:token/continue`: the click, then 303 to the shop's own payment page (orders paid
+ *   there; with JavaScript the page reports the click and moves on by itself);
  * - `GET /r/:token/pay/:attemptId` (WeChat Pay QR), `/card/:attemptId` (Stripe.js card form),
  *   `/return?attempt=` (gateways send the customer back here), `/done?attempt=`: the attempt's page;
  * - `GET /r/:token/status/:attemptId`: `{ status }` for the polling script;
@@ -163,17 +169,31 @@ function routes(r: FastifyInstance, deps: Ctx): void {
     const { token } = request.params;
     const state = await loadRetryLink(deps.retry, token);
     if (state.kind !== 'open') return statePage(deps, request, reply, token, state);
-    // Attribution only; HEAD (link checkers) is not a click, and a lost click must not block paying.
-    if (request.method === 'GET') {
-      await recordClick(deps.retry, state.view, request.headers['user-agent']).catch((err: unknown) =>
-        request.log.warn({ err }, 'could not record a retry-link click'),
-      );
-    }
-    const shopPage = deps.paidOnPlatform
-      ? await shopPaymentPage(deps.retry.db, state.view.orderId, deps.paidOnPlatform)
-      : undefined;
-    if (shopPage) return reply.redirect(shopPage, 303);
+    const shopPage = await shopPageOf(deps, state.view);
+    if (shopPage) return continuePage(deps, request, reply, state.view, shopPage);
     return retryPage(deps, request, reply, { view: state.view, status: 200 });
+  });
+
+  r.post<TokenParams>('/:token/click', async (request, reply) => {
+    const { token } = request.params;
+    if (!deps.csrf.valid(request, token, formFields(request.body)[csrfField])) {
+      return sendProblem(request, reply, new RecoupError('forbidden', "A click is reported only by the link's page"));
+    }
+    const state = await loadRetryLink(deps.retry, token);
+    // Paid or closed since the page was shown: nothing left to count.
+    if (state.kind === 'open') await countClick(deps, request, state.view);
+    return reply.status(204).send();
+  });
+
+  r.post<TokenParams>('/:token/continue', async (request, reply) => {
+    const { token } = request.params;
+    if (!deps.csrf.valid(request, token, formFields(request.body)[csrfField])) {
+      return forbiddenPage(deps, request, reply, token);
+    }
+    const state = await loadRetryLink(deps.retry, token);
+    if (state.kind !== 'open') return statePage(deps, request, reply, token, state);
+    await countClick(deps, request, state.view);
+    return reply.redirect((await shopPageOf(deps, state.view)) ?? `/r/${token}`, 303);
   });
 
   r.post<TokenParams>('/:token', async (request, reply) => {
@@ -183,6 +203,8 @@ function routes(r: FastifyInstance, deps: Ctx): void {
     const state = await loadRetryLink(deps.retry, token);
     if (state.kind !== 'open') return statePage(deps, request, reply, token, state);
     const { view } = state;
+    // Before the payment starts, so its attempt is credited to the click.
+    await countClick(deps, request, view);
 
     const t = pageStrings[resolvePageLocale(view.locale)];
     const input = validateForm(form, view, t, deps.smsNumberTypes);
@@ -273,6 +295,18 @@ function routes(r: FastifyInstance, deps: Ctx): void {
     const [title, text, tone] = freshLinkNotice(result, locale, shop);
     return sendPage(deps, reply, 200, 'message', locale, message(shop, title, [text], tone));
   });
+}
+
+/** A person's click (attribution only): a lost click must not block paying. */
+async function countClick(deps: Ctx, request: FastifyRequest, view: RetryView): Promise<void> {
+  await recordClick(deps.retry, view, request.headers['user-agent']).catch((err: unknown) =>
+    request.log.warn({ err }, 'could not record a retry-link click'),
+  );
+}
+
+/** The shop's own payment page, for an order paid there. */
+async function shopPageOf(deps: Ctx, view: RetryView): Promise<string | undefined> {
+  return deps.paidOnPlatform ? shopPaymentPage(deps.retry.db, view.orderId, deps.paidOnPlatform) : undefined;
 }
 
 /** What the page says to a fresh-link request: a title, a paragraph and the notice's tone. */

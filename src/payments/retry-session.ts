@@ -219,13 +219,28 @@ export function incentiveContext(
   };
 }
 
-/** Records that a link was opened (attribution only; nothing else changes on a GET). */
+/**
+ * Records that a person clicked the link: its page's script reported the page open, or the page
+ * posted a form. A GET alone never gets here (link scanners and prefetchers fetch every link).
+ * One click per message: later reports return the first click's id and change nothing.
+ */
 export async function recordClick(deps: RetryDeps, view: RetryView, userAgent: string | undefined): Promise<string> {
-  const id = newId('clk');
-  await deps.db.execute(
-    sql`insert into clicks (id, message_id, recovery_id, order_id, user_agent, at)
-        values (${id}, ${view.messageId}, ${view.recoveryId}, ${view.orderId}, ${userAgent?.slice(0, 300) ?? null},
-                ${deps.clock.now()})`,
-  );
-  return id;
+  return deps.db.transaction(async (tx) => {
+    // Two tabs, or the script's report racing the form's POST, must not both insert.
+    await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`recoup:click:${view.messageId}`}))`);
+    const [existing] = await rows<{ id: string }>(
+      tx,
+      // The order's index finds them; a message belongs to one order.
+      sql`select id from clicks where order_id = ${view.orderId} and message_id = ${view.messageId}
+          order by at, id limit 1`,
+    );
+    if (existing) return existing.id;
+    const id = newId('clk');
+    await tx.execute(
+      sql`insert into clicks (id, message_id, recovery_id, order_id, user_agent, at)
+          values (${id}, ${view.messageId}, ${view.recoveryId}, ${view.orderId}, ${userAgent?.slice(0, 300) ?? null},
+                  ${deps.clock.now()})`,
+    );
+    return id;
+  });
 }

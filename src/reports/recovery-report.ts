@@ -38,6 +38,7 @@ export interface ReportRow {
   currency: string;
   orders_entered: number;
   messaged: number;
+  /** Recoveries whose retry link a person first clicked (the page's script or form, never a bare GET). */
   clicked: number;
   recovered_count: number;
   /** recovered_count / orders_entered, 4 decimals; null without entries. */

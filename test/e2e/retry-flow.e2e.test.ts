@@ -430,4 +430,75 @@ describe('retry links in a real browser (mobile)', () => {
     watch.assertNoErrors(expectedStatusLogs);
     expect(watch.foreignRequests()).toEqual([]);
   });
+
+  it('a person opening the link is one click, however often; a fetch or a browser without JavaScript is none', async () => {
+    const { svc, context, watch } = await setup('en-US');
+    const clicksOf = (orderId: string) =>
+      rows<{ id: string; user_agent: string | null }>(
+        svc.database.db,
+        sql`select id, user_agent from clicks where order_id = ${orderId}`,
+      );
+    const clickReport = (url: string) => url.endsWith('/click');
+
+    // A link scanner: the page, and nothing counted.
+    const scanned = failedOrder('en');
+    expect((await svc.post(scanned)).status).toBe(202);
+    const scannedSms = await smsLink(svc);
+    const fetched = await fetch(scannedSms.link, { headers: { 'user-agent': 'Slackbot-LinkExpanding 1.0' } });
+    expect(fetched.status).toBe(200);
+    expect(await fetched.text()).toContain(description);
+
+    // A browser that runs no script shows the page and counts nothing, until its form is posted.
+    const noScript = await browser.newContext({ javaScriptEnabled: false, locale: 'en-US' });
+    onTestFinished(() => noScript.close());
+    const noScriptWatch = watchContext(noScript);
+    const plain = await noScript.newPage();
+    expect((await plain.goto(scannedSms.link))?.status()).toBe(200);
+    expect(await plain.locator('.summary .description').innerText()).toBe(description);
+    expect(await clicksOf(scanned.order.id)).toEqual([]);
+    await plain.getByLabel('WeChat Pay').check();
+    await plain.getByRole('button', { name: /^Pay / }).click();
+    await plain.waitForURL(new RegExp(`/r/${tokenPattern}/pay/att_`));
+    expect(await clicksOf(scanned.order.id)).toHaveLength(1);
+    expect(noScriptWatch.requests.filter(clickReport)).toEqual([]);
+
+    // A person's browser: the page reports itself once shown.
+    const event = failedOrder('en');
+    expect((await svc.post(event)).status).toBe(202);
+    const sms = await smsLink(svc, await messageOf(svc, event.order.id));
+    const page = await context.newPage();
+    const reported = page.waitForResponse((r) => clickReport(r.url()) && r.request().method() === 'POST');
+    expect((await page.goto(sms.link))?.status()).toBe(200);
+    expect((await reported).status()).toBe(204);
+    const clicks = await clicksOf(event.order.id);
+    expect(clicks).toEqual([{ id: expect.stringMatching(/^clk_/), user_agent: expect.stringContaining('iPhone') }]);
+
+    // Opened again (a reload, another tab): reported again, still the one click.
+    const again = page.waitForResponse((r) => clickReport(r.url()) && r.request().method() === 'POST');
+    await page.reload();
+    expect((await again).status()).toBe(204);
+    const other = await context.newPage();
+    const third = other.waitForResponse((r) => clickReport(r.url()) && r.request().method() === 'POST');
+    await other.goto(sms.link);
+    expect((await third).status()).toBe(204);
+    expect(await clicksOf(event.order.id)).toEqual(clicks);
+
+    watch.assertNoErrors();
+    noScriptWatch.assertNoErrors();
+    expect([...watch.foreignRequests(), ...noScriptWatch.foreignRequests()]).toEqual([]);
+  });
 });
+
+/** The id of an order's first reminder (an SMS), once it is sent. */
+async function messageOf(svc: TestService, orderId: string): Promise<string> {
+  return waitFor(
+    async () => {
+      const [m] = await rows<{ id: string }>(
+        svc.database.db,
+        sql`select id from messages where order_id = ${orderId} and step = 0 and status = 'sent'`,
+      );
+      return m?.id;
+    },
+    { what: `the first reminder of ${orderId}` },
+  );
+}

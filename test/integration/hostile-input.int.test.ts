@@ -148,7 +148,7 @@ describe('hostile input on the public HTTP surface', () => {
       svc.database.db,
       sql`select concat_ws(',', (select count(*) from events), (select count(*) from orders),
                  (select count(*) from customers), (select count(*) from recoveries),
-                 (select count(*) from payments), (select count(*) from suppressions),
+                 (select count(*) from payments), (select count(*) from suppressions), (select count(*) from clicks),
                  (select count(*) from messages where status <> 'sending')) as n`,
     );
     return counts?.n;
@@ -388,7 +388,7 @@ describe('hostile input on the public HTTP surface', () => {
       fc.asyncProperty(
         nasty,
         fc.constantFrom('GET', 'POST'),
-        fc.constantFrom('', '/fresh-link', '/status/att_x', '/pay/att_x', '/card/att_x'),
+        fc.constantFrom('', '/fresh-link', '/click', '/continue', '/status/att_x', '/pay/att_x', '/card/att_x'),
         fc.dictionary(fc.string({ maxLength: 20 }), nasty, { maxKeys: 5 }),
         async (token, method, suffix, form) => {
           const before = await writes();

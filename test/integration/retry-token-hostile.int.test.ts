@@ -177,6 +177,7 @@ describe('retry tokens under hostile input', () => {
         attempts: await q(sql`select * from payment_attempts where order_id = ${orderId} order by id`),
         messages: await q(sql`select * from messages where order_id = ${orderId} order by id`),
         recoveries: await q(sql`select * from recoveries where order_id = ${orderId}`),
+        clicks: await q(sql`select * from clicks where order_id = ${orderId}`),
       };
     };
 
@@ -191,7 +192,7 @@ describe('retry tokens under hostile input', () => {
       expect(csrfA).not.toBe('');
       expect(csrfA).not.toBe(csrfB);
       const before = await snapshot(b.orderId);
-      for (const path of ['', '/fresh-link']) {
+      for (const path of ['', '/fresh-link', '/click', '/continue']) {
         const response = await inject({
           method: 'POST',
           url: `/r/${b.token}${path}`,

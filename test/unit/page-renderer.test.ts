@@ -47,6 +47,7 @@ function views(locale: PageLocale): { [P in PageName]: PageData[P] } {
       failureReason: t.reasons.account_frozen,
       formAction: `/r/${token}`,
       csrf: 'csrf-token-value',
+      clickUrl: `/r/${token}/click`,
       form: { email: `li@example.com"${evil}`, phone: '+8613800138000' },
       errors: { email: t.emailInvalid, phone: null, method: null },
       hasErrors: true,
@@ -56,6 +57,16 @@ function views(locale: PageLocale): { [P in PageName]: PageData[P] } {
         { code: 'wechat_pay', title: t.methods.wechat_pay, checked: false },
       ],
       payLabel: fillIn(t.payButton, { amount }),
+    },
+    continue: {
+      title: t.continueTitle,
+      shopName,
+      text: fillIn(t.continueText, { shop: shopName }),
+      formAction: `/r/${token}/continue`,
+      csrf: 'csrf-token-value',
+      label: t.continueButton,
+      clickUrl: `/r/${token}/click`,
+      continueUrl: `/shop/order-pay/1?key=${evil}`,
     },
     message: {
       title: t.expiredTitle,
@@ -122,12 +133,16 @@ describe('PageRenderer', () => {
         expect(external).toEqual(page === 'card' ? ['https://js.stripe.com/v3/'] : []);
         // No inline script: the CSP is script-src 'self'.
         expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
-        expect(/<script src="\/assets\/retry\.js/.test(html)).toBe(['qr', 'pending', 'card'].includes(page));
+        expect(/<script src="\/assets\/retry\.js/.test(html)).toBe(
+          ['retry', 'continue', 'qr', 'pending', 'card'].includes(page),
+        );
       });
 
       it('renders the form with labelled fields, the chosen method checked, inline errors and the CSRF token', () => {
         const html = renderer.render('retry', locale, all.retry);
-        expect(html).toContain('<form method="post" action="/r/AbCdEfGhIjKlMnOpQrStUv" novalidate>');
+        expect(html).toContain(
+          '<form method="post" action="/r/AbCdEfGhIjKlMnOpQrStUv" data-click-url="/r/AbCdEfGhIjKlMnOpQrStUv/click" novalidate>',
+        );
         expect(html).toContain('<input type="hidden" name="csrf" value="csrf-token-value">');
         expect(html).toContain(`<label for="email">${t.emailLabel}</label>`);
         expect(html).toContain(`<label for="phone">${t.phoneLabel}</label>`);
@@ -195,6 +210,16 @@ describe('PageRenderer', () => {
         expect(html).toContain(`<form method="post" action="/r/${token}/fresh-link">`);
         expect(html).toContain(escape(t.freshLinkButton));
         expect(html).toContain(`href="/r/${token}"`);
+      });
+
+      it("renders the page leading on to the shop's payment page: a button without JavaScript, the script's targets", () => {
+        const html = renderer.render('continue', locale, all.continue);
+        expect(html).toContain(
+          `<form method="post" action="/r/${token}/continue" data-click-url="/r/${token}/click" ` +
+            `data-continue-url="/shop/order-pay/1?key&#x3D;${escape(evil)}">`,
+        );
+        expect(html).toContain('<input type="hidden" name="csrf" value="csrf-token-value">');
+        expect(html).toContain(`<button type="submit" class="primary">${escape(t.continueButton)}</button>`);
       });
     });
   }

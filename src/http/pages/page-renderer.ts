@@ -17,7 +17,7 @@ import { loadTemplateBundle, type CompiledPage, type PageAsset } from './templat
  *   `layout.refreshSeconds` (no-JS fallback: reload every n seconds, or null).
  */
 
-export const pageNames = ['retry', 'message', 'qr', 'pending', 'success', 'card'] as const;
+export const pageNames = ['retry', 'continue', 'message', 'qr', 'pending', 'success', 'card'] as const;
 export type PageName = (typeof pageNames)[number];
 
 /** A short message above a form: why the customer is seeing it again. */
@@ -50,11 +50,27 @@ export interface RetryPageData extends CommonData {
   failureReason: string | null;
   formAction: string;
   csrf: string;
+  /** Where the page's script reports that a person opened it (the click); the form's POST counts too. */
+  clickUrl: string;
   form: { email: string; phone: string };
   errors: { email: string | null; phone: string | null; method: string | null };
   hasErrors: boolean;
   methods: Array<{ code: PaymentMethod; title: string; checked: boolean }>;
   payLabel: string;
+}
+
+/**
+ * The page of a link whose order is paid on the shop's own page: its script reports the click
+ * and moves on to `continueUrl`; without JavaScript, the button posts to `formAction`, which
+ * counts the click and redirects there.
+ */
+export interface ContinuePageData extends CommonData {
+  text: string;
+  formAction: string;
+  csrf: string;
+  label: string;
+  clickUrl: string;
+  continueUrl: string;
 }
 
 /** Any page that only says something: expired, invalid, paid, cancelled, errors, fresh link sent. */
@@ -110,6 +126,7 @@ export interface CardPageData extends CommonData {
 
 export interface PageData {
   retry: RetryPageData;
+  continue: ContinuePageData;
   message: MessagePageData;
   qr: QrPageData;
   pending: PendingPageData;
@@ -127,7 +144,7 @@ const contentTypes: Record<AssetName, string> = {
   'retry.js': 'text/javascript; charset=utf-8',
 };
 
-const scriptedPages: ReadonlySet<PageName> = new Set(['qr', 'pending', 'card']);
+const scriptedPages: ReadonlySet<PageName> = new Set(['retry', 'continue', 'qr', 'pending', 'card']);
 
 type Compiled = CompiledPage;
 

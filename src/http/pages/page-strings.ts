@@ -69,6 +69,10 @@ export interface PageStrings {
   successNote: string;
   cardTitle: string;
   cardIntro: string;
+  /** The page leading on to the shop's own payment page; `{shop}`: the shop's name. */
+  continueTitle: string;
+  continueText: string;
+  continueButton: string;
   completedTitle: string;
   completedText: string;
   closedTitle: string;
@@ -179,6 +183,9 @@ const en: PageStrings = {
   successNote: 'You can close this page now.',
   cardTitle: 'Pay by card',
   cardIntro: 'Enter your card details to pay {amount}.',
+  continueTitle: 'Complete your payment',
+  continueText: 'You pay for this order on the payment page of {shop}.',
+  continueButton: 'Continue to payment',
   completedTitle: 'Already paid',
   completedText: 'This order has already been paid. Thank you!',
   closedTitle: 'Order cancelled',
@@ -282,6 +289,9 @@ const zhCN: PageStrings = {
   successNote: '现在可以关闭此页面。',
   cardTitle: '银行卡支付',
   cardIntro: '请输入银行卡信息，支付 {amount}。',
+  continueTitle: '完成付款',
+  continueText: '此订单请在 {shop} 的付款页面完成支付。',
+  continueButton: '前往付款',
   completedTitle: '订单已付款',
   completedText: '此订单已完成付款，谢谢！',
   closedTitle: '订单已取消',

@@ -1,6 +1,37 @@
-/* recoup retry pages: status polling (QR and "confirming" pages) and the Stripe card form. No dependencies. */
+/* recoup retry pages: the click report, status polling (QR and "confirming" pages) and the Stripe card form. No dependencies. */
 (function () {
   'use strict';
+
+  // A person opened the page: say so once it is on screen (link scanners fetch pages without running
+  // scripts; a prerendered or background tab waits until it is shown). The page's CSRF token goes along.
+  var clicked = document.querySelector('form[data-click-url]');
+  if (clicked) {
+    var reported = false;
+    var report = function () {
+      if (reported || (document.visibilityState && document.visibilityState !== 'visible')) return;
+      reported = true;
+      var url = clicked.getAttribute('data-click-url');
+      var csrf = clicked.querySelector('input[name="csrf"]');
+      var body = 'csrf=' + encodeURIComponent(csrf ? csrf.value : '');
+      var type = 'application/x-www-form-urlencoded';
+      var beacon = window.navigator.sendBeacon && window.Blob;
+      var queued = beacon && window.navigator.sendBeacon(url, new window.Blob([body], { type: type }));
+      if (!queued && window.fetch) {
+        fetch(url, {
+          method: 'POST',
+          body: body,
+          headers: { 'content-type': type },
+          credentials: 'same-origin',
+          keepalive: true,
+        }).catch(function () {});
+      }
+      // The shop's own payment page: on there, leaving this page out of the history.
+      var next = clicked.getAttribute('data-continue-url');
+      if (next) window.location.replace(next);
+    };
+    report();
+    if (!reported) document.addEventListener('visibilitychange', report);
+  }
 
   var poll = document.querySelector('[data-poll-url]');
   if (poll && window.fetch) {
