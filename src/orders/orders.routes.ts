@@ -5,6 +5,7 @@ import { RecoupError, validationError, zodIssues } from '../platform/errors.js';
 import { loadOrderView } from './order-view.js';
 import { requestRefund } from '../payments/refunds.js';
 import type { RetryDeps } from '../payments/retry-session.js';
+import { principalActor } from '../access/audit.js';
 import { requireScope, type KeyResolver } from '../access/auth.js';
 import { requireJson } from '../http/request.js';
 
@@ -44,7 +45,7 @@ export async function orderRoutes(app: FastifyInstance, deps: OrderRouteDeps): P
         orderId: request.params.id,
         amount: parsed.data.amount,
         reason: parsed.data.reason,
-        requestedBy: request.principal ? `key:${request.principal.name}` : 'api',
+        requestedBy: request.principal ? principalActor(request.principal) : 'api',
         idempotencyKey: typeof idempotencyKey === 'string' ? idempotencyKey : undefined,
       });
       return reply.status(202).send({ refund_id: result.refundId, status: result.status });
