@@ -100,7 +100,7 @@ export async function createApiKey(
   return { key, record };
 }
 
-/** Every stored key, revoked ones included (oldest first). The env keys are not stored, so not listed. */
+/** Every stored key, revoked ones included (oldest first). Configured keys are not stored: see `KeyResolver.configured`. */
 export async function listApiKeys(db: Db): Promise<ApiKeyRecord[]> {
   const found = await db.select().from(apiKeys).orderBy(asc(apiKeys.createdAt), asc(apiKeys.id));
   return found.map(toRecord);
@@ -133,7 +133,9 @@ export async function revokeApiKey(
       .for('update');
     const [row, ...others] = matches;
     if (!row) {
-      const hint = wanted.startsWith('env-') ? ' (keys from RECOUP_API_KEYS are retired by changing that setting)' : '';
+      const hint = wanted.startsWith('env-')
+        ? ' (configured keys are retired by changing RECOUP_API_KEYS; the generated one by deleting DATA_DIR/api-key and restarting)'
+        : '';
       throw new RecoupError('not_found', `No API key matches "${wanted}"${hint}`);
     }
     if (others.length > 0) {

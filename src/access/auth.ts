@@ -56,14 +56,56 @@ export interface KeyResolver {
    * every request. Optional; without it sessions opened with this resolver's keys are refused.
    */
   resolveId?(keyId: string): Promise<KeyRecord | undefined>;
+  /** The keys this resolver takes from recoup's configuration (listed with the stored ones); none by default. */
+  configured?(): ConfiguredKey[];
+}
+
+/**
+ * Where the bootstrap keys come from: the RECOUP_API_KEYS setting, or the one key recoup
+ * generates into DATA_DIR/api-key at its first start when that setting is empty.
+ */
+export type ConfiguredKeySource = 'setting' | 'generated';
+
+/**
+ * A bootstrap key as lists show it. It is retired by changing the setting (or deleting the
+ * generated file), never revoked through the API or `recoup keys revoke`.
+ */
+export interface ConfiguredKey {
+  /** `env-<position>`: what sessions and audit entries (`key:env-0`) hold. */
+  id: string;
+  name: string;
+  scopes: Scope[];
+  source: ConfiguredKeySource;
+}
+
+/** Bootstrap keys may do everything: they exist to create the scoped ones. */
+const configuredScopes: Scope[] = ['ingest', 'admin'];
+
+/**
+ * The bootstrap keys in their order, `count` of them from `source`, named as people see them:
+ * `configured key 1 (RECOUP_API_KEYS)`, `generated key (DATA_DIR/api-key)`.
+ */
+export function configuredKeys(count: number, source: ConfiguredKeySource): ConfiguredKey[] {
+  return Array.from({ length: count }, (_, index) => ({
+    id: `env-${index}`,
+    name: source === 'generated' ? 'generated key (DATA_DIR/api-key)' : `configured key ${index + 1} (RECOUP_API_KEYS)`,
+    scopes: [...configuredScopes],
+    source,
+  }));
 }
 
 /** The bootstrap keys from RECOUP_API_KEYS (or the generated one): scopes ingest + admin. */
 export class EnvKeyResolver implements KeyResolver {
   readonly #digests: Buffer[];
+  readonly #keys: ConfiguredKey[];
 
-  constructor(keys: string[]) {
+  constructor(keys: string[], source: ConfiguredKeySource = 'setting') {
     this.#digests = keys.map(digest);
+    this.#keys = configuredKeys(keys.length, source);
+  }
+
+  configured(): ConfiguredKey[] {
+    return this.#keys.map((key) => ({ ...key, scopes: [...key.scopes] }));
   }
 
   async resolve(key: string): Promise<Principal | undefined> {
@@ -74,19 +116,21 @@ export class EnvKeyResolver implements KeyResolver {
       if (timingSafeEqual(known, candidate)) index = i;
     });
     if (index < 0) return undefined;
-    return envPrincipal(index);
+    return this.#principal(index);
   }
 
   async resolveId(keyId: string): Promise<KeyRecord | undefined> {
     const index = Number(/^env-(\d+)$/.exec(keyId)?.[1] ?? -1);
     const known = this.#digests[index];
     if (!known) return undefined;
-    return { principal: envPrincipal(index), version: createHash('sha256').update(known).digest('hex') };
+    return { principal: this.#principal(index), version: createHash('sha256').update(known).digest('hex') };
   }
-}
 
-function envPrincipal(index: number): Principal {
-  return { kind: 'key', keyId: `env-${index}`, name: `RECOUP_API_KEYS[${index}]`, scopes: ['ingest', 'admin'] };
+  #principal(index: number): Principal {
+    const key = this.#keys[index];
+    if (!key) throw new RecoupError('internal', `No configured key at position ${index}`);
+    return { kind: 'key', keyId: key.id, name: key.name, scopes: [...key.scopes] };
+  }
 }
 
 /** Tries resolvers in order (env keys first, then keys stored in Postgres). */
@@ -105,6 +149,9 @@ export class ChainedKeyResolver implements KeyResolver {
       if (found) return found;
     }
     return undefined;
+  }
+  configured(): ConfiguredKey[] {
+    return this.resolvers.flatMap((resolver) => resolver.configured?.() ?? []);
   }
 }
 

@@ -118,10 +118,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     frameworkErrors: (err, request, reply) => sendProblem(request, reply, err),
   });
   const keys: KeyResolver = deps.keyResolver ?? new EnvKeyResolver(deps.apiKeys);
+  const secret = deps.secret ?? randomBytes(32).toString('base64url');
   // Console logins: requireConsole guards console pages; requireScope accepts a session through app.consoleSessions.
   const consoleSessions = consoleSession({
     keys,
-    secret: deps.secret ?? randomBytes(32).toString('base64url'),
+    secret,
     publicUrl: deps.publicUrl,
     clock: deps.clock,
     ended: new PgEndedSessions(deps.db),
@@ -232,6 +233,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         ...cadenceAdmin,
         ...consolePages,
         sessions: consoleSessions,
+        keys,
+        secret,
         gateways: payments?.retry.gateways,
         wakeWebhooks: deps.webhooks?.wake,
       }),

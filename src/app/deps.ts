@@ -205,13 +205,18 @@ export function resolveSecret(config: Config): string {
   return fs.readFileSync(file, 'utf8').trim();
 }
 
+/** Where recoup keeps the API key it generates when RECOUP_API_KEYS is empty. */
+export function generatedApiKeyFile(config: Pick<Config, 'dataDir'>): string {
+  return path.join(config.dataDir, 'api-key');
+}
+
 /**
  * Bootstrap API keys: RECOUP_API_KEYS, or one generated on first start and kept in
  * DATA_DIR/api-key (mode 0600) so `npm start` works with no set-up.
  */
 export function resolveApiKeys(config: Config): { keys: string[]; generatedFile?: string } {
   if (config.apiKeys) return { keys: config.apiKeys };
-  const file = path.join(config.dataDir, 'api-key');
+  const file = generatedApiKeyFile(config);
   if (!fs.existsSync(file)) {
     fs.mkdirSync(config.dataDir, { recursive: true });
     fs.writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });

@@ -7,10 +7,12 @@ import type { Config } from '../config.js';
 import { openDatabase, type Database } from '../db/client.js';
 import { RecoupError } from '../platform/errors.js';
 import { createApiKey, listApiKeys, parseNewApiKey, revokeApiKey, type ApiKeyRecord } from '../access/api-keys.js';
+import { configuredKeys, type ConfiguredKey } from '../access/auth.js';
+import { generatedApiKeyFile } from './deps.js';
 
 export const keysUsage = `  keys create --scope SCOPE [--scope SCOPE…] --name NAME
                          create an API key (scopes: ingest, ops, finance, admin); prints it once
-  keys list              list API keys (never the keys themselves)
+  keys list              list API keys (never the keys themselves), configured ones included
   keys revoke ID|PREFIX  revoke a key: it stops working at once, console sessions included`;
 
 /** `recoup keys …`: manage the API keys stored in Postgres (or the embedded database). */
@@ -49,9 +51,18 @@ export async function keysCommand(args: string[], config: Config, clock: Clock =
     case 'list': {
       if (!usage(() => parseArgs({ args: rest, strict: true }))) return 2;
       return withDatabase(config, async (database) => {
-        const keys = await listApiKeys(database.db);
-        if (keys.length === 0) console.log('# no API keys stored (keys from RECOUP_API_KEYS are not listed)');
-        else console.log(table(keys));
+        const configured = bootstrapKeys(config);
+        const stored = await listApiKeys(database.db);
+        if (configured.length + stored.length === 0) {
+          console.log('# no API keys yet: recoup generates one into DATA_DIR/api-key when it first starts');
+          return 0;
+        }
+        console.log(table(configured, stored));
+        if (configured.length > 0) {
+          console.log(
+            '\n# configured keys are not revoked here: change RECOUP_API_KEYS, or delete DATA_DIR/api-key and restart',
+          );
+        }
         return 0;
       });
     }
@@ -129,10 +140,20 @@ function cliActor(): string {
   }
 }
 
-function table(keys: ApiKeyRecord[]): string {
+/**
+ * The bootstrap keys the server uses with this configuration: RECOUP_API_KEYS, or the key it
+ * generated into DATA_DIR/api-key (none yet before the first start).
+ */
+function bootstrapKeys(config: Config): ConfiguredKey[] {
+  if (config.apiKeys) return configuredKeys(config.apiKeys.length, 'setting');
+  return fs.existsSync(generatedApiKeyFile(config)) ? configuredKeys(1, 'generated') : [];
+}
+
+function table(configured: ConfiguredKey[], keys: ApiKeyRecord[]): string {
   const day = (d: Date | null) => (d ? d.toISOString().slice(0, 16).replace('T', ' ') : '-');
   const rows = [
     ['ID', 'PREFIX', 'NAME', 'SCOPES', 'CREATED', 'LAST USED', 'STATUS'],
+    ...configured.map((k) => [k.id, '-', k.name, k.scopes.join(','), '-', '-', 'configured']),
     ...keys.map((k) => [
       k.id,
       k.prefix,

@@ -1,24 +1,28 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../config.js';
-import { RecoupError } from '../platform/errors.js';
+import { isRecoupError, RecoupError, validationError } from '../platform/errors.js';
 import { openDatabase } from '../db/client.js';
 import { holdoutReport } from '../reports/holdout-report.js';
-import {
-  presentRow,
-  recoveryReport,
-  reportColumns,
-  reportCsv,
-  type ReportGrouping,
-  type ReportRow,
-} from '../reports/recovery-report.js';
-import { parseReportQuery } from '../reports/report-query.js';
+import { presentRow, recoveryReport, reportCsv } from '../reports/recovery-report.js';
+import { parseReportQuery, type ParsedReportQuery } from '../reports/report-query.js';
+import { outputWidth, reportTable } from './report-table.js';
 
 export const reportUsage = `  report [--from DATE] [--to DATE] [--group-by day|week|month|cadence|step|channel|method|failure_category]
-         [--currency CUR] [--tz ZONE] [--csv] [--holdout]
-                         the recovery report (default: the last 30 days by day, UTC); --csv for a
-                         spreadsheet, --holdout for treated vs control`;
+         [--currency CUR] [--tz ZONE] [--wide | --csv | --json] [--holdout]
+                         the recovery report (default: the last 30 days by day, UTC) as a table that
+                         fits the terminal (COLUMNS, else 100 characters); --wide for every column,
+                         --csv for a spreadsheet, --json as the API answers, --holdout for treated vs control`;
 
-/** `recoup report`: the same rows as GET /v1/reports/recovery, as a table or CSV on stdout. */
+/** The report's query parameters by the flags that set them: errors name what the person typed. */
+const flagOf: Record<string, string> = {
+  from: '--from',
+  to: '--to',
+  group_by: '--group-by',
+  currency: '--currency',
+  tz: '--tz',
+};
+
+/** `recoup report`: the same rows as GET /v1/reports/recovery, as a table, CSV or JSON on stdout. */
 export async function reportCommand(args: string[], config: Config, now: Date): Promise<number> {
   let parsed;
   try {
@@ -31,6 +35,8 @@ export async function reportCommand(args: string[], config: Config, now: Date): 
         currency: { type: 'string' },
         tz: { type: 'string' },
         csv: { type: 'boolean' },
+        json: { type: 'boolean' },
+        wide: { type: 'boolean' },
         holdout: { type: 'boolean' },
       },
       strict: true,
@@ -39,7 +45,10 @@ export async function reportCommand(args: string[], config: Config, now: Date): 
     throw new RecoupError('validation', `recoup report: ${(err as Error).message}`);
   }
   const { values } = parsed;
-  const query = parseReportQuery(
+  if ([values.csv, values.json, values.wide].filter(Boolean).length > 1) {
+    throw new RecoupError('validation', 'recoup report: choose one of --wide, --csv and --json');
+  }
+  const query = reportQuery(
     { from: values.from, to: values.to, group_by: values['group-by'], currency: values.currency, tz: values.tz },
     now,
   );
@@ -53,35 +62,40 @@ export async function reportCommand(args: string[], config: Config, now: Date): 
       console.log(JSON.stringify(await holdoutReport(database.db, query), null, 2));
       return 0;
     }
+    const forPeople = !values.csv && !values.json;
     // The first report after a large import rebuilds the rollup; say so rather than look stuck.
-    if (!values.csv) process.stderr.write('recoup: bringing the report rollup up to date…\n');
+    if (forPeople) process.stderr.write('recoup: bringing the report rollup up to date…\n');
     const rows = await recoveryReport(database.db, query, now);
     if (values.csv) {
       process.stdout.write(reportCsv(rows, query.groupBy));
       return 0;
     }
+    if (values.json) {
+      console.log(JSON.stringify({ rows: rows.map((row) => presentRow(row, query.groupBy)) }, null, 2));
+      return 0;
+    }
     console.log(`Recovery report ${query.from} – ${query.to} (${query.timezone}), amounts in minor units`);
-    console.log(table(rows, query.groupBy));
+    console.log(
+      reportTable(rows, query.groupBy, { width: outputWidth(process.env, process.stdout), wide: values.wide }),
+    );
     return 0;
   } finally {
     await database.close();
   }
 }
 
-/** A fixed-width table of the report columns (other_costs folded into cost). */
-function table(rows: ReportRow[], groupBy: ReportGrouping): string {
-  const columns = reportColumns(groupBy).filter((c) => c !== 'other_costs');
-  const cells = rows.map((row) => {
-    const presented = presentRow(row, groupBy);
-    return columns.map((c) => {
-      const value = presented[c];
-      return value === null || value === undefined ? '–' : String(value);
-    });
-  });
-  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => (r[i] ?? '').length)));
-  const line = (values: string[]) =>
-    values.map((v, i) => (i < 2 ? v.padEnd(widths[i] ?? 0) : v.padStart(widths[i] ?? 0))).join('  ');
-  return [line(columns), ...cells.map(line), rows.length === 0 ? '(no activity in this period)' : '']
-    .join('\n')
-    .trimEnd();
+/** parseReportQuery, its problems named by flag (`--group-by`) rather than by query parameter. */
+function reportQuery(input: Record<string, string | undefined>, now: Date): ParsedReportQuery {
+  try {
+    return parseReportQuery(input, now);
+  } catch (err) {
+    if (!isRecoupError(err, 'validation')) throw err;
+    throw validationError(
+      err.issues.map((issue) => {
+        const parameter = issue.path.replace(/^query\.?/, '');
+        return { ...issue, path: flagOf[parameter] ?? (parameter || 'options') };
+      }),
+      'Invalid options for recoup report',
+    );
+  }
 }

@@ -343,7 +343,7 @@ export async function startService(
         apiKeys: apiKeys.keys,
         // Bootstrap env keys (ingest + admin) first, then the scoped keys stored in Postgres.
         keyResolver: new ChainedKeyResolver([
-          new EnvKeyResolver(apiKeys.keys),
+          new EnvKeyResolver(apiKeys.keys, apiKeys.generatedFile ? 'generated' : 'setting'),
           new DbKeyResolver(core.database.db, core.clock),
         ]),
         secret,

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { InFlightWait } from '../messages/in-flight.js';
 import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
+import { principalActor } from '../access/audit.js';
 import { requireScope, type KeyResolver } from '../access/auth.js';
 import { forgetCustomer } from './forget-customer.js';
 
@@ -25,7 +26,7 @@ export async function forgetCustomerRoutes(app: FastifyInstance, deps: ForgetCus
     '/v1/customers/:id/forget',
     { onRequest: requireScope(deps.keys, 'admin') },
     async (request) => {
-      const actor = request.principal ? `key:${request.principal.name}` : 'api';
+      const actor = request.principal ? principalActor(request.principal) : 'api';
       const result = await forgetCustomer(deps, request.params.id, actor);
       return {
         customer_id: result.customerId,

@@ -52,7 +52,7 @@ export function consoleCadenceRoutes(app: FastifyInstance, ctx: ConsoleContext):
       const versions = await cadenceHistory(deps.db, name);
       if (versions.length === 0) throw new RecoupError('not_found', `No cadence ${name}`);
       const savers = await cadenceSavers(deps.db, name);
-      const names = await actorNames(deps.db, [...savers.values()]);
+      const names = await actorNames(deps.db, [...savers.values()], deps.keys.configured?.() ?? []);
       const texts = versions.map(editorSource);
       const items = versions
         .map((v, i) => {

@@ -369,6 +369,7 @@ export async function consoleAuthRoutes(
       name: principal?.name ?? '',
       scopes: principal?.scopes.join(', ') ?? '',
       csrf: sessions.csrfToken(request),
+      links: homeLinks.filter((link) => hasScope(principal, link.scopes)),
     });
   });
 }
@@ -406,6 +407,34 @@ const compile = <T>(source: string) =>
 const logoutForm = `<form method="post" action="${consoleHome}/logout">
 <input type="hidden" name="${csrfFieldName}" value="{{csrf}}"><button type="submit">Sign out</button></form>`;
 
+interface HomeLink {
+  href: string;
+  label: string;
+  text: string;
+  /** Who the page lets in: the home page lists only what the signed-in key can open. */
+  scopes: Scope[];
+}
+
+const homeLinks: HomeLink[] = [
+  {
+    href: '/dashboard',
+    label: 'Dashboard',
+    text: 'recovered revenue, funnel and holdout, in English or Chinese',
+    scopes: ['ops', 'finance'],
+  },
+  {
+    href: '/console/orders',
+    label: 'Orders',
+    text: 'search an order and read its whole story',
+    scopes: ['ops', 'finance'],
+  },
+  { href: '/console/cadences', label: 'Cadences', text: 'edit, preview, version history', scopes: ['ops'] },
+  { href: '/console/suppressions', label: 'Suppressions', text: 'who asked not to be contacted', scopes: ['ops'] },
+  { href: '/console/webhooks', label: 'Webhooks', text: 'the shop’s endpoints and their deliveries', scopes: ['ops'] },
+  { href: '/console/health', label: 'Health', text: 'payment gateways and stuck orders', scopes: ['ops'] },
+  { href: '/admin/queues', label: 'Queues', text: 'the steps queue (bull-board, read-only)', scopes: ['ops'] },
+];
+
 const pages = {
   login: compile<{ title: string; error: string | null; next: string }>(`{{#> layout}}
 <h1>Sign in to recoup</h1>
@@ -425,15 +454,12 @@ const pages = {
 <p>You are signed in with the key “{{name}}” (scopes: {{scopes}}). Sign out and sign in with another key.</p>
 ${logoutForm}
 {{/layout}}`),
-  home: compile<{ title: string; name: string; scopes: string; csrf: string }>(`{{#> layout}}
+  home: compile<{ title: string; name: string; scopes: string; csrf: string; links: HomeLink[] }>(`{{#> layout}}
 <h1>recoup console</h1>
 <p>Signed in with the key “{{name}}” (scopes: {{scopes}}).</p>
 <ul>
-  <li><a href="/console/orders">Orders</a>: search an order and read its whole story</li>
-  <li><a href="/console/cadences">Cadences</a>: edit, preview, version history</li>
-  <li><a href="/console/suppressions">Suppressions</a>: who asked not to be contacted</li>
-  <li><a href="/console/health">Health</a>: payment gateways and stuck orders</li>
-  <li><a href="/admin/queues">Queues</a> · <a href="/docs">API docs</a></li>
+  {{#each links}}<li><a href="{{href}}">{{label}}</a>: {{text}}</li>
+  {{/each}}<li><a href="/docs">API docs</a></li>
 </ul>
 ${logoutForm}
 {{/layout}}`),

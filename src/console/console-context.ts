@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify';
 import { principalActor } from '../access/audit.js';
-import { hasScope } from '../access/auth.js';
+import { hasScope, type KeyResolver } from '../access/auth.js';
 import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Clock } from '../platform/clock.js';
 import type { ShopConnector } from '../connectors/shop-connector.js';
@@ -26,6 +26,13 @@ export interface ConsoleRouteDeps {
   logger: Logger;
   /** build-app's console sessions: the guard, CSRF tokens. */
   sessions: ConsoleSessions;
+  /** The app's key resolver: audit entries name the configured keys as it does. */
+  keys: KeyResolver;
+  /**
+   * RECOUP_SECRET: keys the short fingerprints beside masked addresses in audit entries, so a
+   * changed address reads as changed without being shown.
+   */
+  secret: string;
   /** `ConsolePages.load(path.join(templatesDir, 'console'))`. */
   pages: ConsolePages;
   /** Template catalogue for validation and previews. */

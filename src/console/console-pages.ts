@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { loadTemplateBundle, type CompiledPage, type PageAsset } from '../http/pages/template-bundle.js';
+import { consoleStrings, type ConsoleLocale, type FrameStrings } from './console-strings.js';
 
 const require = createRequire(import.meta.url);
 
@@ -39,7 +40,7 @@ export const consoleAssetPrefix = '/console/assets/';
 /** `/console/assets/<name>?v=<hash>`: cacheable, since the URL changes with the content. */
 export type ConsoleAsset = PageAsset;
 
-export type NavSection = 'dashboard' | 'cadences' | 'orders' | 'suppressions' | 'webhooks' | 'health';
+export type NavSection = keyof FrameStrings['nav'];
 
 /** What the layout needs on every page. */
 export interface ConsoleFrame {
@@ -52,8 +53,8 @@ export interface ConsoleFrame {
   sections: NavSection[];
   /** Flash line at the top (after a redirect), or null. */
   notice: { tone: 'info' | 'success' | 'warn' | 'error'; text: string } | null;
-  /** The page's language (`en` unless a page is translated, like the dashboard). */
-  lang: string;
+  /** The page's language (`en` unless a page is translated, like the dashboard): the frame's words follow it. */
+  lang: ConsoleLocale;
 }
 
 const contentTypes: Record<ConsoleAssetName, string> = {
@@ -71,13 +72,13 @@ const vendorAssets: Partial<Record<ConsoleAssetName, { entry: string; file: stri
   'chart.umd.min.js': { entry: 'chart.js', file: 'chart.umd.min.js' },
 };
 
-const navItems: Array<{ section: NavSection; label: string; href: string }> = [
-  { section: 'dashboard', label: 'Dashboard', href: '/dashboard' },
-  { section: 'cadences', label: 'Cadences', href: '/console/cadences' },
-  { section: 'orders', label: 'Orders', href: '/console/orders' },
-  { section: 'suppressions', label: 'Suppressions', href: '/console/suppressions' },
-  { section: 'webhooks', label: 'Webhooks', href: '/console/webhooks' },
-  { section: 'health', label: 'Health', href: '/console/health' },
+const navItems: Array<{ section: NavSection; href: string }> = [
+  { section: 'dashboard', href: '/dashboard' },
+  { section: 'cadences', href: '/console/cadences' },
+  { section: 'orders', href: '/console/orders' },
+  { section: 'suppressions', href: '/console/suppressions' },
+  { section: 'webhooks', href: '/console/webhooks' },
+  { section: 'health', href: '/console/health' },
 ];
 
 type Compiled = CompiledPage;
@@ -116,13 +117,15 @@ export class ConsolePages {
 
   /** The full HTML document of `page`. Throws if the data does not fit the template (strict mode). */
   render(page: ConsolePageName, frame: ConsoleFrame, data: object): string {
+    const words = consoleStrings[frame.lang].frame;
     const view = {
       ...data,
       frame: {
         ...frame,
+        words,
         nav: navItems
           .filter((item) => frame.sections.includes(item.section))
-          .map((item) => ({ ...item, current: item.section === frame.section })),
+          .map((item) => ({ ...item, label: words.nav[item.section], current: item.section === frame.section })),
         assets: { css: this.#assets['console.css'].url, js: this.#assets['console.js'].url },
         // Page scripts beyond console.js: the dashboard's charts (Chart.js, served by recoup).
         scripts: page === 'dashboard' ? [this.#assets['chart.umd.min.js'].url, this.#assets['dashboard.js'].url] : [],

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { DateTime } from 'luxon';
 import { maskAddress } from '../platform/logger.js';
 import { formatAmount } from '../platform/format-amount.js';
@@ -54,14 +55,33 @@ export function masked(address: string | null | undefined): string | null {
 const emailLike = /^[^\s@]+@[^\s@]+$/;
 const phoneLike = /^\+?[\d\s().-]{7,}$/;
 
+/** Six hex characters standing for an address: equal for equal addresses, telling nothing of it. */
+export type AddressFingerprint = (address: string) => string;
+
+/**
+ * Fingerprints keyed with `secret` (RECOUP_SECRET): without the key nobody can test a guessed
+ * address against one. Spaces and case do not count (`+86 139…` is `+86139…`).
+ */
+export function addressFingerprint(secret: string): AddressFingerprint {
+  const key = createHmac('sha256', secret).update('recoup console address fingerprint v1').digest();
+  return (address) =>
+    createHmac('sha256', key).update(address.replace(/\s+/g, '').toLowerCase()).digest('hex').slice(0, 6);
+}
+
 /**
  * A compact one-line JSON of an audit entry's before/after, every email- or phone-like string
- * masked (contact confirmations carry addresses). Null stays null.
+ * masked (contact confirmations carry addresses). With `fingerprint`, each masked address is
+ * followed by its fingerprint (`m***@example.com #3fa91c`): two addresses that mask alike
+ * (differing only in the middle) still read as different. Null stays null.
  */
-export function maskedJson(value: unknown): string | null {
+export function maskedJson(value: unknown, fingerprint?: AddressFingerprint): string | null {
   if (value === null || value === undefined) return null;
+  const mask = (address: string) => {
+    const shown = maskAddress(address) ?? '';
+    return fingerprint ? `${shown} #${fingerprint(address)}` : shown;
+  };
   const walk = (v: unknown): unknown => {
-    if (typeof v === 'string') return emailLike.test(v) || phoneLike.test(v) ? maskAddress(v) : v;
+    if (typeof v === 'string') return emailLike.test(v) || phoneLike.test(v) ? mask(v) : v;
     if (Array.isArray(v)) return v.map(walk);
     if (v instanceof Date) return v.toISOString();
     if (typeof v === 'object' && v !== null) {

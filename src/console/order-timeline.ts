@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import type { ConfiguredKey } from '../access/auth.js';
 import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import { opsLinkChannel } from '../domain/vocabulary.js';
@@ -6,7 +7,7 @@ import { loadOrderView, type OrderView } from '../orders/order-view.js';
 import { mismatches } from '../payments/settle-success.js';
 import { orderSubject } from '../recoveries/ops-actions.js';
 import { actorNames } from './actor-names.js';
-import { masked, maskedJson, money, utcText } from './format.js';
+import { masked, maskedJson, money, utcText, type AddressFingerprint } from './format.js';
 import { shopToldEntries } from './order-webhook-entries.js';
 
 /**
@@ -123,7 +124,18 @@ const shopAttemptOrder = 0.5;
 // the app's clock): it is placed as if this much later, after its cause; its time shows unchanged.
 const toldAfterMs = 1_000;
 
-export async function loadOrderTimeline(db: Db, orderId: string): Promise<OrderTimeline | undefined> {
+/** How audit entries are shown: who the configured keys are, and the addresses' fingerprints. */
+export interface TimelineOptions {
+  configuredKeys?: readonly ConfiguredKey[];
+  /** Without it, audited addresses are masked only. */
+  fingerprint?: AddressFingerprint;
+}
+
+export async function loadOrderTimeline(
+  db: Db,
+  orderId: string,
+  options: TimelineOptions = {},
+): Promise<OrderTimeline | undefined> {
   const view = await loadOrderView(db, orderId);
   if (!view) return undefined;
   const customerId = view.order.customer_id;
@@ -184,6 +196,7 @@ export async function loadOrderTimeline(db: Db, orderId: string): Promise<OrderT
   const names = await actorNames(
     db,
     audits.map((a) => a.actor),
+    options.configuredKeys ?? [],
   );
 
   const entries: TimelineEntry[] = [];
@@ -379,8 +392,8 @@ export async function loadOrderTimeline(db: Db, orderId: string): Promise<OrderT
       details: compact([
         ['actor', a.actor],
         ['subject', a.subject],
-        ['before', maskedJson(a.before)],
-        ['after', maskedJson(a.after)],
+        ['before', maskedJson(a.before, options.fingerprint)],
+        ['after', maskedJson(a.after, options.fingerprint)],
       ]),
     });
   }

@@ -4,7 +4,7 @@ import { RecoupError } from '../platform/errors.js';
 import { restartRecovery, stopRecovery, stoppedByOps } from '../recoveries/ops-actions.js';
 import { actorOf, cadenceHref, orderHref, type ConsoleContext } from './console-context.js';
 import type { ConsoleFrame } from './console-pages.js';
-import { masked, money, shownTime } from './format.js';
+import { addressFingerprint, masked, money, shownTime } from './format.js';
 import { searchOrders } from './order-search.js';
 import { loadOrderTimeline } from './order-timeline.js';
 
@@ -14,6 +14,7 @@ import { loadOrderTimeline } from './order-timeline.js';
  */
 export function consoleOrderRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
   const { deps, opsForm, readers, frame, page } = ctx;
+  const fingerprint = addressFingerprint(deps.secret);
 
   app.get<{ Querystring: Record<string, unknown> }>('/console/orders', readers, async (request, reply) => {
     const q = typeof request.query.q === 'string' ? request.query.q.trim().slice(0, 254) : '';
@@ -39,7 +40,10 @@ export function consoleOrderRoutes(app: FastifyInstance, ctx: ConsoleContext): v
     '/console/orders/:id',
     readers,
     async (request, reply) => {
-      const timeline = await loadOrderTimeline(deps.db, request.params.id);
+      const timeline = await loadOrderTimeline(deps.db, request.params.id, {
+        configuredKeys: deps.keys.configured?.() ?? [],
+        fingerprint,
+      });
       if (!timeline) throw new RecoupError('not_found', `No order ${request.params.id}`);
       const { view, customer } = timeline;
       const tz = customer?.timezone ?? null;

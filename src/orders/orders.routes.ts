@@ -57,7 +57,7 @@ export async function orderRoutes(app: FastifyInstance, deps: OrderRouteDeps): P
         orderId: request.params.id,
         amount: parsed.data.amount,
         reason: parsed.data.reason,
-        requestedBy: request.principal ? `key:${request.principal.name}` : 'api',
+        requestedBy: request.principal ? principalActor(request.principal) : 'api',
         idempotencyKey: typeof idempotencyKey === 'string' ? idempotencyKey : undefined,
       });
       return reply.status(202).send({ refund_id: result.refundId, status: result.status });

@@ -33,7 +33,7 @@ export interface ReportQuery {
  * `cost_currency` (what the providers charge in), never converted.
  */
 export interface ReportRow {
-  /** The group: a local date (`2026-11-24`), ISO week (`2026-W48`), month (`2026-11`), cadence name, step number (1 = first), channel, method or failure category. */
+  /** The group: a local date (`2026-11-24`), ISO week (`2026-W48`), month (`2026-11`), cadence name, step index (0 = the first step, as in order views), channel, method or failure category. */
   key: string;
   currency: string;
   orders_entered: number;
@@ -103,7 +103,10 @@ export async function readRecoveryReport(db: Db, query: ReportQuery): Promise<Re
   const key =
     query.groupBy === 'day' || query.groupBy === 'week' || query.groupBy === 'month'
       ? timeKey(query.groupBy, sql`bucket`, query.timezone)
-      : sql`value`;
+      : query.groupBy === 'step'
+        ? // The rollup counts steps from 1; reports name a step by its index, as orders and the console do.
+          sql`(value::int - 1)::text`
+        : sql`value`;
 
   const sums = await rows<{
     key: string;
@@ -176,7 +179,7 @@ async function medianMinutes(db: Db, query: ReportQuery, start: SQL, end: SQL): 
       ? timeKey(grouping, sql`recovered_at`, query.timezone)
       : {
           cadence: sql`cadence_name`,
-          step: sql`(recovered_step + 1)::text`,
+          step: sql`recovered_step::text`,
           channel: sql`recovered_channel`,
           method: sql`coalesce(failed_method, 'unknown')`,
           failure_category: sql`failure_category`,

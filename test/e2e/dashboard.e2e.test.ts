@@ -25,6 +25,9 @@ declare const document: {
   querySelectorAll(selector: string): ArrayLike<{ width: number; height: number; toDataURL(): string }>;
   documentElement: { scrollWidth: number; clientWidth: number };
 };
+declare const Chart: {
+  getChart(canvas: unknown): { data: { labels?: unknown[]; datasets: Array<{ label?: string }> } } | undefined;
+};
 
 let browser: Browser;
 let svc: TestService;
@@ -124,6 +127,19 @@ async function signIn(page: Page, path: string): Promise<void> {
   await page.waitForURL((url) => url.pathname === '/dashboard');
 }
 
+/** Every label Chart.js drew: categories of each axis and names of each series. */
+async function drawnLabels(page: Page): Promise<string[]> {
+  return page.evaluate(() =>
+    Array.from(document.querySelectorAll('#dashboard canvas')).flatMap((canvas) => {
+      const chart = Chart.getChart(canvas);
+      if (!chart) return [];
+      return [...(chart.data.labels ?? []), ...chart.data.datasets.map((d) => d.label)].filter(
+        (label): label is string => typeof label === 'string',
+      );
+    }),
+  );
+}
+
 /** Canvases that Chart.js sized and painted (an unpainted canvas is one flat colour). */
 async function paintedCanvases(page: Page): Promise<number> {
   await page.locator('#dashboard[data-charts="drawn"]').waitFor();
@@ -178,6 +194,16 @@ describe('the finance dashboard in a real browser', () => {
       expect(await page.locator('html').getAttribute('lang')).toBe('zh-CN');
       expect(await page.locator('h1').innerText()).toContain('挽回收入');
       expect(await paintedCanvases(page)).toBe(6);
+      // The frame too, and every label the charts drew: no English word, no code (`sms`, `card_data`, `alipay`).
+      const topbar = await page.locator('header.topbar').innerText();
+      expect(topbar).toContain('数据看板');
+      expect(topbar).toContain('退出登录');
+      expect(topbar).not.toMatch(/Dashboard|Orders|Sign out|console/);
+      const labels = await drawnLabels(page);
+      expect(labels).toEqual(
+        expect.arrayContaining(['短信', '步骤 0', '银行卡', '支付宝', '余额不足', '银行卡信息有误']),
+      );
+      expect(labels.filter((label) => /[A-Za-z]{2}/.test(label) && !/^\d{4}-\d\d-\d\d$/.test(label))).toEqual([]);
       const overflow = await page.evaluate(
         () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
       );

@@ -103,6 +103,7 @@ describe('scoped API keys', () => {
       id: created.id,
       name: 'Ops laptop',
       scopes: ['ops'],
+      source: 'stored',
       prefix: created.prefix,
       created_at: expect.any(String),
       created_by: 'key:env-0',
@@ -196,7 +197,30 @@ describe('scoped API keys', () => {
     expect((await call('POST', '/v1/events', testApiKey, event)).status).toBe(202);
     expect((await call('GET', `/v1/orders/${encodeURIComponent(event.order.id)}`, testApiKey)).status).toBe(200);
     expect((await call('GET', '/v1/keys', testApiKey)).status).toBe(200);
-    expect((await call('DELETE', '/v1/keys/env-0', testApiKey)).status).toBe(404);
+    const refused = await call('DELETE', '/v1/keys/env-0', testApiKey);
+    expect(refused.status).toBe(404);
+    expect(((await refused.json()) as { detail: string }).detail).toContain('changing RECOUP_API_KEYS');
+  });
+
+  it('lists the configured key first, named and marked as configured, then the stored ones', async () => {
+    await createKey(['finance'], 'listed key');
+    const response = await call('GET', '/v1/keys', testApiKey);
+    const { keys } = (await response.json()) as { keys: Array<KeyBody & { source: string }> };
+    expect(keys[0]).toEqual({
+      id: 'env-0',
+      name: 'configured key 1 (RECOUP_API_KEYS)',
+      scopes: ['ingest', 'admin'],
+      source: 'setting',
+      prefix: null,
+      created_at: null,
+      created_by: null,
+      last_used_at: null,
+      revoked_at: null,
+    });
+    expect(JSON.stringify(keys)).not.toContain(testApiKey);
+    const stored = keys.slice(1);
+    expect(stored.map((k) => k.source)).toEqual(stored.map(() => 'stored'));
+    expect(stored.map((k) => k.name)).toContain('listed key');
   });
 
   it('only lets admins manage keys', async () => {
@@ -309,6 +333,36 @@ describe('scoped API keys', () => {
       ]);
       const relisted = await runCli(['keys', 'list'], cliEnv());
       expect(relisted.stdout.split('\n').find((l) => l.includes(id))).toMatch(/revoked \d{4}-\d\d-\d\d/);
+    });
+
+    it('lists the configured keys first, marked configured: the setting’s, or the generated one', async () => {
+      const lineOf = (stdout: string, id: string) => stdout.split('\n').find((l) => l.startsWith(`${id} `)) ?? '';
+      const keys = 'first-key-0123456789abcdef,second-key-0123456789abcdef';
+      const fromSetting = await runCli(['keys', 'list'], cliEnv({ RECOUP_API_KEYS: keys }));
+      expect(fromSetting.stderr).toBe('');
+      expect(fromSetting.code).toBe(0);
+      expect(lineOf(fromSetting.stdout, 'env-0')).toMatch(
+        /configured key 1 \(RECOUP_API_KEYS\)\s+ingest,admin\s.*configured$/,
+      );
+      expect(lineOf(fromSetting.stdout, 'env-1')).toContain('configured key 2 (RECOUP_API_KEYS)');
+      expect(fromSetting.stdout).toMatch(/configured keys are not revoked here/);
+      expect(fromSetting.stdout).not.toMatch(/first-key|second-key/);
+
+      const file = path.join(dataDir, 'api-key');
+      fs.writeFileSync(file, 'generated-key-0123456789abcdef\n', { mode: 0o600 });
+      try {
+        const generated = await runCli(['keys', 'list'], cliEnv());
+        expect(generated.code).toBe(0);
+        expect(lineOf(generated.stdout, 'env-0')).toMatch(
+          /generated key \(DATA_DIR\/api-key\)\s+ingest,admin\s.*configured$/,
+        );
+        expect(generated.stdout).not.toContain('generated-key-0123');
+      } finally {
+        fs.rmSync(file);
+      }
+      const revoke = await runCli(['keys', 'revoke', 'env-0'], cliEnv({ RECOUP_API_KEYS: keys }));
+      expect(revoke.code).toBe(1);
+      expect(revoke.stderr).toContain('configured keys are retired by changing RECOUP_API_KEYS');
     });
 
     it('explains bad input in a line per problem, without a stack trace', async () => {

@@ -311,8 +311,22 @@ describe('recoup CLI', { timeout: 90_000 }, () => {
       );
       expect(table.code).toBe(0);
       expect(table.stdout).toContain('Recovery report 2026-11-01 – 2026-11-03 (UTC)');
-      expect(table.stdout).toMatch(/^channel\s+currency\s+orders_entered/m);
       expect(table.stderr).toContain('bringing the report rollup up to date');
+      const wide = await runCli(
+        ['report', '--from', '2026-11-01', '--to', '2026-11-03', '--group-by', 'channel', '--wide'],
+        env,
+      );
+      expect(wide.stdout).toMatch(/^channel\s+currency\s+orders_entered/m);
+
+      const json = await runCli(['report', '--from', '2026-11-01', '--to', '2026-11-03', '--json'], env);
+      expect(json.code).toBe(0);
+      expect(JSON.parse(json.stdout)).toEqual({ rows: expect.any(Array) });
+
+      const invalid = await runCli(['report', '--group-by', 'year', '--from', '2026-13-01'], env);
+      expect(invalid.code).toBe(1);
+      expect(invalid.stderr).toMatch(/^\s+--group-by: /m);
+      expect(invalid.stderr).toMatch(/^\s+--from: /m);
+      expect(invalid.stderr).not.toContain('query.');
 
       const csv = await runCli(['report', '--from', '2026-11-01', '--to', '2026-11-03', '--csv'], env);
       expect(csv.code).toBe(0);

@@ -113,6 +113,24 @@ describe('console login', () => {
     expect(home.body).toContain('action="/console/logout"');
   });
 
+  it('links, from the console home, the pages the key can open: the dashboard first', async () => {
+    const links = (body: string) => [...body.matchAll(/<a href="([^"]+)"/g)].map((m) => m[1]);
+    const ops = await get('/console', await loginAs(['ops']), html);
+    expect(links(ops.body)).toEqual([
+      '/dashboard',
+      '/console/orders',
+      '/console/cadences',
+      '/console/suppressions',
+      '/console/webhooks',
+      '/console/health',
+      '/admin/queues',
+      '/docs',
+    ]);
+    expect(ops.body).toContain('<a href="/dashboard">Dashboard</a>');
+    const finance = await get('/console', await loginAs(['finance']), html);
+    expect(links(finance.body)).toEqual(['/dashboard', '/console/orders', '/docs']);
+  });
+
   it('goes back where the person was going, but never to another site', async () => {
     const { key } = await newKey(['ops']);
     expect((await login(key, { next: '/console/ops-only?x=1' })).headers.location).toBe('/console/ops-only?x=1');

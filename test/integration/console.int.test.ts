@@ -3,11 +3,12 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/access/api-keys.js';
+import { audit } from '../../src/access/audit.js';
 import { suppress } from '../../src/compliance/suppressions.js';
 import { rows } from '../../src/db/rows.js';
 import type { Scope } from '../../src/access/auth.js';
 import { StepQueue, stepJobId } from '../../src/queue/queues.js';
-import { makeEvent, signIn, startTestService, type TestService } from '../helpers/service.js';
+import { makeEvent, signIn, startTestService, testApiKey, type TestService } from '../helpers/service.js';
 import { testRedisUrl } from '../helpers/redis.js';
 
 // The console pages against a real service (Postgres, Redis, the bundled templates), through
@@ -403,6 +404,43 @@ describe('orders', () => {
     const job = await queue.queue.getJob(stepJobId(active.id, active.wake_seq));
     expect(job?.data).toEqual({ recoveryId: active.id, wakeSeq: active.wake_seq });
     expect(await auditActions(`order:${orderId}`)).toEqual(['recovery.stopped', 'recovery.restarted']);
+  });
+
+  it('names the configured key in the frame and the audit trail, and tells changed addresses apart', async () => {
+    const login = await app.inject({
+      method: 'POST',
+      url: '/console/login',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: new URLSearchParams({ key: testApiKey }).toString(),
+    });
+    const cookie = /^recoup_session=[^;]+/.exec(String(login.headers['set-cookie']))?.[0] ?? '';
+    expect(cookie).not.toBe('');
+    const { orderId, customerId } = await newOrder({ email: 'john.smith@example.com', phone: '+8613800138000' });
+    const csrf = csrfIn(await get(`/console/orders/${orderId}`, cookie));
+    expect((await post(`/console/orders/${orderId}/stop`, cookie, { csrf })).statusCode).toBe(303);
+    // The customer corrected both addresses on the retry page; each differs only in the middle.
+    await audit(svc.database.db, {
+      actor: `customer:${customerId}`,
+      action: 'contact.confirmed',
+      subject: `customer:${customerId}`,
+      before: { email: 'john.smith@example.com', phone: '+8613800138000' },
+      after: { email: 'john.smyth@example.com', phone: '+8613811138000' },
+      at: new Date(),
+    });
+
+    const { body } = await get(`/console/orders/${orderId}`, cookie);
+    expect(body).toContain('recovery.stopped by configured key 1 (RECOUP_API_KEYS)');
+    expect(body).toMatch(/<span title="scopes: ingest, admin">configured key 1 \(RECOUP_API_KEYS\)<\/span>/);
+    expect(body).not.toContain('RECOUP_API_KEYS[0]');
+    const unescape = (text: string) => text.replace(/&quot;/g, '"').replace(/&#x3D;/g, '=');
+    const [, before = '', after = ''] =
+      /<dt>before<\/dt><dd>([^<]*email[^<]*)<\/dd><\/div><div><dt>after<\/dt><dd>([^<]*)<\/dd>/.exec(body) ?? [];
+    const was = JSON.parse(unescape(before)) as { email: string; phone: string };
+    const now = JSON.parse(unescape(after)) as { email: string; phone: string };
+    expect(was.email).toMatch(/^j\*\*\*@example\.com #[0-9a-f]{6}$/);
+    expect(now.email).not.toBe(was.email);
+    expect(now.phone).not.toBe(was.phone);
+    expect(body).not.toMatch(/smith|smyth|13800138000|13811138000/);
   });
 
   it('does not restart the recovery of a paid order', async () => {

@@ -9,7 +9,7 @@ import {
   versionDiff,
 } from '../../src/console/cadence-editor.js';
 import { ConsolePages } from '../../src/console/console-pages.js';
-import { maskedJson, shownTime } from '../../src/console/format.js';
+import { addressFingerprint, maskedJson, shownTime } from '../../src/console/format.js';
 
 const text = `# comment
 name: weekday
@@ -99,6 +99,25 @@ describe('console formatting', () => {
       '{"email":"l***@example.com","phone":"+86*******8000","step":1,"note":"hi"}',
     );
     expect(maskedJson(null)).toBeNull();
+  });
+
+  it('tells apart audited addresses that differ only in the middle, without showing them', () => {
+    const fingerprint = addressFingerprint('console-test-secret');
+    const before = maskedJson({ email: 'john.smith@example.com', phone: '+8613800138000' }, fingerprint) ?? '';
+    const after = maskedJson({ email: 'john.smyth@example.com', phone: '+8613811138000' }, fingerprint) ?? '';
+    expect(before).toMatch(/^\{"email":"j\*\*\*@example\.com #[0-9a-f]{6}","phone":"\+86\*{7}8000 #[0-9a-f]{6}"\}$/);
+    const b = JSON.parse(before) as { email: string; phone: string };
+    const a = JSON.parse(after) as { email: string; phone: string };
+    expect(a.email).not.toBe(b.email);
+    expect(a.phone).not.toBe(b.phone);
+    for (const text of [before, after]) expect(text).not.toMatch(/smith|smyth|13800|13811/);
+    // The same address always reads the same (spaces and case aside); another secret, another fingerprint.
+    expect(maskedJson({ email: 'john.smith@example.com' }, fingerprint)).toBe(`{"email":"${b.email}"}`);
+    expect(fingerprint('John.Smith@Example.com')).toBe(fingerprint('john.smith@example.com'));
+    expect(fingerprint('+86 138 0013 8000')).toBe(fingerprint('+8613800138000'));
+    expect(maskedJson({ email: 'john.smith@example.com' }, addressFingerprint('another-secret'))).not.toBe(
+      `{"email":"${b.email}"}`,
+    );
   });
 
   it('shows times in UTC with the customer’s wall clock', () => {
