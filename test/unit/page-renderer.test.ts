@@ -10,6 +10,7 @@ import {
   localeFromAcceptLanguage,
   pageLocales,
   pageStrings,
+  pageStringsFor,
   resolvePageLocale,
   type PageLocale,
 } from '../../src/http/pages/page-strings.js';
@@ -21,7 +22,7 @@ const attempt = 'att_0123456789abcdef01234567';
 
 /** A realistic view of every page, worded in `locale` the way the routes word it. */
 function views(locale: PageLocale): { [P in PageName]: PageData[P] } {
-  const t = pageStrings[locale];
+  const t = pageStringsFor(locale);
   const amount = formatAmount(13900, 'CNY', locale);
   const poll = {
     statusUrl: `/r/${token}/status/${attempt}`,
@@ -102,7 +103,7 @@ describe('PageRenderer', () => {
   for (const locale of pageLocales) {
     describe(locale, () => {
       const all = views(locale);
-      const t = pageStrings[locale];
+      const t = pageStringsFor(locale);
 
       it.each(pageNames)('renders the %s page as a complete, phone-ready, escaped document', (page) => {
         const html = renderer.render(page, locale, all[page] as never);
