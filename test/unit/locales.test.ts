@@ -195,18 +195,23 @@ describe('SMS in every language', () => {
       : locale === 'ko'
         ? '서울 도자기 공방 온라인 스토어'
         : 'Maison Lumière Tea & Ceramics';
-  const amounts: [number, string][] = [
-    [1234599, 'CNY'],
-    [1234599, 'EUR'],
-    [1234567, 'JPY'],
-    [12345678, 'KRW'],
-    [1234599, 'TWD'],
-  ];
+  /** Large amounts in the currencies a shop selling in that language charges most often. */
+  const currencies: Record<string, string[]> = {
+    'zh-CN': ['CNY'],
+    'zh-TW': ['TWD'],
+    ja: ['JPY'],
+    ko: ['KRW'],
+  };
+  const amountsFor = (locale: string): [number, string][] =>
+    [...(currencies[locale] ?? ['EUR', 'CNY']), 'USD'].map((currency) => [
+      currency === 'JPY' ? 1234567 : currency === 'KRW' ? 12345678 : 1234599,
+      currency,
+    ]);
   const cases = renderer.templates().flatMap((t) => shipped.map((l) => [t, l] as const));
 
   it.each(cases)('%s in %s fits in two segments with a long shop name and amount', (template, locale) => {
     const shop = shopFor(locale);
-    for (const [amount, currency] of amounts)
+    for (const [amount, currency] of amountsFor(locale))
       for (const failureCategory of ['insufficient_funds', 'abandoned', 'gateway_outage'] as const) {
         const ctx = { ...longContext(shop, currency, amount), failureCategory };
         const { body, segments } = renderer.renderSms(template, locale, ctx);
@@ -238,6 +243,12 @@ describe('locale negotiation', () => {
     ['zh', 'zh-CN'],
     ['zh-Hans', 'zh-CN'],
     ['zh_CN.UTF-8', 'zh-CN'],
+    ['zh-TW', 'zh-TW'],
+    ['zh-Hant', 'zh-TW'],
+    ['zh-HK', 'zh-TW'],
+    ['zh_TW.UTF-8', 'zh-TW'],
+    ['ja', 'ja'],
+    ['ja-JP', 'ja'],
     ['en-GB', 'en'],
     ['pt-BR', 'en'],
     ['xx', 'en'],
@@ -250,6 +261,9 @@ describe('locale negotiation', () => {
   it.each([
     ['zh-CN,zh;q=0.9,en;q=0.8', 'zh-CN'],
     ['pt-BR, en;q=0.5', 'en'],
+    ['ja-JP,ja;q=0.9,en;q=0.8', 'ja'],
+    ['zh-Hant-TW, zh;q=0.8', 'zh-TW'],
+    ['pt-BR, ja;q=0.5, en;q=0.4', 'ja'],
     ['pt-BR', 'en'],
     [undefined, 'en'],
   ])('a browser asking for %s reads %s', (header, expected) => {

@@ -251,18 +251,18 @@ describe('page strings', () => {
   it('resolves customer locales like the message templates do', () => {
     expect(resolvePageLocale('zh-CN')).toBe('zh-CN');
     expect(resolvePageLocale('zh')).toBe('zh-CN');
-    expect(resolvePageLocale('zh-TW')).toBe('zh-CN');
+    expect(resolvePageLocale('zh-TW')).toBe('zh-TW');
     expect(resolvePageLocale('zh_CN.UTF-8')).toBe('zh-CN');
     expect(resolvePageLocale('en-GB')).toBe('en');
-    expect(resolvePageLocale('fr')).toBe('en');
+    expect(resolvePageLocale('pt')).toBe('en');
     expect(resolvePageLocale(null)).toBe('en');
   });
 
   it('picks the browser language for visitors recoup knows nothing about', () => {
     expect(localeFromAcceptLanguage('zh-CN,zh;q=0.9,en;q=0.8')).toBe('zh-CN');
-    expect(localeFromAcceptLanguage('fr-FR,fr;q=0.9,zh;q=0.8,en;q=0.7')).toBe('zh-CN');
-    expect(localeFromAcceptLanguage('en;q=0.5,zh-TW;q=0.9')).toBe('zh-CN');
-    expect(localeFromAcceptLanguage('de, en-US;q=0.3')).toBe('en');
+    expect(localeFromAcceptLanguage('pt-BR,pt;q=0.9,zh;q=0.8,en;q=0.7')).toBe('zh-CN');
+    expect(localeFromAcceptLanguage('en;q=0.5,zh-TW;q=0.9')).toBe('zh-TW');
+    expect(localeFromAcceptLanguage('pt, en-US;q=0.3')).toBe('en');
     expect(localeFromAcceptLanguage('zh;q=0, en')).toBe('en');
     expect(localeFromAcceptLanguage(undefined)).toBe('en');
   });
