@@ -193,7 +193,7 @@ describe('SMS in every language', () => {
     locale.startsWith('zh') || locale === 'ja'
       ? '山川茶舍景德镇陶瓷旗舰店'
       : locale === 'ko'
-        ? '서울 도자기 공방 온라인 스토어'
+        ? '서울 도자기 공방 본점'
         : 'Maison Lumière Tea & Ceramics';
   /** Large amounts in the currencies a shop selling in that language charges most often. */
   const currencies: Record<string, string[]> = {
@@ -249,6 +249,8 @@ describe('locale negotiation', () => {
     ['zh_TW.UTF-8', 'zh-TW'],
     ['ja', 'ja'],
     ['ja-JP', 'ja'],
+    ['ko-KR', 'ko'],
+    ['ko', 'ko'],
     ['en-GB', 'en'],
     ['pt-BR', 'en'],
     ['xx', 'en'],
