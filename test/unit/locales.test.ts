@@ -207,6 +207,7 @@ describe('SMS in every language', () => {
       currency === 'JPY' ? 1234567 : currency === 'KRW' ? 12345678 : 1234599,
       currency,
     ]);
+  const latinScript: ReadonlySet<string> = new Set(['en', 'es', 'fr', 'de']);
   const cases = renderer.templates().flatMap((t) => shipped.map((l) => [t, l] as const));
 
   it.each(cases)('%s in %s fits in two segments with a long shop name and amount', (template, locale) => {
@@ -235,6 +236,12 @@ describe('SMS in every language', () => {
     expect(parseSmsReply('START')?.command).toBe('opt_in');
     expect(parseSmsReply('HELP')?.command).toBe('help');
   });
+
+  it('accepts the keywords carriers define in a language, and answers in that language', () => {
+    expect(parseSmsReply('baja')).toMatchObject({ command: 'opt_out', keyword: 'BAJA', locale: 'es' });
+    expect(parseSmsReply('退订')).toMatchObject({ command: 'opt_out', locale: 'zh-CN' });
+    expect(parseSmsReply('STOP')).toMatchObject({ command: 'opt_out', locale: undefined });
+  });
 });
 
 describe('locale negotiation', () => {
@@ -251,6 +258,8 @@ describe('locale negotiation', () => {
     ['ja-JP', 'ja'],
     ['ko-KR', 'ko'],
     ['ko', 'ko'],
+    ['es-MX', 'es'],
+    ['es', 'es'],
     ['en-GB', 'en'],
     ['pt-BR', 'en'],
     ['xx', 'en'],
