@@ -240,6 +240,7 @@ describe('SMS in every language', () => {
   it('accepts the keywords carriers define in a language, and answers in that language', () => {
     expect(parseSmsReply('baja')).toMatchObject({ command: 'opt_out', keyword: 'BAJA', locale: 'es' });
     expect(parseSmsReply('退订')).toMatchObject({ command: 'opt_out', locale: 'zh-CN' });
+    expect(parseSmsReply('arret')).toMatchObject({ command: 'opt_out', keyword: 'ARRET', locale: 'fr' });
     expect(parseSmsReply('STOP')).toMatchObject({ command: 'opt_out', locale: undefined });
   });
 });
@@ -260,6 +261,8 @@ describe('locale negotiation', () => {
     ['ko', 'ko'],
     ['es-MX', 'es'],
     ['es', 'es'],
+    ['fr-CA', 'fr'],
+    ['fr_FR.UTF-8', 'fr'],
     ['en-GB', 'en'],
     ['pt-BR', 'en'],
     ['xx', 'en'],
