@@ -40,6 +40,10 @@ function placeholders(text: string): string[] {
 const variableKeys = /^(keywords\.|moreItems\.)/;
 
 describe('locale files', () => {
+  it('ships the customer languages', () => {
+    expect(shipped).toEqual(['en', 'de', 'es', 'fr', 'ja', 'ko', 'zh-CN', 'zh-TW']);
+  });
+
   it('every locale has exactly the keys of en, with the same placeholders', () => {
     const problems: string[] = [];
     for (const kind of kinds) {
@@ -263,6 +267,8 @@ describe('locale negotiation', () => {
     ['es', 'es'],
     ['fr-CA', 'fr'],
     ['fr_FR.UTF-8', 'fr'],
+    ['de-AT', 'de'],
+    ['de', 'de'],
     ['en-GB', 'en'],
     ['pt-BR', 'en'],
     ['xx', 'en'],
