@@ -222,6 +222,8 @@ describe('SMS in every language', () => {
         const { body, segments } = renderer.renderSms(template, locale, ctx);
         expect(body).toContain(ctx.retryUrl);
         expect(segments.segments, body).toBeLessThanOrEqual(2);
+        // A letter outside GSM-7 (á, ç, ê…) would make the whole SMS UCS-2: 70 characters a segment, not 160.
+        if (latinScript.has(locale)) expect(segments.encoding, body).toBe('GSM-7');
       }
   });
 
