@@ -16,6 +16,7 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY migrations ./migrations
 COPY templates ./templates
+COPY locales ./locales
 COPY cadences ./cadences
 USER node
 EXPOSE 3000

@@ -76,7 +76,9 @@ async function actOnReply(deps: { db: Db; clock: Clock; defaultLocale: string },
     const locale =
       replyLocale(last?.locale) ??
       replyLocale(customer?.locale) ??
-      (parsed?.chinese ? 'zh-CN' : (replyLocale(deps.defaultLocale) ?? 'en'));
+      parsed?.locale ??
+      replyLocale(deps.defaultLocale) ??
+      'en';
     if (fresh.length === 0) return { command: 'none', locale, changed: false, repeat: true };
     if (!parsed) return { command: 'none', locale, changed: false, repeat: false };
 

@@ -5,6 +5,8 @@ import { RecoupError, type Issue } from '../platform/errors.js';
 import type { PageRenderer } from '../http/pages/page-renderer.js';
 import type { PageLocale } from '../http/pages/page-strings.js';
 
+export type { UnsubscribeStrings } from '../http/pages/page-strings.js';
+
 /**
  * The email unsubscribe pages: `<dir>/unsubscribe-confirm.hbs` (one button, a POST form) and
  * `<dir>/unsubscribe-done.hbs` (a message), drawn in the retry pages' frame (`partials/layout.hbs`)
@@ -98,57 +100,3 @@ export class UnsubscribePages {
     return this.#pages[page](view, { partials: this.#partials });
   }
 }
-
-/** The pages' wording; `{shop}` and `{address}` are filled in before rendering (and escaped there). */
-export interface UnsubscribeStrings {
-  confirmTitle: string;
-  confirmText: string;
-  confirmButton: string;
-  confirmHint: string;
-  retryText: string;
-  doneTitle: string;
-  doneText: string;
-  alreadyTitle: string;
-  alreadyText: string;
-  invalidTitle: string;
-  invalidText: string;
-  errorTitle: string;
-  errorText: string;
-  /** The `text/plain` answer to a one-click POST. */
-  oneClick: string;
-}
-
-export const unsubscribeStrings: Record<PageLocale, UnsubscribeStrings> = {
-  en: {
-    confirmTitle: 'Stop payment reminders?',
-    confirmText: '{shop} will stop emailing you reminders about unpaid orders at {address}.',
-    confirmButton: 'Unsubscribe',
-    confirmHint: 'Nothing else changes: you can still pay an open order with the link in an earlier email.',
-    retryText: 'Please press the button once more to confirm.',
-    doneTitle: 'You are unsubscribed',
-    doneText: '{shop} will no longer email you payment reminders at {address}.',
-    alreadyTitle: 'You are already unsubscribed',
-    alreadyText: '{shop} no longer emails you payment reminders at this address.',
-    invalidTitle: 'This link is not valid',
-    invalidText: 'Please check that you opened the whole link from the email.',
-    errorTitle: 'Something went wrong',
-    errorText: 'Please try again in a minute. Reference: {reference}',
-    oneClick: 'Unsubscribed.',
-  },
-  'zh-CN': {
-    confirmTitle: '不再接收付款提醒？',
-    confirmText: '{shop}将不再向 {address} 发送未付款订单的提醒邮件。',
-    confirmButton: '退订',
-    confirmHint: '其他不受影响：您仍可通过之前邮件中的链接支付未完成的订单。',
-    retryText: '请再按一次按钮确认。',
-    doneTitle: '您已退订',
-    doneText: '{shop}将不再向 {address} 发送付款提醒邮件。',
-    alreadyTitle: '您已经退订',
-    alreadyText: '{shop}已不再向此地址发送付款提醒邮件。',
-    invalidTitle: '此链接无效',
-    invalidText: '请确认您打开的是邮件中的完整链接。',
-    errorTitle: '出了点问题',
-    errorText: '请稍后再试。参考编号：{reference}',
-    oneClick: '已退订。',
-  },
-};

@@ -9,15 +9,16 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Clock } from '../platform/clock.js';
 import { loadUnsubscribeTarget, unsubscribeEmail, type UnsubscribeTarget } from './email-unsubscribe.js';
 import type { UnsubscribeLinks } from './unsubscribe-links.js';
-import {
-  unsubscribeStrings,
-  type UnsubscribePageData,
-  type UnsubscribePageName,
-  type UnsubscribePages,
-} from './unsubscribe-pages.js';
+import { type UnsubscribePageData, type UnsubscribePageName, type UnsubscribePages } from './unsubscribe-pages.js';
 import type { Db } from '../db/client.js';
 import { maskAddress } from '../platform/logger.js';
-import { fillIn, localeFromAcceptLanguage, resolvePageLocale, type PageLocale } from '../http/pages/page-strings.js';
+import {
+  fillIn,
+  localeFromAcceptLanguage,
+  pageStringsFor,
+  resolvePageLocale,
+  type PageLocale,
+} from '../http/pages/page-strings.js';
 
 export interface UnsubscribeRouteDeps {
   db: Db;
@@ -106,9 +107,12 @@ export async function unsubscribeRoutes(app: FastifyInstance, deps: UnsubscribeR
           const result = messageId ? await unsubscribeEmail(deps, messageId, 'email_one_click') : undefined;
           const locale = resolvePageLocale(result?.target?.locale);
           if (!result || result.outcome === 'unknown_message') {
-            return reply.status(404).type('text/plain; charset=utf-8').send(unsubscribeStrings[locale].invalidTitle);
+            return reply
+              .status(404)
+              .type('text/plain; charset=utf-8')
+              .send(pageStringsFor(locale).unsubscribe.invalidTitle);
           }
-          return reply.status(200).type('text/plain; charset=utf-8').send(unsubscribeStrings[locale].oneClick);
+          return reply.status(200).type('text/plain; charset=utf-8').send(pageStringsFor(locale).unsubscribe.oneClick);
         }
         const target = messageId ? await loadUnsubscribeTarget(deps.db, messageId) : undefined;
         if (!messageId || !target) return invalidPage(deps, request, reply);
@@ -134,7 +138,7 @@ function confirmPage(
   status: 200 | 403,
 ) {
   const locale = resolvePageLocale(target.locale);
-  const t = unsubscribeStrings[locale];
+  const t = pageStringsFor(locale).unsubscribe;
   const { token } = request.params;
   const values = { shop: deps.shopName, address: maskAddress(target.address) ?? '' };
   return send(deps, reply, status, 'unsubscribe-confirm', locale, {
@@ -156,7 +160,7 @@ function donePage(
   kind: 'done' | 'already',
 ) {
   const locale = resolvePageLocale(target.locale);
-  const t = unsubscribeStrings[locale];
+  const t = pageStringsFor(locale).unsubscribe;
   const values = { shop: deps.shopName, address: maskAddress(target.address) ?? '' };
   return send(deps, reply, 200, 'unsubscribe-done', locale, {
     title: kind === 'done' ? t.doneTitle : t.alreadyTitle,
@@ -168,7 +172,7 @@ function donePage(
 
 function invalidPage(deps: UnsubscribeRouteDeps, request: FastifyRequest, reply: FastifyReply) {
   const locale = localeFromAcceptLanguage(request.headers['accept-language']);
-  const t = unsubscribeStrings[locale];
+  const t = pageStringsFor(locale).unsubscribe;
   return send(deps, reply, 404, 'unsubscribe-done', locale, {
     title: t.invalidTitle,
     shopName: deps.shopName,
@@ -181,7 +185,7 @@ function errorPage(deps: UnsubscribeRouteDeps, request: FastifyRequest, reply: F
   const status = httpStatusOf(error);
   if (status >= 500) request.log.error({ err: error }, 'unsubscribe page failed');
   const locale = localeFromAcceptLanguage(request.headers['accept-language']);
-  const t = unsubscribeStrings[locale];
+  const t = pageStringsFor(locale).unsubscribe;
   const text = status >= 500 ? fillIn(t.errorText, { reference: String(request.id) }) : t.invalidText;
   try {
     return send(deps, reply, status, 'unsubscribe-done', locale, {

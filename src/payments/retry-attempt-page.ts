@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
 import { rows } from '../db/rows.js';
 import type { PollData } from '../http/pages/page-renderer.js';
-import { fillIn, pageStrings, resolvePageLocale } from '../http/pages/page-strings.js';
+import { fillIn, pageStringsFor, resolvePageLocale } from '../http/pages/page-strings.js';
 import { refreshAttempt } from './attempt-status.js';
 import type { AttemptView } from './payment-attempts.js';
 import { paymentMethodOf } from './retry-form.js';
@@ -38,7 +38,7 @@ export async function attemptPage(
   }
   const info = await attemptInfo(deps, attempt);
   const locale = resolvePageLocale(info?.locale ?? deps.retry.defaultLocale);
-  const t = pageStrings[locale];
+  const t = pageStringsFor(locale);
   const shop = deps.retry.shopName;
   const amount = info ? formatMoney(info.amount, info.currency, info.locale, locale) : null;
 

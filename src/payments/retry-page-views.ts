@@ -7,7 +7,7 @@ import type { MessagePageData, Notice, PageData, PageName, PageRenderer } from '
 import {
   fillIn,
   localeFromAcceptLanguage,
-  pageStrings,
+  pageStringsFor,
   resolvePageLocale,
   type PageLocale,
 } from '../http/pages/page-strings.js';
@@ -48,7 +48,7 @@ export interface RetryRender {
 export function retryPage(deps: RetryPageContext, request: FastifyRequest, reply: FastifyReply, r: RetryRender) {
   const { view } = r;
   const locale = resolvePageLocale(view.locale);
-  const t = pageStrings[locale];
+  const t = pageStringsFor(locale);
   const money = (minor: number) => formatMoney(minor, view.currency, view.locale, locale);
   const { charge } = view;
   const total = money(charge.total);
@@ -114,7 +114,7 @@ export function continuePage(
   shopPage: string,
 ) {
   const locale = resolvePageLocale(view.locale);
-  const t = pageStrings[locale];
+  const t = pageStringsFor(locale);
   // The button's POST is redirected to the shop's page, and form-action covers redirects too.
   const origin = new URL(shopPage).origin;
   if (/^https?:\/\/[a-z0-9.-]+(:\d{1,5})?$/.test(origin)) extendCsp(reply, 'form-action', [origin]);
@@ -174,7 +174,7 @@ export async function afterFailure(
   const state = await loadRetryLink(deps.retry, token);
   if (state.kind !== 'open') return statePage(deps, request, reply, token, state);
   const { view } = state;
-  const t = pageStrings[resolvePageLocale(view.locale)];
+  const t = pageStringsFor(resolvePageLocale(view.locale));
   return retryPage(deps, request, reply, {
     view,
     status: 200,
@@ -201,7 +201,7 @@ export function statePage(
       return invalidPage(deps, request, reply);
     case 'completed': {
       const locale = resolvePageLocale(state.locale);
-      const t = pageStrings[locale];
+      const t = pageStringsFor(locale);
       return sendPage(
         deps,
         reply,
@@ -213,12 +213,12 @@ export function statePage(
     }
     case 'closed': {
       const locale = resolvePageLocale(state.locale);
-      const t = pageStrings[locale];
+      const t = pageStringsFor(locale);
       return sendPage(deps, reply, 410, 'message', locale, message(shop, t.closedTitle, [t.closedText], 'info'));
     }
     case 'expired': {
       const locale = resolvePageLocale(state.locale);
-      const t = pageStrings[locale];
+      const t = pageStringsFor(locale);
       const data = message(shop, t.expiredTitle, [t.expiredText], 'info');
       if (deps.freshLink) {
         data.action = {
@@ -237,7 +237,7 @@ export function statePage(
 
 export function invalidPage(deps: RetryPageContext, request: FastifyRequest, reply: FastifyReply) {
   const locale = localeFromAcceptLanguage(request.headers['accept-language']);
-  const t = pageStrings[locale];
+  const t = pageStringsFor(locale);
   return sendPage(
     deps,
     reply,
@@ -250,7 +250,7 @@ export function invalidPage(deps: RetryPageContext, request: FastifyRequest, rep
 
 export function forbiddenPage(deps: RetryPageContext, request: FastifyRequest, reply: FastifyReply, token: string) {
   const locale = localeFromAcceptLanguage(request.headers['accept-language']);
-  const t = pageStrings[locale];
+  const t = pageStringsFor(locale);
   const data = message(deps.retry.shopName, t.forbiddenTitle, [t.forbiddenText], 'warn');
   if (tokenPattern.test(token)) data.link = { href: `/r/${token}`, label: t.backToPayment };
   return sendPage(deps, reply, 403, 'message', locale, data);
@@ -287,7 +287,7 @@ export function sendErrorPage(deps: RetryPageContext, request: FastifyRequest, r
   }
   if (status >= 500) request.log.error({ err: error }, 'retry page failed');
   const locale = localeFromAcceptLanguage(request.headers['accept-language']);
-  const t = pageStrings[locale];
+  const t = pageStringsFor(locale);
   const [code, title, text] =
     status === 429
       ? [429, t.rateLimitedTitle, t.rateLimitedText]

@@ -7,7 +7,7 @@ import type { PhoneNumberType } from '../domain/phone-numbers.js';
 import { RecoupError } from '../platform/errors.js';
 import { PageCsrf } from '../http/page-csrf.js';
 import type { Notice, PageRenderer } from '../http/pages/page-renderer.js';
-import { fillIn, pageStrings, resolvePageLocale, type PageLocale } from '../http/pages/page-strings.js';
+import { fillIn, pageStringsFor, resolvePageLocale, type PageLocale } from '../http/pages/page-strings.js';
 import { sendProblem } from '../http/problem.js';
 import type { FreshLinkResult } from '../recoveries/fresh-link.js';
 import { refreshAttempt } from './attempt-status.js';
@@ -206,7 +206,7 @@ function routes(r: FastifyInstance, deps: Ctx): void {
     // Before the payment starts, so its attempt is credited to the click.
     await countClick(deps, request, view);
 
-    const t = pageStrings[resolvePageLocale(view.locale)];
+    const t = pageStringsFor(resolvePageLocale(view.locale));
     const input = validateForm(form, view, t, deps.smsNumberTypes);
     if (!input.ok) {
       return retryPage(deps, request, reply, {
@@ -311,7 +311,7 @@ async function shopPageOf(deps: Ctx, view: RetryView): Promise<string | undefine
 
 /** What the page says to a fresh-link request: a title, a paragraph and the notice's tone. */
 function freshLinkNotice(result: FreshLinkResult, locale: PageLocale, shop: string): [string, string, Notice['tone']] {
-  const t = pageStrings[locale];
+  const t = pageStringsFor(locale);
   switch (result.kind) {
     case 'sent':
       return [t.freshSentTitle, t.freshSentText, 'success'];

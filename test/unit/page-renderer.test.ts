@@ -10,6 +10,7 @@ import {
   localeFromAcceptLanguage,
   pageLocales,
   pageStrings,
+  pageStringsFor,
   resolvePageLocale,
   type PageLocale,
 } from '../../src/http/pages/page-strings.js';
@@ -21,7 +22,7 @@ const attempt = 'att_0123456789abcdef01234567';
 
 /** A realistic view of every page, worded in `locale` the way the routes word it. */
 function views(locale: PageLocale): { [P in PageName]: PageData[P] } {
-  const t = pageStrings[locale];
+  const t = pageStringsFor(locale);
   const amount = formatAmount(13900, 'CNY', locale);
   const poll = {
     statusUrl: `/r/${token}/status/${attempt}`,
@@ -113,7 +114,7 @@ describe('PageRenderer', () => {
   for (const locale of pageLocales) {
     describe(locale, () => {
       const all = views(locale);
-      const t = pageStrings[locale];
+      const t = pageStringsFor(locale);
 
       it.each(pageNames)('renders the %s page as a complete, phone-ready, escaped document', (page) => {
         const html = renderer.render(page, locale, all[page] as never);
@@ -275,18 +276,18 @@ describe('page strings', () => {
   it('resolves customer locales like the message templates do', () => {
     expect(resolvePageLocale('zh-CN')).toBe('zh-CN');
     expect(resolvePageLocale('zh')).toBe('zh-CN');
-    expect(resolvePageLocale('zh-TW')).toBe('zh-CN');
+    expect(resolvePageLocale('zh-TW')).toBe('zh-TW');
     expect(resolvePageLocale('zh_CN.UTF-8')).toBe('zh-CN');
     expect(resolvePageLocale('en-GB')).toBe('en');
-    expect(resolvePageLocale('fr')).toBe('en');
+    expect(resolvePageLocale('pt')).toBe('en');
     expect(resolvePageLocale(null)).toBe('en');
   });
 
   it('picks the browser language for visitors recoup knows nothing about', () => {
     expect(localeFromAcceptLanguage('zh-CN,zh;q=0.9,en;q=0.8')).toBe('zh-CN');
-    expect(localeFromAcceptLanguage('fr-FR,fr;q=0.9,zh;q=0.8,en;q=0.7')).toBe('zh-CN');
-    expect(localeFromAcceptLanguage('en;q=0.5,zh-TW;q=0.9')).toBe('zh-CN');
-    expect(localeFromAcceptLanguage('de, en-US;q=0.3')).toBe('en');
+    expect(localeFromAcceptLanguage('pt-BR,pt;q=0.9,zh;q=0.8,en;q=0.7')).toBe('zh-CN');
+    expect(localeFromAcceptLanguage('en;q=0.5,zh-TW;q=0.9')).toBe('zh-TW');
+    expect(localeFromAcceptLanguage('pt, en-US;q=0.3')).toBe('en');
     expect(localeFromAcceptLanguage('zh;q=0, en')).toBe('en');
     expect(localeFromAcceptLanguage(undefined)).toBe('en');
   });

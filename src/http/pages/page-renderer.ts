@@ -1,5 +1,5 @@
 import type { PaymentMethod } from '../../domain/vocabulary.js';
-import { pageStrings, type PageLocale } from './page-strings.js';
+import { pageStringsFor, type PageLocale } from './page-strings.js';
 import { loadTemplateBundle, type CompiledPage, type PageAsset } from './template-bundle.js';
 
 /**
@@ -177,7 +177,7 @@ export class PageRenderer {
     const view = {
       ...data,
       lang: locale,
-      t: pageStrings[locale],
+      t: pageStringsFor(locale),
       assets: { css: this.#assets['recoup.css'].url, js: this.#assets['retry.js'].url },
       layout: {
         script: scriptedPages.has(page),
