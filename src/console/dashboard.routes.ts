@@ -15,8 +15,7 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ConsoleContext): void
     // `?lang=` (the language link) wins; otherwise the browser's language.
     // The console speaks English and Simplified Chinese: any Chinese reader gets the Chinese one.
     const browser = localeFromAcceptLanguage(request.headers['accept-language']);
-    const locale: ConsoleLocale =
-      consoleLocales.find((l) => l === lang) ?? (browser.startsWith('zh') ? 'zh-CN' : 'en');
+    const locale: ConsoleLocale = consoleLocales.find((l) => l === lang) ?? (browser.startsWith('zh') ? 'zh-CN' : 'en');
     const now = deps.clock.now();
     const query = parseReportQuery({ ...rest, group_by: undefined, format: undefined }, now);
     const data = await dashboardData(deps.db, query, now);
