@@ -2,14 +2,16 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { stringify } from 'yaml';
-import { activeCadences, applyCadences } from './cadences/cadence-store.js';
+import { isMap, parseAllDocuments, stringify } from 'yaml';
+import { activeCadences, applyCadences, type AppliedCadence } from './cadences/cadence-store.js';
+import type { Cadence } from './cadences/cadence.js';
 import { cadenceToDocument, parseCadenceDocument } from './cadences/parse-cadence.js';
 import { systemClock } from './platform/clock.js';
 import { forgetCustomer } from './compliance/forget-customer.js';
 import { loadConfig, type Config } from './config.js';
 import { openDatabase } from './db/client.js';
 import { runDemo } from './app/demo.js';
+import { callApi, embeddedServerApi, type ApiTarget } from './app/api-client.js';
 import { keysCommand, keysUsage } from './app/keys-cli.js';
 import { isRecoupError, RecoupError } from './platform/errors.js';
 import { createLogger } from './platform/logger.js';
@@ -33,6 +35,8 @@ ${reportUsage}
   demo [--url URL] [--key KEY]
                          send sample orders to a running recoup (two locales, two currencies)
 
+With the embedded database (no DATABASE_URL) one process has DATA_DIR open: beside a running
+recoup, "cadences apply" and "keys create" go through its API, and the other commands refuse.
 Configuration comes from the environment; see docs/configuration.md.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -164,6 +168,11 @@ async function cadences(args: string[]): Promise<number> {
     const text = readTextFile(file);
     const renderer = TemplateRenderer.load(config.templatesDir);
     const parsed = parseCadenceDocument(text, { templates: renderer, requiredLocales: ['en', 'zh-CN'] });
+    const api = embeddedServerApi(config);
+    if (api) {
+      for (const a of await applyThroughApi(api, parsed, text)) printApplied(a);
+      return 0;
+    }
     const database = await openDatabase({
       url: config.databaseUrl,
       dataDir: config.dataDir,
@@ -171,9 +180,7 @@ async function cadences(args: string[]): Promise<number> {
     });
     try {
       await database.migrate();
-      for (const a of await applyCadences(database.db, parsed, text)) {
-        console.log(`${a.name}: version ${a.version}${a.changed ? ' (now active)' : ' (unchanged)'}`);
-      }
+      for (const a of await applyCadences(database.db, parsed, text)) printApplied(a);
       return 0;
     } finally {
       await database.close();
@@ -200,6 +207,41 @@ async function cadences(args: string[]): Promise<number> {
   }
   console.error('recoup cadences: use "apply FILE" or "list"');
   return 2;
+}
+
+function printApplied(a: AppliedCadence): void {
+  console.log(`${a.name}: version ${a.version}${a.changed ? ' (now active)' : ' (unchanged)'}`);
+}
+
+/**
+ * `cadences apply` beside a recoup that has the embedded database open: through its API. Every
+ * cadence is saved first and activated only once all were accepted, so a file the server refuses
+ * part of activates nothing.
+ */
+async function applyThroughApi(api: ApiTarget, cadences: Cadence[], text: string): Promise<AppliedCadence[]> {
+  // A file of one cadence is stored as written (comments kept), as a local apply stores it.
+  const docs = parseAllDocuments(text);
+  const filled = (Array.isArray(docs) ? docs : []).filter((d) => d.contents !== null);
+  const whole = cadences.length === 1 && filled.length === 1 && isMap(filled[0]?.contents);
+  const saved: Array<{ name: string; version: number; created: boolean }> = [];
+  for (const cadence of cadences) {
+    const { body } = await callApi<{ version: number; created: boolean }>(api, {
+      method: 'PUT',
+      path: `/v1/cadences/${encodeURIComponent(cadence.name)}?activate=false`,
+      yaml: whole ? text : stringify(cadenceToDocument(cadence)),
+    });
+    saved.push({ name: cadence.name, version: body.version, created: body.created });
+  }
+  const applied: AppliedCadence[] = [];
+  for (const s of saved) {
+    const { body } = await callApi<{ changed: boolean }>(api, {
+      method: 'POST',
+      path: `/v1/cadences/${encodeURIComponent(s.name)}/activate`,
+      json: { version: s.version },
+    });
+    applied.push({ name: s.name, version: s.version, changed: s.created || body.changed });
+  }
+  return applied;
 }
 
 async function customers(args: string[]): Promise<number> {

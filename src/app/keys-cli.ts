@@ -1,14 +1,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { systemClock, type Clock } from '../platform/clock.js';
 import type { Config } from '../config.js';
 import { openDatabase, type Database } from '../db/client.js';
-import { RecoupError } from '../platform/errors.js';
 import { createApiKey, listApiKeys, parseNewApiKey, revokeApiKey, type ApiKeyRecord } from '../access/api-keys.js';
 import { configuredKeys, type ConfiguredKey } from '../access/auth.js';
 import { generatedApiKeyFile } from './deps.js';
+import { callApi, embeddedServerApi } from './api-client.js';
 
 export const keysUsage = `  keys create --scope SCOPE [--scope SCOPE…] --name NAME
                          create an API key (scopes: ingest, ops, finance, admin); prints it once
@@ -29,22 +28,21 @@ export async function keysCommand(args: string[], config: Config, clock: Clock =
           }).values,
       );
       if (!values) return 2;
+      const input = parseNewApiKey({ name: values.name, scopes: values.scope });
+      // Beside a recoup that has the embedded database open, through its API (src/db/embedded-lock.ts).
+      const api = embeddedServerApi(config);
+      if (api) {
+        const { body } = await callApi<ApiKeyView & { key: string }>(api, {
+          method: 'POST',
+          path: '/v1/keys',
+          json: { name: input.name, scopes: input.scopes },
+        });
+        printCreated(body.key, body);
+        return 0;
+      }
       return withDatabase(config, async (database) => {
-        const { key, record } = await createApiKey(
-          database.db,
-          parseNewApiKey({ name: values.name, scopes: values.scope }),
-          { actor: cliActor(), at: clock.now() },
-        );
-        console.log(
-          [
-            `Created API key ${record.id} "${record.name}" with scope ${record.scopes.join(', ')}:`,
-            '',
-            `  ${key}`,
-            '',
-            'Store it now (e.g. in your password manager): it is shown only this once; recoup keeps',
-            `only its hash. Lost it? Revoke it (recoup keys revoke ${record.prefix}) and create another.`,
-          ].join('\n'),
-        );
+        const { key, record } = await createApiKey(database.db, input, { actor: cliActor(), at: clock.now() });
+        printCreated(key, record);
         return 0;
       });
     }
@@ -101,7 +99,6 @@ function usage<T>(parse: () => T): T | undefined {
 }
 
 async function withDatabase(config: Config, work: (database: Database) => Promise<number>): Promise<number> {
-  if (!config.databaseUrl) assertEmbeddedDatabaseFree(config.dataDir);
   const database = await openDatabase({
     url: config.databaseUrl,
     dataDir: config.dataDir,
@@ -116,19 +113,24 @@ async function withDatabase(config: Config, work: (database: Database) => Promis
   }
 }
 
-/**
- * PGlite is single-process and does not lock its directory: a second process opening it while
- * recoup runs would work on a diverging copy and corrupt it. PGlite writes `postmaster.pid` while
- * open and removes it on close, so its presence means "in use" (or a crash left it behind).
- */
-export function assertEmbeddedDatabaseFree(dataDir: string): void {
-  const pidFile = path.join(dataDir, 'pglite', 'postmaster.pid');
-  if (!fs.existsSync(pidFile)) return;
-  throw new RecoupError(
-    'unavailable',
-    `the embedded database in ${path.dirname(pidFile)} is in use (is recoup running?). ` +
-      'Stop recoup and try again, or run this against it through Postgres (DATABASE_URL). ' +
-      `If nothing is running (recoup crashed), delete ${pidFile}.`,
+/** What `POST /v1/keys` answers about the key it created. */
+interface ApiKeyView {
+  id: string;
+  name: string;
+  scopes: string[];
+  prefix: string;
+}
+
+function printCreated(key: string, record: ApiKeyView): void {
+  console.log(
+    [
+      `Created API key ${record.id} "${record.name}" with scope ${record.scopes.join(', ')}:`,
+      '',
+      `  ${key}`,
+      '',
+      'Store it now (e.g. in your password manager): it is shown only this once; recoup keeps',
+      `only its hash. Lost it? Revoke it (recoup keys revoke ${record.prefix}) and create another.`,
+    ].join('\n'),
   );
 }
 

@@ -22,6 +22,7 @@ import {
   type CoreDeps,
 } from './deps.js';
 import { RecoupError } from '../platform/errors.js';
+import { assertEmbeddedDatabaseFree } from '../db/embedded-lock.js';
 import { buildApp } from './build-app.js';
 import { ChainedKeyResolver, EnvKeyResolver } from '../access/auth.js';
 import { DbKeyResolver } from '../access/api-keys.js';
@@ -116,6 +117,8 @@ export async function startService(
   const faultPoint = parseFaultInjection(config.faultInjection);
 
   try {
+    // Refuses before writing anything when a recoup already runs on this embedded database.
+    if (!config.databaseUrl) assertEmbeddedDatabaseFree(config.dataDir);
     const redisTarget: RedisTarget = { url: config.redisUrl, clusterNodes: config.redisClusterNodes };
     await assertRedisReachable(redisTarget, {
       waitMs: config.redisStartupWaitMs,
@@ -442,6 +445,7 @@ export async function startService(
       const address = app.server.address();
       const port = typeof address === 'object' && address ? address.port : config.port;
       url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+      core.database.lock?.announce(localUrl(config.host, port));
     }
 
     if (ops.metricsPort !== undefined) {
@@ -555,6 +559,13 @@ export function redactUrl(url: string): string {
   } catch {
     return '(unparseable URL)';
   }
+}
+
+/** Where a command on this host reaches the API: a wildcard address is not one to connect to. */
+function localUrl(host: string, port: number): string {
+  if (host === '0.0.0.0' || host === '') return `http://127.0.0.1:${port}`;
+  if (host === '::') return `http://[::1]:${port}`;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 async function withDeadline(work: Promise<unknown>, ms: number, onTimeout: () => Promise<unknown>): Promise<void> {

@@ -5,6 +5,7 @@ import { sql } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
+import { EmbeddedLock } from './embedded-lock.js';
 import { TransactionSafePool } from './pool.js';
 import { rows } from './rows.js';
 import * as schema from './schema.js';
@@ -20,6 +21,8 @@ export interface Database {
   migrate(): Promise<void>;
   /** True when every migration in migrations/ has been applied. */
   isMigrated(): Promise<boolean>;
+  /** The embedded database's lock on DATA_DIR (src/db/embedded-lock.ts); undefined for Postgres. */
+  lock: EmbeddedLock | undefined;
   close(): Promise<void>;
 }
 
@@ -62,7 +65,7 @@ export interface OpenDatabaseOptions {
 
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
   if (options.url) return openPostgres(options.url, options.poolSize ?? 10, options.limits, options.onError);
-  return openPglite(path.join(options.dataDir, 'pglite'));
+  return openPglite(options.dataDir);
 }
 
 function openPostgres(
@@ -111,25 +114,40 @@ function openPostgres(
       }
     },
     isMigrated: () => isMigrated(db),
+    lock: undefined,
     close: () => pool.end(),
   };
 }
 
-async function openPglite(dir: string): Promise<Database> {
-  fs.mkdirSync(dir, { recursive: true });
-  const { PGlite } = await import('@electric-sql/pglite');
-  const { drizzle } = await import('drizzle-orm/pglite');
-  const { migrate } = await import('drizzle-orm/pglite/migrator');
-  const client = await PGlite.create(dir);
-  const pglite = drizzle(client, { schema });
-  const db = pglite as unknown as Db;
-  return {
-    db,
-    kind: 'pglite',
-    migrate: () => migrate(pglite, { migrationsFolder }),
-    isMigrated: () => isMigrated(db),
-    close: () => client.close(),
-  };
+async function openPglite(dataDir: string): Promise<Database> {
+  const lock = EmbeddedLock.acquire(dataDir);
+  try {
+    const dir = path.join(dataDir, 'pglite');
+    fs.mkdirSync(dir, { recursive: true });
+    const { PGlite } = await import('@electric-sql/pglite');
+    const { drizzle } = await import('drizzle-orm/pglite');
+    const { migrate } = await import('drizzle-orm/pglite/migrator');
+    const client = await PGlite.create(dir);
+    const pglite = drizzle(client, { schema });
+    const db = pglite as unknown as Db;
+    return {
+      db,
+      kind: 'pglite',
+      migrate: () => migrate(pglite, { migrationsFolder }),
+      isMigrated: () => isMigrated(db),
+      lock,
+      close: async () => {
+        try {
+          await client.close();
+        } finally {
+          lock.release();
+        }
+      },
+    };
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
 }
 
 async function isMigrated(db: Db): Promise<boolean> {

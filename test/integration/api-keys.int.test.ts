@@ -399,7 +399,10 @@ describe('scoped API keys', () => {
           expect(refused.code).toBe(1);
           const lines = refused.stderr.trim().split('\n');
           expect(lines).toHaveLength(1);
-          expect(lines[0]).toMatch(/^recoup: the embedded database in .* is in use \(is recoup running\?\)/);
+          expect(lines[0]).toBe(
+            `recoup: already running with the embedded database in ${embeddedDir} (pid ${process.pid}): ` +
+              'stop it first, or set DATABASE_URL to run several processes on Postgres',
+          );
         } finally {
           await held.close();
         }

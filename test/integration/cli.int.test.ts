@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
@@ -8,76 +7,10 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseCadenceDocument } from '../../src/cadences/parse-cadence.js';
 import { rows } from '../../src/db/rows.js';
+import { exitWithin, killCliChildren, repoRoot, runCli, stackTrace, startCli, unusedPort } from '../helpers/cli.js';
 import { adminUrl, createTestDatabase, databaseUrl, type TestDatabase } from '../helpers/postgres.js';
 import { deletePrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.js';
 import { waitFor } from '../helpers/service.js';
-
-const repoRoot = path.resolve(import.meta.dirname, '../..');
-
-interface Finished {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface Running {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<Finished>;
-}
-
-const children = new Set<ChildProcess>();
-
-/** `recoup <args>` as a user runs it, with only the environment given (plus PATH and HOME). */
-function startCli(args: string[], env: Record<string, string>): Running {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-    cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.tmpdir(), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = new Promise<Finished>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      children.delete(child);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
-}
-
-function runCli(args: string[], env: Record<string, string>): Promise<Finished> {
-  return startCli(args, env).exited;
-}
-
-/** Resolves with the exit, or with undefined if the process is still running after `ms`. */
-function exitWithin(running: Running, ms: number): Promise<Finished | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    running.exited,
-    new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-/** A TCP port nothing listens on (just released by a throwaway server). */
-async function unusedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (!address || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
-
-const stackTrace = /^\s+at .+\(?.*:\d+:\d+\)?$/m;
 
 // Each case spawns one to three Node processes (tsx compiles on start): slow on a busy machine.
 describe('recoup CLI', { timeout: 90_000 }, () => {
@@ -90,10 +23,7 @@ describe('recoup CLI', { timeout: 90_000 }, () => {
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'recoup-cli-'));
     env = { DATABASE_URL: database.url, DATA_DIR: dataDir, LOG_LEVEL: 'warn' };
   });
-  afterEach(() => {
-    // A test that failed half-way must not leave a recoup running.
-    for (const child of children) child.kill('SIGKILL');
-  });
+  afterEach(killCliChildren);
   afterAll(async () => {
     await database.drop();
     fs.rmSync(dataDir, { recursive: true, force: true });
