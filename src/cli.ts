@@ -33,7 +33,8 @@ Usage: recoup <command>
 ${keysUsage}
 ${reportUsage}
   demo [--url URL] [--key KEY]
-                         send sample orders to a running recoup (two locales, two currencies)
+                         send sample orders to a running recoup (two locales, two currencies);
+                         default: the one running on DATA_DIR, else PUBLIC_URL
 
 With the embedded database (no DATABASE_URL) one process has DATA_DIR open: beside a running
 recoup, "cadences apply" and "keys create" go through its API, and the other commands refuse.
@@ -288,11 +289,16 @@ function osUser(): string {
 }
 
 async function demo(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { url: { type: 'string' }, key: { type: 'string' } },
-    allowPositionals: false,
-  });
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: { url: { type: 'string' }, key: { type: 'string' } },
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new RecoupError('validation', `demo: ${(err as Error).message}`);
+  }
   const config = loadConfig();
   return runDemo(config, { url: values.url, key: values.key });
 }
