@@ -35,6 +35,7 @@ ${reportUsage}
   demo [--url URL] [--key KEY]
                          send sample orders to a running recoup (two locales, two currencies);
                          default: the one running on DATA_DIR, else PUBLIC_URL
+  help, --help, -h       print this
 
 With the embedded database (no DATABASE_URL) one process has DATA_DIR open: beside a running
 recoup, "cadences apply" and "keys create" go through its API, and the other commands refuse.
@@ -42,6 +43,12 @@ Configuration comes from the environment; see docs/configuration.md.`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // Asking for help anywhere (`recoup start --help`) prints it: it never starts or changes anything.
+  const options = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  if (options.includes('--help') || options.includes('-h')) {
+    console.log(usage);
+    return 0;
+  }
   switch (command) {
     case 'start':
       return serve({ http: true, worker: true });
@@ -63,8 +70,6 @@ async function main(argv: string[]): Promise<number> {
       return demo(rest);
     case undefined:
     case 'help':
-    case '--help':
-    case '-h':
       console.log(usage);
       return command === undefined ? 1 : 0;
     default:

@@ -149,6 +149,20 @@ describe('recoup CLI', { timeout: 90_000 }, () => {
     });
   });
 
+  describe('help', () => {
+    it('--help and -h print the usage and exit 0, also after a command, which they do not run', async () => {
+      // Were `start` run, it would fail on this Redis.
+      const noRedis = { ...env, REDIS_URL: `redis://127.0.0.1:${await unusedPort()}`, REDIS_STARTUP_WAIT: '1s' };
+      for (const args of [['-h'], ['start', '--help'], ['demo', '--help']]) {
+        const result = await runCli(args, noRedis);
+        expect(result.stderr, args.join(' ')).toBe('');
+        expect(result.code, args.join(' ')).toBe(0);
+        expect(result.stdout).toMatch(/^recoup: win back unpaid orders/);
+        expect(result.stdout).toContain('cadences apply FILE');
+      }
+    });
+  });
+
   describe('port in use', () => {
     let blocker: net.Server;
     let port: number;
