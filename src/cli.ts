@@ -33,7 +33,9 @@ Usage: recoup <command>
 ${keysUsage}
 ${reportUsage}
   demo [--url URL] [--key KEY]
-                         send sample orders to a running recoup (two locales, two currencies)
+                         send sample orders to a running recoup (two locales, two currencies);
+                         default: the one running on DATA_DIR, else PUBLIC_URL
+  help, --help, -h       print this
 
 With the embedded database (no DATABASE_URL) one process has DATA_DIR open: beside a running
 recoup, "cadences apply" and "keys create" go through its API, and the other commands refuse.
@@ -41,6 +43,12 @@ Configuration comes from the environment; see docs/configuration.md.`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // Asking for help anywhere (`recoup start --help`) prints it: it never starts or changes anything.
+  const options = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  if (options.includes('--help') || options.includes('-h')) {
+    console.log(usage);
+    return 0;
+  }
   switch (command) {
     case 'start':
       return serve({ http: true, worker: true });
@@ -62,8 +70,6 @@ async function main(argv: string[]): Promise<number> {
       return demo(rest);
     case undefined:
     case 'help':
-    case '--help':
-    case '-h':
       console.log(usage);
       return command === undefined ? 1 : 0;
     default:
@@ -288,11 +294,16 @@ function osUser(): string {
 }
 
 async function demo(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { url: { type: 'string' }, key: { type: 'string' } },
-    allowPositionals: false,
-  });
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: { url: { type: 'string' }, key: { type: 'string' } },
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new RecoupError('validation', `demo: ${(err as Error).message}`);
+  }
   const config = loadConfig();
   return runDemo(config, { url: values.url, key: values.key });
 }

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
-import { resolveApiKeys } from './deps.js';
+import { isRecoupError, RecoupError } from '../platform/errors.js';
+import { callApi, embeddedServerApi, localApiKey, type ApiTarget } from './api-client.js';
 
 interface DemoOrder {
   id: string;
@@ -18,8 +19,14 @@ interface DemoOrder {
  * midway, to show the reminders stop.
  */
 export async function runDemo(config: Config, options: { url?: string; key?: string }): Promise<number> {
-  const url = (options.url ?? `http://localhost:${config.port}`).replace(/\/+$/, '');
-  const key = options.key ?? resolveApiKeys(config).keys[0];
+  // The recoup running here on the embedded database says where it listens; else PUBLIC_URL
+  // (by default http://localhost:PORT).
+  const running = embeddedServerApi(config);
+  const api: ApiTarget = {
+    url: (options.url ?? running?.url ?? config.publicUrl).replace(/\/+$/, ''),
+    key: options.key ?? localApiKey(config),
+  };
+  const url = api.url;
   const run = randomBytes(3).toString('hex');
   const orders: DemoOrder[] = [
     {
@@ -58,7 +65,7 @@ export async function runDemo(config: Config, options: { url?: string; key?: str
 
   console.log(`recoup demo: sending ${orders.length} failed payments to ${url} (cadence "demo")`);
   for (const order of orders) {
-    const status = await postEvent(url, key, {
+    const status = await postEvent(api, {
       id: `evt-${order.id}-failed`,
       type: 'payment.failed',
       occurred_at: new Date().toISOString(),
@@ -84,7 +91,7 @@ export async function runDemo(config: Config, options: { url?: string; key?: str
   let last = -1;
   while (Date.now() - started < 45_000) {
     if (!paidSent && paid && Date.now() - started > 20_000) {
-      await postEvent(url, key, {
+      await postEvent(api, {
         id: `evt-${paid.id}-paid`,
         type: 'payment.succeeded',
         occurred_at: new Date().toISOString(),
@@ -116,22 +123,22 @@ function customer(run: string, n: number, name: string, user: string, phone: str
   return { id: `demo-cus-${run}-${n}`, name, email: `${user}@example.com`, phone, locale, timezone };
 }
 
-async function postEvent(url: string, key: string | undefined, body: unknown): Promise<string> {
-  let response: Response;
+async function postEvent(api: ApiTarget, body: unknown): Promise<string> {
   try {
-    response = await fetch(`${url}/v1/events`, {
+    const { status, body: answer } = await callApi<{ outcome?: string; status: string }>(api, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
-      body: JSON.stringify(body),
+      path: '/v1/events',
+      json: body,
     });
+    return `${status} ${answer.outcome ?? ''}`.trim();
   } catch (err) {
-    throw new Error(`cannot reach recoup at ${url} (${(err as Error).message}); start it with "npm start" first`, {
-      cause: err,
-    });
+    if (!isRecoupError(err, 'unavailable')) throw err;
+    throw new RecoupError(
+      'unavailable',
+      `${err.message}: start it with "npm start" first, or give its address with --url`,
+      { cause: err },
+    );
   }
-  const text = await response.text();
-  if (response.status >= 400) throw new Error(`recoup answered ${response.status}: ${text}`);
-  return `${response.status} ${(JSON.parse(text) as { outcome?: string; status: string }).outcome ?? ''}`.trim();
 }
 
 function countOutbox(dir: string): number {

@@ -22,6 +22,7 @@ import {
   type CoreDeps,
 } from './deps.js';
 import { RecoupError } from '../platform/errors.js';
+import { assertPortFree, portError } from '../platform/port-check.js';
 import { assertEmbeddedDatabaseFree } from '../db/embedded-lock.js';
 import { buildApp } from './build-app.js';
 import { ChainedKeyResolver, EnvKeyResolver } from '../access/auth.js';
@@ -117,8 +118,11 @@ export async function startService(
   const faultPoint = parseFaultInjection(config.faultInjection);
 
   try {
-    // Refuses before writing anything when a recoup already runs on this embedded database.
+    // Refusals that leave no trace come first: a recoup already running here, then a port in use.
     if (!config.databaseUrl) assertEmbeddedDatabaseFree(config.dataDir);
+    if (roles.http) await assertPortFree(config.host, config.port, 'PORT');
+    const ops = opsSettings(config);
+    if (ops.metricsPort !== undefined) await assertPortFree(config.host, ops.metricsPort, 'METRICS_PORT');
     const redisTarget: RedisTarget = { url: config.redisUrl, clusterNodes: config.redisClusterNodes };
     await assertRedisReachable(redisTarget, {
       waitMs: config.redisStartupWaitMs,
@@ -152,7 +156,6 @@ export async function startService(
     const queue = new StepQueue(producer, config.queuePrefix);
     closers.push({ name: 'queue', close: () => queue.close() });
     // One registry per service: the worker, the HTTP /metrics and METRICS_PORT all report from it.
-    const ops = opsSettings(config);
     const metrics = new OpsMetrics();
     // A reminder accepted after its order's payment is already flagged and in the outbox; here it is
     // counted and logged, by whichever path recorded it.
@@ -441,7 +444,9 @@ export async function startService(
       });
       const httpApp = app;
       closers.push({ name: 'http', close: () => httpApp.close() });
-      await app.listen({ port: config.port, host: config.host });
+      await app.listen({ port: config.port, host: config.host }).catch((err: unknown) => {
+        throw portError(err, config.port, 'PORT') ?? err;
+      });
       const address = app.server.address();
       const port = typeof address === 'object' && address ? address.port : config.port;
       url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;

@@ -129,6 +129,38 @@ describe('commands beside a recoup running on the embedded database', { timeout:
     expect(applied.stdout.trim()).toBe('vip: version 1 (now active)');
   });
 
+  describe('demo', () => {
+    const sends = (running: Running) => running.stdout().match(/→ 202\b/g)?.length ?? 0;
+
+    it('sends to the recoup running on this DATA_DIR, wherever it listens', async () => {
+      const demo = startCli(['demo'], env);
+      await expect.poll(() => sends(demo), { timeout: 60_000 }).toBe(4);
+      expect(demo.stdout()).toContain(`sending 4 failed payments to ${api} `);
+      demo.child.kill('SIGKILL');
+    });
+
+    it('sends to PUBLIC_URL when no recoup runs on its DATA_DIR', async () => {
+      const elsewhere = fs.mkdtempSync(path.join(os.tmpdir(), 'recoup-demo-'));
+      try {
+        const demo = startCli(['demo'], { DATA_DIR: elsewhere, PUBLIC_URL: api, RECOUP_API_KEYS: key });
+        await expect.poll(() => sends(demo), { timeout: 60_000 }).toBe(4);
+        expect(demo.stdout()).toContain(`sending 4 failed payments to ${api} `);
+        demo.child.kill('SIGKILL');
+        expect(fs.existsSync(path.join(elsewhere, 'api-key'))).toBe(false);
+      } finally {
+        fs.rmSync(elsewhere, { recursive: true, force: true });
+      }
+    });
+
+    it('says in one line when the key is refused', async () => {
+      const result = await runCli(['demo', '--key', 'not-a-key'], env);
+      expect(result.code).toBe(1);
+      const lines = result.stderr.trim().split('\n');
+      expect(lines, result.stderr).toHaveLength(1);
+      expect(lines[0]).toMatch(new RegExp(`^recoup: recoup at ${api.replace(/[.]/g, '\\.')} refused the API key`));
+    });
+  });
+
   it('after the running recoup stops, the changes made beside it are on disk', async () => {
     server.child.kill('SIGTERM');
     const finished = await exitWithin(server, 30_000);

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
@@ -145,6 +146,53 @@ describe('recoup CLI', { timeout: 90_000 }, () => {
       ).toEqual(['PORT', 'TWILIO_ACCOUNT_SID', 'TWILIO_FROM']);
       expect(result.stderr).not.toContain('S3CR3T');
       expect(result.stderr).not.toMatch(stackTrace);
+    });
+  });
+
+  describe('help', () => {
+    it('--help and -h print the usage and exit 0, also after a command, which they do not run', async () => {
+      // Were `start` run, it would fail on this Redis.
+      const noRedis = { ...env, REDIS_URL: `redis://127.0.0.1:${await unusedPort()}`, REDIS_STARTUP_WAIT: '1s' };
+      for (const args of [['-h'], ['start', '--help'], ['demo', '--help']]) {
+        const result = await runCli(args, noRedis);
+        expect(result.stderr, args.join(' ')).toBe('');
+        expect(result.code, args.join(' ')).toBe(0);
+        expect(result.stdout).toMatch(/^recoup: win back unpaid orders/);
+        expect(result.stdout).toContain('cadences apply FILE');
+      }
+    });
+  });
+
+  describe('port in use', () => {
+    let blocker: net.Server;
+    let port: number;
+    beforeAll(async () => {
+      blocker = net.createServer();
+      await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+      port = (blocker.address() as net.AddressInfo).port;
+    });
+    afterAll(async () => {
+      await new Promise<void>((resolve) => blocker.close(() => resolve()));
+    });
+
+    it('start exits non-zero with one line naming PORT, having written nothing', async () => {
+      const fresh = fs.mkdtempSync(path.join(os.tmpdir(), 'recoup-port-'));
+      try {
+        const result = await runCli(['start'], {
+          DATA_DIR: fresh,
+          LOG_LEVEL: 'warn',
+          PORT: String(port),
+          REDIS_URL: testRedisUrl(),
+          QUEUE_PREFIX: uniquePrefix('port'),
+        });
+        expect(result.code).not.toBe(0);
+        expect(result.code).not.toBeNull();
+        expect(result.stderr.trim()).toBe(`recoup: port ${port} is in use: set PORT to another port`);
+        // No embedded database, key, secret or outbox: a second try on a free port starts clean.
+        expect(fs.readdirSync(fresh)).toEqual([]);
+      } finally {
+        fs.rmSync(fresh, { recursive: true, force: true });
+      }
     });
   });
 
