@@ -53,6 +53,7 @@ export async function attemptPage(
   if (attempt.status === 'failed') {
     return afterFailure(deps, request, reply, token, {
       category: attempt.failureCategory ?? 'unknown',
+      code: attempt.failureCode,
       method: attempt.method,
     });
   }

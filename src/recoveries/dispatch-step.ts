@@ -22,6 +22,7 @@ import { Batcher } from '../platform/batcher.js';
 import { guardedSend, type GuardedClaim, type GuardedOutcome, type Rendered } from './guarded-send.js';
 import { claimStart, defaultSendLease, type ClaimStart, type SendLease } from './send-lease.js';
 import { capCounted } from '../cadences/step-rules.js';
+import { failureDetail } from './classify-failure.js';
 import { decideStep, nextStepOf, type RecoveryRow, type StepContext, type StepDecision } from './step-decision.js';
 import {
   capLookBackMs,
@@ -276,6 +277,7 @@ function newClaim(
       items: read.items,
     },
     failureCategory: recovery.failure_category,
+    failureDetail: failureDetail(recovery.failure_category, read.lastFailureCode),
     offerMethods: step.offerMethods,
     retryUrl: retryUrl(deps.settings.publicUrl, token),
     unsubscribeUrl: channel === 'email' ? deps.unsubscribe?.forMessage(messageId).url : undefined,

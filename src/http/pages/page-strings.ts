@@ -1,4 +1,4 @@
-import type { FailureCategory, PaymentMethod } from '../../domain/vocabulary.js';
+import type { FailureCategory, FailureDetail, PaymentMethod } from '../../domain/vocabulary.js';
 
 /**
  * The wording of the customer-facing retry pages, per page locale. Plain strings only:
@@ -50,6 +50,8 @@ export interface PageStrings {
   cancelledAttempt: string;
   qrExpired: string;
   reasons: Record<FailureCategory, string>;
+  /** Said in place of the category's reason when the failure's code tells more. */
+  reasonDetails: Record<FailureDetail, string>;
   emailInvalid: string;
   phoneInvalid: string;
   phoneNeedsCountry: string;
@@ -152,6 +154,10 @@ const en: PageStrings = {
     coupon_invalid: 'The coupon on your order could not be applied.',
     abandoned: 'Your payment was not finished.',
     unknown: 'Your last payment did not go through.',
+  },
+  reasonDetails: {
+    card_expired:
+      'Your last payment did not go through: the card has expired. Please pay with another card, or choose another payment method.',
   },
   emailInvalid: 'Enter a valid email address, like name@example.com.',
   phoneInvalid: 'Enter a valid mobile number, like +86 138 0013 8000.',
@@ -259,6 +265,9 @@ const zhCN: PageStrings = {
     coupon_invalid: '您订单中的优惠券未能使用。',
     abandoned: '您的付款尚未完成。',
     unknown: '您上次的付款未能完成。',
+  },
+  reasonDetails: {
+    card_expired: '您上次的付款未能完成：该银行卡已过期。请换一张银行卡付款，或选择其他支付方式。',
   },
   emailInvalid: '请输入有效的电子邮箱，例如 name@example.com。',
   phoneInvalid: '请输入有效的手机号码，例如 +86 138 0013 8000。',
