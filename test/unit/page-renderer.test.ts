@@ -81,11 +81,19 @@ function views(locale: PageLocale): { [P in PageName]: PageData[P] } {
       steps: t.qrSteps.map((s) => fillIn(s, { amount })),
       phoneHint: t.qrPhoneHint,
       poll,
+      noScriptHint: fillIn(t.qrNoScript, { button: t.checkPaid }),
       checkUrl: poll.doneUrl,
+      simulateUrl: null,
       otherMethodUrl: `/r/${token}`,
     },
     pending: { title: t.pendingTitle, shopName, text: t.pendingText, amount, poll, checkUrl: poll.doneUrl },
-    success: { title: t.successTitle, shopName, text: fillIn(t.successText, { amount }), note: t.successNote },
+    success: {
+      title: t.successTitle,
+      shopName,
+      text: fillIn(t.successText, { amount }),
+      reference: `ord_1042${evil}`,
+      note: t.successNote,
+    },
     card: {
       title: t.cardTitle,
       shopName,
@@ -181,6 +189,29 @@ describe('PageRenderer', () => {
         expect(html).toContain(`data-poll-url="/r/${token}/status/${attempt}"`);
         expect(html).toContain(`data-done-url="/r/${token}/done?attempt&#x3D;${attempt}"`);
         for (const step of all.qr.steps) expect(html).toContain(escape(step));
+      });
+
+      it('says the QR page moves on by itself only where its script runs, and what to do without it', () => {
+        const html = renderer.render('qr', locale, all.qr);
+        // Hidden until the polling script shows it; a <noscript> hint names the check button instead.
+        expect(html).toMatch(new RegExp(`<p class="poll" [^>]* hidden>${escape(t.qrPending)}</p>`));
+        expect(html).toContain(`<noscript><p class="hint">${escape(all.qr.noScriptHint)}</p></noscript>`);
+        expect(all.qr.noScriptHint).toContain(t.checkPaid);
+        expect(html).not.toContain(escape(t.qrSimulate));
+        const sandbox = renderer.render('qr', locale, {
+          ...all.qr,
+          simulateUrl: 'https://pay.example/sandbox/scan/sbx_1',
+        });
+        expect(sandbox).toContain(`<a class="button secondary" href="https://pay.example/sandbox/scan/sbx_1">`);
+        expect(sandbox).toContain(escape(t.qrSimulate));
+      });
+
+      it('thanks once on the success page and gives the order reference', () => {
+        const html = renderer.render('success', locale, all.success);
+        const main = html.slice(html.indexOf('<main>'));
+        const thanks = locale === 'en' ? /Thank you/g : /谢谢/g;
+        expect(main.match(thanks)).toHaveLength(1);
+        expect(html).toContain(`${escape(t.orderReference)} <strong>${escape(all.success.reference ?? '')}</strong>`);
       });
 
       it('reloads the confirming page without JavaScript, and only that page', () => {

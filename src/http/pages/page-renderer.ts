@@ -83,7 +83,11 @@ export interface QrPageData extends CommonData {
   steps: string[];
   phoneHint: string;
   poll: PollData;
+  /** What to do without JavaScript, where nothing polls: press the check button. */
+  noScriptHint: string;
   checkUrl: string;
+  /** A test gateway's stand-in for scanning the code (the sandbox), or null. */
+  simulateUrl: string | null;
   otherMethodUrl: string;
 }
 
@@ -96,6 +100,8 @@ export interface PendingPageData extends CommonData {
 
 export interface SuccessPageData extends CommonData {
   text: string;
+  /** The shop's order reference, or null. */
+  reference: string | null;
   note: string;
 }
 

@@ -29,7 +29,14 @@ export interface PageStrings {
   checkAgain: string;
   otherMethod: string;
   backToPayment: string;
+  /** Shown by the polling script only: the page moves on by itself once paid. */
   qrPending: string;
+  /** The QR page without JavaScript: `{button}` is the check button's label. */
+  qrNoScript: string;
+  /** Sandbox gateway only: the link that does what scanning the code would. */
+  qrSimulate: string;
+  /** Before the shop's order reference on the success page. */
+  orderReference: string;
   cardNoScript: string;
   cardSubmit: string;
   cardProcessing: string;
@@ -66,6 +73,8 @@ export interface PageStrings {
   pendingText: string;
   successTitle: string;
   successText: string;
+  /** When the amount paid cannot be shown. */
+  successTextPlain: string;
   successNote: string;
   cardTitle: string;
   cardIntro: string;
@@ -120,6 +129,9 @@ const en: PageStrings = {
   otherMethod: 'Choose another payment method',
   backToPayment: 'Back to the payment page',
   qrPending: 'This page moves on by itself once you have paid.',
+  qrNoScript: 'Once you have paid, press “{button}” to continue.',
+  qrSimulate: 'Test mode: simulate scanning this code',
+  orderReference: 'Order reference:',
   cardNoScript: 'Card payment needs JavaScript. Please turn it on, or choose another payment method.',
   cardSubmit: 'Pay now',
   cardProcessing: 'Processing…',
@@ -177,7 +189,8 @@ const en: PageStrings = {
   pendingTitle: 'We are confirming your payment',
   pendingText: 'This usually takes a few seconds. This page moves on by itself.',
   successTitle: 'Thank you!',
-  successText: 'Thank you, your payment of {amount} is confirmed.',
+  successText: 'Your payment of {amount} is confirmed.',
+  successTextPlain: 'Your payment is confirmed.',
   successNote: 'You can close this page now.',
   cardTitle: 'Pay by card',
   cardIntro: 'Enter your card details to pay {amount}.',
@@ -235,6 +248,9 @@ const zhCN: PageStrings = {
   otherMethod: '选择其他支付方式',
   backToPayment: '返回付款页面',
   qrPending: '付款成功后，此页面会自动跳转。',
+  qrNoScript: '付款完成后，请点击“{button}”继续。',
+  qrSimulate: '测试模式：模拟扫描此二维码',
+  orderReference: '订单号：',
   cardNoScript: '银行卡支付需要启用 JavaScript。请启用后重试，或选择其他支付方式。',
   cardSubmit: '立即支付',
   cardProcessing: '处理中…',
@@ -282,7 +298,8 @@ const zhCN: PageStrings = {
   pendingTitle: '正在确认您的付款',
   pendingText: '通常只需几秒钟，此页面会自动跳转。',
   successTitle: '谢谢！',
-  successText: '谢谢，您支付的 {amount} 已确认。',
+  successText: '您支付的 {amount} 已确认。',
+  successTextPlain: '您的付款已确认。',
   successNote: '现在可以关闭此页面。',
   cardTitle: '银行卡支付',
   cardIntro: '请输入银行卡信息，支付 {amount}。',
