@@ -15,6 +15,7 @@ import { httpStatusOf, sendProblem } from '../http/problem.js';
 import { formatAmount } from '../platform/format-amount.js';
 import { failureDetail } from '../recoveries/classify-failure.js';
 import type { FreshLinkResult } from '../recoveries/fresh-link.js';
+import { examplePhone } from './method-choice.js';
 import { loadRetryLink, type RetryDeps, type RetryLinkState, type RetryView } from './retry-session.js';
 
 /** What the retry pages render with: the retry session, the templates, the CSRF tokens, the card page's CSP. */
@@ -64,8 +65,14 @@ export function retryPage(deps: RetryPageContext, request: FastifyRequest, reply
   }
   const failure = r.failure !== undefined ? r.failure : view.lastFailure;
   const wanted = r.checked !== undefined ? r.checked : view.defaultMethod;
-  const checked = wanted && view.methods.includes(wanted) ? wanted : (view.methods[0] ?? null);
-  const errors = { email: r.errors?.email ?? null, phone: r.errors?.phone ?? null, method: r.errors?.method ?? null };
+  const checked = wanted && view.methods.includes(wanted) ? wanted : null;
+  // Phone wording carries `{example}`: a number of the customer's country, not always a Chinese one.
+  const example = { example: examplePhone(view.country, locale === 'zh-CN' ? 'CN' : 'US') };
+  const errors = {
+    email: r.errors?.email ?? null,
+    phone: r.errors?.phone ? fillIn(r.errors.phone, example) : null,
+    method: r.errors?.method ?? null,
+  };
   const items = view.items.map((item) => ({
     name: item.name,
     quantity: item.quantity,
@@ -91,6 +98,7 @@ export function retryPage(deps: RetryPageContext, request: FastifyRequest, reply
     formAction: `/r/${view.token}`,
     csrf: deps.csrf.issue(request, reply, view.token),
     form: r.form ?? { email: view.contact.email ?? '', phone: view.contact.phone ?? '' },
+    phoneHint: fillIn(t.phoneHint, example),
     errors,
     hasErrors: Boolean(errors.email || errors.phone || errors.method),
     methods: view.methods.map((code) => ({ code, title: t.methods[code], checked: code === checked })),

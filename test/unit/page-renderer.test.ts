@@ -48,6 +48,7 @@ function views(locale: PageLocale): { [P in PageName]: PageData[P] } {
       formAction: `/r/${token}`,
       csrf: 'csrf-token-value',
       form: { email: `li@example.com"${evil}`, phone: '+8613800138000' },
+      phoneHint: fillIn(t.phoneHint, { example: '+86 131 2345 6789' }),
       errors: { email: t.emailInvalid, phone: null, method: null },
       hasErrors: true,
       methods: [

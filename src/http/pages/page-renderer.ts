@@ -51,6 +51,8 @@ export interface RetryPageData extends CommonData {
   formAction: string;
   csrf: string;
   form: { email: string; phone: string };
+  /** Under the phone field: the format, with an example from the customer's country. */
+  phoneHint: string;
   errors: { email: string | null; phone: string | null; method: string | null };
   hasErrors: boolean;
   methods: Array<{ code: PaymentMethod; title: string; checked: boolean }>;

@@ -21,6 +21,7 @@ export interface PageStrings {
   contactHint: string;
   emailLabel: string;
   phoneLabel: string;
+  /** `{example}`: a mobile number of the customer's country, as the form wants it. */
   phoneHint: string;
   methodHeading: string;
   noMethods: string;
@@ -120,7 +121,7 @@ const en: PageStrings = {
   contactHint: 'Check or correct them: we use them only for messages about this order.',
   emailLabel: 'Email',
   phoneLabel: 'Mobile number',
-  phoneHint: 'With the country code, e.g. +86 138 0013 8000',
+  phoneHint: 'With the country code, e.g. {example}',
   methodHeading: 'Payment method',
   noMethods: 'No payment method is available for this order right now. Please contact the shop.',
   errorSummary: 'Please check the highlighted fields.',
@@ -172,8 +173,8 @@ const en: PageStrings = {
       'Your last payment did not go through: the card has expired. Please pay with another card, or choose another payment method.',
   },
   emailInvalid: 'Enter a valid email address, like name@example.com.',
-  phoneInvalid: 'Enter a valid mobile number, like +86 138 0013 8000.',
-  phoneNeedsCountry: 'Start the number with + and the country code, like +86 138 0013 8000.',
+  phoneInvalid: 'Enter a valid mobile number, like {example}.',
+  phoneNeedsCountry: 'Start the number with + and the country code, like {example}.',
   methodRequired: 'Choose a payment method.',
   methodNotOffered: 'This payment method is not available for this order. Please choose another one.',
   qrTitle: 'Pay with WeChat Pay',
@@ -239,7 +240,7 @@ const zhCN: PageStrings = {
   contactHint: '请核对或更正：我们只会用它们发送与此订单有关的消息。',
   emailLabel: '电子邮箱',
   phoneLabel: '手机号码',
-  phoneHint: '请包含国家区号，例如 +86 138 0013 8000',
+  phoneHint: '请包含国家区号，例如 {example}',
   methodHeading: '支付方式',
   noMethods: '此订单目前没有可用的支付方式，请联系商家。',
   errorSummary: '请检查标出的字段。',
@@ -286,8 +287,8 @@ const zhCN: PageStrings = {
     card_expired: '您上次的付款未能完成：该银行卡已过期。请换一张银行卡付款，或选择其他支付方式。',
   },
   emailInvalid: '请输入有效的电子邮箱，例如 name@example.com。',
-  phoneInvalid: '请输入有效的手机号码，例如 +86 138 0013 8000。',
-  phoneNeedsCountry: '请以 + 和国家区号开头，例如 +86 138 0013 8000。',
+  phoneInvalid: '请输入有效的手机号码，例如 {example}。',
+  phoneNeedsCountry: '请以 + 和国家区号开头，例如 {example}。',
   methodRequired: '请选择一种支付方式。',
   methodNotOffered: '此订单不支持该支付方式，请选择其他方式。',
   qrTitle: '微信支付',
