@@ -96,6 +96,12 @@ export function preselectedMethod(
   return failed;
 }
 
+/** The country a locale's language most likely means (`ja` → JP, `zh-TW` → TW), else the US. */
+export function likelyCountry(locale: string): CountryCode {
+  const region = localeOf(locale)?.maximize().region;
+  return region && isSupportedCountry(region) ? region : 'US';
+}
+
 /**
  * A mobile number from the customer's country, written as the form wants it (`+1 201 555 0123`),
  * from libphonenumber's examples; `fallback`'s when the country has none.

@@ -16,7 +16,7 @@ import { httpStatusOf, sendProblem } from '../http/problem.js';
 import { formatAmount } from '../platform/format-amount.js';
 import { failureDetail } from '../recoveries/classify-failure.js';
 import type { FreshLinkResult } from '../recoveries/fresh-link.js';
-import { examplePhone } from './method-choice.js';
+import { examplePhone, likelyCountry } from './method-choice.js';
 import { loadRetryLink, type RetryDeps, type RetryLinkState, type RetryView } from './retry-session.js';
 
 /** What the retry pages render with: the retry session, the templates, the CSRF tokens, the card page's CSP. */
@@ -68,7 +68,7 @@ export function retryPage(deps: RetryPageContext, request: FastifyRequest, reply
   const wanted = r.checked !== undefined ? r.checked : view.defaultMethod;
   const checked = wanted && view.methods.includes(wanted) ? wanted : null;
   // Phone wording carries `{example}`: a number of the customer's country, not always a Chinese one.
-  const example = { example: examplePhone(view.country, locale === 'zh-CN' ? 'CN' : 'US') };
+  const example = { example: examplePhone(view.country, likelyCountry(locale)) };
   const errors = {
     email: r.errors?.email ?? null,
     phone: r.errors?.phone ? fillIn(r.errors.phone, example) : null,

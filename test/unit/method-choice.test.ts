@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   customerCountry,
   examplePhone,
+  likelyCountry,
   methodsInCustomerOrder,
   preselectedMethod,
 } from '../../src/payments/method-choice.js';
@@ -73,5 +74,21 @@ describe('examplePhone', () => {
     expect(examplePhone('CN', 'US')).toBe('+86 131 2345 6789');
     expect(examplePhone('GB', 'US')).toMatch(/^\+44 7\d{3} \d{6}$/);
     expect(examplePhone(undefined, 'US')).toBe('+1 201 555 0123');
+  });
+});
+
+describe('likelyCountry', () => {
+  it("gives the country a page locale most likely means, for the phone example's fallback", () => {
+    expect(['en', 'zh-CN', 'zh-TW', 'ja', 'ko', 'es', 'fr', 'de'].map(likelyCountry)).toEqual([
+      'US',
+      'CN',
+      'TW',
+      'JP',
+      'KR',
+      'ES',
+      'FR',
+      'DE',
+    ]);
+    expect(likelyCountry('not a locale!')).toBe('US');
   });
 });
