@@ -148,6 +148,11 @@ const messagesEnv = {
     group: messages,
     description: 'Messages released at the end of quiet hours are spread over this window.',
   }),
+  STEP_MIN_GAP: duration('2h', {
+    group: messages,
+    description:
+      "After a step that went out late (deferred by quiet hours or the daily cap, held, retried), the next step waits at least this long after it (or the cadence's own spacing between the two, when shorter), so that two reminders do not arrive together. `0s` turns it off.",
+  }),
 };
 
 const harnessEnv = {
@@ -266,6 +271,8 @@ export interface Config {
   defaultLocale: string;
   retryLinkTtlMs: number;
   quietHoursSpreadMs: number;
+  /** STEP_MIN_GAP. */
+  stepMinGapMs: number;
   reconcileIntervalMs: number;
   reconcileGraceMs: number;
   /** Lookups of SMS whose outcome is unknown (SMS_LOOKUP_AFTER, SMS_LOOKUP_UNTIL). */
@@ -358,6 +365,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     defaultLocale: env.DEFAULT_LOCALE,
     retryLinkTtlMs: env.RETRY_LINK_TTL,
     quietHoursSpreadMs: env.QUIET_HOURS_SPREAD,
+    stepMinGapMs: env.STEP_MIN_GAP,
     reconcileIntervalMs: env.RECONCILE_INTERVAL,
     reconcileGraceMs: env.RECONCILE_GRACE,
     smsLookup: { afterMs: env.SMS_LOOKUP_AFTER, untilMs: env.SMS_LOOKUP_UNTIL },

@@ -85,7 +85,11 @@ export interface AppDeps {
   compliance?: (Omit<UnsubscribeRouteDeps, 'db' | 'clock'> & { defaultLocale: string }) | undefined;
   /** Cadence management (`/v1/cadences`): the renderer, and the transports test sends go through. */
   cadenceAdmin?:
-    Pick<CadenceRouteDeps, 'renderer' | 'sms' | 'email' | 'shopName' | 'defaultTimezone' | 'defaultLocale'> | undefined;
+    | Pick<
+        CadenceRouteDeps,
+        'renderer' | 'sms' | 'email' | 'shopName' | 'defaultTimezone' | 'defaultLocale' | 'stepMinGapMs'
+      >
+    | undefined;
   /** The ops console's pages (`/console/*`, src/console/console.routes.ts); also needs `cadenceAdmin`. */
   console?: Pick<ConsoleRouteDeps, 'pages' | 'stuckOrderAfterMs'> | undefined;
   /** `/readyz`, `/metrics` and bull-board (`/admin/queues`); see src/ops/ops.routes.ts. */

@@ -55,6 +55,7 @@ export function dispatchSettings(config: Config): DispatchSettings & { sendLease
     defaultLocale: config.defaultLocale,
     retryLinkTtlMs: config.retryLinkTtlMs,
     quietHoursSpreadMs: config.quietHoursSpreadMs,
+    stepMinGapMs: config.stepMinGapMs,
     sendMaxAttempts: config.sendMaxAttempts,
     sendRetryBaseMs: config.sendRetryBaseMs,
     // Past the provider timeout and a job lock, nobody is still sending it; and never before its send

@@ -397,6 +397,7 @@ export async function startService(
           shopName: config.shopName,
           defaultTimezone: config.defaultTimezone,
           defaultLocale: config.defaultLocale,
+          stepMinGapMs: config.stepMinGapMs,
         },
         console: {
           pages: ConsolePages.load(path.join(config.templatesDir, 'console')),

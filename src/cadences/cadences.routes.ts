@@ -51,6 +51,8 @@ export interface CadenceRouteDeps {
   shopName: string;
   defaultTimezone: string;
   defaultLocale: string;
+  /** STEP_MIN_GAP, for previews. Default defaultStepMinGapMs. */
+  stepMinGapMs?: number | undefined;
 }
 
 /** Body types a cadence may be sent as besides JSON. */

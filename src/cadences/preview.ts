@@ -5,7 +5,7 @@ import type { OrderItem } from '../db/schema.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { RenderedEmail, RenderedSms, TemplateRenderer } from '../messages/template-renderer.js';
 import { capCounted, chooseContact } from './step-rules.js';
-import { nextSendTime } from './send-window.js';
+import { defaultStepMinGapMs, nextSendTime, stepDueAt } from './send-window.js';
 import type { Cadence } from './cadence.js';
 
 /**
@@ -83,6 +83,8 @@ export interface PreviewDeps {
   defaultTimezone: string;
   /** Locales every step is rendered in. Default {@link previewLocales}. */
   locales?: readonly string[];
+  /** STEP_MIN_GAP, as the dispatcher applies it. Default defaultStepMinGapMs. */
+  stepMinGapMs?: number;
 }
 
 /** Why a step would not send anything: no usable address, opted out, or the recovery expires first. */
@@ -94,12 +96,16 @@ export interface PreviewStep {
   channel: Channel;
   template: string;
   offer_methods: PaymentMethod[];
-  /** When the cadence makes the step due (start + after, or the previous send if that was later), UTC ISO. */
+  /** When the cadence makes the step due (start + after), UTC ISO. */
   due_at: string;
   /** When it would go out, UTC ISO. */
   planned_at: string;
   /** `planned_at` on the customer's wall clock, ISO with offset. */
   local_time: string;
+  /**
+   * Why it goes out later than `due_at`: quiet hours or the daily cap, its own or an earlier step's
+   * (a step waits for the one before it, and then keeps its distance from it).
+   */
   deferred_by: 'quiet_hours' | 'daily_cap' | null;
   skipped: PreviewSkip | null;
   /** Both channels in every locale: a later channel switch would send the other one. */
@@ -118,10 +124,11 @@ export interface Preview {
 }
 
 /**
- * Plans every step as the dispatcher would: a step becomes due at start + `after` (or when the
- * previous step went out, if later), `nextSendTime` moves it out of quiet hours and past a full day
- * (earlier planned messages count toward the cap), and a step that would go out at or after
- * `expire_after` never does. Jitter is off, so a preview is deterministic.
+ * Plans every step as the dispatcher would: a step becomes due at start + `after`, not before the
+ * previous step was done, and not sooner after the previous send than the cadence spaces them (up
+ * to STEP_MIN_GAP); `nextSendTime` moves it out of quiet hours and past a full day (earlier planned
+ * messages count toward the cap), and a step that would go out at or after `expire_after` never
+ * does. Jitter is off, so a preview is deterministic.
  *
  * Throws a `validation` RecoupError listing every rendering failure (strict templates), each at
  * `steps[i].template`.
@@ -139,11 +146,15 @@ export function previewCadence(input: PreviewInput, deps: PreviewDeps): Preview 
   };
   const issues: Issue[] = [];
   const steps: PreviewStep[] = [];
-  let previous = input.startAt.getTime();
+  /** The previous step: when it was done, whether it went out, and why it was late. */
+  let previous: { at: number; sent: boolean; deferredBy: PreviewStep['deferred_by'] } | undefined;
   let expired = false;
 
   cadence.steps.forEach((step, index) => {
-    const due = Math.max(input.startAt.getTime() + step.afterMs, previous);
+    const cadenceDue = input.startAt.getTime() + step.afterMs;
+    const sentBefore = previous?.sent ? new Date(previous.at) : undefined;
+    const spaced = stepDueAt(cadence, index, input.startAt, sentBefore, deps.stepMinGapMs ?? defaultStepMinGapMs);
+    const due = Math.max(spaced?.getTime() ?? cadenceDue, previous?.at ?? cadenceDue);
     const contact = chooseContact(step, cadence, contactOf, input.suppressed);
     let at = due;
     let deferredBy: PreviewStep['deferred_by'] = null;
@@ -164,14 +175,15 @@ export function previewCadence(input: PreviewInput, deps: PreviewDeps): Preview 
         },
       );
       at = decision.at.getTime();
-      deferredBy = decision.deferredBy ?? null;
+      // Its own window, else what moved an earlier step and, with it, this one.
+      deferredBy = decision.deferredBy ?? (due > cadenceDue ? (previous?.deferredBy ?? null) : null);
       // The wake-up at the deferred time finds the recovery expired and ends it.
       if (at >= expiresAt) {
         expired = true;
         skipped = 'expired';
       } else sends.push(decision.at);
     }
-    previous = at;
+    previous = { at, sent: skipped === null, deferredBy };
 
     const context: MessageContext = {
       shop: { name: deps.shopName },
@@ -199,7 +211,7 @@ export function previewCadence(input: PreviewInput, deps: PreviewDeps): Preview 
       channel: contact.ok ? contact.channel : step.channel,
       template: step.template,
       offer_methods: [...step.offerMethods],
-      due_at: new Date(due).toISOString(),
+      due_at: new Date(cadenceDue).toISOString(),
       planned_at: new Date(at).toISOString(),
       local_time: localTime(at, timezone),
       deferred_by: deferredBy,

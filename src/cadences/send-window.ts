@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { IANAZone } from 'luxon';
-import type { QuietHours } from './cadence.js';
+import type { Cadence, QuietHours } from './cadence.js';
 
 /**
- * Decides WHEN a reminder may go out: quiet hours and the daily cap, both in the customer's local time.
+ * Decides WHEN a reminder may go out: quiet hours and the daily cap, both in the customer's local time,
+ * and how soon a step may follow the previous one.
  * Pure: no clock, no I/O. Times are instants (`Date`); local wall-clock times only exist inside this module.
  *
  * DST rules, so that a customer never gets a message at a wall time that reads as quiet:
@@ -253,4 +254,30 @@ export function nextSendTime(rules: SendWindowRules, input: SendWindowInput): Se
   );
   const jitter = jitterMs(input.jitterKey, Math.min(rules.spreadMs, windowEnd - at));
   return { at: new Date(at + jitter), deferredBy };
+}
+
+/** STEP_MIN_GAP's default. */
+export const defaultStepMinGapMs = 2 * 3_600_000;
+
+/**
+ * When step `index` of a cadence becomes due: `after` from the recovery's start, and, once the
+ * previous step went out (`previousSentAt`), not sooner after it than the cadence spaces the two
+ * (at most `minGapMs`). A step that went out late (deferred by quiet hours or the daily cap, held,
+ * retried) so does not drag the next one along: released together at the end of the night, an SMS
+ * and an email would reach the customer in the same minute. Undefined when there is no such step.
+ */
+export function stepDueAt(
+  cadence: Pick<Cadence, 'steps'>,
+  index: number,
+  startedAt: Date,
+  previousSentAt: Date | undefined,
+  minGapMs: number,
+): Date | undefined {
+  const step = cadence.steps[index];
+  if (!step) return undefined;
+  const due = startedAt.getTime() + step.afterMs;
+  if (!previousSentAt) return new Date(due);
+  const spacing = step.afterMs - (cadence.steps[index - 1]?.afterMs ?? 0);
+  const gap = Math.max(0, Math.min(minGapMs, spacing));
+  return new Date(Math.max(due, previousSentAt.getTime() + gap));
 }

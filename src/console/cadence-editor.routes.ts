@@ -29,6 +29,7 @@ export function consoleCadenceEditorRoutes(app: FastifyInstance, ctx: ConsoleCon
     publicUrl: deps.publicUrl,
     shopName: deps.shopName,
     defaultTimezone: deps.defaultTimezone,
+    stepMinGapMs: deps.stepMinGapMs,
   };
 
   app.get<{ Querystring: Record<string, unknown> }>('/console/cadences/new', ops, async (request, reply) => {

@@ -42,6 +42,8 @@ export interface ConsoleRouteDeps {
   publicUrl: string;
   shopName: string;
   defaultTimezone: string;
+  /** STEP_MIN_GAP, for the cadence preview. Default defaultStepMinGapMs. */
+  stepMinGapMs?: number | undefined;
   /** STUCK_ORDER_AFTER: pending this long with no recovery is stuck. Default 2 h. */
   stuckOrderAfterMs: number;
   /**

@@ -15,6 +15,13 @@ export const failureCategories = [
 ] as const;
 export type FailureCategory = (typeof failureCategories)[number];
 
+/**
+ * A failure the customer is told about more precisely than its category: `card_expired` (a
+ * `card_data` failure) means that the same card cannot work again, whatever details are typed.
+ */
+export const failureDetails = ['card_expired'] as const;
+export type FailureDetail = (typeof failureDetails)[number];
+
 export const channels = ['sms', 'email'] as const;
 export type Channel = (typeof channels)[number];
 

@@ -1,5 +1,5 @@
 import type { OrderItem } from '../db/schema.js';
-import type { FailureCategory, PaymentMethod } from '../domain/vocabulary.js';
+import type { FailureCategory, FailureDetail, PaymentMethod } from '../domain/vocabulary.js';
 
 /** Everything a reminder template may refer to. Built by the dispatcher; rendered in strict mode. */
 export interface MessageContext {
@@ -17,6 +17,8 @@ export interface MessageContext {
     items?: readonly OrderItem[] | null | undefined;
   };
   failureCategory: FailureCategory;
+  /** What the last failure's code tells beyond its category (an expired card), when anything. */
+  failureDetail?: FailureDetail | undefined;
   offerMethods: PaymentMethod[];
   retryUrl: string;
   /** Set on emails: where the customer can stop reminders. */

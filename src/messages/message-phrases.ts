@@ -1,5 +1,12 @@
 import { z } from 'zod';
-import { failureCategories, paymentMethods, type FailureCategory, type PaymentMethod } from '../domain/vocabulary.js';
+import {
+  failureCategories,
+  failureDetails,
+  paymentMethods,
+  type FailureCategory,
+  type FailureDetail,
+  type PaymentMethod,
+} from '../domain/vocabulary.js';
 import { bundledLocalesDir, loadLocaleFiles, negotiateLocale, referenceLocale } from '../platform/locale-files.js';
 
 /**
@@ -12,6 +19,7 @@ const perCategory = z.strictObject(
   Object.fromEntries(failureCategories.map((c) => [c, text])) as Record<FailureCategory, typeof text>,
 );
 const method = z.strictObject({ name: text, title: text });
+const detail = z.strictObject({ reason: text, advice: text });
 
 const pluralForms = z
   .strictObject({ zero: text, one: text, two: text, few: text, many: text, other: text })
@@ -27,6 +35,10 @@ export const messagePhrasesSchema = z.strictObject({
   reasons: perCategory,
   /** What the customer can do about it, one short sentence per category. */
   advice: perCategory,
+  /** Said in place of the category's reason and advice when the failure's code tells more. */
+  details: z.strictObject(
+    Object.fromEntries(failureDetails.map((d) => [d, detail])) as Record<FailureDetail, typeof detail>,
+  ),
   /** `coupon_invalid` when the order names its coupon; `{code}`. */
   couponReason: text,
   /** Under a cart list cut short, by the locale's plural rules; `{count}` lines are not shown. */
@@ -38,6 +50,7 @@ export interface Phrases {
   methods: MessagePhrasesFile['methods'];
   reasons: Record<FailureCategory, string>;
   advice: Record<FailureCategory, string>;
+  details: Record<FailureDetail, { reason: string; advice: string }>;
   couponReason: (code: string) => string;
   moreItems: (count: number) => string;
 }
@@ -54,6 +67,7 @@ function phrases(locale: string, file: MessagePhrasesFile): Phrases {
     methods: file.methods,
     reasons: file.reasons,
     advice: file.advice,
+    details: file.details,
     // One pass each, so braces in a coupon code are never read as placeholders.
     couponReason: (code) => file.couponReason.replace(/\{code\}/g, () => code),
     moreItems: (count) =>

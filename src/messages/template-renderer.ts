@@ -29,7 +29,8 @@ import { countSegments, type SegmentInfo } from './segments.js';
  *   `order.moreItems`: the localised "and 3 more items" for the lines left out, or null.
  * - `retryUrl`; `unsubscribeUrl` (or null; emails only in practice).
  * - `failure.category`, `failure.attempted` (false for `abandoned`), `failure.reason` and
- *   `failure.advice` (one short localised sentence each), `failure.suggestOtherMethod`.
+ *   `failure.advice` (one short localised sentence each, from
+ *   `locales/<tag>/messages.yaml`; an expired card is named as such), `failure.suggestOtherMethod`.
  * - `offerMethods`: `[{ code, name, title }]` localised (`name` for mid-sentence, `title` standalone);
  *   `methods`: the names as one localised "A, B or C" string ('' when none).
  * - html and text parts only: `subject`, the rendered subject line.
@@ -419,6 +420,7 @@ function buildView(context: MessageContext, locale: string, channel: 'sms' | 'em
   }
   const offerMethods = context.offerMethods.map((code) => ({ code, ...phrases.methods[code] }));
   const category = context.failureCategory;
+  const detail = context.failureDetail ? phrases.details[context.failureDetail] : undefined;
   const couponCode = context.order.couponCode ? oneLine(context.order.couponCode) : '';
   return {
     locale,
@@ -440,10 +442,13 @@ function buildView(context: MessageContext, locale: string, channel: 'sms' | 'em
     failure: {
       category,
       attempted: category !== 'abandoned',
-      reason:
-        category === 'coupon_invalid' && couponCode ? phrases.couponReason(couponCode) : phrases.reasons[category],
-      advice: phrases.advice[category],
-      suggestOtherMethod: suggestOtherMethod.has(category),
+      reason: detail
+        ? detail.reason
+        : category === 'coupon_invalid' && couponCode
+          ? phrases.couponReason(couponCode)
+          : phrases.reasons[category],
+      advice: detail ? detail.advice : phrases.advice[category],
+      suggestOtherMethod: detail !== undefined || suggestOtherMethod.has(category),
     },
     offerMethods,
     methods:

@@ -108,8 +108,12 @@ export interface PaymentRequest {
 export type PaymentNextAction =
   /** Send the customer's browser to `url` (hosted checkout, Alipay page/wap pay). */
   | { type: 'redirect'; url: string }
-  /** Show `payload` as a QR code (WeChat Pay native) until `expiresAt`; render it fresh on each page view. */
-  | { type: 'qr'; payload: string; expiresAt: Date }
+  /**
+   * Show `payload` as a QR code (WeChat Pay native) until `expiresAt`; render it fresh on each page view.
+   * `simulateUrl`: a test gateway's page that does what scanning the code does (the sandbox), so the
+   * payment can be finished on the device showing the code; real gateways never set it.
+   */
+  | { type: 'qr'; payload: string; expiresAt: Date; simulateUrl?: string }
   /**
    * Collect the payment in the page with the gateway's own client library (e.g. Stripe.js).
    * The page then needs that library's origin in its Content-Security-Policy.

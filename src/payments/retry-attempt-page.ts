@@ -46,13 +46,15 @@ export async function attemptPage(
     return sendPage(deps, reply, 200, 'success', locale, {
       title: t.successTitle,
       shopName: shop,
-      text: amount ? fillIn(t.successText, { amount }) : t.completedText,
+      text: amount ? fillIn(t.successText, { amount }) : t.successTextPlain,
+      reference: attempt.orderId,
       note: t.successNote,
     });
   }
   if (attempt.status === 'failed') {
     return afterFailure(deps, request, reply, token, {
       category: attempt.failureCategory ?? 'unknown',
+      code: attempt.failureCode,
       method: attempt.method,
     });
   }
@@ -97,7 +99,9 @@ export async function attemptPage(
       steps: t.qrSteps.map((step) => fillIn(step, { amount: shown })),
       phoneHint: t.qrPhoneHint,
       poll,
+      noScriptHint: fillIn(t.qrNoScript, { button: t.checkPaid }),
       checkUrl: done,
+      simulateUrl: action.simulateUrl ?? null,
       otherMethodUrl: `/r/${token}`,
     });
   }

@@ -10,10 +10,13 @@ import {
   pageStringsFor,
   resolvePageLocale,
   type PageLocale,
+  type PageStrings,
 } from '../http/pages/page-strings.js';
 import { httpStatusOf, sendProblem } from '../http/problem.js';
 import { formatAmount } from '../platform/format-amount.js';
+import { failureDetail } from '../recoveries/classify-failure.js';
 import type { FreshLinkResult } from '../recoveries/fresh-link.js';
+import { examplePhone, likelyCountry } from './method-choice.js';
 import { loadRetryLink, type RetryDeps, type RetryLinkState, type RetryView } from './retry-session.js';
 
 /** What the retry pages render with: the retry session, the templates, the CSRF tokens, the card page's CSP. */
@@ -41,7 +44,7 @@ export interface RetryRender {
   /** The pre-selected method; default `view.defaultMethod`. */
   checked?: PaymentMethod | null;
   /** The failure to explain; default the order's last failure. */
-  failure?: FailureCategory | null;
+  failure?: { category: FailureCategory; code: string | null } | null;
 }
 
 /** The retry form: the order, its total and what failed, contact details and the methods on offer. */
@@ -61,10 +64,16 @@ export function retryPage(deps: RetryPageContext, request: FastifyRequest, reply
         ? { tone: 'success', text: fillIn(hasDiscount ? t.couponApplied : t.couponAppliedPlain, values) }
         : { tone: 'warn', text: fillIn(hasDiscount ? t.couponExpired : t.couponExpiredPlain, values) };
   }
-  const failure = r.failure !== undefined ? r.failure : (view.lastFailure?.category ?? null);
+  const failure = r.failure !== undefined ? r.failure : view.lastFailure;
   const wanted = r.checked !== undefined ? r.checked : view.defaultMethod;
-  const checked = wanted && view.methods.includes(wanted) ? wanted : (view.methods[0] ?? null);
-  const errors = { email: r.errors?.email ?? null, phone: r.errors?.phone ?? null, method: r.errors?.method ?? null };
+  const checked = wanted && view.methods.includes(wanted) ? wanted : null;
+  // Phone wording carries `{example}`: a number of the customer's country, not always a Chinese one.
+  const example = { example: examplePhone(view.country, likelyCountry(locale)) };
+  const errors = {
+    email: r.errors?.email ?? null,
+    phone: r.errors?.phone ? fillIn(r.errors.phone, example) : null,
+    method: r.errors?.method ?? null,
+  };
   const items = view.items.map((item) => ({
     name: item.name,
     quantity: item.quantity,
@@ -86,7 +95,7 @@ export function retryPage(deps: RetryPageContext, request: FastifyRequest, reply
     coupon,
     incentive: charge.incentiveAmount > 0 ? `−${money(charge.incentiveAmount)}` : null,
     total,
-    failureReason: failure ? t.reasons[failure] : null,
+    failureReason: failure ? failureReason(t, failure.category, failure.code) : null,
     formAction: `/r/${view.token}`,
     csrf: deps.csrf.issue(request, reply, view.token),
     clickUrl: `/r/${view.token}/click`,
@@ -95,11 +104,18 @@ export function retryPage(deps: RetryPageContext, request: FastifyRequest, reply
       email: view.contact.email ? displayEmail(view.contact.email) : '',
       phone: view.contact.phone ?? '',
     },
+    phoneHint: fillIn(t.phoneHint, example),
     errors,
     hasErrors: Boolean(errors.email || errors.phone || errors.method),
     methods: view.methods.map((code) => ({ code, title: t.methods[code], checked: code === checked })),
     payLabel: fillIn(t.payButton, { amount: total }),
   });
+}
+
+/** The failure in customer language: what its code tells (an expired card), else its category. */
+function failureReason(t: PageStrings, category: FailureCategory, code: string | null): string {
+  const detail = failureDetail(category, code);
+  return detail ? t.reasonDetails[detail] : t.reasons[category];
 }
 
 /**
@@ -169,7 +185,7 @@ export async function afterFailure(
   request: FastifyRequest,
   reply: FastifyReply,
   token: string,
-  failed: { category: FailureCategory; method: string | null },
+  failed: { category: FailureCategory; code: string | null; method: string | null },
 ) {
   const state = await loadRetryLink(deps.retry, token);
   if (state.kind !== 'open') return statePage(deps, request, reply, token, state);
@@ -180,7 +196,7 @@ export async function afterFailure(
     status: 200,
     title: t.failedTitle,
     intro: t.failedIntro,
-    failure: failed.category,
+    failure: { category: failed.category, code: failed.code },
     checked: view.methods.find((m) => m !== failed.method) ?? view.methods[0] ?? null,
   });
 }

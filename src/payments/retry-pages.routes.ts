@@ -232,6 +232,7 @@ function routes(r: FastifyInstance, deps: Ctx): void {
       case 'declined':
         return afterFailure(deps, request, reply, token, {
           category: result.category ?? 'unknown',
+          code: result.code,
           method: input.method,
         });
       case 'unavailable':

@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import type { CountryCode } from 'libphonenumber-js/max';
 import type { CadenceBook } from '../cadences/cadence-book.js';
 import type { Cadence } from '../cadences/cadence.js';
 import type { Clock } from '../platform/clock.js';
@@ -11,10 +12,10 @@ import { paymentMethods } from '../domain/vocabulary.js';
 import { newId } from '../platform/ids.js';
 import type { Logger } from '../platform/logger.js';
 import type { InFlightWait } from '../messages/in-flight.js';
-import { customerAdvice } from '../recoveries/classify-failure.js';
 import { lookupRetryToken } from '../retry-links/retry-token.js';
 import { computeCharge, type Charge } from './charge.js';
 import type { PaymentGateways } from './gateways.js';
+import { customerCountry, methodsInCustomerOrder, preselectedMethod } from './method-choice.js';
 import { eligibleIncentive, type EligibleOptions, type IncentiveContext } from './incentives.js';
 
 export interface RetryDeps {
@@ -45,6 +46,8 @@ export interface RetryView {
   orderId: string;
   /** The customer's locale as stored (resolve it against the page translations). */
   locale: string;
+  /** Where the customer most likely is (number on file, locale, currency), when anything tells. */
+  country: CountryCode | undefined;
   shopName: string;
   description: string;
   /** The cart lines the shop sent (event `order.items`); empty when it sent none. */
@@ -53,9 +56,12 @@ export interface RetryView {
   charge: Charge;
   /** The last failure, for a sentence in customer language. */
   lastFailure: { category: FailureCategory; code: string | null } | null;
-  /** Methods the step offered that a configured gateway takes in this currency, in the step's order. */
+  /**
+   * Methods the step offered that a configured gateway takes in this currency, in the order the
+   * customer most likely pays with (src/payments/method-choice.ts).
+   */
   methods: PaymentMethod[];
-  /** Pre-selected method: never the one that just failed when the failure says "use another method". */
+  /** Pre-selected method, or none: never one that the last failure says cannot work. */
   defaultMethod: PaymentMethod | null;
   contact: { email: string | null; phone: string | null };
   expiresAt: Date;
@@ -156,16 +162,17 @@ export async function buildView(
   const version = await deps.cadences.version(row.cadence_name, row.cadence_version, db);
   const step = row.step === null ? undefined : version?.cadence.steps[row.step];
   const offered = step?.offerMethods ?? [...paymentMethods];
-  const methods = offered.filter((m) => deps.gateways.forMethod(m, row.currency) !== undefined);
+  const locale = row.locale ?? deps.defaultLocale;
+  const country = customerCountry({ phone: row.phone, locale, currency: row.currency });
+  const methods = methodsInCustomerOrder(
+    offered.filter((m) => deps.gateways.forMethod(m, row.currency) !== undefined),
+    country,
+  );
   const lastFailure = row.last_failure_category
     ? { category: row.last_failure_category, code: row.last_failure_code }
     : null;
   const failedMethod = paymentMethods.find((m) => m === row.last_method);
-  const avoidFailed =
-    lastFailure !== null &&
-    failedMethod !== undefined &&
-    ['use_another_method', 'no_reminders'].includes(customerAdvice(lastFailure.category));
-  const defaultMethod = methods.find((m) => !(avoidFailed && m === failedMethod)) ?? methods[0] ?? null;
+  const defaultMethod = preselectedMethod(methods, lastFailure && { ...lastFailure, method: failedMethod });
   const coupon = row.coupon_code
     ? {
         code: row.coupon_code,
@@ -182,7 +189,8 @@ export async function buildView(
     messageId: row.message_id,
     recoveryId: row.recovery_id,
     orderId: row.order_id,
-    locale: row.locale ?? deps.defaultLocale,
+    locale,
+    country,
     shopName: deps.shopName,
     description: row.description ?? '',
     items: row.items ?? [],

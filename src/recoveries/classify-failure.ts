@@ -1,5 +1,5 @@
 import { failureCategories } from '../domain/vocabulary.js';
-import type { FailureCategory } from '../domain/vocabulary.js';
+import type { FailureCategory, FailureDetail } from '../domain/vocabulary.js';
 
 /**
  * Failure classification: a gateway's failure code → the recoup failure category that
@@ -427,4 +427,19 @@ const adviceByCategory: Record<FailureCategory, CustomerAdvice> = {
 /** The reaction to a failure category: whether and how to remind, and what to offer. */
 export function customerAdvice(category: FailureCategory): CustomerAdvice {
   return adviceByCategory[category];
+}
+
+/** Codes (any gateway's, lowercased) that say the card itself has expired. */
+const expiredCardCodes: ReadonlySet<string> = new Set(['expired_card', 'card_expired']);
+
+/**
+ * What a customer should be told beyond the category, from the failure's code: an expired card
+ * is a `card_data` failure, but checking the details typed cannot help; another card or method can.
+ */
+export function failureDetail(
+  category: FailureCategory | null | undefined,
+  code: string | null | undefined,
+): FailureDetail | undefined {
+  if (category !== 'card_data' || !code) return undefined;
+  return tokens(code, true).some((token) => expiredCardCodes.has(token)) ? 'card_expired' : undefined;
 }

@@ -21,7 +21,9 @@ import type { MessageCosts } from '../reports/message-cost.js';
 import { Batcher } from '../platform/batcher.js';
 import { guardedSend, type GuardedClaim, type GuardedOutcome, type Rendered } from './guarded-send.js';
 import { claimStart, defaultSendLease, type ClaimStart, type SendLease } from './send-lease.js';
+import { defaultStepMinGapMs } from '../cadences/send-window.js';
 import { capCounted } from '../cadences/step-rules.js';
+import { failureDetail } from './classify-failure.js';
 import { decideStep, nextStepOf, type RecoveryRow, type StepContext, type StepDecision } from './step-decision.js';
 import {
   capLookBackMs,
@@ -53,6 +55,8 @@ export interface DispatchSettings {
   claimStaleAfterMs: number;
   /** How soon after its claim a message must be handed over (src/recoveries/send-lease.ts). Default defaultSendLease. */
   sendLease?: SendLease;
+  /** STEP_MIN_GAP: how long a step that went out late keeps the next one waiting at most. Default 2 h. */
+  stepMinGapMs?: number;
 }
 
 export interface DispatchDeps {
@@ -248,6 +252,10 @@ async function claimStep(
   return { kind: 'send', claim: { ...claim, attempts } };
 }
 
+function stepMinGap(deps: DispatchDeps): number {
+  return deps.settings.stepMinGapMs ?? defaultStepMinGapMs;
+}
+
 /** The result of a decision that records the step's message without sending it. */
 const withoutSend = { suppress: 'suppressed', skip: 'skipped', defer: 'deferred', hold: 'deferred' } as const;
 
@@ -276,6 +284,7 @@ function newClaim(
       items: read.items,
     },
     failureCategory: recovery.failure_category,
+    failureDetail: failureDetail(recovery.failure_category, read.lastFailureCode),
     offerMethods: step.offerMethods,
     retryUrl: retryUrl(deps.settings.publicUrl, token),
     unsubscribeUrl: channel === 'email' ? deps.unsubscribe?.forMessage(messageId).url : undefined,
@@ -482,7 +491,7 @@ async function recordSent(deps: DispatchDeps, answers: SentAnswer[]): Promise<Di
       cost: deps.messageCosts?.estimate(claim.channel, claim.to, segments ?? undefined),
       recoveryId: claim.recovery.id,
       step: claim.recovery.step_index,
-      next: nextStepOf(claim.recovery, claim.cadence, at),
+      next: nextStepOf(claim.recovery, claim.cadence, at, { minGapMs: stepMinGap(deps) }),
     };
   });
   const { recorded, afterPayment } = await storeSent(
@@ -519,7 +528,8 @@ async function recordFailure(deps: DispatchDeps, claim: Claim, providerError: Pr
     : undefined;
   const next = retryAt
     ? { index: claim.recovery.step_index, runAt: retryAt }
-    : nextStepOf(claim.recovery, claim.cadence, now);
+    : // An outcome that is unknown may have reached the customer: the next step keeps its distance.
+      nextStepOf(claim.recovery, claim.cadence, now, status === 'unknown' ? { minGapMs: stepMinGap(deps) } : undefined);
 
   const moved = await storeFailure(deps.db, {
     messageId: claim.messageId,

@@ -17,6 +17,7 @@ import type { Logger } from '../platform/logger.js';
 import { flagRemindersAfterPayment, type ReminderAfterPaymentObserver } from '../messages/after-payment.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
+import { failureDetail } from './classify-failure.js';
 import { guardedSend, type Rendered } from './guarded-send.js';
 import { claimStart, defaultSendLease, type ClaimStart, type SendLease } from './send-lease.js';
 import { capLookBackMs, readCapSends } from './step-store.js';
@@ -94,6 +95,7 @@ interface SourceRow {
   description: string | null;
   coupon_code: string | null;
   items: OrderItem[] | null;
+  last_failure_code: string | null;
   customer_id: string;
   name: string | null;
   email: string | null;
@@ -146,7 +148,7 @@ export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Pro
                  r.id as recovery_id, r.state as recovery_state, r.failure_category, r.cadence_name,
                  r.cadence_version,
                  o.id as order_id, o.status as order_status, o.amount::text as amount, o.currency, o.description,
-                 o.coupon_code, o.items,
+                 o.coupon_code, o.items, o.last_failure_code,
                  c.id as customer_id, c.name, c.email, c.phone, c.locale, c.timezone,
                  c.email_bad_reason, c.phone_bad_reason
           from messages m
@@ -240,6 +242,7 @@ export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Pro
           items: row.items,
         },
         failureCategory: row.failure_category,
+        failureDetail: failureDetail(row.failure_category, row.last_failure_code),
         offerMethods: [...paymentMethods],
         retryUrl: retryUrl(deps.publicUrl, token),
       },

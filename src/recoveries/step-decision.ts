@@ -9,7 +9,7 @@ import {
   type releasingReason,
 } from '../circuits/circuit-hold.js';
 import type { Channel, FailureCategory, OrderStatus } from '../domain/vocabulary.js';
-import { nextSendTime } from '../cadences/send-window.js';
+import { nextSendTime, stepDueAt } from '../cadences/send-window.js';
 import { capCounted, chooseContact } from '../cadences/step-rules.js';
 
 /**
@@ -286,14 +286,20 @@ export function decideStep(snapshot: StepSnapshot, context: StepContext): StepDe
   };
 }
 
-/** The recovery's next step (or its expiry once the steps are done), never in the past. */
+/**
+ * The recovery's next step (or its expiry once the steps are done), never in the past. `afterSend`:
+ * the current step went out (or may have) just now, so the next one keeps its distance from it
+ * (STEP_MIN_GAP, see stepDueAt in src/cadences/send-window.ts).
+ */
 export function nextStepOf(
   recovery: Pick<RecoveryRow, 'step_index' | 'started_at' | 'expires_at'>,
   cadence: Cadence,
   now: Date,
+  afterSend?: { minGapMs: number },
 ): NextRun {
   const index = recovery.step_index + 1;
-  const nextStep = cadence.steps[index];
-  const planned = nextStep ? new Date(recovery.started_at.getTime() + nextStep.afterMs) : recovery.expires_at;
+  const planned =
+    stepDueAt(cadence, index, recovery.started_at, afterSend ? now : undefined, afterSend?.minGapMs ?? 0) ??
+    recovery.expires_at;
   return { index, runAt: planned < now ? now : planned };
 }

@@ -62,6 +62,7 @@ interface SnapshotRow extends RecoveryRow {
   open_gateways: string[] | null;
   /** Read beside the snapshot function, from the order's row in the same statement. */
   items: OrderItem[] | null;
+  last_failure_code: string | null;
 }
 
 /** What a read found: the decision's input, and what a claim needs besides it. */
@@ -70,6 +71,8 @@ export interface StepRead {
   customerName: string | null | undefined;
   /** The order's cart lines, for the message (the decision does not look at them). */
   items: OrderItem[] | null;
+  /** The code of the order's last failed payment, for the message's wording. */
+  lastFailureCode: string | null;
   /** The step message's last change as read (fast path only): recoup_claim_step checks it is unchanged. */
   messageUpdatedAt?: Date | null;
 }
@@ -86,7 +89,7 @@ export async function readSnapshots(
 ): Promise<Array<StepRead | undefined>> {
   const found = await rows<SnapshotRow & { i: number }>(
     db,
-    sql`select j.i, s.*, o.items from jsonb_to_recordset(${JSON.stringify(jobs.map((job, i) => ({ i, id: job.recoveryId })))}::jsonb)
+    sql`select j.i, s.*, o.items, o.last_failure_code from jsonb_to_recordset(${JSON.stringify(jobs.map((job, i) => ({ i, id: job.recoveryId })))}::jsonb)
           as j(i integer, id text)
         cross join lateral recoup_step_snapshot(j.id, ${capSince}::timestamptz) s
         left join orders o on o.id = s.order_id`,
@@ -163,6 +166,7 @@ async function snapshotOf(db: Db, cadences: CadenceBook, row: SnapshotRow, wakeS
     },
     customerName: row.customer_name,
     items: row.items,
+    lastFailureCode: row.last_failure_code,
     messageUpdatedAt: row.message_updated_at,
   };
 }
@@ -241,9 +245,10 @@ export async function readLocked(
   },
   job: { recoveryId: string; wakeSeq: number },
 ): Promise<StepRead> {
-  const [order] = await rows<OrderRow & Pick<StepRead, 'items'>>(
+  const [order] = await rows<OrderRow & { items: OrderItem[] | null; last_failure_code: string | null }>(
     tx,
-    sql`select id, customer_id, status, amount::text as amount, currency, description, coupon_code, items
+    sql`select id, customer_id, status, amount::text as amount, currency, description, coupon_code, items,
+               last_failure_code
         from orders where id = (select order_id from recoveries where id = ${job.recoveryId})
         for update`,
   );
@@ -260,7 +265,9 @@ export async function readLocked(
     addressSends: new Map(),
     circuits: [],
   };
-  if (!recovery || !order || decideHead(snapshot)) return { snapshot, customerName: undefined, items: null };
+  if (!recovery || !order || decideHead(snapshot)) {
+    return { snapshot, customerName: undefined, items: null, lastFailureCode: null };
+  }
 
   snapshot.cadence = (await opts.cadences.version(recovery.cadence_name, recovery.cadence_version, tx))?.cadence;
   // A claim's age on Postgres's clock, the clock it was written with.
@@ -290,7 +297,7 @@ export async function readLocked(
   if (opts.circuits && step) {
     snapshot.circuits = await readCircuits(tx, linkGateways(opts.circuits, step.offerMethods, order.currency));
   }
-  return { snapshot, customerName: customer?.name, items: order.items };
+  return { snapshot, customerName: customer?.name, items: order.items, lastFailureCode: order.last_failure_code };
 }
 
 /** The sends a daily cap counts (src/cadences/step-rules.ts `capCounted`), read for one customer. */

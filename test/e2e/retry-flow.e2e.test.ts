@@ -259,7 +259,7 @@ describe('retry links in a real browser (mobile)', () => {
     // Nobody touches the first page: its polling script takes it to the success page.
     await page.waitForURL(new RegExp(`/r/${tokenPattern}/done\\?attempt=att_`));
     expect(await page.locator('h1').innerText()).toBe('Thank you!');
-    expect(await page.locator('main').innerText()).toMatch(/your payment of .*129\.00 is confirmed/);
+    expect(await page.locator('main').innerText()).toMatch(/Your payment of .*129\.00 is confirmed/);
     await screenshot(page, 'wechat-2-success-page');
 
     expect(await orderState(svc, event.order.id)).toEqual({ status: 'paid', recovery: 'recovered' });
@@ -367,7 +367,7 @@ describe('retry links in a real browser (mobile)', () => {
     expect(await wechat.deliver(order?.outTradeNo ?? '', notify)).toBe(204);
     await page.waitForURL(new RegExp(`/r/${tokenPattern}/done\\?attempt=att_`));
     expect(await page.locator('h1').innerText()).toBe('Thank you!');
-    expect(await page.locator('main').innerText()).toMatch(/your payment of .*129\.00 is confirmed/);
+    expect(await page.locator('main').innerText()).toMatch(/Your payment of .*129\.00 is confirmed/);
     await screenshot(page, 'wechat-direct-2-success-page');
 
     expect(await orderState(svc, event.order.id)).toEqual({ status: 'paid', recovery: 'recovered' });

@@ -157,7 +157,7 @@ describe('webhooks to the shop after a payment in a real browser (mobile)', () =
     expect(page.viewportSize()).toEqual({ width: 390, height: 844 });
     await expect.poll(() => page.locator('h1').isVisible()).toBe(true);
     expect(await page.locator('h1').innerText()).toBe('Thank you!');
-    expect(await page.locator('main').innerText()).toMatch(/your payment of .*129\.00 is confirmed/);
+    expect(await page.locator('main').innerText()).toMatch(/Your payment of .*129\.00 is confirmed/);
     const width = await page.evaluate(() => ({
       scroll: document.documentElement.scrollWidth,
       client: document.documentElement.clientWidth,

@@ -630,7 +630,8 @@ describe('retry pages', () => {
     expect(back.statusCode).toBe(200);
     expect(back.body).toContain(zh.failedTitle);
     expect(back.body).toContain(zh.reasons.account_frozen);
-    expect(back.body).toContain('<input type="radio" name="method" value="card" checked>');
+    // Another method, the next in a Chinese customer's order: WeChat Pay.
+    expect(back.body).toContain('<input type="radio" name="method" value="wechat_pay" checked>');
     expect(back.body).toContain('<input type="radio" name="method" value="alipay">');
     expect(back.body).toMatch(/<input type="hidden" name="csrf" value="[\w-]{43}">/);
     expect((await attemptsOf(link))[0]?.status).toBe('failed');

@@ -112,6 +112,8 @@ describe('SandboxGateway', () => {
       type: 'qr',
       payload: `${publicUrl}/sandbox/scan/${wechat.gatewayPaymentId}`,
       expiresAt: new Date(start.getTime() + 15 * 60_000),
+      // The QR page links there too: a laptop cannot scan its own screen.
+      simulateUrl: `${publicUrl}/sandbox/scan/${wechat.gatewayPaymentId}`,
     });
   });
 

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sampleItems, sampleMessageContext } from '../../src/cadences/cadence-checks.js';
-import { validateCadence } from '../../src/cadences/parse-cadence.js';
+import { parseCadenceDocument, validateCadence } from '../../src/cadences/parse-cadence.js';
 import { runPreview } from '../../src/console/cadence-preview.js';
 import { previewCadence, type PreviewDeps, type PreviewInput, type PreviewOrder } from '../../src/cadences/preview.js';
 import { isRecoupError } from '../../src/platform/errors.js';
@@ -266,10 +266,10 @@ describe('previewCadence', () => {
     const preview = previewCadence(input(dstCadence, { order: order({ timezone: null }) }), deps);
     expect(preview.timezone).toBe('UTC');
     // 00:30 UTC is inside 21:00–09:00 UTC quiet hours; the next step, due at 02:00, waits for the first
-    // (the dispatcher moves on only once a step went out) and is then not deferred itself.
+    // and then keeps the cadence's 1 h 30 min from it: deferred by the same quiet hours.
     expect(preview.steps.map((s) => [s.due_at, s.planned_at, s.deferred_by])).toEqual([
       ['2026-11-01T00:30:00.000Z', '2026-11-01T09:00:00.000Z', 'quiet_hours'],
-      ['2026-11-01T09:00:00.000Z', '2026-11-01T09:00:00.000Z', null],
+      ['2026-11-01T02:00:00.000Z', '2026-11-01T10:30:00.000Z', 'quiet_hours'],
       ['2026-11-02T01:00:00.000Z', '2026-11-02T09:00:00.000Z', 'quiet_hours'],
     ]);
   });
@@ -341,5 +341,62 @@ describe('previews of the cart', () => {
     const context = sampleMessageContext({ publicUrl: deps.publicUrl, shopName: deps.shopName });
     expect(context.order.items).toEqual(sampleItems);
     expect(renderer.renderEmail('nudge', 'en', context).text).toContain('Celadon tea cup × 1  CN¥31.00');
+  });
+});
+
+describe('the default cadence after an evening failure', () => {
+  const [defaultCadence] = parseCadenceDocument(fs.readFileSync('cadences/default.yaml', 'utf8'), {
+    templates: renderer,
+  });
+  if (!defaultCadence) throw new Error('cadences/default.yaml has no cadence');
+  // 20:50 in Shanghai: the SMS (15 min) and the email (2 h) both fall in the 21:00–09:00 quiet hours.
+  const startAt = new Date('2026-03-10T12:50:00Z');
+
+  it('sends the SMS at 09:00 and the email its cadence spacing later, both noted as deferred by quiet hours', () => {
+    const preview = previewCadence(
+      {
+        name: 'default',
+        version: 1,
+        cadence: defaultCadence,
+        order: order({ timezone: 'Asia/Shanghai' }),
+        startAt,
+        failureCategory: 'insufficient_funds',
+      },
+      deps,
+    );
+    expect(preview.steps.map((s) => [s.channel, s.local_time, s.deferred_by])).toEqual([
+      ['sms', '2026-03-11T09:00:00+08:00', 'quiet_hours'],
+      ['email', '2026-03-11T10:45:00+08:00', 'quiet_hours'],
+      // Two messages that day already: the daily cap of 2 moves the last one to the next morning.
+      ['sms', '2026-03-12T09:00:00+08:00', 'daily_cap'],
+    ]);
+    // With the gap turned off the email would go out with the SMS, as before it existed.
+    const stacked = previewCadence(
+      {
+        name: 'default',
+        version: 1,
+        cadence: defaultCadence,
+        order: order({ timezone: 'Asia/Shanghai' }),
+        startAt,
+        failureCategory: 'insufficient_funds',
+      },
+      { ...deps, stepMinGapMs: 0 },
+    );
+    expect(stacked.steps[1]?.local_time).toBe('2026-03-11T09:00:00+08:00');
+  });
+
+  it('shows the deferral note on both steps in the console preview', () => {
+    const outcome = runPreview(
+      { name: 'default', version: 1, cadence: defaultCadence },
+      { timezone: 'Asia/Shanghai', locale: 'en', start: '2026-03-10T20:50' },
+      deps,
+      startAt,
+    );
+    if (!outcome.ok) throw new Error(JSON.stringify(outcome.issues));
+    expect(outcome.view.steps.map((s) => [s.plannedLocal, s.deferredBy, s.dueLocal])).toEqual([
+      [expect.stringContaining('09:00'), 'quiet hours', expect.stringContaining('21:05')],
+      [expect.stringContaining('10:45'), 'quiet hours', expect.stringContaining('22:50')],
+      [expect.stringContaining('09:00'), 'daily cap', expect.stringContaining('20:50')],
+    ]);
   });
 });

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { classifyFailure, customerAdvice, failureCodeTables } from '../../src/recoveries/classify-failure.js';
+import {
+  classifyFailure,
+  customerAdvice,
+  failureCodeTables,
+  failureDetail,
+} from '../../src/recoveries/classify-failure.js';
 import { failureCategories, type FailureCategory } from '../../src/domain/vocabulary.js';
 
 type Row = [code: string, category: FailureCategory];
@@ -273,5 +278,19 @@ describe('customerAdvice', () => {
 
   it('covers every category', () => {
     expect(expected.map(([category]) => category).sort()).toEqual([...failureCategories].sort());
+  });
+});
+
+describe('failureDetail', () => {
+  it.each([
+    ['card_data', 'expired_card', 'card_expired'],
+    ['card_data', 'EXPIRED_CARD', 'card_expired'],
+    ['card_data', 'card_declined:expired_card', 'card_expired'],
+    ['card_data', 'incorrect_cvc', undefined],
+    ['card_data', null, undefined],
+    // Only as a refinement of its own category: a code from another failure tells nothing here.
+    ['insufficient_funds', 'expired_card', undefined],
+  ] as const)('%s with %s → %s', (category, code, detail) => {
+    expect(failureDetail(category, code)).toBe(detail);
   });
 });

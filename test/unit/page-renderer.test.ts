@@ -19,6 +19,17 @@ const renderer = PageRenderer.load('templates/pages');
 const evil = '<script>alert(1)</script>';
 const token = 'AbCdEfGhIjKlMnOpQrStUv';
 const attempt = 'att_0123456789abcdef01234567';
+/** How each locale says thank you, to count the success page's thanks. */
+const thanksWords: Record<string, string> = {
+  en: 'thank you',
+  'zh-CN': '谢谢',
+  'zh-TW': '謝謝',
+  ja: 'ありがと',
+  ko: '감사',
+  es: 'gracias',
+  fr: 'merci',
+  de: 'dank',
+};
 
 /** A realistic view of every page, worded in `locale` the way the routes word it. */
 function views(locale: PageLocale): { [P in PageName]: PageData[P] } {
@@ -50,6 +61,7 @@ function views(locale: PageLocale): { [P in PageName]: PageData[P] } {
       csrf: 'csrf-token-value',
       clickUrl: `/r/${token}/click`,
       form: { email: `li@example.com"${evil}`, phone: '+8613800138000' },
+      phoneHint: fillIn(t.phoneHint, { example: '+86 131 2345 6789' }),
       errors: { email: t.emailInvalid, phone: null, method: null },
       hasErrors: true,
       methods: [
@@ -93,11 +105,19 @@ function views(locale: PageLocale): { [P in PageName]: PageData[P] } {
       steps: t.qrSteps.map((s) => fillIn(s, { amount })),
       phoneHint: t.qrPhoneHint,
       poll,
+      noScriptHint: fillIn(t.qrNoScript, { button: t.checkPaid }),
       checkUrl: poll.doneUrl,
+      simulateUrl: null,
       otherMethodUrl: `/r/${token}`,
     },
     pending: { title: t.pendingTitle, shopName, text: t.pendingText, amount, poll, checkUrl: poll.doneUrl },
-    success: { title: t.successTitle, shopName, text: fillIn(t.successText, { amount }), note: t.successNote },
+    success: {
+      title: t.successTitle,
+      shopName,
+      text: fillIn(t.successText, { amount }),
+      reference: `ord_1042${evil}`,
+      note: t.successNote,
+    },
     card: {
       title: t.cardTitle,
       shopName,
@@ -197,6 +217,30 @@ describe('PageRenderer', () => {
         expect(html).toContain(`data-poll-url="/r/${token}/status/${attempt}"`);
         expect(html).toContain(`data-done-url="/r/${token}/done?attempt&#x3D;${attempt}"`);
         for (const step of all.qr.steps) expect(html).toContain(escape(step));
+      });
+
+      it('says the QR page moves on by itself only where its script runs, and what to do without it', () => {
+        const html = renderer.render('qr', locale, all.qr);
+        // Hidden until the polling script shows it; a <noscript> hint names the check button instead.
+        expect(html).toMatch(new RegExp(`<p class="poll" [^>]* hidden>${escape(t.qrPending)}</p>`));
+        expect(html).toContain(`<noscript><p class="hint">${escape(all.qr.noScriptHint)}</p></noscript>`);
+        expect(all.qr.noScriptHint).toContain(t.checkPaid);
+        expect(html).not.toContain(escape(t.qrSimulate));
+        const sandbox = renderer.render('qr', locale, {
+          ...all.qr,
+          simulateUrl: 'https://pay.example/sandbox/scan/sbx_1',
+        });
+        expect(sandbox).toContain(`<a class="button secondary" href="https://pay.example/sandbox/scan/sbx_1">`);
+        expect(sandbox).toContain(escape(t.qrSimulate));
+      });
+
+      it('thanks once on the success page and gives the order reference', () => {
+        const html = renderer.render('success', locale, all.success);
+        const main = html.slice(html.indexOf('<main>'));
+        const thanks = thanksWords[locale];
+        expect(thanks).toBeDefined();
+        expect(main.match(new RegExp(thanks ?? '', 'gi'))).toHaveLength(1);
+        expect(html).toContain(`${escape(t.orderReference)} <strong>${escape(all.success.reference ?? '')}</strong>`);
       });
 
       it('reloads the confirming page without JavaScript, and only that page', () => {

@@ -2,7 +2,13 @@ import fc from 'fast-check';
 import { DateTime } from 'luxon';
 import { describe, expect, it } from 'vitest';
 import type { QuietHours } from '../../src/cadences/cadence.js';
-import { isQuietTime, jitterMs, nextSendTime, type SendWindowRules } from '../../src/cadences/send-window.js';
+import {
+  isQuietTime,
+  jitterMs,
+  nextSendTime,
+  stepDueAt,
+  type SendWindowRules,
+} from '../../src/cadences/send-window.js';
 
 const at = (iso: string) => new Date(iso);
 const overnight: QuietHours = { start: '21:00', end: '09:00' };
@@ -442,5 +448,47 @@ describe('nextSendTime: shared per-zone caches', () => {
       expect(release).toBe(expected.toMillis());
     });
     expect(releases()).toEqual(first);
+  });
+});
+
+describe('stepDueAt: the distance between steps', () => {
+  // The default cadence's first two steps: an SMS 15 min after the failure, an email at 2 h.
+  const steps = [{ afterMs: 15 * MIN }, { afterMs: 120 * MIN }, { afterMs: 24 * 60 * MIN }];
+  const cadence = { steps } as Parameters<typeof stepDueAt>[0];
+  const start = at('2026-03-10T12:50:00Z'); // 20:50 in Shanghai: the SMS is due at 21:05, inside quiet hours
+  const gap = 120 * MIN;
+
+  it('is the cadence time while the previous step went out on time', () => {
+    expect(stepDueAt(cadence, 0, start, undefined, gap)).toEqual(at('2026-03-10T13:05:00Z'));
+    expect(stepDueAt(cadence, 1, start, at('2026-03-10T13:05:00Z'), gap)).toEqual(at('2026-03-10T14:50:00Z'));
+  });
+
+  it('keeps the cadence spacing after a step released late, up to the minimum gap', () => {
+    // The SMS went out at 09:00 the next morning (01:00Z): the email follows 1 h 45 min later, its cadence
+    // spacing, not in the same minute.
+    expect(stepDueAt(cadence, 1, start, at('2026-03-11T01:00:00Z'), gap)).toEqual(at('2026-03-11T02:45:00Z'));
+    // 22 h between the email and the last SMS: the gap caps the wait at 2 h.
+    expect(stepDueAt(cadence, 2, start, at('2026-03-12T01:00:00Z'), gap)).toEqual(at('2026-03-12T03:00:00Z'));
+  });
+
+  it('turns off with a gap of 0, and has nothing past the last step', () => {
+    expect(stepDueAt(cadence, 1, start, at('2026-03-11T01:00:00Z'), 0)).toEqual(at('2026-03-11T01:00:00Z'));
+    expect(stepDueAt(cadence, 3, start, undefined, gap)).toBeUndefined();
+  });
+
+  it('with the quiet-hours window, releases the two steps of a deferred night apart', () => {
+    const rules = { timezone: 'Asia/Shanghai', quietHours: overnight, spreadMs: 0 };
+    const sms = nextSendTime(rules, {
+      planned: stepDueAt(cadence, 0, start, undefined, gap)!,
+      recentSends: [],
+      jitterKey: 'r/0',
+    });
+    expect(sms).toEqual({ at: at('2026-03-11T01:00:00Z'), deferredBy: 'quiet_hours' });
+    const email = nextSendTime(rules, {
+      planned: stepDueAt(cadence, 1, start, sms.at, gap)!,
+      recentSends: [sms.at],
+      jitterKey: 'r/1',
+    });
+    expect(email.at.getTime() - sms.at.getTime()).toBe(105 * MIN);
   });
 });

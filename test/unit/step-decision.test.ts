@@ -4,6 +4,7 @@ import type { CircuitHold } from '../../src/circuits/circuit-hold.js';
 import { jitterMs } from '../../src/cadences/send-window.js';
 import {
   decideStep,
+  nextStepOf,
   type StepContext,
   type StepDecision,
   type StepSnapshot,
@@ -390,5 +391,39 @@ describe('decideStep', () => {
   it('a release slot after the spread has begun is a real wait', () => {
     // Guards the release-spread row above: a zero jitter would make it the same as an immediate send.
     expect(jitterMs('rec_1', 1_200_000)).toBeGreaterThan(0);
+  });
+});
+
+describe('nextStepOf', () => {
+  const recovery = base.recovery!;
+
+  it('plans the next step at its cadence time when this one went out on time', () => {
+    // Step 1 (2 h) went out at 12:00, on time; step 2 is at 6 h: 16:00.
+    expect(nextStepOf(recovery, cadence, now, { minGapMs: 2 * 3_600_000 })).toEqual({
+      index: 2,
+      runAt: new Date('2026-03-10T16:00:00Z'),
+    });
+  });
+
+  it('keeps the next step away from one that went out late, by the spacing up to the minimum gap', () => {
+    // Step 1 went out at 15:30 (deferred): step 2's cadence time, 16:00, would follow it within 30 min.
+    const late = new Date('2026-03-10T15:30:00Z');
+    expect(nextStepOf(recovery, cadence, late, { minGapMs: 2 * 3_600_000 }).runAt).toEqual(
+      new Date('2026-03-10T17:30:00Z'),
+    );
+    expect(nextStepOf(recovery, cadence, late, { minGapMs: 45 * 60_000 }).runAt).toEqual(
+      new Date('2026-03-10T16:15:00Z'),
+    );
+    // Nothing went out (skipped, suppressed): no distance to keep.
+    expect(nextStepOf(recovery, cadence, late).runAt).toEqual(new Date('2026-03-10T16:00:00Z'));
+  });
+
+  it('runs an overdue step now, and goes to the expiry after the last step', () => {
+    const overdue = new Date('2026-03-10T20:00:00Z');
+    expect(nextStepOf(recovery, cadence, overdue).runAt).toEqual(overdue);
+    expect(nextStepOf({ ...recovery, step_index: 2 }, cadence, now, { minGapMs: 3_600_000 })).toEqual({
+      index: 3,
+      runAt: recovery.expires_at,
+    });
   });
 });

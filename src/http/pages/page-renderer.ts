@@ -53,6 +53,8 @@ export interface RetryPageData extends CommonData {
   /** Where the page's script reports that a person opened it (the click); the form's POST counts too. */
   clickUrl: string;
   form: { email: string; phone: string };
+  /** Under the phone field: the format, with an example from the customer's country. */
+  phoneHint: string;
   errors: { email: string | null; phone: string | null; method: string | null };
   hasErrors: boolean;
   methods: Array<{ code: PaymentMethod; title: string; checked: boolean }>;
@@ -99,7 +101,11 @@ export interface QrPageData extends CommonData {
   steps: string[];
   phoneHint: string;
   poll: PollData;
+  /** What to do without JavaScript, where nothing polls: press the check button. */
+  noScriptHint: string;
   checkUrl: string;
+  /** A test gateway's stand-in for scanning the code (the sandbox), or null. */
+  simulateUrl: string | null;
   otherMethodUrl: string;
 }
 
@@ -112,6 +118,8 @@ export interface PendingPageData extends CommonData {
 
 export interface SuccessPageData extends CommonData {
   text: string;
+  /** The shop's order reference, or null. */
+  reference: string | null;
   note: string;
 }
 

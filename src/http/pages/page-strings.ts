@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { failureCategories, paymentMethods } from '../../domain/vocabulary.js';
+import { failureCategories, failureDetails, paymentMethods } from '../../domain/vocabulary.js';
 import { RecoupError } from '../../platform/errors.js';
 import {
   bundledLocalesDir,
@@ -27,6 +27,9 @@ const byCategory = z.strictObject(
     (typeof failureCategories)[number],
     typeof text
   >,
+);
+const byDetail = z.strictObject(
+  Object.fromEntries(failureDetails.map((d) => [d, text])) as Record<(typeof failureDetails)[number], typeof text>,
 );
 
 /** The email unsubscribe pages; `{shop}` and `{address}` are filled in before rendering. */
@@ -60,6 +63,7 @@ export const pageStringsSchema = z.strictObject({
   contactHint: text,
   emailLabel: text,
   phoneLabel: text,
+  /** `{example}`: a mobile number of the customer's country, as the form wants it. */
   phoneHint: text,
   methodHeading: text,
   noMethods: text,
@@ -68,7 +72,14 @@ export const pageStringsSchema = z.strictObject({
   checkAgain: text,
   otherMethod: text,
   backToPayment: text,
+  /** Shown by the polling script only: the page moves on by itself once paid. */
   qrPending: text,
+  /** The QR page without JavaScript: `{button}` is the check button's label. */
+  qrNoScript: text,
+  /** Sandbox gateway only: the link that does what scanning the code would. */
+  qrSimulate: text,
+  /** Before the shop's order reference on the success page. */
+  orderReference: text,
   cardNoScript: text,
   cardSubmit: text,
   cardProcessing: text,
@@ -89,6 +100,8 @@ export const pageStringsSchema = z.strictObject({
   cancelledAttempt: text,
   qrExpired: text,
   reasons: byCategory,
+  /** Said in place of the category's reason when the failure's code tells more. */
+  reasonDetails: byDetail,
   emailInvalid: text,
   phoneInvalid: text,
   phoneNeedsCountry: text,
@@ -109,6 +122,8 @@ export const pageStringsSchema = z.strictObject({
   pendingText: text,
   successTitle: text,
   successText: text,
+  /** When the amount paid cannot be shown. */
+  successTextPlain: text,
   successNote: text,
   cardTitle: text,
   cardIntro: text,

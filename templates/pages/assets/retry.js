@@ -35,6 +35,8 @@
 
   var poll = document.querySelector('[data-poll-url]');
   if (poll && window.fetch) {
+    // The page says it moves on by itself only now that it does.
+    poll.hidden = false;
     var statusUrl = poll.getAttribute('data-poll-url');
     var doneUrl = poll.getAttribute('data-done-url');
     var failedUrl = poll.getAttribute('data-failed-url');

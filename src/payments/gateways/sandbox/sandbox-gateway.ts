@@ -368,7 +368,9 @@ export class SandboxGateway implements PaymentGateway {
 
   #nextAction(payment: SandboxPayment): PaymentNextAction {
     if (payment.method === 'wechat_pay') {
-      return { type: 'qr', payload: `${this.#publicUrl}/sandbox/scan/${payment.id}`, expiresAt: payment.expiresAt };
+      const scan = `${this.#publicUrl}/sandbox/scan/${payment.id}`;
+      // The code holds the scan page's address: the page showing it may link there too.
+      return { type: 'qr', payload: scan, expiresAt: payment.expiresAt, simulateUrl: scan };
     }
     return { type: 'redirect', url: `${this.#publicUrl}/sandbox/checkout/${payment.id}` };
   }
