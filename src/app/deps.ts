@@ -56,6 +56,7 @@ export function dispatchSettings(config: Config): DispatchSettings & { sendLease
     retryLinkTtlMs: config.retryLinkTtlMs,
     quietHoursSpreadMs: config.quietHoursSpreadMs,
     stepMinGapMs: config.stepMinGapMs,
+    incentivePeriodMs: config.payments.incentivePeriodMs,
     sendMaxAttempts: config.sendMaxAttempts,
     sendRetryBaseMs: config.sendRetryBaseMs,
     // Past the provider timeout and a job lock, nobody is still sending it; and never before its send

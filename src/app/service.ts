@@ -308,7 +308,6 @@ export async function startService(
         shopName: config.shopName,
         defaultLocale: config.defaultLocale,
         clickWindowMs: config.payments.clickAttributionWindowMs,
-        incentivePeriodMs: config.payments.incentivePeriodMs,
         inFlightWait: { leaseMs: lease.leaseMs, acceptGraceMs: config.providerAcceptGraceMs },
         webhookStaleAfterMs: config.payments.webhookStaleAfterMs,
         faultPoint,

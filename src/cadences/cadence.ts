@@ -7,7 +7,7 @@ export interface CadenceStep {
   template: string;
   /** Payment methods the retry page offers for this step, in order of preference. */
   offerMethods: PaymentMethod[];
-  /** A discount to win back a hesitant customer (see src/payments/incentives.ts for the guards). */
+  /** A discount to win back a hesitant customer (granted as its reminder is sent; see src/pricing/incentives.ts for the guards). */
   incentive?: StepIncentive;
 }
 

@@ -472,7 +472,7 @@ export const incentives = pgTable(
     step: integer('step').notNull(),
     amount: bigint('amount', { mode: 'number' }).notNull(),
     currency: text('currency').notNull(),
-    /** offered (shown) | redeemed (a payment used it) */
+    /** offered (quoted in a reminder) | redeemed (a payment used it) */
     status: text('status').notNull(),
     grantedAt: ts('granted_at').notNull(),
   },

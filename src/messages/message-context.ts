@@ -8,7 +8,10 @@ export interface MessageContext {
   order: {
     id: string;
     description: string;
-    /** Integer minor units. */
+    /**
+     * What the message's retry link charges, integer minor units: the order's amount with an expired
+     * coupon's discount added back and its incentive taken off (linkCharge, src/pricing/charge.ts).
+     */
     amount: number;
     /** ISO 4217. */
     currency: string;

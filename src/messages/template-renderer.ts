@@ -22,7 +22,8 @@ import { countSegments, type SegmentInfo } from './segments.js';
  * View model (what a template may refer to):
  * - `locale`: the resolved template locale, e.g. for `<html lang>`.
  * - `shop.name`, `customer.name` (may be empty: use `{{#if customer.name}}`), `order.id`,
- *   `order.description` (may be empty), `order.amount` and `amount` (formatted, e.g. `¥129.00`),
+ *   `order.description` (may be empty), `order.amount` and `amount` (what the link charges,
+ *   formatted, e.g. `¥129.00`),
  *   `order.currency`, `order.couponCode` (or null).
  * - `order.items`: the first few cart lines (`maxItemsShown`), `[{ name, quantity, amount, imageUrl }]`
  *   with `amount` formatted and `imageUrl` an https URL or null; empty when the shop sent none.

@@ -4,11 +4,10 @@ import { retryingTransaction, type Tx } from '../db/tx.js';
 import { opsLinkChannel, type FailureCategory, type PaymentMethod } from '../domain/vocabulary.js';
 import { newId } from '../platform/ids.js';
 import { lookupRetryToken } from '../retry-links/retry-token.js';
-import type { Charge } from './charge.js';
-import { grantIncentive } from './incentives.js';
+import type { Charge } from '../pricing/charge.js';
 import { storedAction } from './payment-attempts.js';
 import { isGatewayError, type PaymentNextAction } from './payment-gateway.js';
-import { buildView, incentiveContext, loadLinkRow, type LinkRow, type RetryDeps } from './retry-session.js';
+import { buildView, loadLinkRow, type LinkRow, type RetryDeps } from './retry-session.js';
 import { settleSuccess } from './settle-success.js';
 
 export interface InitiateInput {
@@ -64,21 +63,14 @@ export async function initiatePayment(deps: RetryDeps, input: InitiateInput): Pr
     if (row.order_status === 'paid') return { kind: 'completed' };
     if (row.order_status !== 'pending') return { kind: 'closed' };
 
-    // Holding the order's row lock, it takes the customer's and the budget's incentive locks.
-    const view = await buildView(deps, tx, input.token, row, link.expiresAt, now, { forGrant: true });
+    // What the link's reminder quoted: any incentive in it was granted as it was sent.
+    const view = await buildView(deps, tx, input.token, row, link.expiresAt, now);
     const gateway = view.methods.includes(input.method)
       ? deps.gateways.forMethod(input.method, row.currency)
       : undefined;
     if (!gateway) return { kind: 'method_not_offered' };
 
     await updateContact(tx, row, input, now);
-    if (view.charge.incentiveAmount > 0) {
-      const version = await deps.cadences.version(row.cadence_name, row.cadence_version, tx);
-      if (version) {
-        const ctx = incentiveContext(deps, row, version.cadence, view.charge.total + view.charge.incentiveAmount, now);
-        await grantIncentive(tx, ctx, view.charge.incentiveAmount);
-      }
-    }
 
     const [open] = await rows<OpenAttemptRow>(
       tx,

@@ -1,7 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { CountryCode } from 'libphonenumber-js/max';
 import type { CadenceBook } from '../cadences/cadence-book.js';
-import type { Cadence } from '../cadences/cadence.js';
 import type { Clock } from '../platform/clock.js';
 import type { Db } from '../db/client.js';
 import type { OrderItem } from '../db/schema.js';
@@ -13,10 +12,9 @@ import { newId } from '../platform/ids.js';
 import type { Logger } from '../platform/logger.js';
 import type { InFlightWait } from '../messages/in-flight.js';
 import { lookupRetryToken } from '../retry-links/retry-token.js';
-import { computeCharge, type Charge } from './charge.js';
+import { chargeBasisOf, linkCharge, type Charge } from '../pricing/charge.js';
 import type { PaymentGateways } from './gateways.js';
 import { customerCountry, methodsInCustomerOrder, preselectedMethod } from './method-choice.js';
-import { eligibleIncentive, type EligibleOptions, type IncentiveContext } from './incentives.js';
 
 export interface RetryDeps {
   db: Db;
@@ -28,8 +26,6 @@ export interface RetryDeps {
   shopName: string;
   defaultLocale: string;
   clickWindowMs: number;
-  /** At most one incentive per customer within this period (INCENTIVE_PERIOD). Default 90 days. */
-  incentivePeriodMs?: number;
   /** How long answers wait for messages in flight (src/messages/in-flight.ts). Default: the default send lease and accept grace. */
   inFlightWait?: InFlightWait | undefined;
   /** A webhook event claimed this long ago and not applied is taken over (WEBHOOK_STALE_AFTER). Default 2 min. */
@@ -96,6 +92,10 @@ export interface LinkRow {
   coupon_code: string | null;
   coupon_discount_amount: string | null;
   coupon_expires_at: Date | null;
+  incentive_amount: string | null;
+  incentive_granted_at: Date | null;
+  /** When the link was issued (its message's claim): the link charges what its reminder quoted then. */
+  link_issued_at: Date | null;
   items: OrderItem[] | null;
   last_failure_category: FailureCategory | null;
   last_failure_code: string | null;
@@ -110,15 +110,18 @@ export interface LinkRow {
 export async function loadLinkRow(db: Db | Tx, messageId: string, lock: boolean): Promise<LinkRow | undefined> {
   const [row] = await rows<LinkRow>(
     db,
-    sql`select m.id as message_id, m.step, m.channel, r.id as recovery_id, r.cadence_name, r.cadence_version, r.failure_category,
+    sql`select m.id as message_id, m.step, m.channel, m.claimed_at as link_issued_at,
+               r.id as recovery_id, r.cadence_name, r.cadence_version, r.failure_category,
                o.id as order_id, o.status as order_status, o.amount::text as amount, o.currency, o.description,
                o.coupon_code, o.coupon_discount_amount::text as coupon_discount_amount, o.coupon_expires_at, o.items,
                o.last_failure_category, o.last_failure_code, o.last_method,
+               i.amount::text as incentive_amount, i.granted_at as incentive_granted_at,
                c.id as customer_id, c.email, c.phone, c.locale
         from messages m
         join recoveries r on r.id = m.recovery_id
         join orders o on o.id = m.order_id
         join customers c on c.id = o.customer_id
+        left join incentives i on i.order_id = o.id
         where m.id = ${messageId}
         ${lock ? sql`for update of o` : sql``}`,
   );
@@ -147,8 +150,8 @@ export async function loadRetryLink(deps: RetryDeps, token: string): Promise<Ret
 }
 
 /**
- * The page's view of an open link (also read under the lock when a payment starts: then
- * `forGrant` takes the incentive's locks, see src/payments/incentives.ts).
+ * The page's view of an open link (also read under the order's lock when a payment starts). It
+ * charges what the link's reminder quoted (linkCharge, src/pricing/charge.ts).
  */
 export async function buildView(
   deps: RetryDeps,
@@ -157,7 +160,6 @@ export async function buildView(
   row: LinkRow,
   expiresAt: Date,
   now: Date,
-  options: EligibleOptions = {},
 ): Promise<RetryView> {
   const version = await deps.cadences.version(row.cadence_name, row.cadence_version, db);
   const step = row.step === null ? undefined : version?.cadence.steps[row.step];
@@ -173,17 +175,6 @@ export async function buildView(
     : null;
   const failedMethod = paymentMethods.find((m) => m === row.last_method);
   const defaultMethod = preselectedMethod(methods, lastFailure && { ...lastFailure, method: failedMethod });
-  const coupon = row.coupon_code
-    ? {
-        code: row.coupon_code,
-        discountAmount: row.coupon_discount_amount === null ? null : Number(row.coupon_discount_amount),
-        expiresAt: row.coupon_expires_at,
-      }
-    : null;
-  const withoutIncentive = computeCharge({ orderAmount: Number(row.amount), coupon, now });
-  const incentive = version
-    ? await eligibleIncentive(db, incentiveContext(deps, row, version.cadence, withoutIncentive.total, now), options)
-    : 0;
   return {
     token,
     messageId: row.message_id,
@@ -195,35 +186,12 @@ export async function buildView(
     description: row.description ?? '',
     items: row.items ?? [],
     currency: row.currency,
-    charge: computeCharge({ orderAmount: Number(row.amount), coupon, incentiveAmount: incentive, now }),
+    charge: linkCharge(chargeBasisOf(row), row.link_issued_at ?? now),
     lastFailure,
     methods,
     defaultMethod,
     contact: { email: row.email, phone: row.phone },
     expiresAt,
-  };
-}
-
-/** What decides the incentive a link's page offers (and the attempt grants). */
-export function incentiveContext(
-  deps: RetryDeps,
-  row: LinkRow,
-  cadence: Cadence,
-  total: number,
-  now: Date,
-): IncentiveContext {
-  return {
-    orderId: row.order_id,
-    customerId: row.customer_id,
-    recoveryId: row.recovery_id,
-    cadence,
-    cadenceName: row.cadence_name,
-    step: row.step,
-    failureCategory: row.failure_category,
-    currency: row.currency,
-    total,
-    now,
-    periodMs: deps.incentivePeriodMs ?? 90 * 86_400_000,
   };
 }
 

@@ -23,7 +23,9 @@ import { guardedSend, type GuardedClaim, type GuardedOutcome, type Rendered } fr
 import { claimStart, defaultSendLease, type ClaimStart, type SendLease } from './send-lease.js';
 import { defaultStepMinGapMs } from '../cadences/send-window.js';
 import { capCounted } from '../cadences/step-rules.js';
+import type { Charge } from '../pricing/charge.js';
 import { failureDetail } from './classify-failure.js';
+import { grantsIncentive, lockedStepCharge, stepCharge } from './step-quote.js';
 import { decideStep, nextStepOf, type RecoveryRow, type StepContext, type StepDecision } from './step-decision.js';
 import {
   capLookBackMs,
@@ -57,6 +59,8 @@ export interface DispatchSettings {
   sendLease?: SendLease;
   /** STEP_MIN_GAP: how long a step that went out late keeps the next one waiting at most. Default 2 h. */
   stepMinGapMs?: number;
+  /** INCENTIVE_PERIOD: at most one incentive per customer within it. Default 90 days. */
+  incentivePeriodMs?: number;
 }
 
 export interface DispatchDeps {
@@ -241,7 +245,9 @@ async function claimStep(
     }
   }
 
-  const claim = newClaim(deps, read, decision, now, started);
+  // A step with an incentive grants it here, in the claim's transaction, so that its reminder can quote it.
+  const charge = await lockedStepCharge(tx, read, decision, deps.settings.incentivePeriodMs, now);
+  const claim = newClaim(deps, read, decision, now, started, charge);
   const attempts = await claimLocked(tx, {
     ...claim,
     recoveryId: recovery.id,
@@ -266,6 +272,7 @@ function newClaim(
   decision: Extract<StepDecision, { kind: 'send' }>,
   now: Date,
   started: ClaimStart,
+  charge: Charge,
 ): Omit<Claim, 'attempts'> {
   const { recovery, order } = read.snapshot;
   if (!recovery || !order) throw new Error('a send decision without its recovery and order');
@@ -278,7 +285,8 @@ function newClaim(
     order: {
       id: order.id,
       description: order.description ?? '',
-      amount: Number(order.amount),
+      // What the link charges (the link is issued now): the page shows exactly this amount.
+      amount: charge.total,
       currency: order.currency,
       couponCode: order.coupon_code ?? undefined,
       items: read.items,
@@ -363,8 +371,10 @@ function planClaim(
   const decision = decideStep(read.snapshot, contextFor(deps, now));
   const { recovery, order } = read.snapshot;
   if (decision.kind !== 'send' || !recovery || !order) return undefined;
+  // Granting an incentive takes locks the single claim statement does not: the locked path does it.
+  if (grantsIncentive(read, decision.step, recovery)) return undefined;
 
-  const claim = newClaim(deps, read, decision, now, started);
+  const claim = newClaim(deps, read, decision, now, started, stepCharge(read, order.amount, now));
   const { messageId, channel, to, template, locale, token, claimId, linkExpiresAt } = claim;
   return {
     params: {

@@ -14,6 +14,7 @@ import type { Channel, FailureCategory } from '../domain/vocabulary.js';
 import { paymentMethods } from '../domain/vocabulary.js';
 import { newId } from '../platform/ids.js';
 import type { Logger } from '../platform/logger.js';
+import { chargeBasisOf, linkCharge } from '../pricing/charge.js';
 import { flagRemindersAfterPayment, type ReminderAfterPaymentObserver } from '../messages/after-payment.js';
 import type { MessageContext } from '../messages/message-context.js';
 import type { TemplateRenderer } from '../messages/template-renderer.js';
@@ -94,6 +95,10 @@ interface SourceRow {
   currency: string;
   description: string | null;
   coupon_code: string | null;
+  coupon_discount_amount: string | null;
+  coupon_expires_at: Date | null;
+  incentive_amount: string | null;
+  incentive_granted_at: Date | null;
   items: OrderItem[] | null;
   last_failure_code: string | null;
   customer_id: string;
@@ -148,13 +153,15 @@ export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Pro
                  r.id as recovery_id, r.state as recovery_state, r.failure_category, r.cadence_name,
                  r.cadence_version,
                  o.id as order_id, o.status as order_status, o.amount::text as amount, o.currency, o.description,
-                 o.coupon_code, o.items, o.last_failure_code,
+                 o.coupon_code, o.coupon_discount_amount::text as coupon_discount_amount, o.coupon_expires_at,
+                 o.items, o.last_failure_code, i.amount::text as incentive_amount, i.granted_at as incentive_granted_at,
                  c.id as customer_id, c.name, c.email, c.phone, c.locale, c.timezone,
                  c.email_bad_reason, c.phone_bad_reason
           from messages m
           join recoveries r on r.id = m.recovery_id
           join orders o on o.id = m.order_id
           join customers c on c.id = o.customer_id
+          left join incentives i on i.order_id = o.id
           where m.id = ${messageId}`,
     );
     if (!row || row.order_status !== 'pending') return result('not_possible');
@@ -236,7 +243,8 @@ export async function sendFreshLink(deps: FreshLinkDeps, messageId: string): Pro
         order: {
           id: row.order_id,
           description: row.description ?? '',
-          amount: Number(row.amount),
+          // What the new link charges, issued now: the page shows exactly this amount.
+          amount: linkCharge(chargeBasisOf(row), now).total,
           currency: row.currency,
           couponCode: row.coupon_code ?? undefined,
           items: row.items,

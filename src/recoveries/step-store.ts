@@ -8,6 +8,7 @@ import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
 import type { Channel, OrderStatus } from '../domain/vocabulary.js';
 import { newId } from '../platform/ids.js';
+import { chargeBasisOf, type ChargeBasis, type ChargeRow } from '../pricing/charge.js';
 import type { Wakeup } from '../queue/queues.js';
 import {
   decideHead,
@@ -63,6 +64,11 @@ interface SnapshotRow extends RecoveryRow {
   /** Read beside the snapshot function, from the order's row in the same statement. */
   items: OrderItem[] | null;
   last_failure_code: string | null;
+  coupon_discount_amount: string | null;
+  coupon_expires_at: Date | null;
+  /** The order's incentive, from the same statement. */
+  incentive_amount: string | null;
+  incentive_granted_at: Date | null;
 }
 
 /** What a read found: the decision's input, and what a claim needs besides it. */
@@ -73,6 +79,8 @@ export interface StepRead {
   items: OrderItem[] | null;
   /** The code of the order's last failed payment, for the message's wording. */
   lastFailureCode: string | null;
+  /** What the step's link will charge is computed from (the message quotes it); null when not read. */
+  chargeBasis: ChargeBasis | null;
   /** The step message's last change as read (fast path only): recoup_claim_step checks it is unchanged. */
   messageUpdatedAt?: Date | null;
 }
@@ -89,10 +97,13 @@ export async function readSnapshots(
 ): Promise<Array<StepRead | undefined>> {
   const found = await rows<SnapshotRow & { i: number }>(
     db,
-    sql`select j.i, s.*, o.items, o.last_failure_code from jsonb_to_recordset(${JSON.stringify(jobs.map((job, i) => ({ i, id: job.recoveryId })))}::jsonb)
+    sql`select j.i, s.*, o.items, o.last_failure_code, o.coupon_discount_amount::text as coupon_discount_amount,
+               o.coupon_expires_at, i.amount::text as incentive_amount, i.granted_at as incentive_granted_at
+        from jsonb_to_recordset(${JSON.stringify(jobs.map((job, i) => ({ i, id: job.recoveryId })))}::jsonb)
           as j(i integer, id text)
         cross join lateral recoup_step_snapshot(j.id, ${capSince}::timestamptz) s
-        left join orders o on o.id = s.order_id`,
+        left join orders o on o.id = s.order_id
+        left join incentives i on i.order_id = s.order_id`,
   );
   return Promise.all(
     jobs.map(async (job, i) => {
@@ -167,6 +178,7 @@ async function snapshotOf(db: Db, cadences: CadenceBook, row: SnapshotRow, wakeS
     customerName: row.customer_name,
     items: row.items,
     lastFailureCode: row.last_failure_code,
+    chargeBasis: chargeBasisOf(row),
     messageUpdatedAt: row.message_updated_at,
   };
 }
@@ -245,12 +257,14 @@ export async function readLocked(
   },
   job: { recoveryId: string; wakeSeq: number },
 ): Promise<StepRead> {
-  const [order] = await rows<OrderRow & { items: OrderItem[] | null; last_failure_code: string | null }>(
+  const [order] = await rows<OrderRow & ChargeRow & { items: OrderItem[] | null; last_failure_code: string | null }>(
     tx,
-    sql`select id, customer_id, status, amount::text as amount, currency, description, coupon_code, items,
-               last_failure_code
-        from orders where id = (select order_id from recoveries where id = ${job.recoveryId})
-        for update`,
+    sql`select o.id, o.customer_id, o.status, o.amount::text as amount, o.currency, o.description, o.coupon_code,
+               o.items, o.last_failure_code, o.coupon_discount_amount::text as coupon_discount_amount,
+               o.coupon_expires_at, i.amount::text as incentive_amount, i.granted_at as incentive_granted_at
+        from orders o left join incentives i on i.order_id = o.id
+        where o.id = (select order_id from recoveries where id = ${job.recoveryId})
+        for update of o`,
   );
   const [recovery] = await rows<RecoveryRow>(tx, sql`select * from recoveries where id = ${job.recoveryId}`);
   const snapshot: StepSnapshot = {
@@ -266,7 +280,7 @@ export async function readLocked(
     circuits: [],
   };
   if (!recovery || !order || decideHead(snapshot)) {
-    return { snapshot, customerName: undefined, items: null, lastFailureCode: null };
+    return { snapshot, customerName: undefined, items: null, lastFailureCode: null, chargeBasis: null };
   }
 
   snapshot.cadence = (await opts.cadences.version(recovery.cadence_name, recovery.cadence_version, tx))?.cadence;
@@ -297,7 +311,13 @@ export async function readLocked(
   if (opts.circuits && step) {
     snapshot.circuits = await readCircuits(tx, linkGateways(opts.circuits, step.offerMethods, order.currency));
   }
-  return { snapshot, customerName: customer?.name, items: order.items, lastFailureCode: order.last_failure_code };
+  return {
+    snapshot,
+    customerName: customer?.name,
+    items: order.items,
+    lastFailureCode: order.last_failure_code,
+    chargeBasis: chargeBasisOf(order),
+  };
 }
 
 /** The sends a daily cap counts (src/cadences/step-rules.ts `capCounted`), read for one customer. */

@@ -1,7 +1,9 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../../src/db/rows.js';
-import { incentiveAmount } from '../../src/payments/incentives.js';
+import { incentiveAmount } from '../../src/pricing/incentives.js';
 import { initiatePayment } from '../../src/payments/initiate-payment.js';
 import { loadRetryLink, type RetryDeps } from '../../src/payments/retry-session.js';
 import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
@@ -39,17 +41,20 @@ describe('incentives', () => {
       { amount, currency, customer: { id: customerId, phone: '+8613800138000', locale: 'en' } },
     );
     await svc.post(event);
-    const token = await waitFor(
+    const message = await waitFor(
       async () => {
-        const [m] = await rows<{ link_token: string; status: string }>(
+        const [m] = await rows<{ id: string; link_token: string; status: string }>(
           svc.database.db,
-          sql`select link_token, status from messages where order_id = ${event.order.id}`,
+          sql`select id, link_token, status from messages where order_id = ${event.order.id}`,
         );
-        return m?.status === 'sent' ? m.link_token : undefined;
+        return m?.status === 'sent' ? m : undefined;
       },
       { what: 'the reminder' },
     );
-    return { orderId: event.order.id, token };
+    const sms = JSON.parse(fs.readFileSync(path.join(svc.outboxDir, `${message.id}.sms.json`), 'utf8')) as {
+      body: string;
+    };
+    return { orderId: event.order.id, token: message.link_token, sms: sms.body };
   }
 
   async function chargeOf(token: string) {
@@ -64,11 +69,17 @@ describe('incentives', () => {
     expect(incentiveAmount({ amount: 300 }, 200)).toBe(200);
   });
 
-  it('shows the incentive, charges with it, and grants it once per customer per period', async () => {
+  it('grants the incentive with the reminder that quotes it, charges with it, once per customer per period', async () => {
     const first = await linkFor('cus_incentive_a', 3_000);
+    // The reminder quotes the discounted amount, and its link charges exactly that.
+    expect(first.sms).toContain('CN¥27.00');
     expect(await chargeOf(first.token)).toMatchObject({ incentiveAmount: 300, total: 2_700 });
-    // Viewing the page grants nothing.
-    expect(await rows(svc.database.db, sql`select id from incentives where order_id = ${first.orderId}`)).toEqual([]);
+    expect(
+      await rows(
+        svc.database.db,
+        sql`select amount::text as amount, status from incentives where order_id = ${first.orderId}`,
+      ),
+    ).toEqual([{ amount: '300', status: 'offered' }]);
 
     const result = await initiatePayment(retry, { token: first.token, method: 'alipay', email: null, phone: null });
     expect(result).toMatchObject({ kind: 'next_action', charge: { total: 2_700, incentiveAmount: 300 } });
@@ -86,13 +97,13 @@ describe('incentives', () => {
 
     // The same customer's next unpaid order gets no second incentive within the period.
     const second = await linkFor('cus_incentive_a', 3_000);
+    expect(second.sms).toContain('CN¥30.00');
     expect(await chargeOf(second.token)).toMatchObject({ incentiveAmount: 0, total: 3_000 });
   });
 
   it('stops granting once the cadence has spent its monthly budget', async () => {
     const a = await linkFor('cus_incentive_b', 50_000); // capped at 500 → 300 + 500 = 800 spent
     expect(await chargeOf(a.token)).toMatchObject({ incentiveAmount: 500 });
-    await initiatePayment(retry, { token: a.token, method: 'alipay', email: null, phone: null });
     const b = await linkFor('cus_incentive_c', 5_000);
     expect(await chargeOf(b.token)).toMatchObject({ incentiveAmount: 0, total: 5_000 });
   });
@@ -104,32 +115,33 @@ describe('incentives', () => {
     );
   }
 
-  it('grants one incentive when four orders of one customer start paying at the same moment', async () => {
+  it('grants one incentive when four orders of one customer are reminded at the same moment', async () => {
     const links = await Promise.all([1, 2, 3, 4].map(() => linkFor('cus_incentive_race', 1_000, 'EUR')));
-    for (const link of links) expect(await chargeOf(link.token)).toMatchObject({ incentiveAmount: 100 });
+    expect(await grantedFor(links.map((l) => l.orderId))).toHaveLength(1);
+    // Each link charges what its own reminder quoted: one with the incentive, three without.
+    const charges = await Promise.all(links.map((link) => chargeOf(link.token)));
+    expect(charges.map((c) => c.total).sort((a, b) => a - b)).toEqual([900, 1_000, 1_000, 1_000]);
+    for (const [i, link] of links.entries()) expect(link.sms).toContain(charges[i]!.total === 900 ? '€9.00' : '€10.00');
 
     const results = await Promise.all(
       links.map((link) => initiatePayment(retry, { token: link.token, method: 'alipay', email: null, phone: null })),
     );
-    expect(results.map((r) => r.kind)).toEqual(['next_action', 'next_action', 'next_action', 'next_action']);
+    expect(results.map((r) => (r.kind === 'next_action' ? r.charge.total : -1)).sort((a, b) => a - b)).toEqual([
+      900, 1_000, 1_000, 1_000,
+    ]);
     expect(await grantedFor(links.map((l) => l.orderId))).toHaveLength(1);
-    const discounted = results.filter((r) => r.kind === 'next_action' && r.charge.incentiveAmount > 0);
-    expect(discounted).toHaveLength(1);
   });
 
-  it('keeps within the monthly budget when two customers start paying at the same moment', async () => {
+  it('keeps within the monthly budget when two customers are reminded at the same moment', async () => {
     // 500 each against a budget of 800: only one fits (a currency of its own, so nothing is spent yet).
     const links = await Promise.all([
       linkFor('cus_incentive_budget_a', 50_000, 'USD'),
       linkFor('cus_incentive_budget_b', 50_000, 'USD'),
     ]);
-    for (const link of links) expect(await chargeOf(link.token)).toMatchObject({ incentiveAmount: 500 });
-
-    await Promise.all(
-      links.map((link) => initiatePayment(retry, { token: link.token, method: 'alipay', email: null, phone: null })),
-    );
     expect(await grantedFor(links.map((l) => l.orderId))).toEqual([
       { order_id: expect.any(String) as string, amount: '500' },
     ]);
+    const charges = await Promise.all(links.map((link) => chargeOf(link.token)));
+    expect(charges.map((c) => c.incentiveAmount).sort((a, b) => a - b)).toEqual([0, 500]);
   });
 });

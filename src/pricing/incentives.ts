@@ -1,6 +1,5 @@
 import { sql } from 'drizzle-orm';
 import type { Cadence, StepIncentive } from '../cadences/cadence.js';
-import type { Db } from '../db/client.js';
 import { rows } from '../db/rows.js';
 import type { Tx } from '../db/tx.js';
 import type { FailureCategory } from '../domain/vocabulary.js';
@@ -30,26 +29,20 @@ export interface IncentiveContext {
   periodMs: number;
 }
 
-export interface EligibleOptions {
-  /**
-   * Set by the transaction that goes on to `grantIncentive`: it holds the customer's and the
-   * budget's locks until it commits, so two of them never both read "nothing granted yet".
-   * Default false (a page view only reads).
-   */
-  forGrant?: boolean;
-}
+/**
+ * Incentives are granted when the reminder of a step that carries one is sent (its claim's
+ * transaction, src/recoveries/dispatch-step.ts), so that the reminder can quote the discounted
+ * amount and its link charge exactly that (linkCharge, src/pricing/charge.ts). A reminder sent
+ * without one never gets one later; the order keeps one once granted.
+ */
 
 /**
  * The incentive this order may have, guarded against abuse: never for suspected fraud, one
  * per customer per period (an order that already has one keeps it), and within the
- * cadence's monthly budget per currency. Reads only (with `forGrant` it also locks);
- * `grantIncentive` records it.
+ * cadence's monthly budget per currency. Takes the customer's and the budget's locks, held until
+ * the transaction commits, so two grants never both read "nothing granted yet".
  */
-export async function eligibleIncentive(
-  db: Db | Tx,
-  ctx: IncentiveContext,
-  options: EligibleOptions = {},
-): Promise<number> {
+async function eligibleIncentive(db: Tx, ctx: IncentiveContext): Promise<number> {
   const [granted] = await rows<{ amount: string }>(
     db,
     sql`select amount::text as amount from incentives where order_id = ${ctx.orderId}`,
@@ -61,7 +54,7 @@ export async function eligibleIncentive(
   if (amount === 0) return 0;
 
   const monthStart = new Date(Date.UTC(ctx.now.getUTCFullYear(), ctx.now.getUTCMonth(), 1));
-  if (options.forGrant) await lockIncentiveScope(db, ctx, monthStart);
+  await lockIncentiveScope(db, ctx, monthStart);
   const [recent] = await rows<{ id: string }>(
     db,
     sql`select id from incentives where customer_id = ${ctx.customerId}
@@ -84,12 +77,10 @@ export async function eligibleIncentive(
  * incentive yet" (or "budget left") before either grants, and both would grant. Transaction
  * advisory locks serialise the read-then-grant per customer and per (cadence, currency, month)
  * budget until the granting transaction commits; under read committed the reads that follow see
- * whatever the previous holder granted. Only payment initiation takes them, always in this
- * order: the order's row lock, then the customer's, then the budget's (and only then the
- * customers row, when the contact details change). The keys are distinct from dispatch's
- * per-customer lock so a send in progress does not hold up a payment.
+ * whatever the previous holder granted. Only a step's claim takes them, always after the order's
+ * row lock and the daily cap's locks, then the customer's, then the budget's.
  */
-async function lockIncentiveScope(db: Db | Tx, ctx: IncentiveContext, monthStart: Date): Promise<void> {
+async function lockIncentiveScope(db: Tx, ctx: IncentiveContext, monthStart: Date): Promise<void> {
   await db.execute(sql`select pg_advisory_xact_lock(hashtext(${`recoup:incentive:customer:${ctx.customerId}`}))`);
   if (ctx.cadence.incentiveMonthlyBudget === undefined) return;
   const month = monthStart.toISOString().slice(0, 7);
@@ -100,11 +91,13 @@ async function lockIncentiveScope(db: Db | Tx, ctx: IncentiveContext, monthStart
 }
 
 /**
- * Records an incentive as granted (once per order). Runs in the transaction whose
- * `eligibleIncentive` call, with `forGrant`, took the locks.
+ * Grants the step's incentive if the order may have it, in the transaction that claims the step's
+ * reminder under the order's row lock; returns what the order has then (0: none). Granted at
+ * `ctx.now`, the moment the reminder's link is issued.
  */
-export async function grantIncentive(tx: Tx, ctx: IncentiveContext, amount: number): Promise<void> {
-  if (amount <= 0) return;
+export async function grantStepIncentive(tx: Tx, ctx: IncentiveContext): Promise<number> {
+  const amount = await eligibleIncentive(tx, ctx);
+  if (amount <= 0) return 0;
   await tx.execute(
     sql`insert into incentives (id, customer_id, order_id, recovery_id, cadence_name, step, amount, currency, status,
                                 granted_at)
@@ -112,4 +105,5 @@ export async function grantIncentive(tx: Tx, ctx: IncentiveContext, amount: numb
                 ${ctx.step ?? -1}, ${amount}, ${ctx.currency}, 'offered', ${ctx.now})
         on conflict (order_id) do nothing`,
   );
+  return amount;
 }
