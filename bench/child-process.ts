@@ -26,14 +26,14 @@ const buildDir = path.join(benchDir, '.build');
  * Compiles src/ and bench/ to JavaScript (tsc, incremental), so that the worker and the HTTP server
  * run as production runs them (`node dist/cli.js`, see the Dockerfile) and not under the tsx loader,
  * whose compiler and source caches would count in their CPU and RSS. The assets src/ finds next to
- * itself (templates, migrations, bundled cadences) are linked into the build.
+ * itself (templates, locales, migrations, bundled cadences) are linked into the build.
  */
 export function compileHosts(): void {
   execFileSync(process.execPath, [path.join(repoDir, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.bench.json'], {
     cwd: repoDir,
     stdio: ['ignore', 2, 2],
   });
-  for (const asset of ['templates', 'migrations', 'cadences']) {
+  for (const asset of ['templates', 'locales', 'migrations', 'cadences']) {
     const link = path.join(buildDir, asset);
     if (!fs.existsSync(link)) fs.symlinkSync(path.join('..', '..', asset), link);
   }

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { openDatabase } from '../src/db/client.js';
+import { currentRefundKeyVersion } from '../src/payments/payment-gateway.js';
 import { recoveryReport, type ReportQuery } from '../src/reports/recovery-report.js';
 import { refreshRollup } from '../src/reports/rollup.js';
 import { createBenchDatabase } from './infrastructure.js';
@@ -109,9 +110,9 @@ async function seed(client: pg.Client, now: Date): Promise<void> {
       params.slice(0, 2),
     );
     await client.query(
-      `insert into refunds (id, order_id, payment_id, amount, currency, reason, status, refund_key, succeeded_at,
-                            created_at, updated_at)
-       select 'ref_' || p.id, p.order_id, p.id, p.amount, p.currency, 'duplicate', 'succeeded', 'key_' || p.id,
+      `insert into refunds (id, order_id, payment_id, amount, currency, reason, status, refund_key, key_version,
+                            succeeded_at, created_at, updated_at)
+       select 'ref_' || p.id, p.order_id, p.id, p.amount, p.currency, 'duplicate', 'succeeded', 'key_' || p.id, ${currentRefundKeyVersion},
               p.paid_at + interval '1 day', p.paid_at, p.paid_at
          from generate_series($1::int, $2::int) g
          join payments p on p.recovery_id = 'rec_' || g

@@ -1,5 +1,6 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { pageStringsFor } from '../../src/http/pages/page-strings.js';
 import { startFakeShopify, type FakeShopify } from '../helpers/fake-shopify.js';
 import { freePort, startTestService, waitFor, type TestService } from '../helpers/service.js';
 import { closeBrowser, launchBrowser, newMobileContext, watchContext } from './helpers/browser.js';
@@ -282,8 +283,10 @@ describe('Shopify → recoup → Shopify, end to end', () => {
     expect(await clicksOf(svc, token)).toEqual([]);
     expect(shopPage.requests).toEqual([]);
 
+    // The checkout's customer_locale is ja: the page speaks Japanese.
+    expect(await page.locator('html').getAttribute('lang')).toBe('ja');
     // The page's CSP lets the button's POST be redirected to the shop's page, and nowhere else.
-    await page.getByRole('button', { name: 'Continue to payment' }).click();
+    await page.getByRole('button', { name: pageStringsFor('ja').continueButton }).click();
     await page.waitForURL(recoveryUrl);
     expect(await page.locator('h1').innerText()).toBe('Tea House checkout');
     expect(await clicksOf(svc, token)).toEqual([expect.objectContaining({ message_id: message.id })]);
