@@ -1,3 +1,5 @@
+import { sql } from 'drizzle-orm';
+import { rows } from '../../src/db/rows.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -191,4 +193,18 @@ export async function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** The retry-link token of an order's first reminder, once that reminder was sent. */
+export function firstReminderToken(svc: TestService, orderId: string): Promise<string> {
+  return waitFor(
+    async () => {
+      const [m] = await rows<{ link_token: string; status: string }>(
+        svc.database.db,
+        sql`select link_token, status from messages where order_id = ${orderId} and step = 0`,
+      );
+      return m?.status === 'sent' ? m.link_token : undefined;
+    },
+    { what: 'the first reminder' },
+  );
 }

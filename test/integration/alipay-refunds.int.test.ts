@@ -4,7 +4,7 @@ import { rows } from '../../src/db/rows.js';
 import { initiatePayment } from '../../src/payments/initiate-payment.js';
 import type { RetryDeps } from '../../src/payments/retry-session.js';
 import { startFakeAlipay, type FakeAlipay } from '../helpers/fake-alipay.js';
-import { makeEvent, startTestService, testApiKey, waitFor, type TestService } from '../helpers/service.js';
+import { makeEvent, startTestService, testApiKey, type TestService, firstReminderToken } from '../helpers/service.js';
 
 const cadence = `
 name: default
@@ -42,16 +42,7 @@ describe('refunds of Alipay payments', () => {
   async function paidOrder() {
     const event = makeEvent();
     expect((await svc.post(event)).status).toBe(202);
-    const token = await waitFor(
-      async () => {
-        const [m] = await rows<{ link_token: string; status: string }>(
-          svc.database.db,
-          sql`select link_token, status from messages where order_id = ${event.order.id} and step = 0`,
-        );
-        return m?.status === 'sent' ? m.link_token : undefined;
-      },
-      { what: 'the first reminder' },
-    );
+    const token = await firstReminderToken(svc, event.order.id);
     const started = await initiatePayment(retry, { token, method: 'alipay', email: null, phone: null });
     if (started.kind !== 'next_action' || started.action.type !== 'redirect') throw new Error('expected a cashier');
     const [attempt] = await rows<{ gateway_payment_id: string }>(

@@ -6,7 +6,7 @@ import { initiatePayment } from '../../src/payments/initiate-payment.js';
 import type { RetryDeps } from '../../src/payments/retry-session.js';
 import { rsaKeys, startFakeAlipay, type FakeAlipay } from '../helpers/fake-alipay.js';
 import { startFakeWechatPay, type FakeWechatPay } from '../helpers/fake-wechat-pay.js';
-import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
+import { makeEvent, startTestService, waitFor, type TestService, firstReminderToken } from '../helpers/service.js';
 
 const cadence = `
 name: default
@@ -58,16 +58,7 @@ describe('direct Alipay and WeChat Pay through /webhooks/payments/:gateway', () 
   async function openAttempt(method: 'alipay' | 'wechat_pay') {
     const event = makeEvent();
     expect((await svc.post(event)).status).toBe(202);
-    const token = await waitFor(
-      async () => {
-        const [m] = await rows<{ link_token: string; status: string }>(
-          svc.database.db,
-          sql`select link_token, status from messages where order_id = ${event.order.id} and step = 0`,
-        );
-        return m?.status === 'sent' ? m.link_token : undefined;
-      },
-      { what: 'the first reminder' },
-    );
+    const token = await firstReminderToken(svc, event.order.id);
     const result = await initiatePayment(retry, { token, method, email: null, phone: null, device: 'desktop' });
     if (result.kind !== 'next_action') throw new Error(`initiate: ${result.kind}`);
     const [attempt] = await rows<{ gateway: string; gateway_payment_id: string }>(

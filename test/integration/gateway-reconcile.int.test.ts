@@ -6,7 +6,7 @@ import { initiatePayment } from '../../src/payments/initiate-payment.js';
 import type { RetryDeps } from '../../src/payments/retry-session.js';
 import { startFakeStripe, type FakeJson, type FakeStripe, type FakeStripeEvent } from '../helpers/fake-stripe.js';
 import { startFakeWechatPay, type FakeWechatPay } from '../helpers/fake-wechat-pay.js';
-import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
+import { makeEvent, startTestService, type TestService, firstReminderToken } from '../helpers/service.js';
 
 const cadence = `
 name: default
@@ -61,16 +61,7 @@ describe('a gateway payment is reconciled with the attempt it pays', () => {
   async function openAttempt(method: 'card' | 'wechat_pay') {
     const event = makeEvent({}, { amount: 5000, currency: method === 'card' ? 'USD' : 'CNY' });
     expect((await svc.post(event)).status).toBe(202);
-    const token = await waitFor(
-      async () => {
-        const [m] = await rows<{ link_token: string; status: string }>(
-          svc.database.db,
-          sql`select link_token, status from messages where order_id = ${event.order.id} and step = 0`,
-        );
-        return m?.status === 'sent' ? m.link_token : undefined;
-      },
-      { what: 'the first reminder' },
-    );
+    const token = await firstReminderToken(svc, event.order.id);
     const result = await initiatePayment(retry, { token, method, email: null, phone: null, device: 'desktop' });
     if (result.kind !== 'next_action') throw new Error(`initiate: ${result.kind}`);
     const [attempt] = await rows<{ id: string; gateway: string; gateway_payment_id: string; amount: string }>(

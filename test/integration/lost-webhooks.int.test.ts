@@ -12,7 +12,15 @@ import { signSandboxPayload } from '../../src/payments/gateways/sandbox/sandbox-
 import { initiatePayment } from '../../src/payments/initiate-payment.js';
 import { openAttempt } from '../helpers/attempts.js';
 import { testRedisUrl } from '../helpers/redis.js';
-import { freePort, makeEvent, startTestService, testApiKey, waitFor, type TestService } from '../helpers/service.js';
+import {
+  freePort,
+  makeEvent,
+  startTestService,
+  testApiKey,
+  waitFor,
+  type TestService,
+  firstReminderToken,
+} from '../helpers/service.js';
 
 const cadence = `
 name: default
@@ -279,16 +287,7 @@ describe('the payment sweeper', () => {
   it('records a payment whose webhook never came from the gateway', async () => {
     const event = makeEvent();
     expect((await svc.post(event)).status).toBe(202);
-    const token = await waitFor(
-      async () => {
-        const [m] = await rows<{ link_token: string; status: string }>(
-          svc.database.db,
-          sql`select link_token, status from messages where order_id = ${event.order.id} and step = 0`,
-        );
-        return m?.status === 'sent' ? m.link_token : undefined;
-      },
-      { what: 'the first reminder' },
-    );
+    const token = await firstReminderToken(svc, event.order.id);
     const retry = svc.service.payments!;
     const started = await initiatePayment(retry, { token, method: 'alipay', email: null, phone: null });
     if (started.kind !== 'next_action') throw new Error(`initiate: ${started.kind}`);

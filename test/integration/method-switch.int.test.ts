@@ -4,7 +4,7 @@ import { rows } from '../../src/db/rows.js';
 import { pageStrings } from '../../src/http/pages/page-strings.js';
 import { startFakeAlipay, type FakeAlipay } from '../helpers/fake-alipay.js';
 import { startFakeStripe, type FakeStripe } from '../helpers/fake-stripe.js';
-import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
+import { makeEvent, startTestService, type TestService, firstReminderToken } from '../helpers/service.js';
 
 const cadence = `
 name: default
@@ -50,16 +50,7 @@ describe('switching payment method while the previous attempt is open', () => {
   async function openRetryPage() {
     const event = makeEvent();
     expect((await svc.post(event)).status).toBe(202);
-    const token = await waitFor(
-      async () => {
-        const [m] = await rows<{ link_token: string; status: string }>(
-          svc.database.db,
-          sql`select link_token, status from messages where order_id = ${event.order.id} and step = 0`,
-        );
-        return m?.status === 'sent' ? m.link_token : undefined;
-      },
-      { what: 'the first reminder' },
-    );
+    const token = await firstReminderToken(svc, event.order.id);
     const page = await fetch(`${svc.url}/r/${token}`);
     expect(page.status).toBe(200);
     const cookie = page.headers

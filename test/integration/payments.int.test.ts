@@ -7,7 +7,15 @@ import { signSandboxPayload } from '../../src/payments/gateways/sandbox/sandbox-
 import { refreshAttempt } from '../../src/payments/attempt-status.js';
 import { initiatePayment } from '../../src/payments/initiate-payment.js';
 import { recordClick, loadRetryLink, type RetryDeps } from '../../src/payments/retry-session.js';
-import { freePort, makeEvent, startTestService, testApiKey, waitFor, type TestService } from '../helpers/service.js';
+import {
+  freePort,
+  makeEvent,
+  startTestService,
+  testApiKey,
+  waitFor,
+  type TestService,
+  firstReminderToken,
+} from '../helpers/service.js';
 
 const cadence = `
 name: default
@@ -40,16 +48,7 @@ describe('payments through retry links and gateway webhooks', () => {
   async function recoveryWithLink(order: Record<string, unknown> = {}) {
     const event = makeEvent({}, order);
     expect((await svc.post(event)).status).toBe(202);
-    const token = await waitFor(
-      async () => {
-        const [m] = await rows<{ link_token: string; status: string }>(
-          svc.database.db,
-          sql`select link_token, status from messages where order_id = ${event.order.id} and step = 0`,
-        );
-        return m?.status === 'sent' ? m.link_token : undefined;
-      },
-      { what: 'the first reminder' },
-    );
+    const token = await firstReminderToken(svc, event.order.id);
     return { event, token };
   }
 

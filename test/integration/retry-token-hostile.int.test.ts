@@ -6,7 +6,7 @@ import { rows } from '../../src/db/rows.js';
 import { initiatePayment } from '../../src/payments/initiate-payment.js';
 import { loadRetryLink, type RetryDeps } from '../../src/payments/retry-session.js';
 import { lookupRetryToken } from '../../src/retry-links/retry-token.js';
-import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
+import { makeEvent, startTestService, type TestService, firstReminderToken } from '../helpers/service.js';
 
 /**
  * Retry tokens as hostile input, called directly (no HTTP in between): whatever string arrives
@@ -31,16 +31,7 @@ describe('retry tokens under hostile input', () => {
   async function recoveryWithLink(): Promise<{ orderId: string; token: string }> {
     const event = makeEvent();
     expect((await svc.post(event)).status).toBe(202);
-    const token = await waitFor(
-      async () => {
-        const [m] = await rows<{ link_token: string; status: string }>(
-          svc.database.db,
-          sql`select link_token, status from messages where order_id = ${event.order.id} and step = 0`,
-        );
-        return m?.status === 'sent' ? m.link_token : undefined;
-      },
-      { what: 'the first reminder' },
-    );
+    const token = await firstReminderToken(svc, event.order.id);
     return { orderId: event.order.id, token };
   }
 

@@ -6,7 +6,7 @@ import { signSandboxPayload } from '../../src/payments/gateways/sandbox/sandbox-
 import { initiatePayment } from '../../src/payments/initiate-payment.js';
 import type { PaymentMethod } from '../../src/domain/vocabulary.js';
 import { startFakeStripe, type FakeStripe } from '../helpers/fake-stripe.js';
-import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
+import { makeEvent, startTestService, type TestService, firstReminderToken } from '../helpers/service.js';
 
 const cadence = `
 name: default
@@ -19,16 +19,7 @@ steps:
 async function openAttempt(svc: TestService, method: PaymentMethod) {
   const event = makeEvent();
   expect((await svc.post(event)).status).toBe(202);
-  const token = await waitFor(
-    async () => {
-      const [m] = await rows<{ link_token: string; status: string }>(
-        svc.database.db,
-        sql`select link_token, status from messages where order_id = ${event.order.id} and step = 0`,
-      );
-      return m?.status === 'sent' ? m.link_token : undefined;
-    },
-    { what: 'the first reminder' },
-  );
+  const token = await firstReminderToken(svc, event.order.id);
   const result = await initiatePayment(svc.service.payments!, { token, method, email: null, phone: null });
   if (result.kind !== 'next_action') throw new Error(`initiate: ${result.kind}`);
   const [attempt] = await rows<{ gateway: string; gateway_payment_id: string }>(

@@ -7,7 +7,15 @@ import { SandboxGateway } from '../../src/payments/gateways/sandbox/sandbox-gate
 import { initiatePayment } from '../../src/payments/initiate-payment.js';
 import { restoreDeliveries } from '../../src/webhooks/delivery.js';
 import { startFakeTwilio, type FakeTwilio } from '../helpers/fake-twilio.js';
-import { freePort, makeEvent, startTestService, testApiKey, waitFor, type TestService } from '../helpers/service.js';
+import {
+  freePort,
+  makeEvent,
+  startTestService,
+  testApiKey,
+  waitFor,
+  type TestService,
+  firstReminderToken,
+} from '../helpers/service.js';
 import { startShopReceiver, type ShopReceiver } from '../helpers/shop-receiver.js';
 
 const cadence = `
@@ -184,16 +192,7 @@ describe('signed webhooks to the shop', () => {
   it('tells the shop of a payment recoup collected through a retry link, and of its refund', async () => {
     const failed = makeEvent();
     expect((await svc.post(failed)).status).toBe(202);
-    const token = await waitFor(
-      async () => {
-        const [m] = await rows<{ link_token: string; status: string }>(
-          svc.database.db,
-          sql`select link_token, status from messages where order_id = ${failed.order.id} and step = 0`,
-        );
-        return m?.status === 'sent' ? m.link_token : undefined;
-      },
-      { what: 'the first reminder' },
-    );
+    const token = await firstReminderToken(svc, failed.order.id);
     const retry = svc.service.payments!;
     const started = await initiatePayment(retry, { token, method: 'alipay', email: null, phone: null });
     if (started.kind !== 'next_action') throw new Error(`initiate: ${started.kind}`);
