@@ -51,7 +51,8 @@ function modifiedAt(file: string): number | undefined {
   }
 }
 
-function build(root: string): number {
+/** Compiles `root`'s src/ into dist/ when it is stale; tsc's exit code (0 when nothing had to be done). */
+export function buildIfStale(root: string): number {
   const reason = staleReason(root);
   if (reason === undefined) return 0;
   console.log(`recoup: compiling (${reason})…`);
@@ -70,5 +71,5 @@ function build(root: string): number {
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  process.exitCode = build(process.cwd());
+  process.exitCode = buildIfStale(process.cwd());
 }

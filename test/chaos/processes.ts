@@ -15,13 +15,15 @@ export interface Spawned {
 }
 
 /**
- * Starts `recoup server|worker` children with the harness's environment, each logging to
+ * Starts `recoup server|worker` children from the compiled build (`dist/`, which the harness
+ * brings up to date before it starts anything: a process started through tsx spends seconds of CPU
+ * transpiling, and the harness restarts workers dozens of times) with the harness's environment, each logging to
  * `<logDir>/<name>.log`, and tracks them in `processes` so that nothing outlives the harness.
  */
 export function recoupSpawner(logDir: string, baseEnv: Record<string, string>, processes: Set<ChildProcess>) {
   return (role: 'server' | 'worker', name: string, extra: Record<string, string> = {}): Spawned => {
     const log = fs.openSync(path.join(logDir, `${name}.log`), 'a');
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', role], {
+    const child = spawn(process.execPath, ['--enable-source-maps', 'dist/cli.js', role], {
       cwd: root,
       // PGAPPNAME names the process's Postgres connections, so the harness can terminate the workers' ones.
       env: { ...baseEnv, PGAPPNAME: `recoup-${name}`, ...extra },

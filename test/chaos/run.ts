@@ -33,6 +33,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { buildIfStale } from '../../scripts/build-if-stale.js';
 import { openDatabase } from '../../src/db/client.js';
 import { sandboxWebhookSecret } from '../../src/app/deps.js';
 import { startFakeSmtp, mulberry32 } from '../helpers/fake-smtp.js';
@@ -50,11 +51,14 @@ import {
   sendLeaseMs,
   serviceEnv,
 } from './options.js';
-import { freePort, recoupSpawner, RedisServer, sleep, waitUntil, withPath } from './processes.js';
+import { freePort, recoupSpawner, RedisServer, root, sleep, waitUntil, withPath } from './processes.js';
 import { drawOrders, Traffic } from './traffic.js';
 import { checkWebhooks, registerShop, startFlakyShop, webhookEnv, webhooksSettled } from './webhooks.js';
 
 async function main(): Promise<number> {
+  // The processes run from dist/: compile it first if a source changed.
+  const built = buildIfStale(root);
+  if (built !== 0) return built;
   const started = Date.now();
   const random = mulberry32(options.seed);
   const faultRandom = mulberry32(options.seed + 6);
