@@ -106,6 +106,9 @@ export const expireAfterMs = 30_000;
 export const serviceEnv = {
   RECONCILE_INTERVAL: '500ms',
   RECONCILE_GRACE: '3s',
+  // Short, so that every step after the first and every expiry reaches Redis through the promotion
+  // pass, under the same faults as the rest.
+  WAKEUP_HORIZON: '2s',
   JOB_LOCK_DURATION: `${jobLockMs}ms`,
   PROVIDER_TIMEOUT: '1s',
   SEND_RETRY_BACKOFF: '1s',
