@@ -292,6 +292,7 @@ export interface Config {
   /** PROVIDER_ACCEPT_GRACE. */
   providerAcceptGraceMs: number;
   redisStartupWaitMs: number;
+  databaseStartupWaitMs: number;
   shutdownTimeoutMs: number;
   jobLockDurationMs: number;
   bodyLimit: number;
@@ -389,6 +390,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     providerAcceptGraceMs: env.PROVIDER_ACCEPT_GRACE,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT,
     redisStartupWaitMs: env.REDIS_STARTUP_WAIT,
+    databaseStartupWaitMs: env.DATABASE_STARTUP_WAIT,
     jobLockDurationMs: env.JOB_LOCK_DURATION,
     bodyLimit: env.BODY_LIMIT,
     requestTimeoutMs: env.REQUEST_TIMEOUT,

@@ -24,6 +24,8 @@ import {
 import { RecoupError } from '../platform/errors.js';
 import { assertPortFree, portError } from '../platform/port-check.js';
 import { assertEmbeddedDatabaseFree } from '../db/embedded-lock.js';
+import { retryWhileConnecting } from '../db/startup-retry.js';
+import { assertRedisReachable } from '../queue/redis-reachable.js';
 import { buildApp } from './build-app.js';
 import { ChainedKeyResolver, EnvKeyResolver } from '../access/auth.js';
 import { DbKeyResolver } from '../access/api-keys.js';
@@ -38,7 +40,6 @@ import { UnsubscribePages } from '../compliance/unsubscribe-pages.js';
 import { sendFreshLink } from '../recoveries/fresh-link.js';
 import type { Logger } from '../platform/logger.js';
 import {
-  connectRedis,
   producerConnection,
   StepQueue,
   workerConnection,
@@ -134,7 +135,12 @@ export async function startService(
       onDatabaseTime: overrides.clock === undefined,
     });
     closers.push({ name: 'database', close: () => core.database.close() });
-    await core.database.migrate();
+    const whileConnecting = {
+      waitMs: config.databaseStartupWaitMs,
+      onWaiting: (reason: string) =>
+        logger.warn({ reason, waitMs: config.databaseStartupWaitMs }, 'Postgres is not answering yet; waiting for it'),
+    };
+    await retryWhileConnecting(() => core.database.migrate(), whileConnecting);
     const databaseClock = core.clock instanceof DatabaseClock ? core.clock : undefined;
     if (databaseClock) {
       await databaseClock.start(databaseClockSyncMs, (err) =>
@@ -148,7 +154,7 @@ export async function startService(
         );
       }
     }
-    await applyStartupCadences(core);
+    await retryWhileConnecting(() => applyStartupCadences(core), whileConnecting);
 
     const producer = producerConnection(redisTarget, (err) => logger.warn({ err: err.message }, 'redis (producer)'));
     closers.push({ name: 'redis producer', close: () => producer.quit() });
@@ -503,67 +509,6 @@ async function applyStartupCadences(core: CoreDeps): Promise<void> {
       logger.info({ cadence: a.name, version: a.version, changed: a.changed }, 'cadence applied');
   }
   core.cadences.invalidate();
-}
-
-/**
- * Returns once Redis answers a PING. Retries for `waitMs` (a Redis restarting or failing over as
- * the process starts), then fails with one line that says what to do.
- */
-export async function assertRedisReachable(
-  target: RedisTarget,
-  options: { waitMs?: number; onWaiting?: (reason: string) => void } = {},
-): Promise<void> {
-  const giveUpAt = Date.now() + (options.waitMs ?? 0);
-  for (let attempt = 0; ; attempt += 1) {
-    const failure = await pingRedis(target);
-    if (failure === undefined) return;
-    if (Date.now() + redisRetryMs > giveUpAt) throw failure;
-    if (attempt === 0) options.onWaiting?.(failure.message);
-    await new Promise((resolve) => setTimeout(resolve, redisRetryMs));
-  }
-}
-
-const redisRetryMs = 500;
-
-async function pingRedis(target: RedisTarget): Promise<RecoupError | undefined> {
-  const where =
-    typeof target === 'string'
-      ? redactUrl(target)
-      : target.clusterNodes
-        ? `the cluster nodes ${target.clusterNodes.map((n) => `${n.host}:${n.port}`).join(',')}`
-        : redactUrl(target.url);
-  const probe = connectRedis(target, {
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    // A cluster needs its offline queue while it discovers the slots; a single Redis fails fast without it.
-    enableOfflineQueue: typeof target !== 'string' && target.clusterNodes !== undefined,
-    connectTimeout: 3_000,
-    retryStrategy: () => null,
-  });
-  probe.on('error', () => undefined);
-  try {
-    await probe.connect();
-    await probe.ping();
-    return undefined;
-  } catch (err) {
-    return new RecoupError(
-      'unavailable',
-      `cannot reach Redis at ${where} (${(err as Error).message}). ` +
-        'Start one (e.g. `docker compose up -d redis`) or set REDIS_URL (or REDIS_CLUSTER_NODES).',
-    );
-  } finally {
-    probe.disconnect();
-  }
-}
-
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparseable URL)';
-  }
 }
 
 /** Where a command on this host reaches the API: a wildcard address is not one to connect to. */

@@ -48,6 +48,11 @@ export const databaseEnv = {
     },
     '100ms',
   ),
+  DATABASE_STARTUP_WAIT: duration('15s', {
+    group,
+    description:
+      'How long `start` and `worker` keep trying while Postgres refuses or drops their first connections (a restart, a failover, a stack starting together) before giving up.',
+  }),
   DATABASE_KEEPALIVE_DELAY: duration(
     '10s',
     {

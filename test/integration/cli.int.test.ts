@@ -242,6 +242,38 @@ describe('recoup CLI', { timeout: 90_000 }, () => {
     });
   });
 
+  describe('Postgres not there yet', () => {
+    it('worker waits for a Postgres that comes up within DATABASE_STARTUP_WAIT, then runs', async () => {
+      // Postgres "comes up" when a proxy to the real one starts listening on the port the worker was given.
+      const port = await unusedPort();
+      const target = new URL(database.url);
+      const worker = startCli(['worker'], {
+        ...env,
+        LOG_LEVEL: 'info',
+        DATABASE_URL: Object.assign(new URL(database.url), { port: String(port) }).toString(),
+        REDIS_URL: testRedisUrl(),
+        QUEUE_PREFIX: uniquePrefix('cli'),
+        DATABASE_STARTUP_WAIT: '60s',
+      });
+      const proxy = net.createServer((client) => {
+        const upstream = net.connect(Number(target.port || 5432), target.hostname);
+        client.pipe(upstream).pipe(client);
+        client.on('error', () => upstream.destroy());
+        upstream.on('error', () => client.destroy());
+      });
+      try {
+        await expect.poll(() => worker.stdout(), { timeout: 30_000 }).toContain('Postgres is not answering yet');
+        expect(worker.child.exitCode).toBeNull();
+        await new Promise<void>((resolve) => proxy.listen(port, '127.0.0.1', resolve));
+        await expect.poll(() => worker.stdout(), { timeout: 60_000 }).toContain('is running');
+        expect(worker.child.exitCode).toBeNull();
+      } finally {
+        worker.child.kill('SIGKILL');
+        proxy.close();
+      }
+    });
+  });
+
   describe('graceful shutdown', () => {
     const prefixes: string[] = [];
     afterAll(async () => {
