@@ -42,11 +42,11 @@ export async function reportCommand(args: string[], config: Config, now: Date): 
       strict: true,
     });
   } catch (err) {
-    throw new RecoupError('validation', `recoup report: ${(err as Error).message}`);
+    throw new RecoupError('validation', `report: ${(err as Error).message}`);
   }
   const { values } = parsed;
   if ([values.csv, values.json, values.wide].filter(Boolean).length > 1) {
-    throw new RecoupError('validation', 'recoup report: choose one of --wide, --csv and --json');
+    throw new RecoupError('validation', 'report: choose one of --wide, --csv and --json');
   }
   const query = reportQuery(
     { from: values.from, to: values.to, group_by: values['group-by'], currency: values.currency, tz: values.tz },

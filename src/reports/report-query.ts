@@ -9,7 +9,7 @@ const maxDays = 3_660;
 
 const date = z
   .string()
-  .regex(/^\d{4}-\d{2}-\d{2}$/, 'must be a date YYYY-MM-DD')
+  .regex(/^\d{4}-\d{2}-\d{2}$/, { message: 'must be a date YYYY-MM-DD', abort: true })
   .refine((text) => DateTime.fromISO(text, { zone: 'UTC' }).isValid, 'is not a calendar date');
 
 const reportQuerySchema = z.strictObject({

@@ -332,11 +332,13 @@ describe('recoup CLI', { timeout: 90_000 }, () => {
       expect(json.code).toBe(0);
       expect(JSON.parse(json.stdout)).toEqual({ rows: expect.any(Array) });
 
-      const invalid = await runCli(['report', '--group-by', 'year', '--from', '2026-13-01'], env);
+      const invalid = await runCli(['report', '--group-by', 'year', '--from', '2026-13-01', '--to', 'yesterday'], env);
       expect(invalid.code).toBe(1);
       expect(invalid.stderr).toMatch(/^\s+--group-by: /m);
       expect(invalid.stderr).toMatch(/^\s+--from: /m);
       expect(invalid.stderr).not.toContain('query.');
+      // One line per problem: a date that is not even shaped like one is not also "not a calendar date".
+      expect(invalid.stderr.match(/^\s+--to: /gm)).toHaveLength(1);
 
       const csv = await runCli(['report', '--from', '2026-11-01', '--to', '2026-11-03', '--csv'], env);
       expect(csv.code).toBe(0);
@@ -345,6 +347,7 @@ describe('recoup CLI', { timeout: 90_000 }, () => {
       const bad = await runCli(['report', '--group-by', 'year', '--bogus'], env);
       expect(bad.code).toBe(1);
       expect(bad.stderr).toContain('bogus');
+      expect(bad.stderr).not.toContain('recoup: recoup');
       expect(bad.stderr).not.toMatch(stackTrace);
     });
   });
