@@ -6,19 +6,18 @@ import { sql } from 'drizzle-orm';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CadenceBook } from '../../src/cadences/cadence-book.js';
-import { applyCadences } from '../../src/cadences/cadence-store.js';
-import { parseCadenceDocument } from '../../src/cadences/parse-cadence.js';
 import { OutboxEmailSender } from '../../src/channels/outbox-email-sender.js';
 import { OutboxSmsSender } from '../../src/channels/outbox-sms-sender.js';
 import type { SendReceipt, SmsMessage } from '../../src/channels/sms-sender.js';
 import { FixedClock } from '../../src/platform/clock.js';
 import { rows } from '../../src/db/rows.js';
 import { createLogger } from '../../src/platform/logger.js';
-import { applyEvent, type ApplyEventDeps } from '../../src/orders/apply-event.js';
+import { applyEvent } from '../../src/orders/apply-event.js';
 import { parseEvent } from '../../src/domain/event-schema.js';
-import { producerConnection, StepQueue, stepJobId, stepQueueName, type RedisClient } from '../../src/queue/queues.js';
+import { StepQueue, stepJobId, stepQueueName, type RedisClient } from '../../src/queue/queues.js';
 import { Reconciler } from '../../src/recoveries/reconciler.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { type TestDatabase } from '../helpers/postgres.js';
+import { startReconcilerRig, type ReconcilerRig } from '../helpers/reconciler-rig.js';
 import { deletePrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.js';
 import { makeEvent, startTestService, waitFor, type TestService } from '../helpers/service.js';
 
@@ -249,47 +248,21 @@ describe('Reconciler.runOnce on a fixed clock', () => {
   const prefix = uniquePrefix('rc');
   const graceMs = 30_000;
   const claimStaleAfterMs = 60_000;
+  let rig: ReconcilerRig;
   let database: TestDatabase;
   let redis: RedisClient;
   let queue: StepQueue;
   let reconciler: Reconciler;
-  let intake: ApplyEventDeps;
 
   beforeAll(async () => {
-    database = await createTestDatabase();
-    const cadences = new CadenceBook(database.db);
-    await applyCadences(database.db, parseCadenceDocument(cadencesYaml));
-    intake = { db: database.db, cadences, abandonAfterMs: 1_800_000, clickWindowMs: 86_400_000 };
-    redis = producerConnection(testRedisUrl(), () => undefined);
-    await waitFor(() => (redis.status === 'ready' ? true : undefined), { what: 'Redis' });
-    queue = new StepQueue(redis, prefix);
-    reconciler = new Reconciler({
-      db: database.db,
-      redis,
-      queue,
-      queuePrefix: prefix,
-      cadences,
-      clock,
-      logger: createLogger('silent'),
-      graceMs,
-      claimStaleAfterMs,
-    });
-    // The first pass claims the sentinel of this fresh prefix (and finds nothing to re-queue).
+    rig = await startReconcilerRig({ cadencesYaml, clock, prefix, graceMs, claimStaleAfterMs });
+    ({ database, redis, queue, reconciler } = rig);
+    // The first pass starts the promotion cursor of this fresh prefix (and finds nothing to queue).
     expect(await reconciler.runOnce()).toMatchObject({ resynced: 0, restored: 0 });
   });
-  afterAll(async () => {
-    await queue.close();
-    redis.disconnect();
-    await deletePrefix(prefix);
-    await database.drop();
-  });
+  afterAll(() => rig.close());
 
-  async function startRecovery() {
-    const event = parseEvent(makeEvent({ occurred_at: clock.now().toISOString() }, { cadence: 'quick' }));
-    const result = await applyEvent(intake, event, clock.now());
-    if (result.status !== 'accepted' || !result.wakeups[0]) throw new Error('the recovery did not start');
-    return { order: event.order!, wakeup: result.wakeups[0] };
-  }
+  const startRecovery = () => rig.startRecovery('quick');
 
   it('replaces a wake-up that sits in the failed set with a fresh one', async () => {
     const { wakeup } = await startRecovery();
@@ -405,7 +378,7 @@ describe('Reconciler.runOnce on a fixed clock', () => {
     };
     const pay = async (order: ReturnType<typeof parseEvent>['order']) => {
       const result = await applyEvent(
-        intake,
+        rig.intake,
         parseEvent(makeEvent({ type: 'payment.succeeded', occurred_at: clock.now().toISOString() }, order!)),
         clock.now(),
       );
@@ -455,7 +428,7 @@ describe('Reconciler.runOnce on a fixed clock', () => {
       redis,
       queue: flakyQueue,
       queuePrefix: flakyPrefix,
-      cadences: intake.cadences,
+      cadences: rig.intake.cadences,
       clock,
       logger: createLogger('silent'),
       graceMs,

@@ -1,19 +1,15 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CadenceBook } from '../../src/cadences/cadence-book.js';
 import { applyCadences } from '../../src/cadences/cadence-store.js';
 import { migrateRecoveries } from '../../src/cadences/migrate-recoveries.js';
 import { parseCadenceDocument } from '../../src/cadences/parse-cadence.js';
 import { rows } from '../../src/db/rows.js';
-import { parseEvent } from '../../src/domain/event-schema.js';
-import { applyEvent, type ApplyEventDeps } from '../../src/orders/apply-event.js';
 import { FixedClock } from '../../src/platform/clock.js';
-import { createLogger } from '../../src/platform/logger.js';
-import { producerConnection, StepQueue, stepJobId, type RedisClient } from '../../src/queue/queues.js';
-import { promotionOverlapMs, Reconciler } from '../../src/recoveries/reconciler.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { deletePrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.js';
-import { makeEvent, waitFor } from '../helpers/service.js';
+import { stepJobId, type StepQueue } from '../../src/queue/queues.js';
+import { promotionOverlapMs, type Reconciler } from '../../src/recoveries/reconciler.js';
+import { type TestDatabase } from '../helpers/postgres.js';
+import { startReconcilerRig, type ReconcilerRig } from '../helpers/reconciler-rig.js';
+import { deletePrefix, uniquePrefix } from '../helpers/redis.js';
 
 // Steps as a real cadence has them: the first one beyond the ten-minute horizon of this file.
 const cadencesYaml = `
@@ -40,47 +36,22 @@ const horizonMs = 10 * minute;
 describe('wake-ups beyond the horizon wait in Postgres and are queued as they come within it', () => {
   const clock = new FixedClock('2026-12-01T09:00:00Z');
   const prefix = uniquePrefix('hz');
+  let rig: ReconcilerRig;
   let database: TestDatabase;
-  let redis: RedisClient;
   let queue: StepQueue;
   let reconciler: Reconciler;
-  let intake: ApplyEventDeps;
 
   beforeAll(async () => {
-    database = await createTestDatabase();
-    const cadences = new CadenceBook(database.db);
-    await applyCadences(database.db, parseCadenceDocument(cadencesYaml));
-    intake = { db: database.db, cadences, abandonAfterMs: 1_800_000, clickWindowMs: 86_400_000 };
-    redis = producerConnection(testRedisUrl(), () => undefined);
-    await waitFor(() => (redis.status === 'ready' ? true : undefined), { what: 'Redis' });
-    queue = new StepQueue(redis, prefix, { horizonMs });
-    reconciler = new Reconciler({
-      db: database.db,
-      redis,
-      queue,
-      queuePrefix: prefix,
-      cadences,
-      clock,
-      logger: createLogger('silent'),
-      graceMs: 30_000,
-      claimStaleAfterMs: 60_000,
-    });
+    rig = await startReconcilerRig({ cadencesYaml, clock, prefix, horizonMs });
+    ({ database, queue, reconciler } = rig);
     // A fresh prefix: the first pass starts the promotion cursor (nothing is active yet).
     expect(await reconciler.runOnce()).toMatchObject({ resynced: 0, promoted: 0 });
   });
-  afterAll(async () => {
-    await queue.close();
-    redis.disconnect();
-    await deletePrefix(prefix);
-    await database.drop();
-  });
+  afterAll(() => rig.close());
 
-  /** Starts a recovery as intake does and queues its first wake-up as intake does. */
+  /** Starts a recovery and queues its first wake-up, as intake does. */
   async function startRecovery() {
-    const event = parseEvent(makeEvent({ occurred_at: clock.now().toISOString() }, { cadence: 'patient' }));
-    const result = await applyEvent(intake, event, clock.now());
-    const wakeup = result.status === 'accepted' ? result.wakeups[0] : undefined;
-    if (!wakeup) throw new Error('the recovery did not start');
+    const { wakeup } = await rig.startRecovery('patient');
     const queued = await queue.add([wakeup], clock.now());
     return { wakeup, queued };
   }
