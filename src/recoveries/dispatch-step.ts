@@ -495,7 +495,7 @@ const recorders = new WeakMap<DispatchDeps, Batcher<SentAnswer, DispatchResult>>
 function recorderFor(deps: DispatchDeps): Batcher<SentAnswer, DispatchResult> {
   let recorder = recorders.get(deps);
   if (!recorder) {
-    recorder = new Batcher((answers) => recordSent(deps, answers), { maxBatch: 32, maxRunning: 2 });
+    recorder = new Batcher((answers) => recordSent(deps, answers), { maxBatch: 32, maxRunning: 2, minRunning: 1 });
     recorders.set(deps, recorder);
   }
   return recorder;
