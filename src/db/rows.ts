@@ -11,10 +11,17 @@ const timestampTypes = new Set([1114, 1184]);
  * convert amounts explicitly).
  */
 export async function rows<T>(db: Pick<Db, 'execute'>, query: SQL): Promise<T[]> {
-  const result = (await db.execute(query)) as unknown as {
-    rows: Array<Record<string, unknown>>;
-    fields?: Array<{ name: string; dataTypeID: number }>;
-  };
+  return rowsOf<T>((await db.execute(query)) as unknown as QueryResult);
+}
+
+/** What node-postgres and PGlite answer for one statement. */
+export interface QueryResult {
+  rows: Array<Record<string, unknown>>;
+  fields?: Array<{ name: string; dataTypeID: number }>;
+}
+
+/** The rows of one statement's result, timestamp columns as Dates (see rows). */
+export function rowsOf<T>(result: QueryResult): T[] {
   const dateFields = (result.fields ?? []).filter((f) => timestampTypes.has(f.dataTypeID)).map((f) => f.name);
   if (dateFields.length > 0) {
     for (const row of result.rows) {

@@ -33,8 +33,9 @@ export interface StepWorkerOptions<R extends StepOutcome> {
 
 /**
  * Runs step wake-ups. The processor never trusts the job: it re-checks everything in
- * Postgres. The jobs a worker holds at once are processed in batches (four at a
- * time, each up to half the concurrency) so they share their statements. Wake-ups they produce
+ * Postgres. The jobs a worker holds at once are processed in batches (up to four at a
+ * time, each up to half the concurrency) so they share their statements; under load, two at a
+ * time, so that they grow (src/platform/batcher.ts). Wake-ups they produce
  * are added after the state committed; if Redis refuses them, the reconciler restores them from
  * Postgres.
  */
@@ -53,7 +54,7 @@ export function startStepWorker<R extends StepOutcome>(options: StepWorkerOption
       }
       return results;
     },
-    { maxBatch: Math.max(1, Math.ceil(options.concurrency / 2)), maxRunning: 4 },
+    { maxBatch: Math.max(1, Math.ceil(options.concurrency / 2)), maxRunning: 4, minRunning: 2 },
   );
   const worker = new Worker<StepJobData>(
     stepQueueName,

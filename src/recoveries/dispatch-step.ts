@@ -19,7 +19,14 @@ import type { StepJobData, Wakeup } from '../queue/queues.js';
 import { newRetryToken, retryUrl } from '../retry-links/retry-token.js';
 import type { MessageCosts } from '../reports/message-cost.js';
 import { Batcher } from '../platform/batcher.js';
-import { guardedSend, type GuardedClaim, type GuardedOutcome, type Rendered } from './guarded-send.js';
+import {
+  claimThenRead,
+  guardedSend,
+  type GuardedClaim,
+  type GuardedOutcome,
+  type Rendered,
+  type SendTimeRead,
+} from './guarded-send.js';
 import { claimStart, defaultSendLease, type ClaimStart, type SendLease } from './send-lease.js';
 import { defaultStepMinGapMs } from '../cadences/send-window.js';
 import { capCounted } from '../cadences/step-rules.js';
@@ -30,7 +37,7 @@ import { decideStep, nextStepOf, type RecoveryRow, type StepContext, type StepDe
 import {
   capLookBackMs,
   claimLocked,
-  claimSteps,
+  claimStepsStatement,
   endRecovery,
   moveRecovery,
   readLocked,
@@ -159,15 +166,18 @@ export async function dispatchSteps(deps: DispatchDeps, jobs: StepJobData[]): Pr
   // anything that changed in between, is decided by the locked path, one job at a time.
   const fast = await claimWithoutTransaction(deps, jobs, now, started);
   const outcomes = await Promise.all(
-    jobs.map((job, i) => fast[i] ?? deps.db.transaction((tx) => claimStep(tx, deps, job, now, started))),
+    jobs.map((job, i) => fast.outcomes[i] ?? deps.db.transaction((tx) => claimStep(tx, deps, job, now, started))),
   );
   const results: Array<DispatchResult | undefined> = outcomes.map((o) => (o.kind === 'done' ? o.result : undefined));
   const claims = outcomes.flatMap((o, i) => (o.kind === 'send' ? [{ index: i, claim: o.claim }] : []));
   for (const { claim } of claims) await deps.faultPoint?.('after_claim', claim.messageId);
   if (claims.length > 0) {
+    // The fault harnesses act between the claims' commit and the send-time read: with a fault point
+    // the send reads again after it.
     const sent = await sendClaimed(
       deps,
       claims.map((c) => c.claim),
+      deps.faultPoint ? undefined : fast.read,
     );
     claims.forEach((c, k) => (results[c.index] = sent[k]));
   }
@@ -316,19 +326,20 @@ function newClaim(
 }
 
 /**
- * The send-now path in two statements for a whole batch and no transaction: one unlocked read of
- * everything the decisions need, the same decision as the locked path on it, then one claim statement
- * that re-checks under each order's row lock what the decision relied on (step-store.ts claimSteps).
- * The claims run in order-id order, so two batches take their locks in the same order.
- * Undefined for a job: the decision was not `send`, or something changed meanwhile; claimStep then
- * decides under the lock, as before.
+ * The send-now path in two round trips for a whole batch and no transaction held open: one unlocked
+ * read of everything the decisions need, the same decision as the locked path on it, then one claim
+ * statement that re-checks under each order's row lock what the decision relied on (step-store.ts
+ * claimStepsStatement), committed, and the send-time read after that commit (guarded-send.ts
+ * claimThenRead). The claims run in order-id order, so two batches take their locks in the same order.
+ * An undefined outcome for a job: the decision was not `send`, or something changed meanwhile;
+ * claimStep then decides under the lock, as before.
  */
 async function claimWithoutTransaction(
   deps: DispatchDeps,
   jobs: StepJobData[],
   now: Date,
   started: ClaimStart,
-): Promise<Array<ClaimOutcome | undefined>> {
+): Promise<{ outcomes: Array<ClaimOutcome | undefined>; read?: SendTimeRead }> {
   const capSince = new Date(now.getTime() - capLookBackMs);
   const reads = await readSnapshots(deps.db, deps.cadences, jobs, capSince);
   const plans = reads
@@ -338,24 +349,27 @@ async function claimWithoutTransaction(
     })
     .sort((a, b) => (a.claim.orderId < b.claim.orderId ? -1 : a.claim.orderId > b.claim.orderId ? 1 : a.i - b.i));
   const outcomes: Array<ClaimOutcome | undefined> = jobs.map(() => undefined);
-  if (plans.length === 0) return outcomes;
+  if (plans.length === 0) return { outcomes };
   let claimed: Array<{ i: number; attempts: number | null }>;
+  let read: SendTimeRead;
   try {
-    claimed = await claimSteps(
+    ({ claimed, read } = await claimThenRead<{ i: number; attempts: number | null }>(
       deps.db,
-      plans.map((p) => ({ i: p.i, ...p.params })),
-    );
+      claimStepsStatement(plans.map((p) => ({ i: p.i, ...p.params }))),
+      plans.map((p) => guardedClaim(p.claim)),
+    ));
   } catch (err) {
-    // Nothing was claimed (one statement): e.g. a deadlock with another batch over a customer's
-    // daily-cap lock. Each job is then decided alone under its own lock.
+    // Usually nothing was claimed (the claim is one statement): e.g. a deadlock with another batch
+    // over a customer's daily-cap lock. Each job is then decided alone under its own lock, where a
+    // claim that did commit (the read after it failed) reads as in flight: never sent twice.
     deps.logger.warn({ err, jobs: jobs.length }, 'batch claim failed; claiming one by one');
-    return outcomes;
+    return { outcomes };
   }
   for (const plan of plans) {
     const attempts = claimed.find((row) => row.i === plan.i)?.attempts;
     if (attempts) outcomes[plan.i] = { kind: 'send', claim: { ...plan.claim, attempts } };
   }
-  return outcomes;
+  return { outcomes, read };
 }
 
 /** The fast path's claim for one job from its snapshot, or undefined for the locked path. */
@@ -403,7 +417,7 @@ function planClaim(
  * and records each answer as it arrives, so a slow provider call holds up nothing but its own
  * message. Results are in the claims' order.
  */
-async function sendClaimed(deps: DispatchDeps, claims: Claim[]): Promise<DispatchResult[]> {
+async function sendClaimed(deps: DispatchDeps, claims: Claim[], read?: SendTimeRead): Promise<DispatchResult[]> {
   const results: Array<DispatchResult | Promise<DispatchResult>> = [];
   const sends: Array<{ k: number; claim: Claim; rendered: Rendered }> = [];
   for (const [k, claim] of claims.entries()) {
@@ -425,6 +439,7 @@ async function sendClaimed(deps: DispatchDeps, claims: Claim[]): Promise<Dispatc
       rendered,
       unsubscribe: claim.channel === 'email' ? deps.unsubscribe?.forMessage(claim.messageId) : undefined,
     })),
+    read,
   );
   sends.forEach(({ k, claim }, n) => {
     results[k] = (answers[n] as Promise<GuardedOutcome>).then((outcome): DispatchResult | Promise<DispatchResult> => {
@@ -442,7 +457,7 @@ async function sendClaimed(deps: DispatchDeps, claims: Claim[]): Promise<Dispatc
   return Promise.all(results);
 }
 
-function guardedClaim(claim: Claim): GuardedClaim {
+function guardedClaim(claim: Omit<Claim, 'attempts'>): GuardedClaim {
   return {
     messageId: claim.messageId,
     claimId: claim.claimId,
@@ -480,7 +495,7 @@ const recorders = new WeakMap<DispatchDeps, Batcher<SentAnswer, DispatchResult>>
 function recorderFor(deps: DispatchDeps): Batcher<SentAnswer, DispatchResult> {
   let recorder = recorders.get(deps);
   if (!recorder) {
-    recorder = new Batcher((answers) => recordSent(deps, answers), { maxBatch: 32, maxRunning: 2 });
+    recorder = new Batcher((answers) => recordSent(deps, answers), { maxBatch: 32, maxRunning: 2, minRunning: 1 });
     recorders.set(deps, recorder);
   }
   return recorder;

@@ -1,9 +1,10 @@
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { EmailSender } from '../channels/email-sender.js';
 import { ProviderError, sendLeaseLapsed } from '../channels/provider-error.js';
 import type { SendReceipt, SmsSender } from '../channels/sms-sender.js';
 import { addressForms, normaliseAddress } from '../domain/addresses.js';
 import type { Db } from '../db/client.js';
+import { commitThen } from '../db/commit-then.js';
 import { rows } from '../db/rows.js';
 import type { Channel, OrderStatus } from '../domain/vocabulary.js';
 import type { Logger } from '../platform/logger.js';
@@ -17,7 +18,8 @@ import { handOverDeadline, mayStartCall, type ClaimStart, type SendLease } from 
  * 2. then, in one statement for every claim at hand, this reads what may have changed since the
  *    decision: the claim is still this sender's, the order unpaid and not cancelled, the recovery
  *    active (or, for a fresh link, not ended with the order), the address still the customer's current one, and no
- *    suppression for that address on that channel;
+ *    suppression for that address on that channel (a caller that claims with claimThenRead has this
+ *    read sent in the claim's round trip, after the claim's commit);
  * 3. a claim that may still go out is handed to its provider if its start window is still open;
  *    one that may not is recorded as skipped or suppressed (only while the claim is still this
  *    sender's).
@@ -112,24 +114,45 @@ export function sendTimeVerdict(claim: GuardedClaim, state: SendTimeState | unde
 }
 
 /**
- * Reads the send-time state of every claim in one statement, records the ones that may not go out,
- * and starts the provider calls of the others. Returns one promise per send, in order, each
- * settling with its provider's answer, so that callers record every answer as it arrives and a
- * slow provider call holds up nothing but its own message.
+ * What the send-time read found for the claims it read. Only readSendTime and claimThenRead make
+ * one (the class itself is not exported), and both read after the claims committed.
  */
-export async function guardedSend(
-  deps: GuardedSendDeps,
-  sends: GuardedSend[],
-): Promise<Array<Promise<GuardedOutcome>>> {
-  if (sends.length === 0) return [];
-  const states = await rows<SendTimeState & { i: number }>(
-    deps.db,
-    sql`select j.i, m.status as message_status, m.claim_id, o.status as order_status, r.state as recovery_state,
+class SendTimeStates {
+  readonly #read: ReadonlySet<string>;
+  readonly #states: ReadonlyMap<string, SendTimeState>;
+
+  /** `found`: the rows of sendTimeStatement for `claims`, by their index `i`. */
+  constructor(claims: readonly GuardedClaim[], found: ReadonlyArray<SendTimeState & { i: number }>) {
+    this.#read = new Set(claims.map((claim) => claim.claimId));
+    const byIndex = new Map(found.map((row) => [row.i, row]));
+    this.#states = new Map(
+      claims.flatMap((claim, i) => {
+        const row = byIndex.get(i);
+        return row ? [[claim.claimId, row] as const] : [];
+      }),
+    );
+  }
+
+  /** Whether this claim was read; one read but not found is a stale one. */
+  covers(claim: GuardedClaim): boolean {
+    return this.#read.has(claim.claimId);
+  }
+
+  state(claim: GuardedClaim): SendTimeState | undefined {
+    return this.#states.get(claim.claimId);
+  }
+}
+
+export type SendTimeRead = SendTimeStates;
+
+/** The send-time read of every claim in one statement; rows by their index `i` in `claims`. */
+function sendTimeStatement(claims: readonly GuardedClaim[]): SQL {
+  return sql`select j.i, m.status as message_status, m.claim_id, o.status as order_status, r.state as recovery_state,
                c.phone, c.email, c.phone_bad_reason, c.email_bad_reason,
                (select s.reason from suppressions s where s.channel = j.channel and s.address = any(j.forms)
                 order by s.created_at limit 1) as suppression
         from jsonb_to_recordset(${JSON.stringify(
-          sends.map(({ claim }, i) => ({
+          claims.map((claim, i) => ({
             i,
             m: claim.messageId,
             o: claim.orderId,
@@ -144,14 +167,45 @@ export async function guardedSend(
         left join lateral (select status, customer_id from orders where id = j.o limit 1) o on true
         left join lateral (select state from recoveries where id = j.r limit 1) r on true
         left join lateral (select phone, email, phone_bad_reason, email_bad_reason from customers
-                           where id = o.customer_id limit 1) c on true`,
-  );
-  const verdicts = sends.map(({ claim }, i) =>
-    sendTimeVerdict(
-      claim,
-      states.find((s) => s.i === i),
-    ),
-  );
+                           where id = o.customer_id limit 1) c on true`;
+}
+
+/** Reads the send-time state of claims already committed, in one statement. */
+async function readSendTime(db: Db, claims: readonly GuardedClaim[]): Promise<SendTimeRead> {
+  return new SendTimeStates(claims, await rows<SendTimeState & { i: number }>(db, sendTimeStatement(claims)));
+}
+
+/**
+ * Runs `claim`, the statement that records these claims as `sending`, commits it, then reads their
+ * send-time state after that commit: the same two steps as claiming, then reading, in one round
+ * trip (src/db/commit-then.ts). The read covers the claims the statement may have taken; one it did
+ * not take reads as stale. When it throws, the claims may have committed all the same.
+ */
+export async function claimThenRead<T>(
+  db: Db,
+  claim: SQL,
+  claims: readonly GuardedClaim[],
+): Promise<{ claimed: T[]; read: SendTimeRead }> {
+  const [claimed, found] = await commitThen<T, SendTimeState & { i: number }>(db, claim, sendTimeStatement(claims));
+  return { claimed, read: new SendTimeStates(claims, found) };
+}
+
+/**
+ * Reads the send-time state of every claim in one statement (unless `read` already holds it, read
+ * after the claims committed), records the ones that may not go out, and starts the provider calls
+ * of the others. Returns one promise per send, in order, each settling with its provider's answer,
+ * so that callers record every answer as it arrives and a slow provider call holds up nothing but
+ * its own message.
+ */
+export async function guardedSend(
+  deps: GuardedSendDeps,
+  sends: GuardedSend[],
+  read?: SendTimeRead,
+): Promise<Array<Promise<GuardedOutcome>>> {
+  if (sends.length === 0) return [];
+  const unread = sends.map(({ claim }) => claim).filter((claim) => !read?.covers(claim));
+  const fresh = unread.length > 0 ? await readSendTime(deps.db, unread) : undefined;
+  const verdicts = sends.map(({ claim }) => sendTimeVerdict(claim, (read?.covers(claim) ? read : fresh)?.state(claim)));
   const blocked = sends.flatMap(({ claim }, i) => {
     const verdict = verdicts[i];
     return verdict?.kind === 'blocked' ? [{ claim, status: verdict.status, reason: verdict.reason }] : [];

@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { CadenceBook } from '../cadences/cadence-book.js';
 import { linkGateways, readCircuits, restoredTemplate, type CircuitHold } from '../circuits/circuit-hold.js';
 import { findSuppressions, normaliseAddress } from '../compliance/suppressions.js';
@@ -216,16 +216,12 @@ export interface ClaimParams {
  * takes each order's row lock, re-checks that the recovery, its step message, the chosen address and
  * the sends the daily cap counts in its window (the customer's, and those to the chosen address under
  * other customer ids) are as read, and records the message as `sending`.
- * Attempts per claimed job (by `i`); null where something changed. Throws when the statement failed
- * as a whole (nothing was claimed).
+ * Its rows: attempts per claimed job (by `i`); null where something changed. It fails as a whole
+ * (nothing claimed) or not at all. The caller sends it with the send-time read (guarded-send.ts
+ * claimThenRead).
  */
-export async function claimSteps(
-  db: Db,
-  claims: Array<ClaimParams & { i: number }>,
-): Promise<Array<{ i: number; attempts: number | null }>> {
-  return rows<{ i: number; attempts: number | null }>(
-    db,
-    sql`select j.i, recoup_claim_step(
+export function claimStepsStatement(claims: Array<ClaimParams & { i: number }>): SQL {
+  return sql`select j.i, recoup_claim_step(
           p_recovery_id => j.recovery_id, p_wake_seq => j.wake_seq, p_step => j.step,
           p_message_id => j.message_id, p_seen_message_updated_at => j.seen_message_updated_at,
           p_channel => j.channel, p_to => j.to_address, p_template => j.template, p_locale => j.locale,
@@ -235,8 +231,7 @@ export async function claimSteps(
           as j(i integer, recovery_id text, wake_seq integer, step integer, message_id text,
                seen_message_updated_at timestamptz, channel text, to_address text, template text, locale text,
                link_token text, link_expires_at timestamptz, claim_id text, now timestamptz,
-               cap_since timestamptz, cap_seen bigint[])`,
-  );
+               cap_since timestamptz, cap_seen bigint[])`;
 }
 
 /**
