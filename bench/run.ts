@@ -95,7 +95,13 @@ async function prepareDatabase(url: string): Promise<{ cadence: SeedCadence; ste
       const version = applied.find((a) => a.name === 'default')?.version;
       const first = chosen?.steps[0];
       if (chosen && first && version !== undefined) {
-        cadence = { name: chosen.name, version, firstStepAfterMs: first.afterMs, expireAfterMs: chosen.expireAfterMs };
+        cadence = {
+          name: chosen.name,
+          version,
+          firstStepAfterMs: first.afterMs,
+          stepsAfterMs: chosen.steps.map((s) => s.afterMs),
+          expireAfterMs: chosen.expireAfterMs,
+        };
         steps = chosen.steps.length;
       }
     }
