@@ -274,6 +274,7 @@ export interface Config {
   /** STEP_MIN_GAP. */
   stepMinGapMs: number;
   reconcileIntervalMs: number;
+  wakeupHorizonMs: number;
   reconcileGraceMs: number;
   /** Lookups of SMS whose outcome is unknown (SMS_LOOKUP_AFTER, SMS_LOOKUP_UNTIL). */
   smsLookup: { afterMs: number; untilMs: number };
@@ -367,6 +368,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     quietHoursSpreadMs: env.QUIET_HOURS_SPREAD,
     stepMinGapMs: env.STEP_MIN_GAP,
     reconcileIntervalMs: env.RECONCILE_INTERVAL,
+    wakeupHorizonMs: env.WAKEUP_HORIZON,
     reconcileGraceMs: env.RECONCILE_GRACE,
     smsLookup: { afterMs: env.SMS_LOOKUP_AFTER, untilMs: env.SMS_LOOKUP_UNTIL },
     workerConcurrency: env.WORKER_CONCURRENCY,

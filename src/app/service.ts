@@ -153,7 +153,7 @@ export async function startService(
     const producer = producerConnection(redisTarget, (err) => logger.warn({ err: err.message }, 'redis (producer)'));
     closers.push({ name: 'redis producer', close: () => producer.quit() });
     await whenReady(producer, 5_000);
-    const queue = new StepQueue(producer, config.queuePrefix);
+    const queue = new StepQueue(producer, config.queuePrefix, { horizonMs: config.wakeupHorizonMs });
     closers.push({ name: 'queue', close: () => queue.close() });
     // One registry per service: the worker, the HTTP /metrics and METRICS_PORT all report from it.
     const metrics = new OpsMetrics();

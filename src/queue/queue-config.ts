@@ -48,6 +48,11 @@ export const queueEnv = {
     description:
       'How often the reconciler restores lost wake-ups and starts abandoned recoveries, and the payment sweeper (servers) looks for webhook events and payment attempts left unsettled.',
   }),
+  WAKEUP_HORIZON: duration('15m', {
+    group,
+    description:
+      'Only wake-ups due within this long are kept in Redis; later ones wait in Postgres and are queued as they come within it (each RECONCILE_INTERVAL). At least twice RECONCILE_INTERVAL.',
+  }),
   RECONCILE_GRACE: duration('30s', {
     group,
     description: 'A wake-up overdue by more than this is considered lost and re-created.',
@@ -55,6 +60,18 @@ export const queueEnv = {
 };
 
 export function checkQueueEnv(env: EnvOf<typeof queueEnv>, ctx: z.RefinementCtx): void {
+  // A wake-up entering the horizon must be queued before it is due: passes come every RECONCILE_INTERVAL.
+  if (
+    typeof env.WAKEUP_HORIZON === 'number' &&
+    typeof env.RECONCILE_INTERVAL === 'number' &&
+    env.WAKEUP_HORIZON < 2 * env.RECONCILE_INTERVAL
+  ) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['WAKEUP_HORIZON'],
+      message: `must be at least twice RECONCILE_INTERVAL (${env.RECONCILE_INTERVAL} ms)`,
+    });
+  }
   if (env.REDIS_CLUSTER_NODES === undefined) return;
   if (parseClusterNodes(env.REDIS_CLUSTER_NODES) === undefined) {
     ctx.addIssue({

@@ -76,15 +76,25 @@ export function workerConnection(target: RedisTarget, onError: (err: Error) => v
 
 type StepJob = { name: string; data: StepJobData; opts: JobsOptions };
 
+export interface StepQueueOptions {
+  /**
+   * Only wake-ups due within this long go to Redis; later ones stay in Postgres alone until the
+   * reconciler's promotion pass queues them as they enter the horizon. Default: no horizon.
+   */
+  horizonMs?: number | undefined;
+}
+
 export class StepQueue {
   readonly queue: Queue<StepJobData>;
+  readonly horizonMs: number;
   /**
    * Wake-ups added at the same moment (the events of one intake batch, each answered by its own
    * request) go to Redis together: one write and one MULTI/EXEC instead of a round trip each.
    */
   readonly #adds: Batcher<StepJob[], void>;
 
-  constructor(connection: ConnectionOptions, prefix: string) {
+  constructor(connection: ConnectionOptions, prefix: string, options: StepQueueOptions = {}) {
+    this.horizonMs = options.horizonMs ?? Number.POSITIVE_INFINITY;
     this.queue = new Queue<StepJobData>(stepQueueName, {
       connection,
       prefix,
@@ -100,16 +110,23 @@ export class StepQueue {
     );
   }
 
-  /** Adds wake-ups. Throws when Redis is unreachable; callers log it and rely on the reconciler. */
-  async add(wakeups: Wakeup[], now: Date = new Date()): Promise<void> {
-    if (wakeups.length === 0) return;
+  /**
+   * Adds the wake-ups due within the horizon of `now`; returns how many. `now` must be read after
+   * the state they follow from committed: a wake-up left out is then one the promotion pass finds.
+   * Throws when Redis is unreachable; callers log it and rely on the reconciler.
+   */
+  async add(wakeups: Wakeup[], now: Date = new Date()): Promise<number> {
+    const horizon = now.getTime() + this.horizonMs;
+    const near = wakeups.filter((w) => w.runAt.getTime() <= horizon);
+    if (near.length === 0) return 0;
     await this.#adds.submit(
-      wakeups.map((w) => ({
+      near.map((w) => ({
         name: stepJobName,
         data: { recoveryId: w.recoveryId, wakeSeq: w.wakeSeq },
         opts: { jobId: stepJobId(w.recoveryId, w.wakeSeq), delay: Math.max(0, w.runAt.getTime() - now.getTime()) },
       })),
     );
+    return near.length;
   }
 
   async #addJobs(jobs: StepJob[]): Promise<void> {

@@ -24,8 +24,10 @@ export interface ReconcilerDeps {
 }
 
 export interface ReconcileReport {
-  /** Redis had lost its state (restart, flush, failover) and every active recovery was re-queued. */
+  /** Redis had lost its state (restart, flush, failover, or a first start): every wake-up due within the horizon was queued. */
   resynced: number;
+  /** Wake-ups queued as they entered the horizon. */
+  promoted: number;
   /** Overdue wake-ups that had no job and were re-created. */
   restored: number;
   abandonedStarted: number;
@@ -33,69 +35,113 @@ export interface ReconcileReport {
 }
 
 /**
- * Postgres is the truth, Redis only holds wake-ups. This puts back whatever Redis lost:
- * after a restart or flush (detected by a sentinel key) every active recovery is
- * re-queued at once; otherwise any wake-up overdue by `graceMs` with no job is re-created.
- * It also starts recoveries for abandoned orders. Safe to run in every process at once.
+ * A promotion pass re-reads this much below where the last one ended: a wake-up whose producer read
+ * its clock just before that pass, and committed just after it, is still found. Producers decide
+ * "beyond the horizon" on a clock read after their commit, so this only covers clock error.
+ */
+export const promotionOverlapMs = 10_000;
+
+/**
+ * Sets the promotion cursor (`epoch:until`) to `until` if it still belongs to `epoch` and is lower.
+ * A Redis that lost its state mid-pass has no cursor (or another epoch's): the pass then claims
+ * nothing, and the next one queues everything within the horizon again.
+ */
+/** The cursor of a queue without a horizon: beyond any date (and exact in Lua's doubles). */
+const maxCursor = 8_640_000_000_000_000;
+
+const advanceCursor = `
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local sep = string.find(current, ':', 1, true)
+if string.sub(current, 1, sep - 1) ~= ARGV[1] then return 0 end
+if tonumber(string.sub(current, sep + 1)) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2])
+return 1
+`;
+
+/**
+ * Postgres is the truth, Redis only holds wake-ups, and only those due within the queue's horizon.
+ * Each pass walks the active recoveries by `next_run_at` (one index): it queues those that entered
+ * the horizon since the last pass (all of them within the horizon when Redis lost its state, detected
+ * by the promotion cursor's absence), re-creates any wake-up overdue by `graceMs` with no job, and
+ * starts recoveries for abandoned orders. Safe to run in every process at once: queuing is
+ * idempotent by job id.
  */
 export class Reconciler {
   readonly #deps: ReconcilerDeps;
-  readonly #sentinelKey: string;
+  readonly #cursorKey: string;
   readonly #epoch = randomBytes(8).toString('hex');
   /** Where the next pass over overdue wake-ups starts; undefined: at the oldest. */
   #overdueCursor: { at: Date; id: string } | undefined;
 
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
-    this.#sentinelKey = `${deps.queuePrefix}:recoup:epoch`;
+    this.#cursorKey = `${deps.queuePrefix}:recoup:promoted`;
   }
 
   async runOnce(): Promise<ReconcileReport> {
-    const report: ReconcileReport = { resynced: 0, restored: 0, abandonedStarted: 0, staleClaimsClosed: 0 };
-    report.resynced = await this.#resyncIfRedisLost();
+    const report: ReconcileReport = {
+      resynced: 0,
+      promoted: 0,
+      restored: 0,
+      abandonedStarted: 0,
+      staleClaimsClosed: 0,
+    };
+    const promotion = await this.#promote();
+    if (promotion.full) report.resynced = promotion.queued;
+    else report.promoted = promotion.queued;
     report.restored = await this.#restoreOverdue();
     report.abandonedStarted = await this.#startAbandoned();
     report.staleClaimsClosed = await this.#closeStaleClaims();
     return report;
   }
 
-  async #resyncIfRedisLost(): Promise<number> {
-    // SET NX: of all processes noticing the loss, exactly one re-queues everything.
-    const claimed = await this.#deps.redis.set(this.#sentinelKey, this.#epoch, 'NX');
-    if (claimed !== 'OK') return 0;
-    try {
-      return await this.#requeueAllActive();
-    } catch (err) {
-      // The sentinel says "Redis holds every wake-up" only once the re-queue finished. Redis
-      // often flaps right after a restart: give the claim back so the next pass (here or in
-      // another process) re-queues everything, instead of leaving future steps without a
-      // wake-up until each is overdue by the grace.
-      await this.#deps.redis.del(this.#sentinelKey).catch(() => undefined);
-      throw err;
+  /**
+   * Queues the wake-ups that entered the horizon since the pass that set the cursor (`epoch:until`:
+   * every active recovery due by `until` has its job). No cursor means Redis lost its state or is
+   * new: the first process to notice starts an epoch at 0, and everything within the horizon is
+   * queued, overdue ones included.
+   */
+  async #promote(): Promise<{ queued: number; full: boolean }> {
+    const { redis, queue, clock } = this.#deps;
+    let cursor = parseCursor(await redis.get(this.#cursorKey));
+    if (!cursor) {
+      await redis.set(this.#cursorKey, `${this.#epoch}:0`, 'NX');
+      cursor = parseCursor(await redis.get(this.#cursorKey));
+      if (!cursor) return { queued: 0, full: false };
     }
-  }
-
-  async #requeueAllActive(): Promise<number> {
+    const full = cursor.until === 0;
+    // Without a horizon every wake-up is queued when it is produced: only a loss needs a pass.
+    if (!full && !Number.isFinite(queue.horizonMs)) return { queued: 0, full };
+    const now = clock.now();
+    const until = Number.isFinite(queue.horizonMs) ? new Date(now.getTime() + queue.horizonMs) : undefined;
+    const from = full ? undefined : new Date(cursor.until - promotionOverlapMs);
     const batch = this.#deps.batchSize ?? 1_000;
-    let after = '';
-    let total = 0;
+    let after: { at: Date; id: string } | undefined;
+    let queued = 0;
     for (;;) {
-      const page = await rows<{ id: string; wake_seq: number; next_run_at: Date | null; expires_at: Date }>(
+      const page = await rows<{ id: string; wake_seq: number; next_run_at: Date }>(
         this.#deps.db,
-        sql`select id, wake_seq, next_run_at, expires_at from recoveries
-            where state = 'active' and id > ${after} order by id limit ${batch}`,
+        sql`select id, wake_seq, next_run_at from recoveries
+            where state = 'active'
+              ${until ? sql`and next_run_at <= ${until}` : sql``}
+              ${from ? sql`and next_run_at > ${from}` : sql``}
+              ${after ? sql`and next_run_at >= ${after.at} and (next_run_at, id) > (${after.at}, ${after.id})` : sql``}
+            order by next_run_at, id limit ${batch}`,
       );
-      if (page.length === 0) break;
-      await this.#deps.queue.add(
-        page.map((r) => ({ recoveryId: r.id, wakeSeq: r.wake_seq, runAt: r.next_run_at ?? r.expires_at })),
-        this.#deps.clock.now(),
+      queued += await queue.add(
+        page.map((r) => ({ recoveryId: r.id, wakeSeq: r.wake_seq, runAt: r.next_run_at })),
+        now,
       );
-      total += page.length;
-      after = page[page.length - 1]?.id ?? after;
+      const last = page[page.length - 1];
+      if (page.length < batch || !last) break;
+      after = { at: last.next_run_at, id: last.id };
     }
-    if (total > 0)
-      this.#deps.logger.warn({ recoveries: total }, 'queue state was missing; re-queued active recoveries');
-    return total;
+    await redis.eval(advanceCursor, 1, this.#cursorKey, cursor.epoch, String(until?.getTime() ?? maxCursor));
+    if (full && queued > 0) {
+      this.#deps.logger.warn({ recoveries: queued }, 'queue state was missing; queued the wake-ups within the horizon');
+    }
+    return { queued, full };
   }
 
   async #restoreOverdue(): Promise<number> {
@@ -185,7 +231,8 @@ export class Reconciler {
         sql`update orders set abandon_check_at = null where abandon_check_at <= ${now} and status <> 'pending'`,
       );
     });
-    await this.#deps.queue.add(wakeups, now);
+    // Read after the commit: a first step beyond the horizon is then one the promotion pass finds.
+    await this.#deps.queue.add(wakeups, this.#deps.clock.now());
     return started;
   }
 
@@ -202,4 +249,11 @@ export class Reconciler {
     );
     return closed.length;
   }
+}
+
+function parseCursor(value: string | null): { epoch: string; until: number } | undefined {
+  const sep = value?.indexOf(':') ?? -1;
+  if (!value || sep < 1) return undefined;
+  const until = Number(value.slice(sep + 1));
+  return Number.isFinite(until) ? { epoch: value.slice(0, sep), until } : undefined;
 }

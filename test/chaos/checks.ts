@@ -6,7 +6,7 @@ import { stepJobId, stepQueueName } from '../../src/queue/queues.js';
 import { isQuietTime } from '../../src/cadences/send-window.js';
 import type { FakeSmtp } from '../helpers/fake-smtp.js';
 import type { FakeTwilio } from '../helpers/fake-twilio.js';
-import { maxMessagesPerDay, quietHours, stepOffsetsMs, type OrderPlan } from './options.js';
+import { maxMessagesPerDay, quietHours, stepOffsetsMs, wakeupHorizonMs, type OrderPlan } from './options.js';
 
 /** What the fault harness checks once every recovery has ended: the guarantees, from the providers' records. */
 
@@ -203,9 +203,19 @@ export async function check(input: CheckInput) {
     }
   }
 
-  // Lost: an accepted payment.failed without a recovery, or an active recovery whose wake-up is gone.
-  const { rows: recoveryRows } = await db.query<{ order_id: string; id: string; state: string; wake_seq: number }>(
-    `select order_id, id, state, wake_seq from recoveries`,
+  // Lost: an accepted payment.failed without a recovery, or an active recovery due within the wake-up
+  // horizon whose wake-up is not in Redis.
+  const { rows: recoveryRows } = await db.query<{
+    order_id: string;
+    id: string;
+    state: string;
+    wake_seq: number;
+    beyond_horizon: boolean;
+  }>(
+    `select order_id, id, state, wake_seq,
+            next_run_at > clock_timestamp() + $1::float8 * interval '1 millisecond' as beyond_horizon
+     from recoveries`,
+    [wakeupHorizonMs],
   );
   const recoveryOf = new Map(recoveryRows.map((r) => [r.order_id, r]));
   let lostRecoveries = 0;
@@ -221,6 +231,7 @@ export async function check(input: CheckInput) {
     }
     if (recovery.state !== 'active') continue;
     stillActive += 1;
+    if (recovery.beyond_horizon) continue;
     const exists = await redis.exists(`${prefix}:${stepQueueName}:${stepJobId(recovery.id, recovery.wake_seq)}`);
     if (exists === 0) {
       lostRecoveries += 1;

@@ -103,9 +103,15 @@ export const expireAfterMs = 30_000;
  * Redis answers again, which re-queues every active recovery; a single lost wake-up is re-created
  * at most RECONCILE_GRACE + RECONCILE_INTERVAL after it was due.
  */
+/** Short, far below the 30 s expiry: see WAKEUP_HORIZON below. */
+export const wakeupHorizonMs = 2_000;
+
 export const serviceEnv = {
   RECONCILE_INTERVAL: '500ms',
   RECONCILE_GRACE: '3s',
+  // Short, so that every step after the first and every expiry reaches Redis through the promotion
+  // pass, under the same faults as the rest.
+  WAKEUP_HORIZON: `${wakeupHorizonMs}ms`,
   JOB_LOCK_DURATION: `${jobLockMs}ms`,
   PROVIDER_TIMEOUT: '1s',
   SEND_RETRY_BACKOFF: '1s',
