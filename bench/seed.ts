@@ -125,6 +125,8 @@ export interface PendingBatch {
   now: Date;
   timezone: string;
   cadence: SeedCadence;
+  /** Wake-ups due within this long of `now` are returned: the ones recoup's producers would have queued. */
+  horizonMs: number;
 }
 
 /** Where a recovery started `ageMs` ago stands: the steps due by now went out, the next one waits. */
@@ -149,10 +151,11 @@ function* csvRows(count: number, row: (i: number) => string): Generator<string> 
 /**
  * Customers, orders and active recoveries as a steady stream of payment failures leaves them: one
  * recovery started every expiry / count over the last expiry period, each at the step its age gives
- * (default cadence: steps at 15 min, 2 h and 24 h, expiry at 72 h), its next wake-up only in Postgres.
- * Written with COPY … FROM STDIN, one per table, into the migrated tables with every index in place.
+ * (default cadence: steps at 15 min, 2 h and 24 h, expiry at 72 h). Written with COPY … FROM STDIN,
+ * one per table, into the migrated tables with every index in place. Returns the wake-ups due within
+ * the horizon, for the caller to queue as the producers would have; the rest stay in Postgres alone.
  */
-export async function copyPendingRecoveries(pool: pg.Pool, batch: PendingBatch): Promise<void> {
+export async function copyPendingRecoveries(pool: pg.Pool, batch: PendingBatch): Promise<Wakeup[]> {
   const { tag, count, cadence } = batch;
   if (!/^[a-z0-9]{1,8}$/.test(tag)) throw new Error(`bad seed tag ${tag}`);
   const width = 24 - tag.length;
@@ -172,6 +175,11 @@ export async function copyPendingRecoveries(pool: pg.Pool, batch: PendingBatch):
   };
   // One COPY per table, side by side (no foreign keys between them): index upkeep dominates, and
   // each table's runs on its own backend.
+  const state = (i: number) => {
+    const ageMs = ((i + 0.5) / count) * cadence.expireAfterMs;
+    const startedAt = now - ageMs;
+    return { startedAt, ...pendingState(cadence, startedAt, ageMs) };
+  };
   await Promise.all([
     copy(
       'copy customers (id, name, email, phone, locale, timezone, updated_at) from stdin (format csv)',
@@ -193,14 +201,20 @@ export async function copyPendingRecoveries(pool: pg.Pool, batch: PendingBatch):
       `copy recoveries (id, order_id, customer_id, cadence_name, cadence_version, failure_category, state,
                         step_index, next_run_at, wake_seq, started_at, expires_at) from stdin (format csv)`,
       csvRows(count, (i) => {
-        const ageMs = ((i + 0.5) / count) * cadence.expireAfterMs;
-        const startedAt = now - ageMs;
-        const s = pendingState(cadence, startedAt, ageMs);
+        const s = state(i);
         return (
           `${id('rec', i)},${id('ord', i)},${id('cus', i)},${cadence.name},${cadence.version},insufficient_funds,` +
-          `active,${s.stepIndex},${iso(s.nextRunAt)},${s.stepIndex},${iso(startedAt)},${iso(s.expiresAt)}`
+          `active,${s.stepIndex},${iso(s.nextRunAt)},${s.stepIndex},${iso(s.startedAt)},${iso(s.expiresAt)}`
         );
       }),
     ),
   ]);
+  const wakeups: Wakeup[] = [];
+  for (let i = 0; i < count; i++) {
+    const s = state(i);
+    if (s.nextRunAt <= now + batch.horizonMs) {
+      wakeups.push({ recoveryId: id('rec', i), wakeSeq: s.stepIndex, runAt: new Date(s.nextRunAt) });
+    }
+  }
+  return wakeups;
 }
