@@ -112,10 +112,14 @@ export async function measureScale(ctx: BenchContext): Promise<ScaleResult> {
   const { scaleSmall, scaleLarge, scaleMillion } = ctx.options;
   const prefix = `${ctx.prefix}s`;
   const idle = async () => ctx.worker.run('noop', `${ctx.prefix}n`);
+  const stageStart = Date.now();
   await idle();
   // The earlier phases' recoveries end here: the backlog is this stage's, and their wake-ups (in other
   // prefixes) would otherwise be promoted into this one as they come within the horizon.
-  await endRecoveries(ctx, '%');
+  const ended = await endRecoveries(ctx, '%');
+  progress(
+    `scale: the earlier phases' ${ended} active recoveries ended (${round((Date.now() - stageStart) / 1000, 1)} s)`,
+  );
   const { wakeupHorizonMs: horizonMs } = loadConfig({});
   // Everything of this stage due within the horizon is queued (nothing yet), as on a running
   // installation; without the cursor the first pass would be the full one after a Redis loss.
@@ -266,12 +270,13 @@ async function autovacuumDone(ctx: BenchContext): Promise<void> {
 }
 
 /** Ends the active recoveries of the orders whose id is like `orderIds` (they keep their rows). */
-async function endRecoveries(ctx: BenchContext, orderIds: string): Promise<void> {
-  await ctx.pool.query(
+async function endRecoveries(ctx: BenchContext, orderIds: string): Promise<number> {
+  const { rowCount } = await ctx.pool.query(
     `update recoveries set state = 'stopped', ended_reason = 'bench_phase_over', ended_at = now(), next_run_at = null
       where state = 'active' and order_id like $1`,
     [orderIds],
   );
+  return rowCount ?? 0;
 }
 
 /** Active recoveries: the stage's backlog and its bursts'. */
