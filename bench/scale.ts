@@ -271,12 +271,25 @@ async function autovacuumDone(ctx: BenchContext): Promise<void> {
 
 /** Ends the active recoveries of the orders whose id is like `orderIds` (they keep their rows). */
 async function endRecoveries(ctx: BenchContext, orderIds: string): Promise<number> {
-  const { rowCount } = await ctx.pool.query(
-    `update recoveries set state = 'stopped', ended_reason = 'bench_phase_over', ended_at = now(), next_run_at = null
-      where state = 'active' and order_id like $1`,
-    [orderIds],
-  );
-  return rowCount ?? 0;
+  const client = await ctx.pool.connect();
+  try {
+    await client.query('begin');
+    // Bench bookkeeping, no recovery.ended events (the trigger's once-per-transaction list makes
+    // ending tens of thousands in one statement take minutes).
+    await client.query('set local session_replication_role = replica');
+    const { rowCount } = await client.query(
+      `update recoveries set state = 'stopped', ended_reason = 'bench_phase_over', ended_at = now(), next_run_at = null
+        where state = 'active' and order_id like $1`,
+      [orderIds],
+    );
+    await client.query('commit');
+    return rowCount ?? 0;
+  } catch (err) {
+    await client.query('rollback').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
 }
 
 /** Active recoveries: the stage's backlog and its bursts'. */

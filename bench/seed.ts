@@ -168,7 +168,16 @@ export async function copyPendingRecoveries(pool: pg.Pool, batch: PendingBatch):
   const copy = async (statement: string, rows: Iterable<string>) => {
     const client = await pool.connect();
     try {
-      return await copyIn(client, statement, rows);
+      await client.query('begin');
+      // Triggers off: a backlog built over 72 hours had its recovery.started events sequenced and
+      // delivered long ago, not a million waiting at once for the webhook sequencer.
+      await client.query('set local session_replication_role = replica');
+      const copied = await copyIn(client, statement, rows);
+      await client.query('commit');
+      return copied;
+    } catch (err) {
+      await client.query('rollback').catch(() => undefined);
+      throw err;
     } finally {
       client.release();
     }
