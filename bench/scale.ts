@@ -62,7 +62,7 @@ export interface ScaleResult {
   intakePerSMillion: number;
 }
 
-/** Every seed and burst tag of this stage starts with this letter. */
+/** Every seed and burst tag of this stage: this letter and a two-digit number (no tag a prefix of another). */
 const stageTag = 'm';
 
 function median(values: number[]): number {
@@ -140,7 +140,7 @@ export async function measureScale(ctx: BenchContext): Promise<ScaleResult> {
     const bytesBefore = await allTableBytes(ctx.pool, [baselineTable]);
     const started = Date.now();
     const near = await copyPendingRecoveries(ctx.pool, {
-      tag: `${stageTag}${batch++}`,
+      tag: `${stageTag}${String(batch++).padStart(2, '0')}`,
       count,
       now: new Date(),
       timezone: ctx.timezone,
@@ -175,7 +175,7 @@ export async function measureScale(ctx: BenchContext): Promise<ScaleResult> {
     for (let k = 1; k <= ctx.options.scaleSamples; k++) {
       await autovacuumDone(ctx);
       await ctx.worker.reset();
-      const tag = `${stageTag}${batch++}`;
+      const tag = `${stageTag}${String(batch++).padStart(2, '0')}`;
       const at = await scheduleBatch(ctx, queue, tag, n, 0);
       const done = await ctx.worker.waitForCompleted(n, {
         timeoutMs: at.getTime() - Date.now() + 600_000,
