@@ -177,12 +177,15 @@ export interface MachineInfo {
   redis: string;
   postgres: string;
   platform: string;
+  /** The server's autovacuum setting: off, dead rows and stale statistics pile up over the run. */
+  postgres_autovacuum: string;
   load_average_at_start: number[];
 }
 
 export async function machineInfo(redis: Redis, client: pg.Pool): Promise<MachineInfo> {
   const cpus = os.cpus();
   const { rows } = await client.query<{ server_version: string }>('show server_version');
+  const autovacuum = await client.query<{ autovacuum: string }>('show autovacuum');
   return {
     cpu_model: cpus[0]?.model.trim() ?? 'unknown',
     cores: cpus.length,
@@ -191,6 +194,7 @@ export async function machineInfo(redis: Redis, client: pg.Pool): Promise<Machin
     redis: (await redisInfo(redis, 'server')).get('redis_version') ?? 'unknown',
     postgres: rows[0]?.server_version ?? 'unknown',
     platform: `${os.platform()} ${os.release()}`,
+    postgres_autovacuum: autovacuum.rows[0]?.autovacuum ?? 'unknown',
     load_average_at_start: os.loadavg().map((l) => Math.round(l * 100) / 100),
   };
 }

@@ -56,7 +56,7 @@ export function paymentFailedEvent(tag: string, n: number) {
   };
 }
 
-interface LoadResult {
+export interface LoadResult {
   perS: number;
   ok: number;
   errors: number;
@@ -96,10 +96,14 @@ interface RunResult extends LoadResult {
 }
 
 /** Starts the server of `mode` in the intake process, warms it up, then measures. */
-async function run(ctx: BenchContext, child: BenchChild, mode: IntakeMode): Promise<RunResult> {
+async function run(
+  ctx: BenchContext,
+  child: BenchChild,
+  mode: IntakeMode,
+  tag = mode === 'service' ? 'i' : 'b',
+): Promise<RunResult> {
   const url = String((await child.request('start', { mode }, 120_000)).url);
   const { intakeWarmupSeconds: warmup, intakeSeconds: seconds, connections } = ctx.options;
-  const tag = mode === 'service' ? 'i' : 'b';
   await load(url, `${tag}w`, warmup, connections);
   await child.request('settle', { timeoutMs: 60_000 }, 70_000);
   const before = await child.request('snapshot');
@@ -121,6 +125,37 @@ async function run(ctx: BenchContext, child: BenchChild, mode: IntakeMode): Prom
   };
 }
 
+function startIntakeChild(ctx: BenchContext) {
+  const args: IntakeHostArgs = {
+    databaseUrl: withAppName(ctx.databaseUrl, intakeAppName),
+    redisUrl: ctx.options.redisUrl,
+    prefix: `${ctx.prefix}i`,
+    apiKey,
+  };
+  return BenchChild.start(
+    'intake-host.ts',
+    { ...args },
+    {
+      name: 'intake process',
+      cpuProfileDir: ctx.options.cpuProfileDir,
+    },
+  );
+}
+
+/**
+ * recoup's POST /v1/events alone, as in measureIntake, with whatever backlog the database holds now:
+ * how intake holds up as the number of pending recoveries grows. `tag` (one letter, not `i` or `b`)
+ * keeps its events apart from the other runs'.
+ */
+export async function measureServiceIntake(ctx: BenchContext, tag: string): Promise<LoadResult> {
+  const { child } = await startIntakeChild(ctx);
+  try {
+    return await run(ctx, child, 'service', tag);
+  } finally {
+    await child.stop(30_000);
+  }
+}
+
 /**
  * The same unique payment.failed events, first to a bare Fastify route doing one INSERT per
  * request, then to recoup's real POST /v1/events, served by one child process in turn.
@@ -130,20 +165,7 @@ export async function measureIntake(ctx: BenchContext): Promise<IntakeResult> {
     `create table if not exists ${baselineTable} (id text primary key, received_at timestamptz not null default now(),
                                                   payload jsonb not null)`,
   );
-  const args: IntakeHostArgs = {
-    databaseUrl: withAppName(ctx.databaseUrl, intakeAppName),
-    redisUrl: ctx.options.redisUrl,
-    prefix: `${ctx.prefix}i`,
-    apiKey,
-  };
-  const { child } = await BenchChild.start(
-    'intake-host.ts',
-    { ...args },
-    {
-      name: 'intake process',
-      cpuProfileDir: ctx.options.cpuProfileDir,
-    },
-  );
+  const { child } = await startIntakeChild(ctx);
   try {
     const baseline = await run(ctx, child, 'baseline');
     const bytesBefore = await allTableBytes(ctx.pool, [baselineTable]);

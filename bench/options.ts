@@ -21,9 +21,14 @@ export interface BenchOptions {
   intakeWarmupSeconds: number;
   /** Seconds of steady load at half the dispatch capacity. Default 30 (quick 3). */
   latenessSeconds: number;
-  /** Pending recoveries (due tomorrow) in the small and the large scale run. Default 10,000 / 200,000 (quick 1,000 / 3,000). */
+  /**
+   * Pending recoveries in the three scale runs, seeded as a steady stream of failures leaves them
+   * (every step of the default cadence, expiry at 72 h). Default 10,000 / 200,000 / 1,000,000 (quick
+   * 1,000 / 3,000 / 10,000); BENCH_SCALE_MILLION for another largest size.
+   */
   scaleSmall: number;
   scaleLarge: number;
+  scaleMillion: number;
   /** Recoveries due at once whose dispatch rate is measured in each scale run. Default 5,000 (quick 150), at most 30 s of
    * dispatch at the measured capacity so that the default run stays under 10 minutes on a slow machine. */
   scaleDue: number;
@@ -68,6 +73,7 @@ export function readOptions(env: NodeJS.ProcessEnv = process.env): BenchOptions 
     latenessSeconds: quick ? 3 : 30,
     scaleSmall: quick ? 1_000 : 10_000,
     scaleLarge: quick ? 3_000 : 200_000,
+    scaleMillion: int(env.BENCH_SCALE_MILLION, quick ? 10_000 : 1_000_000),
     scaleDue: quick ? 150 : 5_000,
     scaleSamples: Math.max(1, int(env.BENCH_SCALE_SAMPLES, quick ? 1 : 3)),
     burst: env.BENCH_BURST ? int(env.BENCH_BURST, n) : undefined,

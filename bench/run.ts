@@ -95,7 +95,13 @@ async function prepareDatabase(url: string): Promise<{ cadence: SeedCadence; ste
       const version = applied.find((a) => a.name === 'default')?.version;
       const first = chosen?.steps[0];
       if (chosen && first && version !== undefined) {
-        cadence = { name: chosen.name, version, firstStepAfterMs: first.afterMs, expireAfterMs: chosen.expireAfterMs };
+        cadence = {
+          name: chosen.name,
+          version,
+          firstStepAfterMs: first.afterMs,
+          stepsAfterMs: chosen.steps.map((s) => s.afterMs),
+          expireAfterMs: chosen.expireAfterMs,
+        };
         steps = chosen.steps.length;
       }
     }
@@ -112,7 +118,8 @@ async function main(): Promise<void> {
   const mode = options.quick ? 'quick' : 'full';
   progress(
     `${mode} run: N ${options.n}, concurrency ${options.concurrency}, ${options.connections} HTTP connections, ` +
-      `steady load ${options.latenessSeconds} s, scale ${options.scaleSmall} vs ${options.scaleLarge} pending`,
+      `steady load ${options.latenessSeconds} s, scale ${options.scaleSmall} / ${options.scaleLarge} / ` +
+      `${options.scaleMillion} pending`,
   );
   progress('compiling src/ and bench/ for the worker and server processes (tsc, incremental)');
   compileHosts();
@@ -167,8 +174,12 @@ async function main(): Promise<void> {
     lateness_p99_ms: round(lateness.steady.p99Ms, 1),
     lateness_max_ms: round(lateness.steady.maxMs, 1),
     burst_drain_s: round(lateness.burstDrainS, 2),
-    scale_ratio: round(scale.ratio, 3),
-    redis_bytes_per_pending_recovery: round(scale.redisBytesPerPendingRecovery),
+    scale_ratio: round(scale.large.perS / scale.small.perS, 3),
+    redis_bytes_per_pending_recovery: round(scale.redisBytesPerPendingRecovery, 1),
+    pending_1m_dispatch_ratio: round(scale.million.perS / scale.small.perS, 3),
+    promoter_pass_ms_at_1m: round(scale.steadyPass.ms, 1),
+    pg_bytes_per_pending_recovery: round(scale.pgBytesPerPendingRecovery),
+    intake_p99_ms_at_1m: scale.intakeP99MsMillion,
     pg_bytes_per_recovery: round(pgBytesPerRecovery),
     redis_commands_per_message: round(dispatch.redisCommandsPerMessage, 2),
     pg_statements_per_message: round(dispatch.pgStatementsPerMessage, 2),
@@ -190,13 +201,30 @@ async function main(): Promise<void> {
     burst_expected_s: round(lateness.burstExpectedS, 2),
     burst_lateness_p50_ms: round(lateness.burst.p50Ms, 1),
     burst_lateness_p99_ms: round(lateness.burst.p99Ms, 1),
-    scale_small_pending: scale.smallPending,
-    scale_large_pending: scale.largePending,
-    scale_due: scale.due,
-    scale_small_per_s: round(scale.smallPerS, 1),
-    scale_large_per_s: round(scale.largePerS, 1),
-    scale_samples: scale.smallSamplesPerS.length,
-    pg_bytes_per_pending_recovery: round(scale.pgBytesPerPendingRecovery),
+    scale_small_pending: scale.small.pending,
+    scale_large_pending: scale.large.pending,
+    scale_million_pending: scale.million.pending,
+    scale_due: scale.small.due,
+    scale_small_per_s: round(scale.small.perS, 1),
+    scale_large_per_s: round(scale.large.perS, 1),
+    scale_million_per_s: round(scale.million.perS, 1),
+    scale_samples: scale.small.samplesPerS.length,
+    scale_small_worker_cpu_ms_per_job: round(scale.small.workerCpuMsPerJob, 3),
+    scale_large_worker_cpu_ms_per_job: round(scale.large.workerCpuMsPerJob, 3),
+    scale_million_worker_cpu_ms_per_job: round(scale.million.workerCpuMsPerJob, 3),
+    scale_seed_per_s: round(scale.seedPerS),
+    scale_pending_at_1m: scale.pendingAtMillion,
+    redis_key_bytes_per_pending_recovery: round(scale.redisKeyBytesPerPendingRecovery, 1),
+    wakeups_in_redis_at_1m: scale.wakeupsInRedis,
+    promoter_first_pass_ms_at_1m: round(scale.firstPass.ms, 1),
+    promoter_first_pass_promoted: scale.firstPass.promoted,
+    promoter_steady_pass_promoted: scale.steadyPass.promoted,
+    promoter_pass_after_flush_ms_at_1m: round(scale.afterFlushPass.ms, 1),
+    promoter_pass_after_flush_resynced: scale.afterFlushPass.resynced,
+    promoter_pass_after_flush_promoted: scale.afterFlushPass.promoted,
+    intake_p99_ms_at_10k: scale.intakeP99MsSmall,
+    intake_per_s_at_10k: round(scale.intakePerSSmall, 1),
+    intake_per_s_at_1m: round(scale.intakePerSMillion, 1),
     pg_bytes_per_recovery_intake: round(intake.pgBytesPerRecovery),
     pg_bytes_per_message: round(dispatch.pgBytesPerMessage),
     cadence_steps: steps,
@@ -227,10 +255,21 @@ async function main(): Promise<void> {
     ...figures,
     mode,
     finished_at: new Date().toISOString(),
+    load_average_at_end: os.loadavg().map((l) => round(l, 2)),
     duration_s: round((Date.now() - started) / 1000, 1),
     machine,
     // Every sample behind the medians scale_small_per_s and scale_large_per_s.
-    scale_samples_per_s: { small: scale.smallSamplesPerS, large: scale.largeSamplesPerS },
+    scale_samples_per_s: {
+      small: scale.small.samplesPerS,
+      large: scale.large.samplesPerS,
+      million: scale.million.samplesPerS,
+    },
+    // 1-minute load average as each sample ended: other work on the machine moves the rates.
+    scale_sample_load_averages: {
+      small: scale.small.loadAverages,
+      large: scale.large.loadAverages,
+      million: scale.million.loadAverages,
+    },
     settings: {
       n: options.n,
       worker_processes: 1,

@@ -139,14 +139,15 @@ async function start(mode: WorkerMode, prefix: string): Promise<void> {
 }
 
 /**
- * A fresh prefix looks to the reconciler like a Redis that lost its state, and its first pass would
- * re-queue every active recovery in the database (other phases' too). A running installation has
- * this sentinel set since its first start; so does the benchmark, before the worker starts.
+ * A fresh prefix (no promotion cursor) looks to the reconciler like a Redis that lost its state, and
+ * its first pass would queue every active recovery due within the horizon (other phases' too). Each
+ * phase queues its own wake-ups: the cursor says that everything due within the horizon from now is
+ * queued, as on a running installation, and later passes promote from there.
  */
 async function markQueueStatePresent(config: Config): Promise<void> {
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1 });
   try {
-    await redis.set(`${config.queuePrefix}:recoup:epoch`, 'bench', 'NX');
+    await redis.set(`${config.queuePrefix}:recoup:promoted`, `bench:${Date.now() + config.wakeupHorizonMs}`, 'NX');
   } finally {
     redis.disconnect();
   }

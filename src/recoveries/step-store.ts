@@ -101,9 +101,13 @@ export async function readSnapshots(
                o.coupon_expires_at, i.amount::text as incentive_amount, i.granted_at as incentive_granted_at
         from jsonb_to_recordset(${JSON.stringify(jobs.map((job, i) => ({ i, id: job.recoveryId })))}::jsonb)
           as j(i integer, id text)
-        cross join lateral recoup_step_snapshot(j.id, ${capSince}::timestamptz) s
-        left join orders o on o.id = s.order_id
-        left join incentives i on i.order_id = s.order_id`,
+        -- One row and one index probe per job: the function's row estimate (1,000 per call) would
+        -- otherwise have the planner hash the whole orders table for every batch, or estimate it
+        -- past jit_above_cost and JIT-compile every batch.
+        cross join lateral (select * from recoup_step_snapshot(j.id, ${capSince}::timestamptz) limit 1) s
+        left join lateral (select items, last_failure_code, coupon_discount_amount, coupon_expires_at from orders
+                           where id = s.order_id limit 1) o on true
+        left join lateral (select amount, granted_at from incentives where order_id = s.order_id limit 1) i on true`,
   );
   return Promise.all(
     jobs.map(async (job, i) => {
