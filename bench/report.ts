@@ -169,6 +169,7 @@ export function renderTable(f: Figures, outcomes: TargetOutcome[], machine: Mach
       value:
         `${fmt(Number(f.scale_small_worker_cpu_ms_per_job), 2)} / ${fmt(Number(f.scale_large_worker_cpu_ms_per_job), 2)}` +
         ` / ${fmt(Number(f.scale_million_worker_cpu_ms_per_job), 2)}`,
+      note: `CPU-cost ratios ${fmt(Number(f.scale_cpu_ratio), 2)} / ${fmt(Number(f.pending_1m_cpu_ratio), 2)}`,
     },
     {
       label: 'Redis bytes per pending recovery (used_memory)',

@@ -212,6 +212,10 @@ async function main(): Promise<void> {
     scale_small_worker_cpu_ms_per_job: round(scale.small.workerCpuMsPerJob, 3),
     scale_large_worker_cpu_ms_per_job: round(scale.large.workerCpuMsPerJob, 3),
     scale_million_worker_cpu_ms_per_job: round(scale.million.workerCpuMsPerJob, 3),
+    // What the rate ratios tend to when the worker is CPU-bound; unlike bursts of a few seconds'
+    // rates, CPU time does not move with the machine's other load.
+    scale_cpu_ratio: round(scale.small.workerCpuMsPerJob / scale.large.workerCpuMsPerJob, 3),
+    pending_1m_cpu_ratio: round(scale.small.workerCpuMsPerJob / scale.million.workerCpuMsPerJob, 3),
     scale_seed_per_s: round(scale.seedPerS),
     scale_pending_at_1m: scale.pendingAtMillion,
     redis_key_bytes_per_pending_recovery: round(scale.redisKeyBytesPerPendingRecovery, 1),

@@ -161,6 +161,19 @@ export async function measureScale(ctx: BenchContext): Promise<ScaleResult> {
     );
   };
 
+  /** Runs the worker role until the webhook sequencer has numbered every event written so far. */
+  const sequenceEvents = async () => {
+    const started = Date.now();
+    await ctx.worker.run('dispatch', prefix);
+    const unnumbered = async () =>
+      (await ctx.pool.query<{ n: number }>('select count(*)::int as n from outbound_events where position is null'))
+        .rows[0]?.n ?? 0;
+    const before = await unnumbered();
+    while ((await unnumbered()) > 0) await new Promise((resolve) => setTimeout(resolve, 250));
+    await idle();
+    progress(`scale: ${before} shop events numbered in ${round((Date.now() - started) / 1000, 1)} s`);
+  };
+
   const rateAt = async (pending: number): Promise<BacklogRate> => {
     const first = await reconciler.pass();
     progress(`scale: promoter pass at ${pending} pending: ${round(first.ms)} ms, ${first.promoted} promoted`);
@@ -204,6 +217,8 @@ export async function measureScale(ctx: BenchContext): Promise<ScaleResult> {
     const intakeSmall = await measureServiceIntake(ctx, 'x');
     // Its thousands of recoveries started within seconds are no steady stream: they leave the backlog.
     await endRecoveries(ctx, 'ord\\_x%');
+    // And the shop events they wrote are numbered now, not by the worker during the next size's bursts.
+    await sequenceEvents();
     await growTo(scaleLarge);
     const large = await rateAt(scaleLarge);
     await growTo(scaleMillion);
