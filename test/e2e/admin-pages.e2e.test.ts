@@ -20,7 +20,8 @@ interface CspViolationEvent {
   lineNumber: number;
 }
 
-// One reminder an hour after the failure: the order waits as a delayed job on the steps queue.
+// One reminder ten minutes after the failure (within the wake-up horizon): the order waits as a
+// delayed job on the steps queue.
 const cadence = `name: default
 description: Admin pages e2e cadence.
 match:
@@ -28,7 +29,7 @@ match:
   currencies: [any]
 expire_after: 1d
 steps:
-  - after: 1h
+  - after: 10m
     channel: sms
     template: nudge
 `;

@@ -65,7 +65,7 @@ describe('a whole cadence, end to end, on a three-master Redis Cluster', () => {
     const client = new Cluster(cluster.nodes);
     try {
       expect(await client.exists('{recoup}:steps:meta')).toBe(1);
-      expect(await client.exists('{recoup}:recoup:epoch')).toBe(1);
+      expect(await client.exists('{recoup}:recoup:promoted')).toBe(1);
     } finally {
       client.disconnect();
     }

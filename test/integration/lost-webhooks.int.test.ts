@@ -133,6 +133,7 @@ async function deliverToServerKilledAfterClaim(svc: TestService, event: Awaited<
       DATA_DIR: dataDir,
       LOG_LEVEL: 'error',
       RECONCILE_INTERVAL: '1h',
+      WAKEUP_HORIZON: '2h',
       FAULT_INJECTION: 'after_webhook_claim_nth=1',
     },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -161,7 +162,7 @@ describe('a payment webhook whose delivery dies or fails is not lost', () => {
     svc = await startTestService({
       roles: { http: true, worker: false },
       // The sweeper stays out of these tests (it runs once at start): here the resends do the work.
-      env: { RECOUP_SECRET: secret, WEBHOOK_STALE_AFTER: '1m', RECONCILE_INTERVAL: '1h' },
+      env: { RECOUP_SECRET: secret, WEBHOOK_STALE_AFTER: '1m', RECONCILE_INTERVAL: '1h', WAKEUP_HORIZON: '2h' },
     });
   });
   afterAll(async () => {
