@@ -141,7 +141,8 @@ export function consoleOrderRoutes(app: FastifyInstance, ctx: ConsoleContext): v
     const now = deps.clock.now();
     const result = await restartRecovery(deps.db, request.params.id, { actor: actorOf(request), at: now });
     try {
-      await deps.queue.add([result.wakeup], now);
+      // The clock read after the commit: a wake-up beyond the horizon is then one the promotion pass finds.
+      await deps.queue.add([result.wakeup], deps.clock.now());
     } catch (err) {
       // Committed already: the reconciler re-creates wake-ups that are overdue and missing.
       request.log.warn(
